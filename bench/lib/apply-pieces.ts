@@ -1,0 +1,76 @@
+// Runs INSIDE the router namespace (started by bench/uplinks-apply.ts through `ip netns exec`):
+// times the pieces of `nflb apply` in-process, so the reader sees where the CLI's time goes.
+//
+//   apply-pieces.ts --config FILE --runs N
+//
+// Prints one JSON line: { pieces: { name: ms[] }, sizes: {...} }. Leaves nflb's data plane down.
+import { parseArgs } from "node:util";
+import { loadConfig } from "../../src/config/load.ts";
+import { readFacts } from "../../src/cli/load.ts";
+import { allHealthy, desiredState, type HealthView } from "../../src/plan/desired.ts";
+import { nftApply } from "../../src/system/nft.ts";
+import { applyDesired, readRouting } from "../../src/apply/dataplane.ts";
+import { down } from "../../src/apply/down.ts";
+import type { Config } from "../../src/config/schema.ts";
+import { repeat } from "./stats.ts";
+
+const { values } = parseArgs({
+  options: { config: { type: "string" }, runs: { type: "string", default: "5" } },
+  strict: true,
+});
+if (!values.config) throw new Error("--config FILE is required");
+const file = values.config;
+const runs = Number(values.runs);
+if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error("--runs must be 1..50");
+
+const pieces: Record<string, number[]> = {};
+const measure = async (
+  name: string,
+  fn: (i: number) => Promise<unknown>,
+  between?: () => Promise<unknown>,
+) => {
+  pieces[name] = await repeat(runs, fn, { warmup: 1, ...(between ? { between } : {}) });
+};
+
+/** The health change the daemon's reconcile loop would apply: one uplink down, another reweighted. */
+function degraded(c: Config): HealthView {
+  const view = allHealthy(c);
+  const names = Object.keys(view.uplinks);
+  if (names[1]) view.uplinks[names[1]] = { up: false };
+  if (names[2]) view.uplinks[names[2]] = { up: true, weight: 3 };
+  return view;
+}
+
+const loaded = (await loadConfig(file)).config;
+const facts = await readFacts();
+const want = desiredState(loaded, allHealthy(loaded), facts);
+
+await measure("parse + validate (read file, YAML, zod, cross-checks)", () => loadConfig(file));
+await measure("read interfaces (ip -j link/addr)", () => readFacts());
+await measure("plan + render (desiredState)", async () => desiredState(loaded, allHealthy(loaded), facts));
+await down();
+await measure("nft -c -f (dry run of the full table)", () => nftApply(want.nft, { check: true }));
+await measure("nft -f full table, first load", () => nftApply(want.nft), down);
+await nftApply(want.nft);
+await measure("nft -f full table, replacing itself", () => nftApply(want.nft));
+await measure("read routing state (ip rule/route, both families)", () => readRouting(want.routing));
+await measure("applyDesired, fresh (after down)", () => applyDesired(want), down);
+await applyDesired(want);
+await measure("applyDesired, nothing to change", () => applyDesired(want));
+
+const views = [degraded(loaded), allHealthy(loaded)];
+await measure("health update: plan + render", (i) =>
+  Promise.resolve(desiredState(loaded, views[Math.abs(i) % 2] as HealthView, facts)),
+);
+const updates = views.map((v) => desiredState(loaded, v, facts).update);
+await measure("health update: nft -f update script", (i) => nftApply(updates[Math.abs(i) % 2] as string));
+await down();
+
+const sizes = {
+  nftBytes: want.nft.length,
+  nftLines: want.nft.split("\n").length,
+  updateBytes: updates[0]?.length ?? 0,
+  ipRules: want.routing.rules.length,
+  routes: want.routing.routes.length,
+};
+process.stdout.write(JSON.stringify({ pieces, sizes }) + "\n");

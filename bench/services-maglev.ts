@@ -1,0 +1,75 @@
+// Maglev lookup tables as nflb builds them (src/plan/maglev.ts): build time, balance (max/mean
+// slots per backend) and disruption (slots of the surviving backends that change owner when one
+// backend leaves), for several backend counts N and table sizes M. Pure computation, no root.
+//
+//   node --import tsx bench/services-maglev.ts
+//
+// Prints a markdown section for bench/RESULTS.md.
+import { maglevSize, maglevTable } from "../src/plan/maglev.ts";
+import { dateLine, loadLine, machineLine } from "./lib/report.ts";
+import { markdownTable } from "./lib/stats.ts";
+
+const CASES: [number, number][] = [
+  [10, 1021],
+  [10, 4093],
+  [10, maglevSize(10)],
+  [10, 65537],
+  [100, 10007],
+  [100, maglevSize(100)],
+  [100, 65537],
+  [1000, maglevSize(1000)],
+];
+/** Removals tried per case (each a different backend). */
+const REMOVALS = 10;
+
+const names = (n: number) =>
+  Array.from({ length: n }, (_, i) => `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}:80`);
+const eq = (ns: string[]) => ns.map((name) => ({ name, weight: 1 }));
+
+const rows: string[][] = [];
+for (const [n, m] of CASES) {
+  const all = names(n);
+  const t0 = performance.now();
+  const before = maglevTable(eq(all), m);
+  const buildMs = performance.now() - t0;
+  const load = new Map<string, number>();
+  for (const b of before) load.set(b, (load.get(b) ?? 0) + 1);
+  const maxOverMean = Math.max(...load.values()) / (m / n);
+  const moved: number[] = [];
+  for (let k = 0; k < Math.min(REMOVALS, n); k++) {
+    const gone = all[Math.floor((k * n) / Math.min(REMOVALS, n))] as string;
+    const after = maglevTable(eq(all.filter((x) => x !== gone)), m);
+    let changed = 0;
+    let others = 0;
+    for (let i = 0; i < m; i++) {
+      if (before[i] === gone) continue;
+      others++;
+      if (after[i] !== before[i]) changed++;
+    }
+    moved.push(changed / others);
+  }
+  const mean = moved.reduce((s, x) => s + x, 0) / moved.length;
+  rows.push([
+    String(n),
+    `${m}${m === maglevSize(n) ? " (nflb's choice)" : ""}`,
+    (m / n).toFixed(0),
+    buildMs.toFixed(1),
+    maxOverMean.toFixed(4),
+    `${(mean * 100).toFixed(2)}% / ${(Math.max(...moved) * 100).toFixed(2)}%`,
+  ]);
+  process.stderr.write(`${n} backends, M=${m} done\n`);
+}
+
+const out = [
+  "### Maglev: balance and disruption",
+  "",
+  `${dateLine()}; ${await machineLine()}; ${loadLine()}.`,
+  `Equal weights. "Moved" = share of the slots NOT owned by the removed backend that change owner when one backend leaves (ideal: 0), mean / worst over ${REMOVALS} different removals (every backend when N < ${REMOVALS}). The kernel indexes the table with \`jhash ip saddr mod M\`, so a client moves exactly when its slot does.`,
+  "",
+  markdownTable(
+    ["N backends", "M slots", "M/N", "build ms", "max/mean slots", "others moved (mean / worst)"],
+    rows,
+  ),
+  "",
+];
+process.stdout.write(out.join("\n") + "\n");

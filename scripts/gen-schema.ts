@@ -1,0 +1,156 @@
+// Generates contrib/nflb.schema.json, the JSON Schema editors use for completion and checking,
+// from the validation schema itself (src/config/schema.ts), so the two cannot drift apart.
+//
+//   npm run gen:schema            write the file
+//   npm run gen:schema -- --check exit 1 when the committed file is stale
+//
+// The JSON Schema describes the *input* (what a person writes: `interval: 2s`, not 2000 ms). It can
+// say less than nflb's own validation: checks across keys (a `via` naming an existing uplink, one
+// interface per uplink) and value checks written as code (prefix host bits, IPv6 syntax) exist only
+// in `nflb check`.
+import { readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import * as prettier from "prettier";
+import { z } from "zod";
+import { configSchema } from "../src/config/schema.ts";
+
+export const SCHEMA_FILE = fileURLToPath(new URL("../contrib/nflb.schema.json", import.meta.url));
+
+type Json = { [k: string]: unknown };
+
+/** Descriptions shown by editors on hover, by key path (`*` = any name, `[]` = any list item). */
+const DESCRIPTIONS: Record<string, string> = {
+  "": "nflb configuration: uplinks (outgoing balancing), services (inbound, DNAT) and a cluster (shared VIP).",
+  version: "Config format version; always 1.",
+  mark_mask: "Bits of the packet and conntrack mark nflb may use (one contiguous run, default 0xff00).",
+  table_base: "First routing table nflb uses; uplink i gets table_base + 1 + i.",
+  rule_priority_base: "First ip rule priority nflb uses (a range of 1000 above it).",
+  uplinks: "Links or tunnels new outgoing connections are spread over, by name.",
+  "uplinks.*.interface": "The uplink's network interface, like eth1, ppp0 or wg0.",
+  "uplinks.*.gateway":
+    "Next hop(s), one IPv4 and/or one IPv6; omit for point-to-point devices (wg0, tun0, ppp0).",
+  "uplinks.*.weight":
+    "Share of new connections (3 and 1 give 3:1); 0 = backup, used only when the others are down.",
+  "uplinks.*.nat":
+    "masquerade (dynamic address), snat (to the interface's address) or none (routed addresses).",
+  "uplinks.*.probe": "How the uplink's health is measured; probes leave through this uplink only.",
+  "uplinks.*.probe.method": "icmp, tcp (connect), http (GET path) or dns (a query).",
+  "uplinks.*.probe.targets":
+    "Addresses probed through this uplink; several, so one dead target is not a dead link.",
+  "uplinks.*.probe.port": "Port for tcp/http probes.",
+  "uplinks.*.probe.path": "Path for http probes.",
+  "uplinks.*.probe.size": "ICMP payload bytes (a large payload makes congestion show in the RTT).",
+  "uplinks.*.probe.interval": "Time between probe rounds (one round = one probe to every target).",
+  "uplinks.*.probe.timeout": "A probe not answered by then is lost.",
+  "uplinks.*.probe.down_after": "Consecutive failed rounds before the link is down.",
+  "uplinks.*.probe.up_after": "Consecutive good rounds before it is up again.",
+  "uplinks.*.probe.min_targets": "A round fails when fewer targets answer.",
+  "uplinks.*.probe.max_rtt": "Optional: a round whose median RTT is above this fails.",
+  "uplinks.*.probe.max_loss":
+    "Optional: loss ratio (0..1) over the last 10 rounds above which the link is down.",
+  balance: "How new connections are divided among the uplinks.",
+  "balance.from": "Interfaces whose new connections are balanced (default: every non-uplink interface).",
+  "balance.sources": "Only these source prefixes are balanced.",
+  "balance.method":
+    "random, round-robin (exact weighted rotation), source-hash or source-dest-hash (sticky by address).",
+  "balance.weights": "static, or auto: scale each uplink's weight by its measured quality.",
+  "balance.local": "The router's own unbound traffic: primary (failover order) or balance (multipath).",
+  "balance.primary": "Failover order for the router's own traffic and for rules without `via`.",
+  "balance.flush_on_down": "Drop conntrack entries of connections on a link that went down.",
+  rules: "Exceptions to the balance; the first matching rule wins.",
+  "rules.[].name": "A name for the rule (shown by `nflb explain`).",
+  "rules.[].destination": "Destination addresses or prefixes.",
+  "rules.[].source": "Source addresses or prefixes.",
+  "rules.[].protocol": "tcp, udp or icmp.",
+  "rules.[].port": "Destination port: 25, [80, 443] or a range '1000-2000'.",
+  "rules.[].via":
+    "The first healthy uplink of this list, or `main` (not balanced: the main routing table decides).",
+  "rules.[].sticky": "Keep the same source+destination pair on the same uplink for this long.",
+  services: "Virtual IP:port services balanced over backend servers (DNAT), by name.",
+  "services.*.listen": "The virtual IP and port clients connect to.",
+  "services.*.protocol": "tcp or udp.",
+  "services.*.scheduler": "round-robin, random, source-hash, maglev (consistent hashing) or least-conn.",
+  "services.*.snat": "Also SNAT to the balancer, so backends need no route back through it.",
+  "services.*.check": "Backend health check.",
+  "services.*.check.method": "tcp (connect), http (GET path, expect_status) or none.",
+  "services.*.check.interval": "Time between checks of one backend.",
+  "services.*.check.timeout": "A check not answered by then failed.",
+  "services.*.check.rise": "Consecutive good checks before a backend is up.",
+  "services.*.check.fall": "Consecutive failed checks before a backend is down.",
+  "services.*.check.path": "Path for http checks.",
+  "services.*.check.expect_status": "HTTP status an http check expects (default: any 2xx/3xx).",
+  "services.*.check.port": "Port to check, when not the backend's own.",
+  "services.*.backends": "The servers behind the VIP.",
+  "services.*.backends.[].address": "Backend ADDRESS:PORT.",
+  "services.*.backends.[].weight":
+    "Share of new connections; 0 = draining (no new connections, existing ones finish).",
+  cluster: "Several nodes share one virtual IP with no single point of failure.",
+  "cluster.name": "Cluster name (one key prefix in the coordinator).",
+  "cluster.node": "This node's name (or --node on the command line).",
+  "cluster.vip": "The shared virtual IP(s): at most one IPv4 and one IPv6.",
+  "cluster.interface": "Interface that carries the VIP.",
+  "cluster.buckets": "Hash buckets spread over the live nodes.",
+  "cluster.hash": "source (a client stays on one node) or source-port (spread one client's connections).",
+  "cluster.etcd": "etcd endpoints: membership leases, bucket ownership, shared config.",
+  "cluster.lease": "Membership lease: a node silent for this long loses its buckets.",
+  api: "The daemon's HTTP API and dashboard.",
+  "api.listen": "Address the API listens on (--api overrides).",
+  "api.token": "Bearer token for POSTs (or NFLB_API_TOKEN); without one only loopback may POST.",
+  on_change: "Command (argv) run on every uplink/backend state change; the state is in its environment.",
+};
+
+/** The generated schema as the text of the committed file (formatted as prettier would). */
+export async function generateSchema(): Promise<string> {
+  const schema = z.toJSONSchema(configSchema, { io: "input", unrepresentable: "throw" }) as Json;
+  const seen = new Set<string>();
+  const walk = (node: unknown, path: string) => {
+    if (!node || typeof node !== "object") return;
+    const n = node as Json;
+    // zod names `.startsWith()` as a format no validator or editor knows; the pattern beside it says it.
+    if (n.format === "starts_with") delete n.format;
+    const d = DESCRIPTIONS[path];
+    if (d !== undefined && !seen.has(path)) {
+      // A key's own description first; the value type's (from the validation schema) in brackets.
+      n.description = typeof n.description === "string" ? `${d.replace(/\.$/, "")} (${n.description}).` : d;
+      seen.add(path);
+    }
+    const join = (k: string) => (path ? `${path}.${k}` : k);
+    if (n.properties) for (const [k, v] of Object.entries(n.properties as Json)) walk(v, join(k));
+    if (n.additionalProperties && typeof n.additionalProperties === "object")
+      walk(n.additionalProperties, join("*"));
+    if (n.items) walk(n.items, join("[]"));
+    for (const alt of (n.anyOf as unknown[] | undefined) ?? []) walk(alt, path);
+  };
+  walk(schema, "");
+  const missing = Object.keys(DESCRIPTIONS).filter((p) => !seen.has(p));
+  if (missing.length)
+    throw new Error(`descriptions for keys the schema does not have: ${missing.join(", ")}`);
+  // The one cross-key rule JSON Schema can state (crossCheck's "at least one of"), so an editor flags
+  // an empty config too.
+  const jobs = ["uplinks", "services", "cluster"].map((k) => ({ required: [k] }));
+  const out = { $schema: schema.$schema, title: "nflb configuration", ...schema, anyOf: jobs };
+  const options = (await prettier.resolveConfig(SCHEMA_FILE)) ?? {};
+  return prettier.format(JSON.stringify(out, null, 2), { ...options, parser: "json" });
+}
+
+async function main(): Promise<void> {
+  const text = await generateSchema();
+  if (process.argv.includes("--check")) {
+    let current = "";
+    try {
+      current = readFileSync(SCHEMA_FILE, "utf8");
+    } catch {
+      // missing counts as stale
+    }
+    if (current !== text) {
+      process.stderr.write(`${SCHEMA_FILE} is stale: run npm run gen:schema\n`);
+      process.exit(1);
+    }
+    process.stdout.write(`${SCHEMA_FILE} is up to date\n`);
+    return;
+  }
+  writeFileSync(SCHEMA_FILE, text);
+  process.stdout.write(`wrote ${SCHEMA_FILE}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -1,0 +1,99 @@
+import { z } from "zod";
+import type { KeyValue } from "../system/etcd.ts";
+import type { Assignment } from "./ownership.ts";
+
+/**
+ * The cluster's keys in etcd, all under one prefix per cluster name:
+ *   members/NODE  (leased)  who is alive, its address and the config version it runs
+ *   holds/NODE    (leased)  buckets NODE may have in its kernel (a superset of them)
+ *   assignment              the target owner of every bucket
+ *   config                  the shared config pushed with `nflb cluster push`
+ */
+export const clusterPrefix = (name: string) => `/nflb/cluster/${name}/`;
+export const memberKey = (name: string, node: string) => `${clusterPrefix(name)}members/${node}`;
+export const holdsKey = (name: string, node: string) => `${clusterPrefix(name)}holds/${node}`;
+export const holdsPrefix = (name: string) => `${clusterPrefix(name)}holds/`;
+export const assignmentKey = (name: string) => `${clusterPrefix(name)}assignment`;
+export const configKey = (name: string) => `${clusterPrefix(name)}config`;
+
+export const memberSchema = z.object({
+  node: z.string(),
+  address: z.string(),
+  lease: z.string(),
+  config_version: z.number().int().nullable(),
+  config_error: z.object({ version: z.number().int(), message: z.string() }).nullable(),
+  started_at: z.string(),
+});
+export type MemberRecord = z.infer<typeof memberSchema>;
+
+export const holdsSchema = z.object({ buckets: z.array(z.number().int().nonnegative()) });
+
+export const assignmentSchema = z.object({
+  buckets: z.number().int().positive(),
+  members: z.array(z.string()),
+  owners: z.array(z.string()),
+});
+
+export const sharedConfigSchema = z.object({
+  version: z.number().int().positive(),
+  sha256: z.string(),
+  text: z.string(),
+  pushed_at: z.string(),
+});
+export type SharedConfig = z.infer<typeof sharedConfigSchema>;
+
+export interface ClusterView {
+  revision: number;
+  members: Map<string, MemberRecord>;
+  holds: Map<string, Set<number>>;
+  holdsMod: Map<string, number>;
+  assignment: Assignment | null;
+  assignmentMod: number;
+  config: SharedConfig | null;
+}
+
+function parseJson<T>(schema: z.ZodType<T>, text: string): T | null {
+  try {
+    const r = schema.safeParse(JSON.parse(text));
+    return r.success ? r.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Read one range of the prefix into a view; malformed values are ignored (treated as absent). */
+export function parseView(name: string, revision: number, kvs: readonly KeyValue[]): ClusterView {
+  const prefix = clusterPrefix(name);
+  const view: ClusterView = {
+    revision,
+    members: new Map(),
+    holds: new Map(),
+    holdsMod: new Map(),
+    assignment: null,
+    assignmentMod: 0,
+    config: null,
+  };
+  for (const kv of kvs) {
+    if (!kv.key.startsWith(prefix)) continue;
+    const rest = kv.key.slice(prefix.length);
+    if (rest.startsWith("members/")) {
+      const m = parseJson(memberSchema, kv.value);
+      if (m && m.node === rest.slice(8)) view.members.set(m.node, m);
+    } else if (rest.startsWith("holds/")) {
+      const h = parseJson(holdsSchema, kv.value);
+      if (h) {
+        view.holds.set(rest.slice(6), new Set(h.buckets));
+        view.holdsMod.set(rest.slice(6), kv.modRevision);
+      }
+    } else if (rest === "assignment") {
+      const a = parseJson(assignmentSchema, kv.value);
+      if (a && a.owners.length === a.buckets) {
+        view.assignment = a;
+        view.assignmentMod = kv.modRevision;
+      }
+    } else if (rest === "config") {
+      view.config = parseJson(sharedConfigSchema, kv.value);
+    }
+  }
+  return view;
+}

@@ -1,0 +1,444 @@
+import type { FastifyInstance } from "fastify";
+import { ConfigError } from "../config/issues.ts";
+import type { LoadedConfig } from "../config/load.ts";
+import type { BackendObservation, UplinkObservation } from "../health/types.ts";
+import { parseHostPort } from "../net/ip.ts";
+import { buildApi, type ActionResult, type ApiDaemon } from "../api/server.ts";
+import { Metrics } from "../metrics/registry.ts";
+import { backendCounter } from "../render/nft-services.ts";
+import { readLinkBytes, type LinkBytes } from "../system/linkstats.ts";
+import { kernelOps, readNflbCounters } from "./dataplane-ops.ts";
+import { EventLog, type NewEvent } from "./events.ts";
+import { findBackend } from "./health-view.ts";
+import type { Log } from "./log.ts";
+import { DaemonModel, type ClusterView, type Counters } from "./model.ts";
+import { MonitorSet, type MonitorFactories } from "./monitors.ts";
+import { OnChangeHook, type HookRunner } from "./on-change.ts";
+import { Reconciler, sharesOf, type DataplaneOps, type ReconcileResult } from "./reconciler.ts";
+import type { StatusJson } from "./status.ts";
+
+export const DEFAULT_API = "127.0.0.1:9110";
+/** A periodic run re-reads addresses and re-installs the table if someone removed it. */
+const RESYNC_MS = 30_000;
+/** Status requests within this window share one read of the kernel counters. */
+const COUNTER_CACHE_MS = 500;
+
+export interface DaemonOptions {
+  configFile: string;
+  /** `--api HOST:PORT`; overrides `api.listen`. */
+  api?: string;
+  /** false: no HTTP server (tests drive the ApiDaemon methods directly). */
+  serveApi?: boolean;
+  factories: MonitorFactories;
+  /** Load and validate a config file; throws ConfigError. */
+  load: (file: string) => Promise<LoadedConfig>;
+  log: Log;
+  ops?: DataplaneOps;
+  readCounters?: () => Promise<Counters>;
+  readLinkBytes?: (iface: string) => Promise<LinkBytes | null>;
+  /** The nft counter of new connections to a backend (default: the services renderer's name). */
+  backendCounter?: (service: string, backend: string) => string | null;
+  hookRunner?: HookRunner;
+  resyncMs?: number;
+}
+
+/**
+ * `nflb run`: applies the config, keeps the data plane in line with what the monitors observe,
+ * serves the API. Owns the lifecycle (start, reload, stop); the kernel is changed only by the
+ * Reconciler.
+ */
+export class Daemon implements ApiDaemon {
+  readonly events = new EventLog();
+  readonly metricsRegistry: Metrics;
+  readonly reconciler: Reconciler;
+  private readonly monitors: MonitorSet;
+  private readonly hook: OnChangeHook;
+  private readonly log: Log;
+  private api: FastifyInstance | null = null;
+  private apiAddress: string | null = null;
+  private resync: NodeJS.Timeout | undefined;
+  private reloading: Promise<unknown> = Promise.resolve();
+  private counterCache: { at: number; value: Promise<Counters> } | null = null;
+  private stopped = false;
+
+  private constructor(
+    private readonly opts: DaemonOptions,
+    readonly model: DaemonModel,
+  ) {
+    this.log = opts.log;
+    const ops = opts.ops ?? kernelOps;
+    this.metricsRegistry = new Metrics({
+      uplinks: () => this.uplinkMetrics(),
+      backends: () => this.backendMetrics(),
+      cluster: () =>
+        this.model.cluster
+          ? { node: this.model.cluster.node, bucketsOwned: this.model.cluster.buckets_owned }
+          : null,
+      readCounters: () => this.counters(),
+      readLinkBytes: opts.readLinkBytes ?? readLinkBytes,
+    });
+    this.reconciler = new Reconciler(() => this.model.input(), ops, {
+      log: this.log,
+      onApply: (kind, seconds) => this.metricsRegistry.applySeconds.observe({ kind }, seconds),
+      onKeeping: (keeping, reasons) =>
+        this.publish({
+          kind: "daemon",
+          name: "uplinks",
+          state: keeping ? "all-down" : "resumed",
+          reason: keeping
+            ? `all uplinks down; keeping the last data plane (${reasons.join("; ")})`
+            : `an uplink is live again (${reasons.join("; ")})`,
+        }),
+    });
+    this.monitors = new MonitorSet(
+      opts.factories,
+      {
+        uplinkChange: (o) => this.onUplinkChange(o),
+        uplinkRound: (o) => this.onUplinkRound(o),
+        backendChange: (o) => this.onBackendChange(o),
+        clusterChange: (snapshot) => this.onClusterChange(snapshot),
+      },
+      this.log,
+    );
+    this.hook = new OnChangeHook(model.config.on_change, this.log, opts.hookRunner);
+    this.metricsRegistry.declareUplinks(Object.keys(model.config.uplinks ?? {}));
+  }
+
+  /** Load the config (throws ConfigError when it is invalid); nothing is touched yet. */
+  static async create(opts: DaemonOptions): Promise<Daemon> {
+    return new Daemon(opts, new DaemonModel(await opts.load(opts.configFile)));
+  }
+
+  /** The address the API listens on, once started. */
+  get address(): string | null {
+    return this.apiAddress;
+  }
+
+  /**
+   * Bind the API (so a taken port fails before the kernel is touched), install the whole data
+   * plane in one transaction (adopting whatever an earlier run left), then start the monitors.
+   */
+  async start(): Promise<void> {
+    if (this.model.config.cluster && !this.opts.factories.cluster)
+      this.log.warn(
+        { reason: "no cluster agent in this daemon" },
+        "cluster: section not coordinated by nflb run yet (see src/daemon/factories.ts)",
+      );
+    if (this.opts.serveApi !== false) await this.listen();
+    await this.adoptMonitors();
+    const r = await this.reconciler.reconcile("start", { force: true });
+    if (r.action === "failed") {
+      await this.stop();
+      throw r.error ?? new Error("the first apply failed");
+    }
+    await this.monitors.start();
+    this.refreshCluster();
+    this.resync = setInterval(
+      () => void this.reconciler.reconcile("periodic check", { verify: true }),
+      this.opts.resyncMs ?? RESYNC_MS,
+    );
+    this.resync.unref();
+    this.log.info(
+      {
+        config: this.model.loaded.file,
+        config_version: this.model.version,
+        api: this.apiAddress,
+        uplinks: Object.keys(this.model.config.uplinks ?? {}),
+        reason: "start",
+      },
+      "nflb running",
+    );
+  }
+
+  /** SIGHUP: a valid config replaces the running one; an invalid one is refused and changes nothing. */
+  reload(): Promise<{ ok: boolean; error?: string }> {
+    const next = this.reloading.then(() => this.reloadNow());
+    this.reloading = next.catch(() => undefined);
+    return next;
+  }
+
+  private async reloadNow(): Promise<{ ok: boolean; error?: string }> {
+    if (this.stopped) return { ok: false, error: "stopping" };
+    let loaded: LoadedConfig;
+    try {
+      loaded = await this.opts.load(this.model.loaded.file);
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      this.model.reloadError = error;
+      this.log.error(
+        { reason: "invalid config", errors: e instanceof ConfigError ? e.issues : undefined, err: error },
+        "reload refused; the running config keeps serving",
+      );
+      this.publish({ kind: "daemon", name: "config", state: "reload-refused", reason: error });
+      return { ok: false, error };
+    }
+    const previous = this.model.loaded;
+    this.model.reloadError = null;
+    const r = await this.switchConfig(loaded, "reload");
+    if (r.action === "failed") {
+      // Valid but not applicable (nft refused it): as refused as a config with a YAML error.
+      const error = `the new config failed to apply: ${r.error?.message ?? "unknown error"}`;
+      await this.switchConfig(previous, "reload failed; back to the running config");
+      this.model.reloadError = error;
+      this.log.error(
+        { reason: "apply failed", err: error },
+        "reload refused; the running config keeps serving",
+      );
+      this.publish({ kind: "daemon", name: "config", state: "reload-refused", reason: error });
+      return { ok: false, error };
+    }
+    if (!this.opts.api && loaded.config.api.listen !== previous.config.api.listen)
+      this.log.warn({ listen: loaded.config.api.listen }, "api.listen changes take effect at the next start");
+    this.publish({
+      kind: "daemon",
+      name: "config",
+      state: "reloaded",
+      reason: `config ${this.model.version} loaded`,
+    });
+    this.log.info(
+      { config_version: this.model.version, action: r.action, reason: "reload" },
+      "config reloaded",
+    );
+    return { ok: true };
+  }
+
+  private async switchConfig(loaded: LoadedConfig, reason: string): Promise<ReconcileResult> {
+    this.model.setConfig(loaded);
+    this.hook.setCommand(loaded.config.on_change);
+    this.metricsRegistry.declareUplinks(Object.keys(loaded.config.uplinks ?? {}));
+    await this.adoptMonitors();
+    const r = await this.reconciler.reconcile(reason, { force: true });
+    await this.monitors.start();
+    this.refreshCluster();
+    return r;
+  }
+
+  /** SIGTERM: stop probing and serving; the data plane stays exactly as it is (fail-static). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.resync);
+    await this.monitors.stopAll();
+    await this.reconciler.close();
+    await this.hook.idle();
+    if (this.api) await this.api.close();
+    this.log.info({ reason: "signal" }, "nflb stopped; the data plane stays in place");
+  }
+
+  // ---- monitors -------------------------------------------------------------------------
+
+  private async adoptMonitors(): Promise<void> {
+    const fresh = await this.monitors.update(this.model.config);
+    for (const o of fresh.uplinks) this.model.uplinkObs.set(o.name, o);
+    for (const o of fresh.backends) this.model.observeBackend(o);
+    this.model.probed.clear();
+    for (const n of Object.keys(this.model.config.uplinks ?? {}))
+      if (this.monitors.isProbed(n)) this.model.probed.add(n);
+  }
+
+  private onUplinkChange(o: UplinkObservation): void {
+    if (this.stopped || !this.model.config.uplinks?.[o.name]) return;
+    const before = this.model.uplinkObs.get(o.name)?.state;
+    this.model.uplinkObs.set(o.name, o);
+    this.model.observeRound(o);
+    if (before === o.state) return;
+    const disabled = this.model.overrides.disabledUplinks.has(o.name);
+    this.metricsRegistry.transitions.inc({ uplink: o.name, to: o.state });
+    const fields = {
+      uplink: o.name,
+      state: o.state,
+      reason: o.reason,
+      rtt_ms: o.rttMs,
+      loss: o.loss,
+      disabled,
+    };
+    if (o.state === "down") this.log.warn(fields, `uplink ${o.name} down`);
+    else this.log.info(fields, `uplink ${o.name} up`);
+    this.publish({ kind: "uplink", name: o.name, state: o.state, reason: o.reason });
+    void this.reconciler.reconcile(`uplink ${o.name} ${o.state}: ${o.reason}`);
+  }
+
+  private onUplinkRound(o: UplinkObservation): void {
+    if (this.stopped || !this.model.config.uplinks?.[o.name]) return;
+    // A round never changes up/down: that comes as a `change`. It may move an auto weight.
+    const known = this.model.uplinkObs.get(o.name);
+    const moved = this.model.observeRound(
+      known && known.state !== o.state ? { ...o, state: known.state } : o,
+    );
+    if (moved)
+      void this.reconciler.reconcile(`uplink ${o.name} quality ${o.quality.toFixed(2)} (weights: auto)`);
+  }
+
+  private onBackendChange(o: BackendObservation): void {
+    if (this.stopped || !this.model.config.services?.[o.service]) return;
+    const before = this.model.backendObs.get(o.service)?.get(o.backend)?.state;
+    this.model.observeBackend(o);
+    if (before === o.state) return;
+    const fields = { service: o.service, backend: o.backend, state: o.state, reason: o.reason };
+    if (o.state === "down") this.log.warn(fields, `backend ${o.service}/${o.backend} down`);
+    else this.log.info(fields, `backend ${o.service}/${o.backend} up`);
+    this.publish({
+      kind: "backend",
+      name: `${o.service}/${o.backend}`,
+      service: o.service,
+      backend: o.backend,
+      state: o.state,
+      reason: o.reason,
+    });
+    void this.reconciler.reconcile(`backend ${o.service}/${o.backend} ${o.state}: ${o.reason}`);
+  }
+
+  private onClusterChange(snapshot: ClusterView): void {
+    if (this.stopped) return;
+    const before = this.model.cluster?.buckets_owned;
+    this.model.cluster = snapshot;
+    if (before === snapshot.buckets_owned) return;
+    const reason = `buckets owned ${before ?? 0} → ${snapshot.buckets_owned}`;
+    this.log.info(
+      { node: snapshot.node, buckets_owned: snapshot.buckets_owned, reason },
+      "cluster ownership changed",
+    );
+    this.publish({
+      kind: "cluster",
+      name: snapshot.node,
+      state: `${snapshot.buckets_owned} buckets`,
+      reason,
+    });
+  }
+
+  private refreshCluster(): void {
+    this.model.cluster = this.monitors.clusterSnapshot();
+  }
+
+  private publish(e: NewEvent): void {
+    this.hook.notify(this.events.publish(e));
+  }
+
+  // ---- API ------------------------------------------------------------------------------
+
+  private async listen(): Promise<void> {
+    const listen = this.opts.api ?? this.model.config.api.listen ?? DEFAULT_API;
+    const hp = parseHostPort(listen);
+    if ("error" in hp) throw new ConfigError("--api", [{ path: ["api", "listen"], message: hp.error }]);
+    this.api = buildApi(this, { onAction: (f) => this.log.info({ ...f, reason: "api" }, "api request") });
+    await this.api.listen({ host: hp.addr.text, port: hp.port });
+    this.apiAddress = listen;
+  }
+
+  token(): string | null {
+    return this.model.config.api.token ?? (process.env.NFLB_API_TOKEN || null);
+  }
+
+  async status(): Promise<StatusJson> {
+    const applied = this.reconciler.last;
+    return this.model.status(
+      applied,
+      this.reconciler.keepingLast,
+      await this.counters(),
+      this.backendCounter,
+    );
+  }
+
+  async metrics(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.metricsRegistry.contentType(), body: await this.metricsRegistry.scrape() };
+  }
+
+  async setUplinkEnabled(name: string, enabled: boolean): Promise<ActionResult> {
+    if (!this.model.config.uplinks?.[name]) return { ok: false, status: 404, error: `no uplink ${name}` };
+    const set = this.model.overrides.disabledUplinks;
+    const changed = enabled ? set.delete(name) : !set.has(name) && Boolean(set.add(name));
+    const state = this.model.uplinkState(name);
+    if (changed) {
+      const reason = enabled ? "enabled through the API" : "disabled through the API";
+      this.metricsRegistry.transitions.inc({ uplink: name, to: state });
+      this.log.info({ uplink: name, state, reason }, `uplink ${name} ${enabled ? "enabled" : "disabled"}`);
+      this.publish({ kind: "uplink", name, state, reason });
+    }
+    const r = await this.reconciler.reconcile(`api: ${enabled ? "enable" : "disable"} uplink ${name}`);
+    return this.actionResult(r, { uplink: name, state, changed });
+  }
+
+  async setBackendDrained(service: string, backend: string, drained: boolean): Promise<ActionResult> {
+    if (!this.model.config.services?.[service])
+      return { ok: false, status: 404, error: `no service ${service}` };
+    const address = findBackend(this.model.config, service, backend);
+    if (!address) return { ok: false, status: 404, error: `service ${service} has no backend ${backend}` };
+    let set = this.model.overrides.drained.get(service);
+    if (!set) this.model.overrides.drained.set(service, (set = new Set()));
+    const changed = drained ? !set.has(address) && Boolean(set.add(address)) : set.delete(address);
+    const svc = this.model.config.services[service];
+    const weight = svc?.backends.find((b) => b.address === address)?.weight ?? 0;
+    const obs = this.model.backendObs.get(service)?.get(address);
+    const state = obs?.state === "down" ? "down" : drained || weight === 0 ? "draining" : "up";
+    if (changed) {
+      const reason = drained ? "drained through the API" : "enabled through the API";
+      this.log.info(
+        { service, backend: address, state, reason },
+        `backend ${service}/${address} ${drained ? "drained" : "enabled"}`,
+      );
+      this.publish({
+        kind: "backend",
+        name: `${service}/${address}`,
+        service,
+        backend: address,
+        state,
+        reason,
+      });
+    }
+    const r = await this.reconciler.reconcile(
+      `api: ${drained ? "drain" : "enable"} backend ${service}/${address}`,
+    );
+    return this.actionResult(r, { service, backend: address, state, changed });
+  }
+
+  private actionResult(r: ReconcileResult, body: Record<string, unknown>): ActionResult {
+    if (r.action === "failed")
+      return { ok: false, status: 409, error: `recorded, but the apply failed: ${r.error?.message}` };
+    return { ok: true, body: { ...body, applied: r.action } };
+  }
+
+  // ---- metrics sources ------------------------------------------------------------------
+
+  /** The nft counter of new connections to a backend: named by its position in the config. */
+  private readonly backendCounter = (service: string, backend: string): string | null => {
+    if (this.opts.backendCounter) return this.opts.backendCounter(service, backend);
+    const i = this.model.config.services?.[service]?.backends.findIndex((b) => b.address === backend) ?? -1;
+    return i >= 0 ? backendCounter(service, i) : null;
+  };
+
+  private counters(): Promise<Counters> {
+    const now = Date.now();
+    if (!this.counterCache || now - this.counterCache.at > COUNTER_CACHE_MS) {
+      const read = this.opts.readCounters ?? readNflbCounters;
+      this.counterCache = { at: now, value: read().catch(() => new Map()) };
+    }
+    return this.counterCache.value;
+  }
+
+  private uplinkMetrics() {
+    const shares = sharesOf(this.reconciler.last?.desired);
+    return Object.entries(this.model.config.uplinks ?? {}).map(([name, u]) => {
+      const obs = this.model.uplinkObs.get(name);
+      return {
+        name,
+        iface: u.interface,
+        up: this.model.uplinkState(name) === "up",
+        rttMs: obs?.rttMs ?? null,
+        loss: obs?.loss ?? 0,
+        share: shares.get(name) ?? 0,
+      };
+    });
+  }
+
+  private backendMetrics() {
+    const counter = this.backendCounter;
+    return Object.entries(this.model.config.services ?? {}).flatMap(([service, s]) =>
+      s.backends.map((b) => ({
+        service,
+        backend: b.address,
+        up: this.model.backendObs.get(service)?.get(b.address)?.state !== "down",
+        counter: counter(service, b.address),
+      })),
+    );
+  }
+}

@@ -1,0 +1,23 @@
+import { applyDesired, applyRoutingOnly } from "../apply/dataplane.ts";
+import { FAMILY, TABLE } from "../render/nft-text.ts";
+import { deleteConntrackByMark, purgeStickyMark } from "../system/conntrack-marks.ts";
+import { readInterfaces } from "../system/iproute.ts";
+import { nftApply, readCounters, tableExists } from "../system/nft.ts";
+import type { DataplaneOps } from "./reconciler.ts";
+
+/** The reconcile loop's kernel operations on this host (or the namespace the daemon runs in). */
+export const kernelOps: DataplaneOps = {
+  readFacts: async () => ({ interfaces: await readInterfaces() }),
+  applyFull: async (d) => {
+    await applyDesired(d);
+  },
+  applyNft: (script) => nftApply(script),
+  applyRouting: async (d) => {
+    await applyRoutingOnly(d);
+  },
+  tableExists: () => tableExists(FAMILY, TABLE),
+  flushConntrack: deleteConntrackByMark,
+  purgeSticky: purgeStickyMark,
+};
+
+export const readNflbCounters = () => readCounters(FAMILY, TABLE);

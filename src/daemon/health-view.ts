@@ -1,0 +1,87 @@
+import type { Config } from "../config/schema.ts";
+import type { BackendObservation, UplinkObservation } from "../health/types.ts";
+import { formatHostPort, parseAddr, parseHostPort } from "../net/ip.ts";
+import type { HealthView } from "../plan/desired.ts";
+import type { BackendHealth } from "../plan/types.ts";
+import { effectiveWeight } from "./auto-weights.ts";
+
+/** What the API changed by hand; survives reloads for names that still exist. */
+export interface Overrides {
+  disabledUplinks: Set<string>;
+  /** service → backend keys (as written in the config) drained by the API. */
+  drained: Map<string, Set<string>>;
+}
+
+export const emptyOverrides = (): Overrides => ({ disabledUplinks: new Set(), drained: new Map() });
+
+export type UplinkState = "up" | "down" | "disabled";
+export type BackendState = "up" | "down" | "draining";
+
+/**
+ * Monitor observations + API overrides → the planner's HealthView. Pure. An uplink or backend
+ * without an observation (no monitor for it) counts as up, as `apply` assumes.
+ */
+export function buildHealthView(
+  c: Config,
+  uplinks: ReadonlyMap<string, UplinkObservation>,
+  backends: ReadonlyMap<string, ReadonlyMap<string, BackendObservation>>,
+  o: Overrides,
+  autoLevels: ReadonlyMap<string, number> = new Map(),
+): HealthView {
+  const view: HealthView = { uplinks: {}, services: {} };
+  for (const [name, u] of Object.entries(c.uplinks ?? {})) {
+    const up = uplinkState(name, uplinks.get(name), o) === "up";
+    const level = c.balance.weights === "auto" ? autoLevels.get(name) : undefined;
+    view.uplinks[name] = { up, weight: effectiveWeight(u.weight, level) };
+  }
+  for (const [svc, s] of Object.entries(c.services ?? {})) {
+    const out: Record<string, BackendHealth> = {};
+    for (const b of s.backends) {
+      const obs = backends.get(svc)?.get(b.address);
+      const drained = o.drained.get(svc)?.has(b.address) ?? false;
+      out[b.address] = { up: obs?.state !== "down", weight: drained ? 0 : b.weight };
+    }
+    view.services[svc] = out;
+  }
+  return view;
+}
+
+export function uplinkState(name: string, obs: UplinkObservation | undefined, o: Overrides): UplinkState {
+  if (o.disabledUplinks.has(name)) return "disabled";
+  return obs?.state === "down" ? "down" : "up";
+}
+
+export function backendState(
+  svc: string,
+  address: string,
+  configuredWeight: number,
+  obs: BackendObservation | undefined,
+  o: Overrides,
+): BackendState {
+  if (obs?.state === "down") return "down";
+  return configuredWeight === 0 || o.drained.get(svc)?.has(address) ? "draining" : "up";
+}
+
+/**
+ * The backend of a service an API caller means: exact text first, then the same address and port
+ * written differently (IPv6 forms), then a bare address when only one backend has it.
+ */
+export function findBackend(c: Config, svc: string, wanted: string): string | null {
+  const s = c.services?.[svc];
+  if (!s) return null;
+  const exact = s.backends.find((b) => b.address === wanted);
+  if (exact) return exact.address;
+  const canon = (x: string) => {
+    const p = parseHostPort(x);
+    return "error" in p ? null : formatHostPort(p.addr, p.port);
+  };
+  const w = canon(wanted);
+  if (w) return s.backends.find((b) => canon(b.address) === w)?.address ?? null;
+  const bare = parseAddr(wanted.replace(/^\[|\]$/g, ""));
+  if (!bare) return null;
+  const byAddr = s.backends.filter((b) => {
+    const p = parseHostPort(b.address);
+    return !("error" in p) && p.addr.text === bare.text;
+  });
+  return byAddr.length === 1 ? (byAddr[0]?.address ?? null) : null;
+}

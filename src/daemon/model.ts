@@ -1,0 +1,166 @@
+import { createHash } from "node:crypto";
+import type { Config } from "../config/schema.ts";
+import type { LoadedConfig } from "../config/load.ts";
+import type { BackendObservation, UplinkObservation } from "../health/types.ts";
+import type { Desired } from "../plan/desired.ts";
+import { connCounter } from "../render/nft-uplinks.ts";
+import { autoLevel } from "./auto-weights.ts";
+import {
+  backendState,
+  buildHealthView,
+  emptyOverrides,
+  uplinkState,
+  type Overrides,
+  type UplinkState,
+} from "./health-view.ts";
+import type { ReconcileInput } from "./reconciler.ts";
+import { sharesOf } from "./reconciler.ts";
+import type { ClusterStatus, StatusJson } from "./status.ts";
+
+export type Counters = Map<string, { packets: number; bytes: number }>;
+
+/** What the cluster agent reports (its snapshot is the status API's `cluster` object as is). */
+export type ClusterView = ClusterStatus;
+
+/**
+ * The daemon's memory: the running config, the latest observation of every monitor, and the
+ * API's overrides. No I/O; everything the reconcile loop and the API read comes from here.
+ */
+export class DaemonModel {
+  loaded: LoadedConfig;
+  version: string;
+  readonly uplinkObs = new Map<string, UplinkObservation>();
+  readonly backendObs = new Map<string, Map<string, BackendObservation>>();
+  readonly overrides: Overrides = emptyOverrides();
+  readonly autoLevels = new Map<string, number>();
+  /** Uplinks a monitor watches; the others are assumed up. */
+  readonly probed = new Set<string>();
+  cluster: ClusterView | null = null;
+  reloadError: string | null = null;
+  readonly startedAt = new Date();
+
+  constructor(loaded: LoadedConfig) {
+    this.loaded = loaded;
+    this.version = versionOf(loaded.text);
+  }
+
+  get config(): Config {
+    return this.loaded.config;
+  }
+
+  /** Take a new config; forget observations and overrides of names it no longer has. */
+  setConfig(loaded: LoadedConfig): void {
+    this.loaded = loaded;
+    this.version = versionOf(loaded.text);
+    const c = loaded.config;
+    const uplinks = new Set(Object.keys(c.uplinks ?? {}));
+    for (const m of [this.uplinkObs, this.autoLevels])
+      for (const n of m.keys()) if (!uplinks.has(n)) m.delete(n);
+    for (const n of this.overrides.disabledUplinks)
+      if (!uplinks.has(n)) this.overrides.disabledUplinks.delete(n);
+    for (const n of this.probed) if (!uplinks.has(n)) this.probed.delete(n);
+    for (const [svc, set] of [...this.overrides.drained, ...this.backendObs]) {
+      const backends = new Set(c.services?.[svc]?.backends.map((b) => b.address) ?? []);
+      for (const b of set.keys()) if (!backends.has(b)) set.delete(b);
+    }
+    if (!c.cluster) this.cluster = null;
+  }
+
+  uplinkState(name: string): UplinkState {
+    return uplinkState(name, this.uplinkObs.get(name), this.overrides);
+  }
+
+  /** Record a round; true when `weights: auto` moved the uplink's level (the split must change). */
+  observeRound(obs: UplinkObservation): boolean {
+    this.uplinkObs.set(obs.name, obs);
+    if (this.config.balance.weights !== "auto") return false;
+    const before = this.autoLevels.get(obs.name);
+    const after = autoLevel(before, obs.quality);
+    this.autoLevels.set(obs.name, after);
+    return before !== undefined && before !== after;
+  }
+
+  observeBackend(obs: BackendObservation): void {
+    let m = this.backendObs.get(obs.service);
+    if (!m) this.backendObs.set(obs.service, (m = new Map()));
+    m.set(obs.backend, obs);
+  }
+
+  input(): ReconcileInput {
+    const c = this.config;
+    const probeDown = new Set(
+      Object.keys(c.uplinks ?? {}).filter((n) => this.uplinkObs.get(n)?.state === "down"),
+    );
+    return {
+      config: c,
+      health: buildHealthView(c, this.uplinkObs, this.backendObs, this.overrides, this.autoLevels),
+      probeDown,
+    };
+  }
+
+  status(
+    applied: { desired: Desired; at: Date } | null,
+    keeping: boolean,
+    counters: Counters,
+    backendCounter: (service: string, backend: string) => string | null,
+  ): StatusJson {
+    const c = this.config;
+    const shares = sharesOf(applied?.desired);
+    const planned = new Map(applied?.desired.uplinks?.uplinks.map((u) => [u.name, u]));
+    const health = this.input().health;
+    return {
+      uplinks: Object.entries(c.uplinks ?? {}).map(([name, u]) => {
+        const obs = this.uplinkObs.get(name);
+        const p = planned.get(name);
+        return {
+          name,
+          interface: u.interface,
+          state: this.uplinkState(name),
+          reason: this.overrides.disabledUplinks.has(name)
+            ? "disabled through the API"
+            : (obs?.reason ?? (this.probed.has(name) ? "" : "not probed: assumed up")),
+          since: obs ? new Date(obs.since).toISOString() : null,
+          weight: u.weight,
+          effective_weight: p?.live ? p.weight : 0,
+          share: shares.get(name) ?? 0,
+          rtt_ms: obs?.rttMs ?? null,
+          jitter_ms: obs?.jitterMs ?? null,
+          loss: obs?.loss ?? 0,
+          connections: counters.get(connCounter(name))?.packets ?? null,
+          probed: this.probed.has(name),
+        };
+      }),
+      services: Object.entries(c.services ?? {}).map(([name, s]) => ({
+        name,
+        listen: s.listen,
+        protocol: s.protocol,
+        backends: s.backends.map((b) => {
+          const obs = this.backendObs.get(name)?.get(b.address);
+          const counter = backendCounter(name, b.address);
+          const state = backendState(name, b.address, b.weight, obs, this.overrides);
+          return {
+            address: b.address,
+            state,
+            weight: health.services[name]?.[b.address]?.weight ?? b.weight,
+            connections: counter ? (counters.get(counter)?.packets ?? null) : null,
+            reason: this.overrides.drained.get(name)?.has(b.address)
+              ? "drained through the API"
+              : (obs?.reason ?? ""),
+            since: obs ? new Date(obs.since).toISOString() : null,
+          };
+        }),
+      })),
+      cluster: this.cluster,
+      applied_at: applied ? applied.at.toISOString() : null,
+      config_version: this.version,
+      config_file: this.loaded.file,
+      started_at: this.startedAt.toISOString(),
+      last_reload_error: this.reloadError,
+      keeping_last_data_plane: keeping,
+    };
+  }
+}
+
+export function versionOf(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 12);
+}

@@ -1,0 +1,188 @@
+import type { BackendConfig, Config, ServiceConfig, UplinkConfig } from "../config/schema.ts";
+import type {
+  BackendMonitor,
+  BackendObservation,
+  UplinkMonitor,
+  UplinkObservation,
+} from "../health/types.ts";
+import type { Log } from "./log.ts";
+import type { ClusterView } from "./model.ts";
+
+export interface UplinkMonitorContext {
+  name: string;
+  /** Position in the config: the uplink's mark and table follow from it. */
+  index: number;
+  uplink: UplinkConfig;
+  config: Config;
+  log: Log;
+}
+
+export interface BackendMonitorContext {
+  service: string;
+  svc: ServiceConfig;
+  backend: BackendConfig;
+  config: Config;
+  log: Log;
+}
+
+/** A cluster agent as the daemon sees it: lifecycle, a snapshot, and `change` when ownership moves. */
+export interface ClusterPart {
+  start(): void | Promise<void>;
+  stop(): void | Promise<void>;
+  snapshot(): ClusterView;
+  on(event: "change", listener: (snapshot: ClusterView) => void): unknown;
+}
+
+/**
+ * How the daemon gets its health sources. Injected, so tests use fakes; a missing factory means
+ * nothing watches that kind of thing and it is assumed healthy (and reported as not probed).
+ */
+export interface MonitorFactories {
+  uplink?: (ctx: UplinkMonitorContext) => UplinkMonitor;
+  backend?: (ctx: BackendMonitorContext) => BackendMonitor;
+  cluster?: (ctx: { config: Config; log: Log }) => ClusterPart;
+  /** Shared resources (a link watcher): started before the first monitor, stopped after the last. */
+  start?: () => Promise<void>;
+  stop?: () => Promise<void>;
+}
+
+export interface MonitorHandlers {
+  uplinkChange(obs: UplinkObservation): void;
+  uplinkRound(obs: UplinkObservation): void;
+  backendChange(obs: BackendObservation): void;
+  clusterChange(snapshot: ClusterView): void;
+}
+
+interface Entry<M> {
+  key: string;
+  monitor: M;
+  started: boolean;
+}
+
+/**
+ * The running monitors of one config. On reload only monitors whose settings changed are
+ * replaced, so an unchanged uplink keeps its state, history and hysteresis.
+ */
+export class MonitorSet {
+  private readonly uplinks = new Map<string, Entry<UplinkMonitor>>();
+  private readonly backends = new Map<string, Entry<BackendMonitor>>();
+  private cluster: Entry<ClusterPart> | null = null;
+  private sharedStarted = false;
+
+  constructor(
+    private readonly factories: MonitorFactories,
+    private readonly handlers: MonitorHandlers,
+    private readonly log: Log,
+  ) {}
+
+  /**
+   * Create monitors for `c` (replacing changed ones, stopping vanished ones), not started yet.
+   * Returns the initial snapshots of the new monitors.
+   */
+  async update(c: Config): Promise<{ uplinks: UplinkObservation[]; backends: BackendObservation[] }> {
+    const fresh = { uplinks: [] as UplinkObservation[], backends: [] as BackendObservation[] };
+    const stops: Promise<void>[] = [];
+
+    const wantUplinks = new Map<string, [string, UplinkMonitorContext]>();
+    Object.entries(c.uplinks ?? {}).forEach(([name, uplink], index) => {
+      const key = JSON.stringify([index, uplink, c.mark_mask, c.table_base, c.rule_priority_base]);
+      wantUplinks.set(name, [key, { name, index, uplink, config: c, log: this.log }]);
+    });
+    for (const [name, e] of this.uplinks) {
+      if (wantUplinks.get(name)?.[0] === e.key) continue;
+      stops.push(e.monitor.stop());
+      this.uplinks.delete(name);
+    }
+    const mkUplink = this.factories.uplink;
+    if (mkUplink) {
+      for (const [name, [key, ctx]] of wantUplinks) {
+        if (this.uplinks.has(name)) continue;
+        const monitor = mkUplink(ctx);
+        monitor.on("change", (o) => this.handlers.uplinkChange(o));
+        monitor.on("round", (o) => this.handlers.uplinkRound(o));
+        this.uplinks.set(name, { key, monitor, started: false });
+        fresh.uplinks.push(monitor.snapshot());
+      }
+    }
+
+    const wantBackends = new Map<string, [string, BackendMonitorContext]>();
+    for (const [service, svc] of Object.entries(c.services ?? {})) {
+      for (const backend of svc.backends) {
+        const key = JSON.stringify([svc.listen, svc.protocol, svc.check, backend.address]);
+        wantBackends.set(`${service}\0${backend.address}`, [
+          key,
+          { service, svc, backend, config: c, log: this.log },
+        ]);
+      }
+    }
+    for (const [id, e] of this.backends) {
+      if (wantBackends.get(id)?.[0] === e.key) continue;
+      stops.push(e.monitor.stop());
+      this.backends.delete(id);
+    }
+    const mkBackend = this.factories.backend;
+    if (mkBackend) {
+      for (const [id, [key, ctx]] of wantBackends) {
+        if (this.backends.has(id)) continue;
+        const monitor = mkBackend(ctx);
+        monitor.on("change", (o) => this.handlers.backendChange(o));
+        this.backends.set(id, { key, monitor, started: false });
+        fresh.backends.push(monitor.snapshot());
+      }
+    }
+
+    const clusterKey = c.cluster ? JSON.stringify(c.cluster) : null;
+    if (this.cluster && this.cluster.key !== clusterKey) {
+      stops.push(Promise.resolve(this.cluster.monitor.stop()));
+      this.cluster = null;
+    }
+    const mkCluster = this.factories.cluster;
+    if (!this.cluster && clusterKey && mkCluster) {
+      const monitor = mkCluster({ config: c, log: this.log });
+      monitor.on("change", (snapshot) => this.handlers.clusterChange(snapshot));
+      this.cluster = { key: clusterKey, monitor, started: false };
+    }
+
+    await Promise.all(stops);
+    return fresh;
+  }
+
+  /** Start every monitor not started yet. */
+  async start(): Promise<void> {
+    if (!this.sharedStarted) {
+      this.sharedStarted = true;
+      await this.factories.start?.();
+    }
+    for (const e of [...this.uplinks.values(), ...this.backends.values()]) {
+      if (e.started) continue;
+      e.monitor.start();
+      e.started = true;
+    }
+    if (this.cluster && !this.cluster.started) {
+      this.cluster.started = true;
+      await this.cluster.monitor.start();
+    }
+  }
+
+  isProbed(uplink: string): boolean {
+    return this.uplinks.has(uplink);
+  }
+
+  clusterSnapshot(): ClusterView | null {
+    return this.cluster ? this.cluster.monitor.snapshot() : null;
+  }
+
+  async stopAll(): Promise<void> {
+    const all = [
+      ...[...this.uplinks.values()].map((e) => e.monitor.stop()),
+      ...[...this.backends.values()].map((e) => e.monitor.stop()),
+      ...(this.cluster ? [Promise.resolve(this.cluster.monitor.stop())] : []),
+    ];
+    this.uplinks.clear();
+    this.backends.clear();
+    this.cluster = null;
+    await Promise.allSettled(all);
+    if (this.sharedStarted) await this.factories.stop?.().catch(() => undefined);
+    this.sharedStarted = false;
+  }
+}

@@ -1,0 +1,300 @@
+import type { Config } from "../config/schema.ts";
+import { allHealthy, desiredState, type Desired, type HealthView } from "../plan/desired.ts";
+import type { Facts, Health } from "../plan/types.ts";
+import { allUp } from "../plan/uplinks.ts";
+import type { TableSections } from "../render/nft.ts";
+import { stickyMap } from "../render/nft-uplinks.ts";
+import type { Log } from "./log.ts";
+
+/** What the reconciler needs to know at the moment it runs; read fresh on every run. */
+export interface ReconcileInput {
+  config: Config;
+  health: HealthView;
+  /** Uplinks the probes call down (not merely disabled): what `flush_on_down` acts on. */
+  probeDown: ReadonlySet<string>;
+  extra?: Partial<TableSections>;
+}
+
+/** The kernel side, injected so the loop can be tested against a fake. */
+export interface DataplaneOps {
+  readFacts(): Promise<Facts>;
+  /** Whole table + routing + sysctls, as `nflb apply` does. */
+  applyFull(d: Desired): Promise<void>;
+  /** One nft transaction (the in-place update script). */
+  applyNft(script: string): Promise<void>;
+  /** Only the policy routing of `d` (moves the primary's default route). */
+  applyRouting(d: Desired): Promise<void>;
+  tableExists(): Promise<boolean>;
+  flushConntrack(mark: number, mask: number): Promise<number>;
+  purgeSticky(maps: string[], mark: number, mask: number): Promise<number>;
+}
+
+export interface Applied {
+  config: Config;
+  /** The full table as it would be with everything healthy: equal structures allow an in-place update. */
+  structure: string;
+  update: string;
+  routingKey: string;
+  desired: Desired;
+  /** The health the kernel now reflects (the kept one while every uplink is down). */
+  health: HealthView;
+  at: Date;
+  kind: "full" | "update";
+}
+
+export interface Forgotten {
+  uplink: string;
+  conntrack: number;
+  sticky: number;
+}
+
+export interface ReconcileResult {
+  action: "full" | "update" | "none" | "failed";
+  reasons: string[];
+  seconds: number;
+  /** Every configured uplink is down and the last data plane is kept. */
+  keeping: boolean;
+  forgotten: Forgotten[];
+  error?: Error;
+}
+
+export interface ReconcilerHooks {
+  log: Log;
+  onApply?: (kind: "full" | "update", seconds: number) => void;
+  /** Entering or leaving "every uplink down; keeping the last data plane". */
+  onKeeping?: (keeping: boolean, reasons: string[]) => void;
+}
+
+export interface ReconcileOptions {
+  /** Replace the whole table even when an update would do. */
+  force?: boolean;
+  /** Check that the table still exists (someone may have flushed the ruleset). */
+  verify?: boolean;
+}
+
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 30_000;
+
+/**
+ * The one place that changes the kernel at runtime. Runs are serialized; requests that arrive
+ * during a run are coalesced into the next one. A health change with the same table structure is
+ * an in-place update (one nft transaction + routing if it moved); anything else is a full replace.
+ */
+export class Reconciler {
+  private applied: Applied | null = null;
+  private keeping = false;
+  private probeDownSeen: ReadonlySet<string> | null = null;
+  private current: Promise<ReconcileResult> | null = null;
+  private next: { reasons: string[]; opts: ReconcileOptions; promise: Promise<ReconcileResult> } | null =
+    null;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs = RETRY_MIN_MS;
+  private closed = false;
+
+  constructor(
+    private readonly source: () => ReconcileInput,
+    private readonly ops: DataplaneOps,
+    private readonly hooks: ReconcilerHooks,
+  ) {}
+
+  get last(): Applied | null {
+    return this.applied;
+  }
+
+  get keepingLast(): boolean {
+    return this.keeping;
+  }
+
+  /** Resolves with the result of a run that started after this call. */
+  reconcile(reason: string, opts: ReconcileOptions = {}): Promise<ReconcileResult> {
+    if (this.next) {
+      this.next.reasons.push(reason);
+      this.next.opts = merge(this.next.opts, opts);
+      return this.next.promise;
+    }
+    if (!this.current) return this.start([reason], opts);
+    const queued = { reasons: [reason], opts, promise: undefined as unknown as Promise<ReconcileResult> };
+    queued.promise = this.current.then(() => {
+      this.next = null;
+      return this.start(queued.reasons, queued.opts);
+    });
+    this.next = queued;
+    return queued.promise;
+  }
+
+  /** Wait until nothing is running or queued. */
+  async idle(): Promise<void> {
+    while (this.current || this.next) await (this.next?.promise ?? this.current);
+  }
+
+  /** Stop retrying; a run in progress finishes. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    await this.idle();
+  }
+
+  private start(reasons: string[], opts: ReconcileOptions): Promise<ReconcileResult> {
+    const p = this.runOnce(reasons, opts).finally(() => {
+      if (this.current === p) this.current = null;
+    });
+    this.current = p;
+    return p;
+  }
+
+  private async runOnce(reasons: string[], opts: ReconcileOptions): Promise<ReconcileResult> {
+    const t0 = performance.now();
+    const result = (action: ReconcileResult["action"], extra: Partial<ReconcileResult> = {}) => ({
+      action,
+      reasons,
+      seconds: (performance.now() - t0) / 1000,
+      keeping: this.keeping,
+      forgotten: [],
+      ...extra,
+    });
+    const { log } = this.hooks;
+    let kind: "full" | "update" | null = null;
+    try {
+      const input = this.source();
+      const c = input.config;
+      const facts = await this.ops.readFacts();
+      const tFacts = performance.now();
+      const names = Object.keys(c.uplinks ?? {});
+      const keeping = names.length > 0 && !names.some((n) => input.health.uplinks[n]?.up);
+      const health: HealthView = keeping ? { ...input.health, uplinks: this.keptUplinks(c) } : input.health;
+      const desired = desiredState(c, health, facts, input.extra);
+      const structure = desiredState(c, allHealthy(c), facts, input.extra).nft;
+      const routingKey = JSON.stringify(desired.routing);
+      const prev = this.applied;
+      const missing = opts.verify === true && prev !== null && !(await this.ops.tableExists());
+      if (missing) log.warn({ reason: reasons.join("; ") }, "table inet nflb is gone; installing it again");
+
+      const t1 = performance.now();
+      let tNft = t1;
+      if (prev && !opts.force && !missing && prev.config === c && prev.structure === structure) {
+        if (prev.update !== desired.update) await this.ops.applyNft(desired.update);
+        tNft = performance.now();
+        if (prev.routingKey !== routingKey) await this.ops.applyRouting(desired);
+        if (prev.update !== desired.update || prev.routingKey !== routingKey) kind = "update";
+      } else {
+        await this.ops.applyFull(desired);
+        kind = "full";
+      }
+      const seconds = (performance.now() - t1) / 1000;
+      if (kind) this.hooks.onApply?.(kind, seconds);
+      this.retryMs = RETRY_MIN_MS;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+
+      this.applied = {
+        config: c,
+        structure,
+        update: desired.update,
+        routingKey,
+        desired,
+        health,
+        at: kind ? new Date() : (prev?.at ?? new Date()),
+        kind: kind ?? prev?.kind ?? "full",
+      };
+      if (keeping !== this.keeping) {
+        this.keeping = keeping;
+        if (keeping)
+          log.warn({ reason: reasons.join("; ") }, "all uplinks down; keeping the last data plane");
+        else log.info({ reason: reasons.join("; ") }, "an uplink is live again; balancing resumes");
+        this.hooks.onKeeping?.(keeping, reasons);
+      }
+      if (kind) {
+        // Where the time went: reading the host, planning, the nft transaction, routing.
+        const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;
+        const timing =
+          kind === "update"
+            ? {
+                facts_ms: ms(t0, tFacts),
+                plan_ms: ms(tFacts, t1),
+                nft_ms: ms(t1, tNft),
+                routing_ms: ms(tNft, t1 + seconds * 1000),
+              }
+            : { facts_ms: ms(t0, tFacts), plan_ms: ms(tFacts, t1) };
+        log.info({ kind, seconds, ...timing, reason: reasons.join("; ") }, `applied (${kind})`);
+      }
+      // Only after the new split is in place: connections of a dead uplink re-choose among live ones.
+      const forgotten = await this.forget(prev, input, keeping);
+      return result(kind ?? "none", { forgotten });
+    } catch (e) {
+      const error = e instanceof Error ? e : new Error(String(e));
+      // The kernel may now hold something other than what we last recorded: next time replace it all.
+      if (this.applied) this.applied = { ...this.applied, structure: "" };
+      log.error({ err: error.message, reason: reasons.join("; ") }, "reconcile failed; will retry");
+      this.scheduleRetry();
+      return result("failed", { error });
+    }
+  }
+
+  /** The uplink health the kernel reflects now, for names of the current config. */
+  private keptUplinks(c: Config): Health {
+    const prev = this.applied?.health.uplinks ?? {};
+    const kept: Health = {};
+    for (const n of Object.keys(c.uplinks ?? {})) kept[n] = prev[n] ?? { up: false };
+    return Object.values(kept).some((h) => h.up) ? kept : allUp(c);
+  }
+
+  private async forget(prev: Applied | null, input: ReconcileInput, keeping: boolean): Promise<Forgotten[]> {
+    const c = input.config;
+    const seen = this.probeDownSeen;
+    this.probeDownSeen = new Set(input.probeDown);
+    const plan = this.applied?.desired.uplinks;
+    if (!plan || !c.uplinks) return [];
+    const liveBefore = new Set(prev?.desired.uplinks?.uplinks.filter((u) => u.live).map((u) => u.name));
+    const stickyMaps = plan.rules
+      .filter((r) => r.stickyMs !== undefined)
+      .flatMap((r) => [stickyMap(r, 4), stickyMap(r, 6)]);
+    const out: Forgotten[] = [];
+    for (const u of plan.uplinks) {
+      if (u.live) continue;
+      // A first run has seen no transition: never flush what an earlier daemon left established.
+      const wentDown = seen !== null && input.probeDown.has(u.name) && !seen.has(u.name);
+      const flush = wentDown && c.balance.flush_on_down && !keeping;
+      const purge = liveBefore.has(u.name) && stickyMaps.length > 0;
+      if (!flush && !purge) continue;
+      const f: Forgotten = { uplink: u.name, conntrack: 0, sticky: 0 };
+      try {
+        if (purge) f.sticky = await this.ops.purgeSticky(stickyMaps, u.mark, plan.layout.mask);
+        if (flush) f.conntrack = await this.ops.flushConntrack(u.mark, plan.layout.mask);
+        this.hooks.log.info(
+          { uplink: u.name, conntrack: f.conntrack, sticky: f.sticky, reason: "uplink left the split" },
+          "forgot the connections of a dead uplink",
+        );
+      } catch (e) {
+        this.hooks.log.error({ uplink: u.name, err: (e as Error).message }, "could not forget connections");
+      }
+      out.push(f);
+    }
+    return out;
+  }
+
+  private scheduleRetry(): void {
+    if (this.closed || this.retryTimer) return;
+    const ms = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.reconcile("retry after a failed apply", { force: true });
+    }, ms);
+    this.retryTimer.unref();
+  }
+}
+
+function merge(a: ReconcileOptions, b: ReconcileOptions): ReconcileOptions {
+  return { force: a.force === true || b.force === true, verify: a.verify === true || b.verify === true };
+}
+
+/** Fraction of new connections each uplink gets under an applied plan (0 for all when none). */
+export function sharesOf(d: Desired | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  const plan = d?.uplinks;
+  if (!plan) return out;
+  for (const u of plan.uplinks) out.set(u.name, 0);
+  const slots = plan.split?.slots ?? [];
+  for (const s of slots) out.set(s, (out.get(s) ?? 0) + 1 / slots.length);
+  return out;
+}

@@ -1,0 +1,79 @@
+import type { StatusJson } from "./status.ts";
+
+const COLOURS = { up: "32", down: "31", disabled: "33", draining: "33", warn: "31" } as const;
+
+/** `nflb status` for people: aligned columns, colour only when asked (a TTY). */
+export function formatStatus(s: StatusJson, colour: boolean): string {
+  const paint = (text: string, key: keyof typeof COLOURS) =>
+    colour ? `\x1b[${COLOURS[key]}m${text}\x1b[0m` : text;
+  const out: string[] = [];
+  if (s.uplinks.length) {
+    const rows = s.uplinks.map((u) => [
+      u.name,
+      u.interface,
+      u.state,
+      String(u.weight),
+      pct(u.share),
+      u.rtt_ms === null ? "-" : `${u.rtt_ms.toFixed(1)} ms`,
+      pct(u.loss),
+      u.connections === null ? "-" : String(u.connections),
+      u.reason,
+    ]);
+    out.push(
+      ...table(
+        ["UPLINK", "IFACE", "STATE", "WEIGHT", "SHARE", "RTT", "LOSS", "CONNS", "REASON"],
+        rows,
+        (r, i, t) => (i === 2 ? paint(t, r[2] as keyof typeof COLOURS) : t),
+      ),
+    );
+    if (s.keeping_last_data_plane) out.push(paint("all uplinks down: keeping the last data plane", "warn"));
+  }
+  for (const svc of s.services) {
+    if (out.length) out.push("");
+    const rows = svc.backends.map((b) => [
+      b.address,
+      b.state,
+      String(b.weight),
+      b.connections === null ? "-" : String(b.connections),
+      b.reason,
+    ]);
+    out.push(`service ${svc.name} (${svc.protocol} ${svc.listen})`);
+    out.push(
+      ...table(["BACKEND", "STATE", "WEIGHT", "CONNS", "REASON"], rows, (r, i, t) =>
+        i === 1 ? paint(t, r[1] as keyof typeof COLOURS) : t,
+      ),
+    );
+  }
+  if (s.cluster) {
+    if (out.length) out.push("");
+    out.push(
+      `cluster node ${s.cluster.node}: ${s.cluster.buckets_owned} buckets owned, ${s.cluster.members.length} members`,
+    );
+  }
+  if (out.length) out.push("");
+  out.push(`config ${s.config_version} (${s.config_file}), applied ${s.applied_at ?? "never"}`);
+  if (s.last_reload_error) out.push(paint(`last reload refused: ${s.last_reload_error}`, "warn"));
+  return out.join("\n") + "\n";
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(1)}%`;
+}
+
+/** Left-aligned columns; `style` colours a cell after padding so escapes do not skew widths. */
+function table(
+  head: string[],
+  rows: string[][],
+  style: (row: string[], col: number, text: string) => string,
+): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (r: string[], styled: boolean) =>
+    r
+      .map((c, i) => {
+        const padded = i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0);
+        return styled ? style(r, i, padded) : padded;
+      })
+      .join("  ")
+      .trimEnd();
+  return [line(head, false), ...rows.map((r) => line(r, true))];
+}

@@ -1,0 +1,126 @@
+import { parseAddr, parsePrefix, type Addr } from "../net/ip.ts";
+
+/** The first packet of a connection, as `nflb explain` is asked about it. */
+export interface Query {
+  src: Addr;
+  dst: Addr;
+  /** Missing: the question is about any protocol; rules that need one are reported, not matched. */
+  proto?: "tcp" | "udp" | "icmp";
+  /** Destination port (tcp/udp). */
+  port?: number;
+  /** Source port, for `cluster.hash: source-port`. */
+  sport?: number;
+  /** The interface the packet arrives on; missing: assumed to be a balanced (LAN) interface. */
+  iif?: string;
+  /** The router's own traffic (it leaves by the output path, not prerouting). */
+  local?: boolean;
+}
+
+export type QueryInput = {
+  src: string;
+  dst: string;
+  proto?: string | undefined;
+  port?: string | undefined;
+  sport?: string | undefined;
+  iif?: string | undefined;
+  local?: boolean | undefined;
+};
+
+/** Validate the command-line words of a query; an error names what is wrong. */
+export function parseQuery(q: QueryInput): Query | { error: string } {
+  const src = parseAddr(q.src);
+  if (!src) return { error: `SRC ${q.src} is not an IPv4 or IPv6 address` };
+  const dst = parseAddr(q.dst);
+  if (!dst) return { error: `DST ${q.dst} is not an IPv4 or IPv6 address` };
+  if (src.family !== dst.family) return { error: "SRC and DST must be of the same address family" };
+  const out: Query = { src, dst };
+  if (q.proto !== undefined) {
+    const p = q.proto.toLowerCase();
+    if (p === "icmpv6" || p === "ipv6-icmp" || p === "icmp") out.proto = "icmp";
+    else if (p === "tcp" || p === "udp") out.proto = p;
+    else return { error: `PROTO must be tcp, udp or icmp, not ${q.proto}` };
+  }
+  const port = (s: string | undefined, what: string): number | { error: string } | undefined => {
+    if (s === undefined) return undefined;
+    const n = /^\d{1,5}$/.test(s) ? Number(s) : NaN;
+    return n >= 1 && n <= 65535 ? n : { error: `${what} must be a port number 1..65535, not ${s}` };
+  };
+  const dport = port(q.port, "PORT");
+  if (typeof dport === "object") return dport;
+  if (dport !== undefined) {
+    if (out.proto !== "tcp" && out.proto !== "udp")
+      return { error: "a PORT needs PROTO tcp or udp before it" };
+    out.port = dport;
+  }
+  const sport = port(q.sport, "--sport");
+  if (typeof sport === "object") return sport;
+  if (sport !== undefined) out.sport = sport;
+  if (q.iif !== undefined) out.iif = q.iif;
+  if (q.local) out.local = true;
+  return out;
+}
+
+/** An address in network byte order: the bytes nft loads into a register. */
+export function addrBytes(a: Addr): Uint8Array {
+  if (a.family === 4) return Uint8Array.from(a.text.split(".").map(Number));
+  const [head = "", tail] = a.text.split("::");
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    const n = parseInt(g, 16);
+    out[2 * i] = n >> 8;
+    out[2 * i + 1] = n & 0xff;
+  });
+  return out;
+}
+
+/** A port in network byte order. */
+export function portBytes(p: number): Uint8Array {
+  return Uint8Array.from([p >> 8, p & 0xff]);
+}
+
+/** An nft concatenation `a . b . …`: every field padded with zeros to whole 32-bit registers. */
+export function concatKey(...fields: Uint8Array[]): Uint8Array {
+  const len = fields.reduce((s, f) => s + Math.ceil(f.length / 4) * 4, 0);
+  const out = new Uint8Array(len);
+  let at = 0;
+  for (const f of fields) {
+    out.set(f, at);
+    at += Math.ceil(f.length / 4) * 4;
+  }
+  return out;
+}
+
+/** Whether `a` lies in `prefix` (an address or network/len, as the config writes it). */
+export function inPrefix(a: Addr, prefix: string): boolean {
+  const p = parsePrefix(prefix);
+  if ("error" in p || p.family !== a.family) return false;
+  const [net = ""] = p.text.split("/");
+  const n = parseAddr(net);
+  if (!n) return false;
+  const x = addrBytes(a);
+  const y = addrBytes(n);
+  let bits = p.len;
+  for (let i = 0; bits > 0; i++, bits -= 8) {
+    const m = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if (((x[i] ?? 0) & m) !== ((y[i] ?? 0) & m)) return false;
+  }
+  return true;
+}
+
+export const inAny = (a: Addr, prefixes: readonly string[]) => prefixes.some((p) => inPrefix(a, p));
+
+/** Multicast and the limited broadcast: never balanced (`fib daddr type … return`). */
+export function isMulticastOrBroadcast(a: Addr): boolean {
+  return a.family === 4
+    ? inPrefix(a, "224.0.0.0/4") || a.text === "255.255.255.255"
+    : inPrefix(a, "ff00::/8");
+}
+
+export function describeQuery(q: Query): string {
+  const l4 = q.proto ? ` ${q.proto}${q.port !== undefined ? `/${q.port}` : ""}` : "";
+  const sp = q.sport !== undefined ? ` (source port ${q.sport})` : "";
+  return `${q.src.text} → ${q.dst.text}${l4}${sp}`;
+}

@@ -1,0 +1,255 @@
+import { isInterfaceName, parseAddr, type Addr } from "../net/ip.ts";
+import { realClock, type Clock, type TimerId } from "./probe-clock.ts";
+import { describeExit, spawnLines, stopProcess, type LineProcess, type SpawnLines } from "./probe-process.ts";
+import { RoundCollector } from "./probe-rounds.ts";
+import type { ProbeSource, Prober, RoundSink } from "./probe-types.ts";
+
+// One long-lived `fping -l` per uplink: one process for all targets and all rounds, ~8x cheaper
+// than a ping per probe. fping 5.1 prints one line per reply or timeout in loop mode:
+//   198.18.200.1 : [12], 64 bytes, 0.091 ms (0.125 avg, 0% loss)
+//   198.18.200.2 : [13], timed out (0.169 avg, 20% loss)
+// and nothing at all for a ping it could not send (no route, no address), so rounds also need a
+// deadline of their own.
+
+export interface FpingOptions {
+  /** Targets as written in the config (IPv4 and IPv6 may be mixed). */
+  targets: readonly string[];
+  intervalMs: number;
+  timeoutMs: number;
+  /** ICMP payload bytes. */
+  size: number;
+}
+
+export interface FpingLine {
+  target: string;
+  seq: number;
+  rttMs: number | null;
+}
+
+const LINE_RE =
+  /^(?:\[\d+(?:\.\d+)?\]\s+)?(\S+)\s+:\s+\[(\d+)\],\s+(?:\d+ bytes,\s+(\d+(?:\.\d+)?) ms|timed out)/;
+
+/** Parse one loop-mode line; null for anything else (ICMP errors, duplicates, summaries). */
+export function parseFpingLine(line: string): FpingLine | null {
+  const m = LINE_RE.exec(line);
+  if (!m?.[1] || m[2] === undefined) return null;
+  return { target: m[1], seq: Number(m[2]), rttMs: m[3] === undefined ? null : Number(m[3]) };
+}
+
+/** fping refuses periods below 10 ms for good reason; a timeout over 10 s is a config error anyway. */
+const MIN_PERIOD_MS = 10;
+
+/**
+ * argv for one uplink. `-I` binds the socket to the device (SO_BINDTODEVICE), so a probe can only
+ * ever leave through this uplink, even when its routing table is empty; `-S` (one per family)
+ * picks the uplink's address, which the `from ADDR lookup TABLE` rule routes by the uplink's gateway.
+ */
+export function fpingArgv(
+  o: Pick<FpingOptions, "intervalMs" | "timeoutMs" | "size">,
+  iface: string,
+  sources: readonly Addr[],
+  targets: readonly Addr[],
+): string[] {
+  if (!isInterfaceName(iface)) throw new Error(`fping: invalid interface name ${JSON.stringify(iface)}`);
+  if (targets.length === 0) throw new Error("fping: no targets");
+  const period = Math.max(MIN_PERIOD_MS, Math.round(o.intervalMs));
+  const argv = ["fping", "-l", "-p", String(period), "-t", String(Math.max(1, Math.round(o.timeoutMs)))];
+  // -i 1: send to all targets of a round at (nearly) the same time instead of 10 ms apart.
+  argv.push("-i", "1", "-b", String(o.size), "-e", "-I", iface);
+  for (const fam of [4, 6] as const) {
+    const a = sources.find((s) => s.family === fam);
+    if (a) argv.push("-S", a.text);
+  }
+  argv.push(...targets.map((t) => t.text));
+  return argv;
+}
+
+export interface FpingDeps {
+  clock?: Clock;
+  spawn?: SpawnLines;
+  /** Wait this long before restarting an fping that exited on its own; doubles while it keeps failing. */
+  restartDelayMs?: number;
+  log?: (msg: string) => void;
+}
+
+const MAX_RESTART_DELAY_MS = 30_000;
+const ANCHOR_SLACK_MS = 20;
+
+/** Before fping's first line we do not know when it really started sending: be generous. */
+const STARTUP_ALLOWANCE_MS = 1000;
+
+interface Generation {
+  proc: LineProcess | undefined;
+  /** Our seq of fping's `[0]`. */
+  base: number;
+  /** When fping sent (or would have sent) its `[0]`. */
+  anchor: number;
+  anchorKnown: boolean;
+  /** Canonical address text → config target, for the targets this generation probes. */
+  probed: Map<string, string>;
+  /** Why nothing is probed: no address of any target's family, or fping is not running. */
+  idle: string | undefined;
+}
+
+export class FpingProber implements Prober {
+  private readonly clock: Clock;
+  private readonly spawn: SpawnLines;
+  private readonly restartDelayMs: number;
+  private readonly collector: RoundCollector;
+  private readonly targets: { text: string; addr: Addr }[];
+  private gen: Generation | undefined;
+  private source: ProbeSource | undefined;
+  private nextSeq = 0;
+  private tickTimer: TimerId | undefined;
+  private restartTimer: TimerId | undefined;
+  /** fpings in a row that exited before printing a single result. */
+  private failedStarts = 0;
+
+  constructor(
+    private readonly o: FpingOptions,
+    sink: RoundSink,
+    private readonly deps: FpingDeps = {},
+  ) {
+    this.clock = deps.clock ?? realClock;
+    this.spawn = deps.spawn ?? spawnLines;
+    this.restartDelayMs = deps.restartDelayMs ?? 1000;
+    this.targets = o.targets.map((text) => {
+      const addr = parseAddr(text);
+      if (!addr) throw new Error(`fping: not an address: ${text}`);
+      return { text, addr };
+    });
+    this.collector = new RoundCollector(o.targets, this.clock, sink);
+  }
+
+  start(source: ProbeSource): void {
+    if (this.gen) throw new Error("fping prober already started");
+    this.source = source;
+    this.launch();
+    this.scheduleTick();
+  }
+
+  async stop(): Promise<void> {
+    const gen = this.gen;
+    this.gen = undefined;
+    this.source = undefined;
+    if (this.tickTimer !== undefined) this.clock.clearTimeout(this.tickTimer);
+    if (this.restartTimer !== undefined) this.clock.clearTimeout(this.restartTimer);
+    this.tickTimer = this.restartTimer = undefined;
+    // Rounds in flight tell nothing about the link (we are stopping, e.g. for a new source
+    // address); reporting them lost could take a healthy uplink down.
+    this.collector.discardPending();
+    if (gen?.proc) await stopProcess(gen.proc);
+  }
+
+  private launch(): void {
+    const src = this.source;
+    if (!src) return;
+    const now = this.clock.now();
+    const probed = new Map<string, string>();
+    for (const t of this.targets)
+      if (src.addresses.some((a) => a.family === t.addr.family)) probed.set(t.addr.text, t.text);
+    const gen: Generation = {
+      proc: undefined,
+      base: this.nextSeq,
+      anchor: now,
+      anchorKnown: false,
+      probed,
+      idle: undefined,
+    };
+    this.gen = gen;
+    if (probed.size === 0) {
+      gen.idle = `no address on ${src.iface} for ${this.families()}`;
+      this.openThrough(gen, gen.base);
+      return;
+    }
+    const targets = this.targets.filter((t) => probed.has(t.addr.text)).map((t) => t.addr);
+    const argv = fpingArgv(this.o, src.iface, src.addresses, targets);
+    gen.anchor = now + STARTUP_ALLOWANCE_MS;
+    gen.proc = this.spawn(argv, (line) => this.onLine(gen, line));
+    this.deps.log?.(`started ${argv.join(" ")} (pid ${gen.proc.pid ?? "?"})`);
+    const proc = gen.proc;
+    void proc.exited.then((e) => {
+      if (this.gen !== gen) return;
+      const why = `fping ${describeExit(e, proc.stderr())}`;
+      this.deps.log?.(why);
+      gen.proc = undefined;
+      gen.idle = `${why}; restarting`;
+      this.collector.concludeAll(why);
+      this.restartTimer = this.clock.setTimeout(() => {
+        this.restartTimer = undefined;
+        if (this.gen !== gen) return;
+        this.launch();
+      }, this.restartDelay());
+    });
+  }
+
+  private restartDelay(): number {
+    const d = Math.min(MAX_RESTART_DELAY_MS, this.restartDelayMs * 2 ** this.failedStarts);
+    this.failedStarts = Math.min(this.failedStarts + 1, 16);
+    return d;
+  }
+
+  private families(): string {
+    const fams = [...new Set(this.targets.map((t) => t.addr.family))].sort();
+    return fams.map((f) => `IPv${f}`).join("/") + " targets";
+  }
+
+  private onLine(gen: Generation, line: string): void {
+    if (this.gen !== gen) return;
+    const l = parseFpingLine(line);
+    if (!l) return;
+    // fping prints targets as given, and we give canonical text.
+    const target = gen.probed.get(l.target) ?? gen.probed.get(parseAddr(l.target)?.text ?? "");
+    if (target === undefined) return;
+    const now = this.clock.now();
+    const sentAt = now - (l.rttMs ?? this.o.timeoutMs) - l.seq * this.o.intervalMs;
+    // fping keeps a fixed schedule from its start; our estimate of it only errs late (event-loop
+    // delay). Move later at once (safe: deadlines get longer), earlier only slowly.
+    const anchor =
+      !gen.anchorKnown || sentAt > gen.anchor ? sentAt : gen.anchor - (gen.anchor - sentAt) * 0.1;
+    const moved = Math.abs(anchor - gen.anchor);
+    gen.anchor = anchor;
+    gen.anchorKnown = true;
+    this.failedStarts = 0;
+    // Deadlines are a safety net with ample slack: re-plan them only when the estimate really moved.
+    if (moved > ANCHOR_SLACK_MS) this.collector.reschedule((s) => this.deadline(gen, s));
+    const seq = gen.base + l.seq;
+    this.openThrough(gen, seq);
+    this.collector.report(seq, target, l.rttMs);
+  }
+
+  /** Open every round of this generation up to `seq`, in order. */
+  private openThrough(gen: Generation, seq: number): void {
+    // A jump far ahead (clock stall, garbage) skips rounds instead of opening thousands.
+    if (seq - this.nextSeq > 100) this.nextSeq = seq;
+    for (; this.nextSeq <= seq; this.nextSeq++) {
+      const s = this.nextSeq;
+      const probed = gen.idle === undefined ? [...gen.probed.values()] : [];
+      this.collector.open(s, this.startOf(gen, s), this.deadline(gen, s), probed, gen.idle);
+    }
+  }
+
+  private startOf(gen: Generation, seq: number): number {
+    return gen.idle === undefined ? gen.anchor + (seq - gen.base) * this.o.intervalMs : this.clock.now();
+  }
+
+  private deadline(gen: Generation, seq: number): number {
+    return this.startOf(gen, seq) + this.o.timeoutMs + this.o.intervalMs + 250;
+  }
+
+  /** Open the rounds the schedule says have started, so silence still concludes rounds. */
+  private scheduleTick(): void {
+    this.tickTimer = this.clock.setTimeout(() => {
+      this.tickTimer = undefined;
+      const gen = this.gen;
+      if (!gen) return;
+      if (gen.idle !== undefined) {
+        this.openThrough(gen, this.nextSeq);
+      } else {
+        const due = Math.floor((this.clock.now() - gen.anchor) / this.o.intervalMs);
+        if (due >= 0) this.openThrough(gen, gen.base + due);
+      }
+      this.scheduleTick();
+    }, this.o.intervalMs);
+  }
+}

@@ -1,0 +1,312 @@
+import { EventEmitter } from "node:events";
+import { closeSync, openSync, readSync } from "node:fs";
+import { isInterfaceName, parseAddr, type Addr } from "../net/ip.ts";
+import { exec } from "../system/exec.ts";
+import { realClock, type Clock, type TimerId } from "./probe-clock.ts";
+import { describeExit, spawnLines, stopProcess, type LineProcess, type SpawnLines } from "./probe-process.ts";
+
+/** What the kernel says about one uplink's device. */
+export interface LinkState {
+  iface: string;
+  exists: boolean;
+  /** IFF_UP: the admin has it up. */
+  adminUp: boolean;
+  /** IFF_LOWER_UP: the driver reports carrier. */
+  carrier: boolean;
+  /** Global addresses usable as a source (not tentative, not failed DAD). */
+  addresses: Addr[];
+}
+
+/** Why probes through this link cannot work right now, or null when they can. */
+export function linkProblem(s: LinkState): string | null {
+  if (!s.exists) return `${s.iface} does not exist`;
+  if (!s.adminUp) return `${s.iface} is administratively down`;
+  if (!s.carrier) return `carrier lost on ${s.iface}`;
+  if (s.addresses.length === 0) return `no address on ${s.iface}`;
+  return null;
+}
+
+export function sameLink(a: LinkState, b: LinkState): boolean {
+  return (
+    a.exists === b.exists &&
+    a.adminUp === b.adminUp &&
+    a.carrier === b.carrier &&
+    a.addresses.map((x) => x.text).join(",") === b.addresses.map((x) => x.text).join(",")
+  );
+}
+
+interface RawAddrInfo {
+  family?: string;
+  local?: string;
+  scope?: string;
+  tentative?: boolean;
+  dadfailed?: boolean;
+}
+interface RawLink {
+  ifname?: string;
+  flags?: string[];
+  addr_info?: RawAddrInfo[];
+}
+
+/** Parse `ip -j addr show` into the states of the interfaces asked for (missing ones included). */
+export function parseLinks(json: string, ifaces: Iterable<string>): Map<string, LinkState> {
+  const raw = json.trim() ? (JSON.parse(json) as RawLink[]) : [];
+  const byName = new Map(raw.filter((l) => l.ifname).map((l) => [l.ifname as string, l]));
+  const out = new Map<string, LinkState>();
+  for (const iface of ifaces) {
+    const l = byName.get(iface);
+    const flags = l?.flags ?? [];
+    const addresses = (l?.addr_info ?? [])
+      .filter((a) => a.scope === "global" && !a.tentative && !a.dadfailed && a.local)
+      .map((a) => parseAddr(a.local ?? ""))
+      .filter((a): a is Addr => a !== null)
+      // Stable: within a family the kernel's order stays, primary address first.
+      .sort((a, b) => a.family - b.family);
+    out.set(iface, {
+      iface,
+      exists: l !== undefined,
+      adminUp: flags.includes("UP"),
+      carrier: flags.includes("LOWER_UP"),
+      addresses,
+    });
+  }
+  return out;
+}
+
+export type LinkEvents = {
+  /** A watched interface changed (or was read for the first time). */
+  link: [LinkState];
+};
+
+/** What monitors need from a link watcher (a fake in unit tests). */
+export interface LinkSource extends EventEmitter<LinkEvents> {
+  get(iface: string): LinkState | undefined;
+}
+
+export interface LinkWatchDeps {
+  clock?: Clock;
+  spawn?: SpawnLines;
+  /** `ip -j addr show` output. */
+  readLinks?: () => Promise<string>;
+  /** Re-read this often even without events (a missed event, a restarted `ip monitor`). */
+  resyncMs?: number;
+  /** The kernel's carrier-change counter of an interface (sysfs), null when unreadable. */
+  readCarrierChanges?: (iface: string) => Promise<string | null>;
+  /** How often to look at the carrier counters; 0 turns the poll off. */
+  carrierPollMs?: number;
+  log?: (msg: string) => void;
+}
+
+const readLinksWithIp = async (): Promise<string> => {
+  const r = await exec(["ip", "-j", "addr", "show"], { timeoutMs: 5000 });
+  if (r.code !== 0) throw new Error(`ip -j addr show exited ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout;
+};
+
+/**
+ * sysfs `carrier_changes` counters, one open file per interface, re-read with pread at offset 0:
+ * one syscall per poll. A read error (interface gone) closes the file; the next poll reopens it.
+ */
+class CarrierCounters {
+  private readonly fds = new Map<string, number>();
+  private readonly buf = Buffer.alloc(32);
+
+  read(iface: string): string | null {
+    let fd = this.fds.get(iface);
+    try {
+      if (fd === undefined) {
+        // `ip netns exec` mounts the namespace's own /sys, so this is the right interface there too.
+        fd = openSync(`/sys/class/net/${iface}/carrier_changes`, "r");
+        this.fds.set(iface, fd);
+      }
+      const n = readSync(fd, this.buf, 0, this.buf.length, 0);
+      return this.buf.toString("latin1", 0, n).trim();
+    } catch {
+      this.close(iface);
+      return null;
+    }
+  }
+
+  close(iface?: string): void {
+    for (const [name, fd] of [...this.fds]) {
+      if (iface !== undefined && name !== iface) continue;
+      this.fds.delete(name);
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
+  }
+}
+
+/**
+ * One `ip monitor link address` for all uplinks. iproute2 6.1 prints only text there, so every
+ * event line is a trigger to re-read `ip -j addr show`; a change of a watched interface is
+ * emitted as `link`. Events arriving during a read cause one more read after it.
+ *
+ * The kernel sends link notifications through linkwatch, which delays events it does not deem
+ * urgent (a physical NIC's carrier, a veth whose ifindex equals its peer's) to one batch per second,
+ * for all namespaces together. The carrier bit itself changes at once, so a poll of each uplink's
+ * sysfs `carrier_changes` counter (a file read, every 100 ms) is a second trigger that keeps
+ * carrier loss well under half a second.
+ */
+export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource {
+  private readonly clock: Clock;
+  private readonly spawn: SpawnLines;
+  private readonly readLinks: () => Promise<string>;
+  private readonly resyncMs: number;
+  private readonly ifaces: Set<string>;
+  private readonly states = new Map<string, LinkState>();
+  private monitor: LineProcess | undefined;
+  private running = false;
+  private reading: Promise<void> | undefined;
+  private again = false;
+  private debounce: TimerId | undefined;
+  private resync: TimerId | undefined;
+  private restart: TimerId | undefined;
+  private poll: TimerId | undefined;
+  private readonly carrierSeen = new Map<string, string | null>();
+  private readonly readCarrierChanges: (iface: string) => Promise<string | null>;
+  private readonly carrierPollMs: number;
+  private readonly counters = new CarrierCounters();
+
+  constructor(
+    ifaces: Iterable<string>,
+    private readonly deps: LinkWatchDeps = {},
+  ) {
+    super();
+    this.clock = deps.clock ?? realClock;
+    this.spawn = deps.spawn ?? spawnLines;
+    this.readLinks = deps.readLinks ?? readLinksWithIp;
+    this.resyncMs = deps.resyncMs ?? 30_000;
+    this.readCarrierChanges = deps.readCarrierChanges ?? (async (iface) => this.counters.read(iface));
+    this.carrierPollMs = deps.carrierPollMs ?? 100;
+    this.ifaces = new Set();
+    for (const i of ifaces) this.watch(i);
+  }
+
+  get(iface: string): LinkState | undefined {
+    return this.states.get(iface);
+  }
+
+  /** Add an interface (e.g. after a reload); its state arrives with the next read. */
+  watch(iface: string): void {
+    if (!isInterfaceName(iface)) throw new Error(`invalid interface name ${JSON.stringify(iface)}`);
+    if (this.ifaces.has(iface)) return;
+    this.ifaces.add(iface);
+    if (this.running) this.trigger();
+  }
+
+  /** Starts `ip monitor`, then reads once; resolves when every watched interface has a state. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    // Monitor first, read second: a change between the two is then seen by one or the other.
+    this.startMonitor();
+    await this.pollCarriers();
+    await this.read();
+    this.scheduleResync();
+    this.schedulePoll();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const t of [this.debounce, this.resync, this.restart, this.poll])
+      if (t !== undefined) this.clock.clearTimeout(t);
+    this.debounce = this.resync = this.restart = this.poll = undefined;
+    const m = this.monitor;
+    this.monitor = undefined;
+    if (m) await stopProcess(m);
+    await this.reading;
+    this.counters.close();
+  }
+
+  private startMonitor(): void {
+    const proc = this.spawn(["ip", "monitor", "link", "address"], (line) => {
+      // Continuation lines (indented) belong to the event already seen.
+      if (line && !/^\s/.test(line)) this.trigger();
+    });
+    this.monitor = proc;
+    void proc.exited.then((e) => {
+      if (!this.running || this.monitor !== proc) return;
+      this.deps.log?.(`ip monitor ${describeExit(e, proc.stderr())}; restarting`);
+      this.monitor = undefined;
+      this.restart = this.clock.setTimeout(() => {
+        this.restart = undefined;
+        if (!this.running) return;
+        this.startMonitor();
+        this.trigger();
+      }, 1000);
+    });
+  }
+
+  /** Coalesce the lines of one burst (a link event often comes with address events) into one read. */
+  private trigger(): void {
+    if (this.debounce !== undefined || !this.running) return;
+    this.debounce = this.clock.setTimeout(() => {
+      this.debounce = undefined;
+      void this.read();
+    }, 5);
+  }
+
+  private read(): Promise<void> {
+    if (this.reading) {
+      this.again = true;
+      return this.reading;
+    }
+    this.reading = (async () => {
+      do {
+        this.again = false;
+        try {
+          this.apply(parseLinks(await this.readLinks(), this.ifaces));
+        } catch (err) {
+          this.deps.log?.(`reading links failed: ${(err as Error).message}`);
+        }
+      } while (this.again && this.running);
+    })().finally(() => (this.reading = undefined));
+    return this.reading;
+  }
+
+  private apply(now: Map<string, LinkState>): void {
+    for (const [iface, s] of now) {
+      const before = this.states.get(iface);
+      if (before && sameLink(before, s)) continue;
+      this.states.set(iface, s);
+      this.emit("link", s);
+    }
+  }
+
+  /** Read every carrier counter; a change since the last poll triggers a full re-read. */
+  private async pollCarriers(): Promise<void> {
+    const ifaces = [...this.ifaces];
+    const now = await Promise.all(ifaces.map((i) => this.readCarrierChanges(i)));
+    let changed = false;
+    ifaces.forEach((iface, k) => {
+      const v = now[k] ?? null;
+      if (this.carrierSeen.has(iface) && this.carrierSeen.get(iface) !== v) changed = true;
+      this.carrierSeen.set(iface, v);
+    });
+    if (changed) this.trigger();
+  }
+
+  private schedulePoll(): void {
+    if (this.carrierPollMs <= 0) return;
+    this.poll = this.clock.setTimeout(() => {
+      this.poll = undefined;
+      if (!this.running) return;
+      void this.pollCarriers().finally(() => {
+        if (this.running) this.schedulePoll();
+      });
+    }, this.carrierPollMs);
+  }
+
+  private scheduleResync(): void {
+    this.resync = this.clock.setTimeout(() => {
+      this.resync = undefined;
+      if (!this.running) return;
+      void this.read();
+      this.scheduleResync();
+    }, this.resyncMs);
+  }
+}

@@ -1,0 +1,52 @@
+import type { EventEmitter } from "node:events";
+
+/**
+ * The contract between health sources (uplink probers, backend checkers, link watchers) and the
+ * daemon's reconcile loop. Sources only observe and emit; the reconcile loop alone changes the kernel.
+ */
+export type HealthState = "up" | "down";
+
+export interface UplinkObservation {
+  name: string;
+  state: HealthState;
+  /** Why the last transition happened, in words for logs and the dashboard. */
+  reason: string;
+  /** Smoothed RTT (EWMA) in ms; null before the first answer. */
+  rttMs: number | null;
+  jitterMs: number | null;
+  /** Loss ratio over the last 10 rounds, 0..1. */
+  loss: number;
+  /** 0..1 quality for `weights: auto` (1 = as good as the best seen). */
+  quality: number;
+  since: number;
+}
+
+export type UplinkMonitorEvents = {
+  /** Fired only on a state transition (up↔down). */
+  change: [UplinkObservation];
+  /** Fired after every probe round, for metrics and charts. */
+  round: [UplinkObservation];
+};
+
+export interface Monitor<E extends Record<string, unknown[]>, S> extends EventEmitter<E> {
+  start(): void;
+  stop(): Promise<void>;
+  snapshot(): S;
+}
+
+export type UplinkMonitor = Monitor<UplinkMonitorEvents, UplinkObservation>;
+
+export interface BackendObservation {
+  service: string;
+  /** `ADDRESS:PORT` as written in the config. */
+  backend: string;
+  state: HealthState;
+  reason: string;
+  since: number;
+}
+
+export type BackendMonitorEvents = {
+  change: [BackendObservation];
+};
+
+export type BackendMonitor = Monitor<BackendMonitorEvents, BackendObservation>;

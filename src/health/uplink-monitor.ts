@@ -1,0 +1,176 @@
+import { EventEmitter } from "node:events";
+import type { UplinkConfig } from "../config/schema.ts";
+import { parseAddr, type Addr } from "../net/ip.ts";
+import { FpingProber } from "./fping.ts";
+import { linkProblem, type LinkSource, type LinkState } from "./link-watch.ts";
+import { realClock, type Clock } from "./probe-clock.ts";
+import { dnsProbe } from "./probe-dns.ts";
+import { httpProbe } from "./probe-http.ts";
+import { InProcessProber } from "./probe-inprocess.ts";
+import type { SpawnLines } from "./probe-process.ts";
+import { tcpProbe } from "./probe-tcp.ts";
+import type { ProbeSource, Prober, RoundResult, RoundSink } from "./probe-types.ts";
+import type { UplinkMonitor, UplinkMonitorEvents, UplinkObservation } from "./types.ts";
+import {
+  healthParams,
+  initialHealth,
+  observe,
+  onLink,
+  onRound,
+  type HealthParams,
+  type RoundVerdict,
+  type Step,
+  type UplinkHealth,
+} from "./uplink-state.ts";
+
+export interface UplinkMonitorDeps {
+  clock?: Clock;
+  /** How fping is started (icmp). */
+  spawn?: SpawnLines;
+  /**
+   * The shared link watcher. Its `link` events supply the source addresses and take the uplink
+   * down at once on a link problem. Start it (and await `start()`) before starting monitors.
+   */
+  link?: LinkSource;
+  /** Without a link watcher: the uplink's addresses, fixed for the monitor's life. */
+  addresses?: readonly (Addr | string)[];
+  /** Replace the prober built from `probe.method` (tests). */
+  prober?: (sink: RoundSink) => Prober;
+  /** Every round with its verdict, for debug logs and the probe CLI. */
+  onRound?: (round: RoundResult, verdict: RoundVerdict, obs: UplinkObservation) => void;
+  log?: (msg: string) => void;
+}
+
+/** Default ports when `probe.port` is not set. */
+export const DEFAULT_PROBE_PORTS = { tcp: 443, http: 80, dns: 53 } as const;
+
+export function buildProber(u: UplinkConfig, sink: RoundSink, deps: UplinkMonitorDeps): Prober {
+  const p = u.probe;
+  const common = { targets: p.targets, intervalMs: p.interval, timeoutMs: p.timeout };
+  const clock = deps.clock ?? realClock;
+  switch (p.method) {
+    case "icmp":
+      return new FpingProber({ ...common, size: p.size }, sink, {
+        clock,
+        ...(deps.spawn ? { spawn: deps.spawn } : {}),
+        ...(deps.log ? { log: deps.log } : {}),
+      });
+    case "tcp":
+      return new InProcessProber(common, tcpProbe(p.port ?? DEFAULT_PROBE_PORTS.tcp), sink, { clock });
+    case "http":
+      return new InProcessProber(common, httpProbe(p.port ?? DEFAULT_PROBE_PORTS.http, p.path), sink, {
+        clock,
+      });
+    case "dns":
+      return new InProcessProber(common, dnsProbe(p.port ?? DEFAULT_PROBE_PORTS.dns), sink, { clock });
+  }
+}
+
+/**
+ * One uplink's health: a prober sending through this uplink only, the state machine of
+ * uplink-state.ts, and link events from the shared watcher. Emits `round` after every round and
+ * `change` on every transition (always with a reason).
+ */
+class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements UplinkMonitor {
+  private readonly clock: Clock;
+  private readonly params: HealthParams;
+  private readonly prober: Prober | undefined;
+  private health: UplinkHealth;
+  private source: ProbeSource | undefined;
+  private running = false;
+  private proberOp: Promise<void> = Promise.resolve();
+  private readonly onLinkEvent = (s: LinkState) => {
+    if (s.iface === this.uplink.interface) this.linkChanged(s);
+  };
+
+  constructor(
+    private readonly name: string,
+    private readonly uplink: UplinkConfig,
+    private readonly deps: UplinkMonitorDeps,
+  ) {
+    super();
+    this.clock = deps.clock ?? realClock;
+    this.params = healthParams(uplink.probe);
+    this.health = initialHealth(name, uplink.interface, this.clock.now());
+    const sink: RoundSink = (r) => this.roundDone(r);
+    this.prober =
+      deps.prober?.(sink) ?? (uplink.probe.targets.length > 0 ? buildProber(uplink, sink, deps) : undefined);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.health = initialHealth(this.name, this.uplink.interface, this.clock.now());
+    if (this.deps.link) {
+      this.deps.link.on("link", this.onLinkEvent);
+      const s = this.deps.link.get(this.uplink.interface);
+      if (s) this.linkChanged(s);
+      return;
+    }
+    const addresses = (this.deps.addresses ?? [])
+      .map((a) => (typeof a === "string" ? parseAddr(a) : a))
+      .filter((a): a is Addr => a !== null);
+    this.setSource(addresses);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.deps.link?.off("link", this.onLinkEvent);
+    this.source = undefined;
+    const p = this.prober;
+    this.proberOp = this.proberOp.then(() => p?.stop());
+    await this.proberOp;
+  }
+
+  snapshot(): UplinkObservation {
+    return observe(this.health);
+  }
+
+  private linkChanged(s: LinkState): void {
+    if (!this.running) return;
+    this.apply(onLink(this.health, linkProblem(s), this.clock.now()));
+    this.setSource(s.addresses);
+  }
+
+  /** (Re)start the prober when the uplink's addresses changed; probes always leave from them. */
+  private setSource(addresses: readonly Addr[]): void {
+    const key = (a: readonly Addr[]) => a.map((x) => x.text).join(",");
+    if (this.source && key(this.source.addresses) === key(addresses)) return;
+    const next: ProbeSource = { iface: this.uplink.interface, addresses: [...addresses] };
+    const restart = this.source !== undefined;
+    this.source = next;
+    const p = this.prober;
+    if (!p) return;
+    this.proberOp = this.proberOp
+      .then(async () => {
+        if (restart) await p.stop();
+        if (this.running && this.source === next) p.start(next);
+      })
+      .catch((err: unknown) => this.deps.log?.(`${this.name}: prober: ${(err as Error).message}`));
+  }
+
+  private roundDone(r: RoundResult): void {
+    if (!this.running) return;
+    const step = onRound(this.health, r, this.params);
+    this.apply(step);
+    const obs = observe(this.health);
+    if (step.verdict) this.deps.onRound?.(r, step.verdict, obs);
+    this.emit("round", obs);
+  }
+
+  private apply(step: Step): void {
+    this.health = step.next;
+    if (!step.changed) return;
+    this.deps.log?.(`${this.name} ${this.health.state}: ${this.health.reason}`);
+    this.emit("change", observe(this.health));
+  }
+}
+
+export function createUplinkMonitor(
+  name: string,
+  uplink: UplinkConfig,
+  deps: UplinkMonitorDeps = {},
+): UplinkMonitor {
+  return new UplinkMonitorImpl(name, uplink, deps);
+}

@@ -1,0 +1,234 @@
+import type { ProbeConfig } from "../config/schema.ts";
+import type { HealthState, UplinkObservation } from "./types.ts";
+import { medianRtt, type RoundResult } from "./probe-types.ts";
+import { initialQuality, updateQuality, type QualityState } from "./uplink-quality.ts";
+
+// The per-uplink state machine. Pure: rounds and link events in, the next state out.
+//
+// - A round fails when fewer than `min_targets` targets answered within `timeout`, or when the
+//   median RTT of those that did is above `max_rtt`.
+// - up → down after `down_after` failed rounds in a row, or when the loss over the last 10 rounds
+//   (a full window) is above `max_loss`, or at once on a link problem (no carrier, no address…).
+// - down → up after `up_after` good rounds in a row, counted only from rounds sent after the link
+//   came back, and only while the loss over the window is within `max_loss`.
+// - Start: up. `apply` installs everything as healthy and a restarted daemon must not shift
+//   traffic away from working links, so an uplink starts up and `down_after` rounds (or a link
+//   event) decide; a dead one is down within down_after × interval + timeout.
+
+export const LOSS_WINDOW = 10;
+
+export interface HealthParams {
+  downAfter: number;
+  upAfter: number;
+  minTargets: number;
+  maxRttMs: number | null;
+  maxLoss: number | null;
+}
+
+export function healthParams(p: ProbeConfig): HealthParams {
+  return {
+    downAfter: p.down_after,
+    upAfter: p.up_after,
+    minTargets: Math.min(p.min_targets, Math.max(1, p.targets.length)),
+    maxRttMs: p.max_rtt,
+    maxLoss: p.max_loss,
+  };
+}
+
+export interface UplinkHealth {
+  name: string;
+  iface: string;
+  state: HealthState;
+  reason: string;
+  since: number;
+  failStreak: number;
+  goodStreak: number;
+  /** Every round of the current fail streak had no answer at all (for the reason's wording). */
+  streakSilent: boolean;
+  /** Why the latest failed round failed. */
+  lastFailure: string | null;
+  /** Probes sent and lost per round, oldest first, at most LOSS_WINDOW. */
+  window: { sent: number; lost: number }[];
+  srttMs: number | null;
+  jitterMs: number | null;
+  lastRttMs: number | null;
+  /** The current link problem ("carrier lost on wan1"), null when the link is fine. */
+  linkProblem: string | null;
+  /** Rounds sent before this moment say nothing about the link as it is now. */
+  linkOkSince: number;
+  quality: QualityState;
+}
+
+export interface RoundVerdict {
+  seq: number;
+  good: boolean;
+  /** Why it failed; for a good round, a short summary. */
+  why: string;
+  answered: number;
+  sent: number;
+  medianMs: number | null;
+  /** false when the round was sent before the link came back: it counts for neither streak. */
+  counted: boolean;
+}
+
+export interface Step {
+  next: UplinkHealth;
+  changed: boolean;
+  verdict?: RoundVerdict;
+}
+
+export function initialHealth(name: string, iface: string, at: number): UplinkHealth {
+  return {
+    name,
+    iface,
+    state: "up",
+    reason: "starting: assumed up until probes or link events say otherwise",
+    since: at,
+    failStreak: 0,
+    goodStreak: 0,
+    streakSilent: true,
+    lastFailure: null,
+    window: [],
+    srttMs: null,
+    jitterMs: null,
+    lastRttMs: null,
+    linkProblem: null,
+    linkOkSince: -Infinity,
+    quality: initialQuality(),
+  };
+}
+
+export function lossRatio(h: Pick<UplinkHealth, "window">): number {
+  let sent = 0;
+  let lost = 0;
+  for (const w of h.window) {
+    sent += w.sent;
+    lost += w.lost;
+  }
+  return sent === 0 ? 0 : lost / sent;
+}
+
+/** "0.12 ms", "4.5 ms", "312 ms" */
+export function fmtMs(ms: number): string {
+  if (ms < 1) return `${ms.toFixed(2)} ms`;
+  if (ms < 10) return `${ms.toFixed(1)} ms`;
+  return `${Math.round(ms)} ms`;
+}
+
+const pct = (x: number) => `${Math.round(x * 100)}%`;
+
+export function judgeRound(
+  r: RoundResult,
+  p: HealthParams,
+  linkProblem: string | null,
+): Omit<RoundVerdict, "counted"> {
+  const sent = r.results.length;
+  const answered = r.results.filter((x) => x.rttMs !== null).length;
+  const medianMs = medianRtt(r.results);
+  const base = { seq: r.seq, answered, sent, medianMs };
+  if (linkProblem) return { ...base, good: false, why: linkProblem };
+  if (answered === 0 && r.error) return { ...base, good: false, why: r.error };
+  if (answered < p.minTargets) {
+    const lost = r.results.filter((x) => x.rttMs === null).map((x) => x.target);
+    const why =
+      answered === 0
+        ? `no answer from ${lost.join(", ")}`
+        : `only ${answered} of ${sent} targets answered (min_targets ${p.minTargets}; lost ${lost.join(", ")})`;
+    return { ...base, good: false, why };
+  }
+  if (p.maxRttMs !== null && medianMs !== null && medianMs > p.maxRttMs) {
+    return { ...base, good: false, why: `median RTT ${fmtMs(medianMs)} above max_rtt ${fmtMs(p.maxRttMs)}` };
+  }
+  return { ...base, good: true, why: `${answered}/${sent} answered, median ${fmtMs(medianMs ?? 0)}` };
+}
+
+function transition(h: UplinkHealth, state: HealthState, reason: string, at: number): UplinkHealth {
+  // Good rounds before a fall do not count toward the way back up.
+  return { ...h, state, reason, since: at, goodStreak: state === "down" ? 0 : h.goodStreak };
+}
+
+export function onRound(h: UplinkHealth, r: RoundResult, p: HealthParams): Step {
+  const v = judgeRound(r, p, h.linkProblem);
+  const counted = h.linkProblem !== null || r.startedAt >= h.linkOkSince;
+  const verdict: RoundVerdict = { ...v, counted };
+  const window = [...h.window, { sent: v.sent, lost: v.sent - v.answered }].slice(-LOSS_WINDOW);
+  const next: UplinkHealth = { ...h, window };
+
+  // Answers to probes queued while the carrier was gone come back with the queueing time in them.
+  if (v.medianMs !== null && counted) {
+    const m = v.medianMs;
+    next.srttMs = h.srttMs === null ? m : h.srttMs + (m - h.srttMs) / 8;
+    // RFC 3550 interarrival jitter, over consecutive round medians.
+    if (h.lastRttMs !== null) {
+      const d = Math.abs(m - h.lastRttMs);
+      next.jitterMs = h.jitterMs === null ? d : h.jitterMs + (d - h.jitterMs) / 16;
+    }
+    next.lastRttMs = m;
+  }
+  const loss = lossRatio(next);
+  next.quality = updateQuality(h.quality, {
+    at: r.at,
+    rttMs: counted ? v.medianMs : null,
+    srttMs: next.srttMs,
+    loss,
+  });
+
+  if (counted) {
+    if (v.good) {
+      next.goodStreak = h.goodStreak + 1;
+      next.failStreak = 0;
+      next.streakSilent = true;
+    } else {
+      next.goodStreak = 0;
+      next.failStreak = h.failStreak + 1;
+      next.streakSilent =
+        (h.failStreak === 0 || h.streakSilent) && v.answered === 0 && !r.error && !h.linkProblem;
+      next.lastFailure = v.why;
+    }
+  }
+
+  const lossTooHigh = p.maxLoss !== null && next.window.length >= LOSS_WINDOW && loss > p.maxLoss;
+  if (next.state === "up") {
+    if (next.failStreak >= p.downAfter) {
+      const n = next.failStreak;
+      const lost = r.results.map((x) => x.target).join(", ");
+      const reason = next.streakSilent
+        ? `${n} rounds without an answer from ${lost}`
+        : `${n} failed rounds in a row; last: ${v.why}`;
+      return { next: transition(next, "down", reason, r.at), changed: true, verdict };
+    }
+    if (lossTooHigh) {
+      const reason = `loss ${pct(loss)} over the last ${LOSS_WINDOW} rounds is above max_loss ${pct(p.maxLoss ?? 0)}`;
+      return { next: transition(next, "down", reason, r.at), changed: true, verdict };
+    }
+  } else if (next.linkProblem === null && next.goodStreak >= p.upAfter && !lossTooHigh) {
+    const rtt = next.srttMs === null ? "" : `, smoothed RTT ${fmtMs(next.srttMs)}`;
+    const reason = `${next.goodStreak} good rounds in a row${rtt}, loss ${pct(loss)}`;
+    return { next: transition(next, "up", reason, r.at), changed: true, verdict };
+  }
+  return { next, changed: false, verdict };
+}
+
+/** A link problem takes the uplink down at once; its end only restarts the count of good rounds. */
+export function onLink(h: UplinkHealth, problem: string | null, at: number): Step {
+  if (problem !== null) {
+    const next = { ...h, linkProblem: problem, goodStreak: 0 };
+    if (h.state === "up") return { next: transition(next, "down", problem, at), changed: true };
+    return { next, changed: false };
+  }
+  if (h.linkProblem === null) return { next: h, changed: false };
+  return { next: { ...h, linkProblem: null, linkOkSince: at, goodStreak: 0, failStreak: 0 }, changed: false };
+}
+
+export function observe(h: UplinkHealth): UplinkObservation {
+  return {
+    name: h.name,
+    state: h.state,
+    reason: h.reason,
+    rttMs: h.srttMs,
+    jitterMs: h.jitterMs,
+    loss: lossRatio(h),
+    quality: Math.round(h.quality.value * 1000) / 1000,
+    since: h.since,
+  };
+}

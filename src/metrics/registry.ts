@@ -1,0 +1,202 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { LinkBytes } from "../system/linkstats.ts";
+import { connCounter } from "../render/nft-uplinks.ts";
+
+/** What the metrics read from the daemon at scrape time. */
+export interface MetricsSource {
+  uplinks(): {
+    name: string;
+    iface: string;
+    up: boolean;
+    rttMs: number | null;
+    loss: number;
+    share: number;
+  }[];
+  /** `counter`: the nft named counter of new connections to this backend, when there is one. */
+  backends(): { service: string; backend: string; up: boolean; counter: string | null }[];
+  cluster(): { node: string; bucketsOwned: number } | null;
+  /** nft named counters of table inet nflb. */
+  readCounters(): Promise<Map<string, { packets: number; bytes: number }>>;
+  readLinkBytes(iface: string): Promise<LinkBytes | null>;
+}
+
+export const APPLY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/**
+ * Kernel counters restart at 0 when the table is replaced (a reload) or an interface comes back;
+ * exported counters must not go backwards, so a drop is carried into a base.
+ */
+export class Monotonic {
+  private readonly seen = new Map<string, { last: number; base: number }>();
+  value(key: string, current: number): number {
+    const s = this.seen.get(key) ?? { last: 0, base: 0 };
+    if (current < s.last) s.base += s.last;
+    s.last = current;
+    this.seen.set(key, s);
+    return s.base + current;
+  }
+}
+
+interface Snapshot {
+  counters: Map<string, { packets: number; bytes: number }>;
+  links: Map<string, LinkBytes>;
+}
+
+/** Every metric of the contract, in one registry; kernel counters are read once per scrape. */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly applySeconds: Histogram<"kind">;
+  readonly transitions: Counter<"uplink" | "to">;
+  private snap: Snapshot = { counters: new Map(), links: new Map() };
+  private readonly mono = new Monotonic();
+
+  constructor(private readonly src: MetricsSource) {
+    const registers = [this.registry];
+    const snap = () => this.snap;
+    const mono = this.mono;
+
+    new Gauge({
+      name: "nflb_uplink_up",
+      help: "1 when the uplink is up, 0 when down or disabled",
+      labelNames: ["uplink"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of src.uplinks()) this.set({ uplink: u.name }, u.up ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "nflb_uplink_rtt_seconds",
+      help: "smoothed probe round-trip time",
+      labelNames: ["uplink"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of src.uplinks()) if (u.rttMs !== null) this.set({ uplink: u.name }, u.rttMs / 1000);
+      },
+    });
+    new Gauge({
+      name: "nflb_uplink_loss_ratio",
+      help: "probe loss over the last rounds, 0..1",
+      labelNames: ["uplink"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of src.uplinks()) this.set({ uplink: u.name }, u.loss);
+      },
+    });
+    new Gauge({
+      name: "nflb_uplink_share",
+      help: "fraction of new connections assigned to the uplink now",
+      labelNames: ["uplink"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of src.uplinks()) this.set({ uplink: u.name }, u.share);
+      },
+    });
+    new Counter({
+      name: "nflb_uplink_connections_total",
+      help: "new connections that left by the uplink (kernel counter)",
+      labelNames: ["uplink"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of src.uplinks()) {
+          const c = snap().counters.get(connCounter(u.name));
+          if (c) this.inc({ uplink: u.name }, mono.value(`conns/${u.name}`, c.packets));
+        }
+      },
+    });
+    new Counter({
+      name: "nflb_uplink_bytes_total",
+      help: "bytes through the uplink's interface (kernel counter); in = received, out = sent",
+      labelNames: ["uplink", "direction"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of src.uplinks()) {
+          const b = snap().links.get(u.iface);
+          if (!b) continue;
+          this.inc({ uplink: u.name, direction: "in" }, mono.value(`rx/${u.name}`, b.rx));
+          this.inc({ uplink: u.name, direction: "out" }, mono.value(`tx/${u.name}`, b.tx));
+        }
+      },
+    });
+    this.transitions = new Counter({
+      name: "nflb_uplink_transitions_total",
+      help: "uplink state changes, by the state changed to",
+      labelNames: ["uplink", "to"],
+      registers,
+    });
+    new Gauge({
+      name: "nflb_backend_up",
+      help: "1 when the backend is up (draining included), 0 when down",
+      labelNames: ["service", "backend"],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of src.backends()) this.set({ service: b.service, backend: b.backend }, b.up ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: "nflb_backend_connections_total",
+      help: "new connections sent to the backend (kernel counter)",
+      labelNames: ["service", "backend"],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of src.backends()) {
+          const c = b.counter ? snap().counters.get(b.counter) : undefined;
+          const key = `backend/${b.service}/${b.backend}`;
+          if (c) this.inc({ service: b.service, backend: b.backend }, mono.value(key, c.packets));
+        }
+      },
+    });
+    new Gauge({
+      name: "nflb_cluster_buckets_owned",
+      help: "hash buckets this node answers for",
+      labelNames: ["node"],
+      registers,
+      collect() {
+        this.reset();
+        const c = src.cluster();
+        if (c) this.set({ node: c.node }, c.bucketsOwned);
+      },
+    });
+    this.applySeconds = new Histogram({
+      name: "nflb_apply_seconds",
+      help: "time of one data-plane transaction",
+      labelNames: ["kind"],
+      buckets: APPLY_BUCKETS,
+      registers,
+    });
+    this.applySeconds.zero({ kind: "full" });
+    this.applySeconds.zero({ kind: "update" });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 100 });
+  }
+
+  /** Start the transition counters at 0 so a rate() works before the first change. */
+  declareUplinks(names: string[]): void {
+    for (const uplink of names)
+      for (const to of ["up", "down", "disabled"]) this.transitions.inc({ uplink, to }, 0);
+  }
+
+  contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text; reads the kernel counters once for all metrics. */
+  async scrape(): Promise<string> {
+    const counters = await this.src.readCounters().catch(() => new Map());
+    const links = new Map<string, LinkBytes>();
+    await Promise.all(
+      this.src.uplinks().map(async (u) => {
+        const b = await this.src.readLinkBytes(u.iface);
+        if (b) links.set(u.iface, b);
+      }),
+    );
+    this.snap = { counters, links };
+    return this.registry.metrics();
+  }
+}

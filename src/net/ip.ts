@@ -1,0 +1,108 @@
+import { isIPv4, isIPv6 } from "node:net";
+
+export type Family = 4 | 6;
+
+/** A validated address in canonical text form. */
+export interface Addr {
+  family: Family;
+  text: string;
+}
+
+/** A validated prefix, normalised: `text` is always `network/len`. */
+export interface Prefix {
+  family: Family;
+  text: string;
+  len: number;
+}
+
+export function parseAddr(s: string): Addr | null {
+  if (isIPv4(s)) return { family: 4, text: s };
+  if (isIPv6(s)) return { family: 6, text: canonicalV6(s) };
+  return null;
+}
+
+export function parsePrefix(s: string): Prefix | { error: string } {
+  const [host, lenText, extra] = s.split("/");
+  if (host === undefined || extra !== undefined) return { error: `not an address or prefix: ${s}` };
+  const addr = parseAddr(host);
+  if (!addr) return { error: `not an IPv4 or IPv6 address: ${host}` };
+  const max = addr.family === 4 ? 32 : 128;
+  const len = lenText === undefined ? max : /^\d{1,3}$/.test(lenText) ? Number(lenText) : NaN;
+  if (!Number.isInteger(len) || len < 0 || len > max)
+    return { error: `bad prefix length in ${s} (0..${max})` };
+  const bits = toBits(addr);
+  if (bits.slice(len).includes("1")) {
+    return {
+      error: `${s} has host bits set; did you mean ${fromBits(bits.slice(0, len).padEnd(max, "0"), addr.family)}/${len}?`,
+    };
+  }
+  return { family: addr.family, text: `${addr.text}/${len}`, len };
+}
+
+/** Expand and re-compress an IPv6 address to RFC 5952 form, so comparisons with `ip -j` output work. */
+export function canonicalV6(s: string): string {
+  return fromBits(toBits({ family: 6, text: s }), 6);
+}
+
+function toBits(a: Addr): string {
+  if (a.family === 4)
+    return a.text
+      .split(".")
+      .map((o) => Number(o).toString(2).padStart(8, "0"))
+      .join("");
+  let text = a.text;
+  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hextets first.
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4?.[1]) {
+    const o = v4[1].split(".").map(Number);
+    text =
+      text.slice(0, -v4[1].length) +
+      `${(((o[0] ?? 0) << 8) | (o[1] ?? 0)).toString(16)}:${(((o[2] ?? 0) << 8) | (o[3] ?? 0)).toString(16)}`;
+  }
+  const [head = "", tail] = text.split("::");
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
+  return groups.map((g) => parseInt(g, 16).toString(2).padStart(16, "0")).join("");
+}
+
+function fromBits(bits: string, family: Family): string {
+  if (family === 4) return [0, 8, 16, 24].map((i) => parseInt(bits.slice(i, i + 8), 2)).join(".");
+  const groups = [];
+  for (let i = 0; i < 128; i += 16) groups.push(parseInt(bits.slice(i, i + 16), 2).toString(16));
+  // Compress the longest run (length ≥ 2) of zero groups, leftmost on ties.
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== "0") {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === "0") j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  if (best < 0) return groups.join(":");
+  return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLen).join(":")}`;
+}
+
+/** Parse `ADDR:PORT` or `[V6ADDR]:PORT`. */
+export function parseHostPort(s: string): { addr: Addr; port: number } | { error: string } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
+  if (!m?.[1] || !m[2]) return { error: `expected ADDRESS:PORT or [IPv6]:PORT, got ${s}` };
+  const addr = parseAddr(m[1]);
+  if (!addr) return { error: `not an IPv4 or IPv6 address: ${m[1]}` };
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return { error: `port out of range (1..65535): ${m[2]}` };
+  return { addr, port };
+}
+
+/** Kernel interface names: at most 15 bytes; we also refuse characters that are legal but unsafe to pass around. */
+export function isInterfaceName(s: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}$/.test(s);
+}
+
+export function formatHostPort(addr: Addr, port: number): string {
+  return addr.family === 6 ? `[${addr.text}]:${port}` : `${addr.text}:${port}`;
+}

@@ -1,0 +1,82 @@
+import type { Config } from "../config/schema.ts";
+import { renderTable, TABLE_REF, type TableSections } from "../render/nft.ts";
+import { renderUplinks, renderUplinkUpdate } from "../render/nft-uplinks.ts";
+import { renderExec } from "../render/nft-exec.ts";
+import { renderServices, renderServicesUpdate } from "../render/nft-services.ts";
+import { planRouting, type RoutingPlan } from "../render/routes.ts";
+import { planSysctls, type SysctlSpec } from "./sysctls.ts";
+import { allUp, planUplinks } from "./uplinks.ts";
+import { planServices, type ServicesPlan } from "./services.ts";
+import type { Facts, Health, ServiceHealth, UplinkPlan } from "./types.ts";
+
+/** Health of everything nflb balances over, as the reconcile loop sees it. */
+export interface HealthView {
+  uplinks: Health;
+  /** Missing services/backends count as up at their configured weight. */
+  services: ServiceHealth;
+}
+
+export function allHealthy(c: Config): HealthView {
+  return { uplinks: allUp(c), services: {} };
+}
+
+/** Everything nflb wants the kernel to hold, computed without touching it. */
+export interface Desired {
+  uplinks: UplinkPlan | null;
+  services: ServicesPlan | null;
+  /** The whole table: replaces whatever `inet nflb` holds, in one transaction. */
+  nft: string;
+  /**
+   * Only the health-dependent maps and decision chains, rewritten in place in one transaction;
+   * valid when the table was built from the same config (same `nft` structure).
+   */
+  update: string;
+  routing: RoutingPlan;
+  sysctls: SysctlSpec[];
+}
+
+export const EMPTY_ROUTING = (c: Config): RoutingPlan => ({
+  rules: [],
+  routes: [],
+  tables: { from: c.table_base, to: c.table_base + Object.keys(c.uplinks ?? {}).length },
+  priorities: { from: c.rule_priority_base, to: c.rule_priority_base + 999 },
+});
+
+export function desiredState(
+  c: Config,
+  health: HealthView,
+  facts: Facts,
+  extra: Partial<TableSections> = {},
+): Desired {
+  const uplinks = planUplinks(c, health.uplinks, facts);
+  const routing = uplinks ? planRouting(uplinks) : EMPTY_ROUTING(c);
+  const services = planServices(c, health.services, facts);
+  const svc = services ? renderServices(services) : null;
+  const sections = [
+    ...(uplinks ? [renderUplinks(uplinks), renderExec()] : []),
+    ...(svc ? [svc.section] : []),
+    ...(extra.sections ?? []),
+  ];
+  const dnat = {
+    prerouting: [...(svc?.dnat.prerouting ?? []), ...(extra.dnat?.prerouting ?? [])],
+    output: [...(svc?.dnat.output ?? []), ...(extra.dnat?.output ?? [])],
+  };
+  const nft = renderTable({
+    ...extra,
+    sections,
+    dnat,
+    comment: "managed by nflb: edit the config, not this table",
+  });
+  const updateLines = [
+    ...(uplinks ? renderUplinkUpdate(uplinks, TABLE_REF) : []),
+    ...(services ? renderServicesUpdate(services, TABLE_REF) : []),
+  ];
+  return {
+    uplinks,
+    services,
+    nft,
+    update: updateLines.join("\n") + "\n",
+    routing,
+    sysctls: planSysctls(c, uplinks ? routing : null),
+  };
+}

@@ -1,0 +1,30 @@
+/**
+ * nflb owns only the bits of `mark_mask` in both the packet mark and the conntrack mark.
+ * Inside the mask, value k<<shift (k = 1..max) names uplink k-1 and the all-ones value is
+ * reserved for "leave it to the main table" (`via: main`).
+ */
+export interface MarkLayout {
+  mask: number;
+  shift: number;
+  maxUplinks: number;
+  main: number;
+}
+
+export function markLayout(mask: number): MarkLayout | { error: string } {
+  if (mask === 0) return { error: "mark_mask must not be 0" };
+  const shift = Math.log2(mask & -mask);
+  const width = Math.log2((mask >>> shift) + 1);
+  if (!Number.isInteger(width))
+    return { error: `mark_mask 0x${mask.toString(16)} must be one contiguous run of bits` };
+  if (width < 2) return { error: "mark_mask needs at least 2 bits" };
+  const values = 2 ** width - 1;
+  return { mask: mask >>> 0, shift, maxUplinks: values - 1, main: mask >>> 0 };
+}
+
+export function uplinkMark(layout: MarkLayout, index: number): number {
+  return ((index + 1) * 2 ** layout.shift) >>> 0;
+}
+
+export function hex(n: number): string {
+  return "0x" + (n >>> 0).toString(16);
+}

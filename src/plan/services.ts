@@ -1,0 +1,170 @@
+import type { Config, ServiceConfig } from "../config/schema.ts";
+import { parseHostPort, type Addr } from "../net/ip.ts";
+import { maglevSize, maglevTable } from "./maglev.ts";
+import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
+import type { BackendHealth, Facts, ServiceHealth } from "./types.ts";
+
+/**
+ * Inbound balancing of a virtual IP:port over backends. The kernel decides once per new
+ * connection by indexing a slot table (`numgen|jhash … mod slots.length`); this module only
+ * computes that table from the config, health and load.
+ */
+export type Scheduler = ServiceConfig["scheduler"];
+export type BackendState = "up" | "down" | "draining";
+
+export interface PlannedBackend {
+  /** `ADDRESS:PORT` as written in the config: the key of health, API and metrics. */
+  key: string;
+  /** Position in the config: names the backend's nft chain and counter. */
+  index: number;
+  addr: Addr;
+  port: number;
+  configWeight: number;
+  /** Effective weight (health override or config); 0 while draining or down. */
+  weight: number;
+  state: BackendState;
+  connections: number;
+}
+
+export interface PlannedService {
+  name: string;
+  family: 4 | 6;
+  vip: Addr;
+  port: number;
+  protocol: "tcp" | "udp";
+  scheduler: Scheduler;
+  snat: boolean;
+  backends: PlannedBackend[];
+  /** Backend key per slot; empty when no backend may take new connections. */
+  slots: string[];
+  hashSeed: number;
+}
+
+export interface ServicesPlan {
+  services: PlannedService[];
+  /**
+   * Interfaces on which a DNATed connection that leaves by the interface it came in on is
+   * masqueraded (hairpin: the client shares the backends' subnet, so the backend would answer it
+   * directly and bypass the un-DNAT).
+   */
+  hairpinIfaces: string[];
+}
+
+/** Slots of a least-conn plan: how many new connections are placed ahead before the next refresh. */
+export function leastConnLength(live: number): number {
+  return Math.min(8192, Math.max(256, 4 * live));
+}
+
+export function planServices(c: Config, health: ServiceHealth, facts?: Facts): ServicesPlan | null {
+  if (!c.services || Object.keys(c.services).length === 0) return null;
+  const services = Object.entries(c.services).map(([name, s]) => planService(name, s, health[name] ?? {}));
+  const hairpinIfaces = [...(facts?.interfaces.keys() ?? [])].filter((n) => n !== "lo").sort();
+  return { services, hairpinIfaces };
+}
+
+function planService(name: string, s: ServiceConfig, health: Record<string, BackendHealth>): PlannedService {
+  const listen = hostPort(s.listen);
+  const backends = s.backends.map((b, index): PlannedBackend => {
+    const hp = hostPort(b.address);
+    const h = health[b.address];
+    const up = h?.up ?? true;
+    const weight = up ? (h?.weight ?? b.weight) : 0;
+    return {
+      key: b.address,
+      index,
+      addr: hp.addr,
+      port: hp.port,
+      configWeight: b.weight,
+      weight,
+      state: !up ? "down" : weight === 0 ? "draining" : "up",
+      connections: Math.max(0, h?.connections ?? 0),
+    };
+  });
+  return {
+    name,
+    family: listen.addr.family,
+    vip: listen.addr,
+    port: listen.port,
+    protocol: s.protocol,
+    scheduler: s.scheduler,
+    snat: s.snat,
+    backends,
+    slots: slotsFor(s.scheduler, backends),
+    hashSeed: seedOf(`service:${name}`),
+  };
+}
+
+export function slotsFor(scheduler: Scheduler, backends: PlannedBackend[]): string[] {
+  const live = backends.filter((b) => b.state === "up");
+  if (live.length === 0) return [];
+  const weighted: Weighted[] = live.map((b) => ({ name: b.key, weight: b.weight }));
+  switch (scheduler) {
+    case "round-robin":
+      return rotationSlots(weighted, true);
+    case "random":
+      return rotationSlots(weighted, false);
+    case "source-hash": {
+      // Buckets are dealt by configured weight first, so a failure moves only its own clients.
+      const configured = backends
+        .filter((b) => b.configWeight > 0)
+        .map((b) => ({ name: b.key, weight: b.configWeight }));
+      return hashBuckets(
+        configured.length ? configured : weighted,
+        new Set(live.map((b) => b.key)),
+        weighted,
+      );
+    }
+    case "maglev":
+      // The size follows the configured count, never the live one: `jhash mod M` must not change.
+      return maglevTable(weighted, maglevSize(backends.length));
+    case "least-conn":
+      return leastConnSequence(
+        live.map((b) => ({ name: b.key, weight: b.weight, connections: b.connections })),
+        leastConnLength(live.length),
+      );
+  }
+}
+
+/**
+ * The next `length` new connections of a least-connection scheduler, placed ahead of time: each
+ * goes to the backend with the fewest connections per weight, counting those already placed
+ * (ties: larger weight, then config order). Levelled loads continue as a weighted rotation. The
+ * kernel walks the sequence with `numgen inc`; the daemon re-plans from fresh conntrack counts.
+ */
+export function leastConnSequence(
+  items: { name: string; weight: number; connections: number }[],
+  length: number,
+): string[] {
+  const live = items.filter((i) => i.weight > 0);
+  if (live.length === 0) return [];
+  const load = live.map((i) => i.connections);
+  const out: string[] = [];
+  for (let n = 0; n < length; n++) {
+    let best = 0;
+    for (let i = 1; i < live.length; i++) {
+      const a = live[i] as (typeof live)[number];
+      const b = live[best] as (typeof live)[number];
+      // Compare load/weight without division: la/wa < lb/wb ⇔ la·wb < lb·wa.
+      const x = (load[i] ?? 0) * b.weight;
+      const y = (load[best] ?? 0) * a.weight;
+      if (x < y || (x === y && a.weight > b.weight)) best = i;
+    }
+    load[best] = (load[best] ?? 0) + 1;
+    out.push(live[best]?.name ?? "");
+  }
+  return out;
+}
+
+function hostPort(s: string): { addr: Addr; port: number } {
+  const p = parseHostPort(s);
+  // The schema has validated every address; this only narrows the type.
+  if ("error" in p) throw new Error(p.error);
+  return p;
+}
+
+/** A stable hash seed per service, so hash placement survives restarts and reloads. */
+function seedOf(s: string): number {
+  let h = 0x811c9dc5;
+  for (const ch of s) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return h;
+}

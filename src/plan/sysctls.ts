@@ -1,0 +1,41 @@
+import type { Config } from "../config/schema.ts";
+import type { RoutingPlan } from "../render/routes.ts";
+
+export interface SysctlSpec {
+  key: string;
+  value: string;
+  why: string;
+}
+
+/** Kernel settings the data plane needs; `apply` records the old values and `down` puts them back. */
+export function planSysctls(c: Config, routing: RoutingPlan | null): SysctlSpec[] {
+  const out: SysctlSpec[] = [];
+  const v6 = routing?.rules.some((r) => r.family === 6) ?? false;
+  if (c.uplinks || c.services)
+    out.push({ key: "net/ipv4/ip_forward", value: "1", why: "route LAN and backend traffic" });
+  if (v6) out.push({ key: "net/ipv6/conf/all/forwarding", value: "1", why: "route IPv6 over the uplinks" });
+  else if (Object.values(c.services ?? {}).some((s) => s.listen.startsWith("[")))
+    out.push({ key: "net/ipv6/conf/all/forwarding", value: "1", why: "route IPv6 to service backends" });
+  for (const u of Object.values(c.uplinks ?? {})) {
+    // Loose mode: a reply may arrive on an uplink that is not the main table's best route back.
+    out.push({
+      key: `net/ipv4/conf/${u.interface}/rp_filter`,
+      value: "2",
+      why: `loose reverse-path filter on ${u.interface}`,
+    });
+  }
+  if (c.uplinks && c.balance.local === "balance") {
+    out.push({
+      key: "net/ipv4/fib_multipath_hash_policy",
+      value: "1",
+      why: "spread the router's own flows by L4 hash",
+    });
+    if (v6)
+      out.push({
+        key: "net/ipv6/fib_multipath_hash_policy",
+        value: "1",
+        why: "spread the router's own IPv6 flows by L4 hash",
+      });
+  }
+  return out;
+}

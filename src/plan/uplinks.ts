@@ -1,0 +1,153 @@
+import type { Config, RuleConfig } from "../config/schema.ts";
+import { parseAddr, parsePrefix } from "../net/ip.ts";
+import { markLayout, uplinkMark, type MarkLayout } from "./marks.ts";
+import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
+import type { Facts, Health, PlannedRule, PlannedSplit, PlannedUplink, Target, UplinkPlan } from "./types.ts";
+
+/** Table `table_base` carries the router's own default route; uplink i gets `table_base + 1 + i`. */
+export const DEFAULT_TABLE_OFFSET = 0;
+
+export function layoutOf(c: Config): MarkLayout {
+  const l = markLayout(c.mark_mask);
+  if ("error" in l) throw new Error(l.error); // unreachable after validation
+  return l;
+}
+
+/** Every uplink up at its configured weight: what `apply` installs. */
+export function allUp(c: Config): Health {
+  return Object.fromEntries(Object.keys(c.uplinks ?? {}).map((n) => [n, { up: true }]));
+}
+
+/**
+ * Config + health + system facts → the desired uplink data plane. Pure: the same inputs always
+ * give the same plan, which is what makes `plan` trustworthy and re-applies no-ops.
+ */
+export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan | null {
+  if (!c.uplinks) return null;
+  const layout = layoutOf(c);
+  const uplinks: PlannedUplink[] = Object.entries(c.uplinks).map(([name, u], index) => {
+    const gws = (u.gateway ?? []).map((g) => parseAddr(g)).filter((a) => a !== null);
+    const h = health[name];
+    const p: PlannedUplink = {
+      name,
+      index,
+      iface: u.interface,
+      mark: uplinkMark(layout, index),
+      table: c.table_base + 1 + index,
+      nat: u.nat,
+      addresses: facts.interfaces.get(u.interface)?.addresses ?? [],
+      live: h?.up ?? false,
+      weight: h?.weight ?? u.weight,
+    };
+    const gw4 = gws.find((g) => g.family === 4)?.text;
+    const gw6 = gws.find((g) => g.family === 6)?.text;
+    if (gw4) p.gw4 = gw4;
+    if (gw6) p.gw6 = gw6;
+    return p;
+  });
+
+  const byName = new Map(uplinks.map((u) => [u.name, u]));
+  const primaryOrder = c.balance.primary ?? uplinks.map((u) => u.name);
+  const firstLive = (names: string[], fam?: 4 | 6) =>
+    names.map((n) => byName.get(n)).find((u) => u?.live && (fam === undefined || carries(u, fam)))?.name ??
+    null;
+
+  const sources = c.balance.sources?.map((s) => parsePrefix(s)).filter((p) => !("error" in p)) ?? null;
+  const rules = c.rules.map((r, id) => planRule(r, id, (names) => firstLive(names)));
+
+  return {
+    layout,
+    tableBase: c.table_base,
+    ruleBase: c.rule_priority_base,
+    uplinks,
+    split: planSplit(c, uplinks),
+    balanceFrom: c.balance.from ?? null,
+    balanceSources: sources && {
+      v4: sources.filter((p) => "family" in p && p.family === 4).map((p) => ("text" in p ? p.text : "")),
+      v6: sources.filter((p) => "family" in p && p.family === 6).map((p) => ("text" in p ? p.text : "")),
+    },
+    rules,
+    local: c.balance.local,
+    primary4: firstLive(primaryOrder, 4),
+    primary6: firstLive(primaryOrder, 6),
+    hashSeed: seedOf(Object.keys(c.uplinks).join(",")),
+  };
+}
+
+/** Whether traffic of this family can leave by the uplink: a gateway of that family, or a point-to-point device. */
+export function carries(u: PlannedUplink, fam: 4 | 6): boolean {
+  if (fam === 4) return u.gw4 !== undefined || (u.gw6 === undefined && hasFamily(u, 4));
+  return u.gw6 !== undefined || (u.gw4 === undefined && hasFamily(u, 6));
+}
+
+function hasFamily(u: PlannedUplink, fam: 4 | 6): boolean {
+  // A tunnel without a gateway carries a family when it has an address of it (or we know nothing yet).
+  return u.addresses.length === 0 || u.addresses.some((a) => a.family === fam);
+}
+
+function planSplit(c: Config, uplinks: PlannedUplink[]): PlannedSplit | null {
+  const method = c.balance.method;
+  let pool: Weighted[] = uplinks
+    .filter((u) => u.live && u.weight > 0)
+    .map((u) => ({ name: u.name, weight: u.weight }));
+  // Weight-0 uplinks are backups: used, equally, only when every weighted uplink is down.
+  if (pool.length === 0) pool = uplinks.filter((u) => u.live).map((u) => ({ name: u.name, weight: 1 }));
+  if (pool.length === 0) return null;
+  if (method === "random" || method === "round-robin") {
+    return { method, slots: rotationSlots(pool, method === "round-robin") };
+  }
+  const configured = Object.entries(c.uplinks ?? {}).map(([name, u]) => ({ name, weight: u.weight }));
+  const liveSet = new Set(pool.map((p) => p.name));
+  return { method, slots: hashBuckets(configured, liveSet, pool) };
+}
+
+function planRule(r: RuleConfig, id: number, resolve: (names: string[]) => string | null): PlannedRule {
+  const split = (list: string[] | undefined) => {
+    const ps = (list ?? []).map((s) => parsePrefix(s)).filter((p) => !("error" in p)) as {
+      family: 4 | 6;
+      text: string;
+    }[];
+    return {
+      v4: ps.filter((p) => p.family === 4).map((p) => p.text),
+      v6: ps.filter((p) => p.family === 6).map((p) => p.text),
+    };
+  };
+  const dst = split(r.destination);
+  const src = split(r.source);
+  let target: Target;
+  if (r.via === "main") target = { kind: "main" };
+  else if (r.via) {
+    const up = resolve(r.via);
+    // No uplink of the list is alive: balancing beats sending the connection into a dead link.
+    target = up ? { kind: "uplink", uplink: up } : { kind: "balance" };
+  } else target = { kind: "balance" };
+  const out: PlannedRule = {
+    id,
+    name: r.name,
+    dst4: dst.v4,
+    dst6: dst.v6,
+    src4: src.v4,
+    src6: src.v6,
+    hasDst: (r.destination?.length ?? 0) > 0,
+    hasSrc: (r.source?.length ?? 0) > 0,
+    target,
+  };
+  if (r.protocol) out.protocol = r.protocol;
+  if (r.port !== undefined) {
+    if (typeof r.port === "number") out.ports = [r.port];
+    else if (Array.isArray(r.port)) out.ports = [...r.port];
+    else {
+      const [from, to] = r.port.split("-").map(Number);
+      out.ports = { from: from ?? 0, to: to ?? 0 };
+    }
+  }
+  if (r.sticky !== undefined) out.stickyMs = r.sticky;
+  return out;
+}
+
+/** A stable hash seed per config so source-hash placement survives restarts. */
+function seedOf(s: string): number {
+  let h = 0x811c9dc5;
+  for (const ch of s) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return h;
+}

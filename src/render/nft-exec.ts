@@ -1,0 +1,24 @@
+import type { NftSection } from "./nft-uplinks.ts";
+import { mapBlock } from "./nft-text.ts";
+
+/**
+ * `nflb exec --via UPLINK -- COMMAND`: the command runs in a transient cgroup (v2) of its own, and
+ * its sockets' packets are steered to the uplink's pin chain from the output route chain, where
+ * a changed mark makes the kernel route them again. One lookup per locally generated packet,
+ * whatever the number of uplinks or commands; the map is empty unless a command runs.
+ *
+ * The cgroup sits directly under the root of the hierarchy (level 1). nft resolves an element's
+ * path (relative to /sys/fs/cgroup) to the cgroup's id when the element is added.
+ */
+export const EXEC_MAP = "exec_via";
+export const EXEC_CGROUP_LEVEL = 1;
+
+export function renderExec(): NftSection {
+  return {
+    body: mapBlock(EXEC_MAP, `socket cgroupv2 level ${EXEC_CGROUP_LEVEL} : verdict`, []),
+    prerouting: [],
+    // After the uplinks' restore_mark rule: a connection already pinned keeps its mark.
+    output: [`socket cgroupv2 level ${EXEC_CGROUP_LEVEL} vmap @${EXEC_MAP}`],
+    postroutingNat: [],
+  };
+}

@@ -1,0 +1,58 @@
+import { exec, ExecError, run } from "./exec.ts";
+
+/** The only module that runs `nft`. Every write is one `nft -f -` invocation: one kernel transaction. */
+export class NftError extends Error {
+  constructor(
+    message: string,
+    readonly stderr: string,
+  ) {
+    super(message);
+    this.name = "NftError";
+  }
+}
+
+export async function nftApply(script: string, opts: { check?: boolean } = {}): Promise<void> {
+  const args = opts.check ? ["nft", "-c", "-f", "-"] : ["nft", "-f", "-"];
+  const r = await exec(args, { input: script, timeoutMs: 60_000 });
+  if (r.code !== 0)
+    throw new NftError(`nft rejected the transaction (nothing was changed):\n${r.stderr.trim()}`, r.stderr);
+}
+
+export async function tableExists(family: string, table: string): Promise<boolean> {
+  const r = await exec(["nft", "list", "table", family, table]);
+  return r.code === 0;
+}
+
+export async function listTableText(family: string, table: string): Promise<string | null> {
+  const r = await exec(["nft", "list", "table", family, table]);
+  return r.code === 0 ? r.stdout : null;
+}
+
+export async function deleteTable(family: string, table: string): Promise<void> {
+  if (await tableExists(family, table)) await run(["nft", "delete", "table", family, table]);
+}
+
+/** `nft -j list …` output without the leading metainfo object. */
+export async function listJson(what: string[]): Promise<Record<string, unknown>[]> {
+  const out = await run(["nft", "-j", "list", ...what]).catch((e: unknown) => {
+    if (e instanceof ExecError) return "";
+    throw e;
+  });
+  if (!out) return [];
+  const parsed = JSON.parse(out) as { nftables?: Record<string, unknown>[] };
+  return (parsed.nftables ?? []).filter((o) => !("metainfo" in o));
+}
+
+/** Named counters of a table: name → packets/bytes. */
+export async function readCounters(
+  family: string,
+  table: string,
+): Promise<Map<string, { packets: number; bytes: number }>> {
+  const items = await listJson(["counters", "table", family, table]);
+  const out = new Map<string, { packets: number; bytes: number }>();
+  for (const it of items) {
+    const c = it.counter as { name?: string; packets?: number; bytes?: number } | undefined;
+    if (c?.name) out.set(c.name, { packets: c.packets ?? 0, bytes: c.bytes ?? 0 });
+  }
+  return out;
+}

@@ -1,0 +1,150 @@
+// Cluster vs its coordinator: etcd stopped for 30 s, and configs pushed through it.
+// Real namespaces, a real etcd, real traffic. Needs root; skipped otherwise.
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test } from "node:test";
+import { labUnavailableReason } from "../../src/lab/netns.ts";
+import { CLUSTER_LAB, ClusterLab } from "../../src/lab/cluster-lab.ts";
+import type { ClientSummary } from "../../src/lab/traffic-summary.ts";
+
+const unavailable = await labUnavailableReason();
+const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
+const NFLB = fileURLToPath(new URL("../../bin/nflb", import.meta.url));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function homes(r: ClientSummary): Map<string, string> {
+  return new Map(
+    Object.entries(r.bySource).map(([s, seen]) => [
+      s,
+      Object.keys(seen)
+        .map((l) => l.split(" ")[0])
+        .join(","),
+    ]),
+  );
+}
+
+describe("cluster and etcd", { skip, timeout: 170_000 }, () => {
+  const lab = new ClusterLab({ nodes: 3 });
+  const round = () =>
+    lab.runClient({
+      from: "client",
+      dst: CLUSTER_LAB.vip,
+      port: CLUSTER_LAB.port,
+      sources: lab.sources,
+      count: lab.sources.length,
+      parallel: 20,
+      timeoutMs: 2000,
+      deadlineMs: 20_000,
+    });
+  const kernel = async () => Promise.all(lab.nodeIndexes.map((i) => lab.kernelBuckets(i)));
+
+  before(
+    async () => {
+      await lab.build();
+      for (const i of lab.nodeIndexes) await lab.startAgent(i);
+      await lab.startServers();
+    },
+    { timeout: 90_000 },
+  );
+  after(() => lab.destroy(), { timeout: 30_000 });
+
+  test(
+    "5: etcd stopped for 30 s: every source still served; afterwards no bucket moves",
+    { timeout: 80_000 },
+    async () => {
+      await sleep(1000);
+      const base = await round();
+      assert.equal(base.ok, lab.sources.length);
+      const home = homes(base);
+      const before5 = await kernel();
+      await lab.stopEtcd();
+      const t0 = Date.now();
+      let rounds = 0;
+      while (Date.now() - t0 < 30_000) {
+        await sleep(2500);
+        const r = await round();
+        rounds++;
+        assert.equal(
+          r.ok,
+          lab.sources.length,
+          `${Math.round((Date.now() - t0) / 1000)} s into the outage: ${JSON.stringify(r.errors)}`,
+        );
+        assert.deepEqual(homes(r), home, "a source changed node during the outage");
+      }
+      assert.ok(rounds >= 8);
+      for (const i of lab.nodeIndexes)
+        assert.equal(lab.snapshot(i)?.mode, "outage", `node${i} is not in outage mode`);
+      await lab.startEtcd();
+      // Let every member reconnect, renew and reconcile a few times.
+      const t1 = Date.now();
+      while (Date.now() - t1 < 10_000 && !lab.nodeIndexes.every((i) => lab.snapshot(i)?.mode === "normal"))
+        await sleep(200);
+      await sleep(3000);
+      assert.deepEqual(await kernel(), before5, "buckets moved although membership did not change");
+      const after5 = await round();
+      assert.deepEqual(homes(after5), home);
+      for (const i of lab.nodeIndexes) assert.equal(lab.snapshot(i)?.etcd, true);
+    },
+  );
+
+  test(
+    "6: cluster push reaches every member within 2 s; a broken config is refused by all",
+    { timeout: 60_000 },
+    async () => {
+      const versionOf = (i: number) => {
+        const lines = (lab.agent(i)?.stdout() ?? "")
+          .split("\n")
+          .filter((l) => l.includes('"event":"config"'));
+        const last = lines[lines.length - 1];
+        return last ? (JSON.parse(last) as { version: number }).version : null;
+      };
+      const changed = await lab.writeFile(
+        "changed.yaml",
+        lab.configText(1, "api:\n  listen: 127.0.0.1:9119\n"),
+      );
+      const pushed = await lab.run("node1", [NFLB, "cluster", "push", "-c", changed]);
+      const t0 = Date.now();
+      const version = Number(/version (\d+)/.exec(pushed)?.[1]);
+      assert.ok(version >= 1, pushed);
+      while (Date.now() - t0 < 5000 && !lab.nodeIndexes.every((i) => versionOf(i) === version))
+        await sleep(50);
+      const took = Date.now() - t0;
+      assert.ok(took <= 2000, `members ran v${version} only after ${took} ms`);
+
+      const status = JSON.parse(
+        await lab.run("node2", [NFLB, "cluster", "status", "--json", "-c", lab.configPath(2)]),
+      ) as {
+        members: { node: string; config_version: number | null; buckets: number }[];
+      };
+      assert.deepEqual(
+        status.members.map((m) => [m.node, m.config_version]),
+        lab.nodeIndexes.map((i) => [`node${i}`, version]),
+      );
+
+      // `push` itself refuses a config that does not validate.
+      const broken = await lab.writeFile("broken.yaml", lab.configText(1, "uplinks: {}\n"));
+      const refused = await lab.exec("node1", [NFLB, "cluster", "push", "-c", broken]);
+      assert.equal(refused.code, 1, refused.stdout);
+      // A broken record written behind push's back (an old client, a hand edit): every member refuses it.
+      const kernelBefore = await kernel();
+      const bad = JSON.stringify({
+        version: version + 1,
+        sha256: "0",
+        text: lab.configText(1, "cluster_typo: true\n"),
+        pushed_at: new Date().toISOString(),
+      });
+      await lab.etcdctl(["put", "/nflb/cluster/lab/config", bad]);
+      const t1 = Date.now();
+      const refusedBy = (i: number) =>
+        (lab.agent(i)?.stdout() ?? "").includes(`"event":"config-refused","version":${version + 1}`);
+      while (Date.now() - t1 < 5000 && !lab.nodeIndexes.every(refusedBy)) await sleep(50);
+      for (const i of lab.nodeIndexes) {
+        assert.ok(refusedBy(i), `node${i} did not refuse v${version + 1}`);
+        assert.equal(versionOf(i), version, `node${i} left v${version}`);
+      }
+      assert.deepEqual(await kernel(), kernelBefore, "a refused config changed the data plane");
+      const r = await round();
+      assert.equal(r.ok, lab.sources.length);
+    },
+  );
+});

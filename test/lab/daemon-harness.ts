@@ -1,0 +1,264 @@
+// Running `nflb run` inside a lab's router namespace and watching LAN connections while links
+// fail: shared by the daemon lab tests and bench/failover.ts. Every loop here is bounded.
+import { writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { UplinkLab } from "../../src/lab/uplink-lab.ts";
+import type { TrackedProcess } from "../../src/lab/processes.ts";
+import type { StatusJson } from "../../src/daemon/status.ts";
+
+export const NFLB = fileURLToPath(new URL("../../bin/nflb", import.meta.url));
+export const API_PORT = 9110;
+
+export interface LabConfigOptions {
+  interval?: string;
+  method?: "random" | "round-robin";
+  weights?: number[];
+  /** Extra YAML appended at the end (rules, api…). */
+  extra?: string;
+  /** Extra keys inside every uplink's probe block, e.g. "down_after: 2". */
+  probe?: string;
+}
+
+/** A config for the lab's router: every lab uplink, ICMP probes to the lab's two targets. */
+export function labConfig(lab: UplinkLab, o: LabConfigOptions = {}): string {
+  const targets = lab.addr.targets4.join(", ");
+  const lines = ["version: 1", "uplinks:"];
+  for (const u of lab.uplinks) {
+    const probe = [`targets: [${targets}]`];
+    if (o.interval) probe.push(`interval: ${o.interval}`);
+    if (o.probe) probe.push(o.probe);
+    lines.push(
+      `  isp${u.index}:`,
+      `    interface: ${u.wanIf}`,
+      `    gateway: ${u.gateway4}`,
+      `    weight: ${o.weights?.[u.index - 1] ?? 1}`,
+      `    probe: { ${probe.join(", ")} }`,
+    );
+  }
+  lines.push("balance:", "  from: [lan0]", `  method: ${o.method ?? "random"}`);
+  return lines.join("\n") + "\n" + (o.extra ?? "");
+}
+
+export async function writeConfig(file: string, text: string): Promise<void> {
+  await writeFile(file, text);
+}
+
+export interface RunningDaemon {
+  proc: TrackedProcess;
+  /** Lines of the daemon's JSON log. */
+  logs(): Record<string, unknown>[];
+  stop(): Promise<number>;
+}
+
+/**
+ * Start `nflb run` in the router namespace and wait until it says it runs. Its state file goes
+ * next to the config (a temp dir the test removes), not to the host's /run/nflb.
+ */
+export async function startDaemon(
+  lab: UplinkLab,
+  configFile: string,
+  api = `0.0.0.0:${API_PORT}`,
+): Promise<RunningDaemon> {
+  // `env` execs nflb in place: the pid stays the daemon's own, for signals.
+  const argv = ["env", `NFLB_STATE_DIR=${dirname(configFile)}`, NFLB, "run", "-c", configFile, "--api", api];
+  const proc = lab.spawn("router", argv);
+  try {
+    await proc.waitForLine(/"msg":"nflb running"/, 20_000);
+  } catch (e) {
+    await proc.stop(2000);
+    throw e;
+  }
+  return {
+    proc,
+    logs: () =>
+      proc
+        .stdout()
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    stop: async () => {
+      await proc.stop(5000);
+      return proc.exited;
+    },
+  };
+}
+
+export interface HttpAnswer {
+  code: number;
+  body: string;
+}
+
+/** One HTTP request with curl from a lab namespace (bounded by --max-time). */
+export async function http(
+  lab: UplinkLab,
+  role: string,
+  method: "GET" | "POST",
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<HttpAnswer> {
+  const argv = ["curl", "-sS", "--max-time", "5", "-X", method, "-w", "\n%{http_code}", url];
+  for (const [k, v] of Object.entries(headers)) argv.push("-H", `${k}: ${v}`);
+  const r = await lab.exec(role, argv, { timeoutMs: 10_000 });
+  const nl = r.stdout.lastIndexOf("\n");
+  return { code: Number(r.stdout.slice(nl + 1)) || 0, body: r.stdout.slice(0, nl) };
+}
+
+export async function status(lab: UplinkLab): Promise<StatusJson> {
+  const r = await http(lab, "router", "GET", `http://127.0.0.1:${API_PORT}/api/v1/status`);
+  if (r.code !== 200) throw new Error(`status: HTTP ${r.code} ${r.body}`);
+  return JSON.parse(r.body) as StatusJson;
+}
+
+/** Poll status until `ok` holds (at most `timeoutMs`); returns the last status. */
+export async function waitStatus(
+  lab: UplinkLab,
+  ok: (s: StatusJson) => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<StatusJson> {
+  const deadline = Date.now() + timeoutMs;
+  let last: StatusJson | undefined;
+  while (Date.now() < deadline) {
+    last = await status(lab).catch(() => undefined);
+    if (last && ok(last)) return last;
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last?.uplinks)}`);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export const allUp = (s: StatusJson) => s.uplinks.every((u) => u.state === "up" && u.probed);
+
+// ---- connection poller ----------------------------------------------------------------------
+
+/** One batch of short connections started at `t` (epoch ms). */
+export interface Batch {
+  t: number;
+  ok: number;
+  failed: number;
+  /** Reply line ("inet SOURCE") → count: which uplink carried each connection. */
+  seen: Record<string, number>;
+}
+
+// Plain JS run with `node -e` inside a namespace: starts a batch of BATCH parallel TCP connections
+// every EVERY ms (at most 8 batches in flight), each bounded by TIMEOUT ms, for DURATION ms, and
+// prints one JSON line per finished batch.
+const POLLER = `
+import { connect } from "node:net";
+const [host, port, batch, every, timeout, duration] = process.argv.slice(1).map((x, i) => i ? Number(x) : x);
+const start = Date.now();
+let inflight = 0;
+function once() {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    let buf = "";
+    const done = (line) => { clearTimeout(timer); s.destroy(); resolve(line); };
+    const timer = setTimeout(() => done(null), timeout);
+    s.setEncoding("utf8");
+    s.on("data", (d) => { buf += d; const nl = buf.indexOf("\\n"); if (nl >= 0) done(buf.slice(0, nl)); });
+    s.on("error", () => done(null));
+    s.on("close", () => done(null));
+  });
+}
+async function run(t) {
+  inflight++;
+  const lines = await Promise.all(Array.from({ length: batch }, once));
+  inflight--;
+  const seen = {};
+  for (const l of lines) if (l !== null) seen[l] = (seen[l] ?? 0) + 1;
+  const ok = lines.filter((l) => l !== null).length;
+  process.stdout.write(JSON.stringify({ t, ok, failed: batch - ok, seen }) + "\\n");
+}
+const tick = setInterval(() => {
+  if (Date.now() - start > duration) { clearInterval(tick); return; }
+  if (inflight < 8) void run(Date.now());
+}, every);
+process.on("SIGTERM", () => { clearInterval(tick); setTimeout(() => process.exit(0), timeout + 50); });
+`;
+
+export interface PollerOptions {
+  batch?: number;
+  everyMs?: number;
+  timeoutMs?: number;
+  durationMs: number;
+}
+
+export interface Poller {
+  /** Batches finished so far, in order of their start. */
+  batches(): Batch[];
+  stop(): Promise<Batch[]>;
+}
+
+/** Keep opening short connections from the LAN to the internet server. */
+export async function startPoller(lab: UplinkLab, o: PollerOptions): Promise<Poller> {
+  const argv = [
+    process.execPath,
+    "--input-type=module",
+    "-e",
+    POLLER,
+    lab.addr.server4,
+    String(lab.ports.echo),
+    String(o.batch ?? 8),
+    String(o.everyMs ?? 50),
+    String(o.timeoutMs ?? 300),
+    String(o.durationMs),
+  ];
+  const proc = lab.spawn("lan", argv);
+  const parse = () =>
+    proc
+      .stdout()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Batch)
+      .sort((a, b) => a.t - b.t);
+  await proc.waitForLine(/^\{/, 10_000);
+  return {
+    batches: parse,
+    stop: async () => {
+      await proc.stop(2000);
+      return parse();
+    },
+  };
+}
+
+/**
+ * When new connections all succeed again after `since`: the start of the first batch from which
+ * every later batch succeeded fully. null when the last batch still failed.
+ */
+export function recoveredAt(batches: Batch[], since: number): number | null {
+  const after = batches.filter((b) => b.t >= since);
+  let at: number | null = null;
+  for (const b of after) {
+    if (b.failed > 0) at = null;
+    else at ??= b.t;
+  }
+  return at;
+}
+
+/** Batches that failed at all, after `since`. */
+export const failures = (batches: Batch[], since: number) =>
+  batches.filter((b) => b.t >= since && b.failed > 0);
+
+/** Batches and daemon log lines around `since`, as text: printed when a bound is missed. */
+export function timeline(
+  batches: Batch[],
+  logs: Record<string, unknown>[],
+  since: number,
+  ms: number,
+): string {
+  const rows: [number, string][] = [];
+  for (const b of batches)
+    if (b.t >= since - 100 && b.t <= since + ms)
+      rows.push([b.t - since, `batch ok=${b.ok} failed=${b.failed} ${JSON.stringify(b.seen)}`]);
+  for (const l of logs) {
+    const t = Date.parse(String(l.time));
+    if (t >= since - 100 && t <= since + ms)
+      rows.push([t - since, `log ${String(l.msg)} (${String(l.reason)})`]);
+  }
+  return rows
+    .sort((a, b) => a[0] - b[0])
+    .map(([t, s]) => `${t >= 0 ? "+" : ""}${t} ms ${s}`)
+    .join("\n");
+}

@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { parseConfig } from "../../src/config/load.ts";
+import {
+  clusterMac,
+  clusterSeed,
+  clusterSysctls,
+  planCluster,
+  renderCluster,
+  renderOwnedUpdate,
+} from "../../src/cluster/render.ts";
+import { hex } from "../../src/render/nft-text.ts";
+
+const cfg = (extra = "") =>
+  parseConfig(`version: 1
+cluster:
+  name: web
+  node: a
+  vip: [192.0.2.2, "2001:db8::2"]
+  interface: eth0
+  buckets: 256
+${extra}`);
+
+describe("cluster rendering", () => {
+  const c = cfg();
+  const p = planCluster(c.cluster!);
+
+  test("plan: shared MACs in the NLB multicast convention, one seed per cluster name", () => {
+    assert.equal(clusterMac("192.0.2.2"), "03:bf:c0:00:02:02");
+    assert.equal(clusterMac("2001:db8::a:2"), "03:bf:00:0a:00:02");
+    assert.equal(p.seed, clusterSeed("web"));
+    assert.notEqual(clusterSeed("web"), clusterSeed("db"));
+    assert.equal(p.vip6, "2001:db8::2");
+  });
+
+  test("the filter: established first, no reply to mid-stream packets, owned buckets by jhash", () => {
+    const r = renderCluster(p);
+    const body = r.section.body.join("\n");
+    assert.match(body, /set cluster_owned \{\n\t\ttypeof numgen random mod 1\n\t\tflags timeout\n\t\}/);
+    const chain = body.slice(body.indexOf("chain cluster_in"), body.indexOf("chain cluster_pre"));
+    const rules = chain
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith("chain") && l !== "}");
+    assert.deepEqual(rules, [
+      "ct state established,related accept",
+      "ct state invalid drop",
+      "meta l4proto tcp tcp flags & (fin | syn | rst | ack) != syn drop",
+      `meta nfproto ipv4 jhash ip saddr mod 256 seed ${hex(p.seed)} @cluster_owned accept`,
+      `meta nfproto ipv6 jhash ip6 saddr mod 256 seed ${hex(p.seed)} @cluster_owned accept`,
+      "drop",
+    ]);
+    assert.match(body, /type filter hook prerouting priority mangle - 5;/);
+    assert.match(body, /ip daddr 192\.0\.2\.2 meta pkttype multicast meta pkttype set host/);
+    assert.deepEqual(r.input, [
+      'iifname "eth0" ip daddr 192.0.2.2 jump cluster_in',
+      'iifname "eth0" icmpv6 type nd-neighbor-solicit @th,64,128 0x20010db8000000000000000000000002 drop',
+      'iifname "eth0" ip6 daddr 2001:db8::2 jump cluster_in',
+    ]);
+  });
+
+  test("source-port hashing keeps port-less protocols on the source alone", () => {
+    const r = renderCluster(planCluster(cfg("  hash: source-port").cluster!));
+    const body = r.section.body.join("\n");
+    assert.match(body, /meta l4proto \{ tcp, udp \} jhash ip saddr \. th sport mod 256/);
+    assert.match(body, /meta l4proto != \{ tcp, udp \} jhash ip saddr mod 256/);
+  });
+
+  test("ARP answers for the VIP carry the shared MAC", () => {
+    const a = renderCluster(p).arpScript;
+    assert.match(a, /^add table arp nflb\ndelete table arp nflb\ntable arp nflb \{/);
+    assert.match(a, /arp saddr ip 192\.0\.2\.2 arp saddr ether set 03:bf:c0:00:02:02/);
+    const v6only = planCluster(
+      parseConfig("version: 1\ncluster: { name: x, node: a, vip: '2001:db8::2', interface: eth0 }").cluster!,
+    );
+    assert.equal(renderCluster(v6only).arpScript, "");
+  });
+
+  test("owned buckets carry their fence as an element timeout", () => {
+    const r = renderCluster(p, { buckets: [1, 5], timeoutMs: 1666.6 });
+    assert.match(r.section.body.join("\n"), /elements = \{ 1 timeout 1667ms, 5 timeout 1667ms \}/);
+    assert.equal(
+      renderOwnedUpdate({ buckets: [3, 4], timeoutMs: 900 }),
+      "flush set inet nflb cluster_owned\nadd element inet nflb cluster_owned { 3 timeout 900ms, 4 timeout 900ms }\n",
+    );
+    assert.equal(renderOwnedUpdate({ buckets: [3], timeoutMs: 0 }), "flush set inet nflb cluster_owned\n");
+  });
+
+  test("sysctls: no redirects, own address in ARP, forwarding off only for a pure cluster node", () => {
+    const keys = clusterSysctls(c).map((s) => `${s.key}=${s.value}`);
+    assert.deepEqual(keys, [
+      "net/ipv4/conf/all/send_redirects=0",
+      "net/ipv4/conf/eth0/send_redirects=0",
+      "net/ipv4/conf/eth0/arp_announce=2",
+      "net/ipv4/conf/eth0/drop_unicast_in_l2_multicast=0",
+      "net/ipv6/conf/eth0/drop_unicast_in_l2_multicast=0",
+      "net/ipv4/ip_forward=0",
+    ]);
+    const withService = cfg(
+      "services:\n  web: { listen: 192.0.2.2:80, backends: [{ address: 10.0.0.1:80 }] }",
+    );
+    assert.ok(!clusterSysctls(withService).some((s) => s.key === "net/ipv4/ip_forward"));
+  });
+});

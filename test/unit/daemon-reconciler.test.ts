@@ -1,0 +1,225 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { parseConfig } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/schema.ts";
+import type { Desired, HealthView } from "../../src/plan/desired.ts";
+import type { Facts } from "../../src/plan/types.ts";
+import { Reconciler, sharesOf, type DataplaneOps, type ReconcileInput } from "../../src/daemon/reconciler.ts";
+import { silentLog } from "../../src/daemon/log.ts";
+
+const cfg = parseConfig(`version: 1
+uplinks:
+  isp1: { interface: wan1, gateway: 100.64.1.1, weight: 3 }
+  isp2: { interface: wan2, gateway: 100.64.2.1, weight: 1 }
+  isp3: { interface: wan3, gateway: 100.64.3.1, weight: 1 }
+balance: { primary: [isp1, isp2, isp3] }
+rules:
+  - { name: web, source: [198.18.0.0/24], sticky: 30m }
+`);
+
+const facts: Facts = {
+  interfaces: new Map(
+    [1, 2, 3].map((i) => [
+      `wan${i}`,
+      { name: `wan${i}`, up: true, addresses: [{ family: 4 as const, text: `100.64.${i}.2` }] },
+    ]),
+  ),
+};
+
+type Call = { op: string; arg?: unknown };
+
+function fakeOps(opts: { failNft?: () => boolean; gate?: Promise<void>; tableMissing?: boolean } = {}) {
+  const calls: Call[] = [];
+  const ops: DataplaneOps = {
+    readFacts: async () => facts,
+    applyFull: async (d: Desired) => {
+      await opts.gate;
+      calls.push({ op: "full", arg: d });
+    },
+    applyNft: async (s: string) => {
+      await opts.gate;
+      if (opts.failNft?.()) throw new Error("nft said no");
+      calls.push({ op: "nft", arg: s });
+    },
+    applyRouting: async (d: Desired) => {
+      calls.push({ op: "routing", arg: d.routing.routes.find((r) => r.table === 200)?.nexthops[0]?.dev });
+    },
+    tableExists: async () => !opts.tableMissing,
+    flushConntrack: async (mark, mask) => {
+      calls.push({ op: "conntrack", arg: `${mark.toString(16)}/${mask.toString(16)}` });
+      return 7;
+    },
+    purgeSticky: async (maps, mark) => {
+      calls.push({ op: "sticky", arg: `${maps.join(",")}@${mark.toString(16)}` });
+      return 2;
+    },
+  };
+  return { ops, calls };
+}
+
+function health(c: Config, down: string[] = [], disabled: string[] = []): ReconcileInput {
+  const h: HealthView = { uplinks: {}, services: {} };
+  for (const n of Object.keys(c.uplinks ?? {}))
+    h.uplinks[n] = { up: !down.includes(n) && !disabled.includes(n) };
+  return { config: c, health: h, probeDown: new Set(down) };
+}
+
+function setup(opts: Parameters<typeof fakeOps>[0] = {}) {
+  const f = fakeOps(opts);
+  let input = health(cfg);
+  const applies: string[] = [];
+  const keeping: boolean[] = [];
+  const r = new Reconciler(() => input, f.ops, {
+    log: silentLog,
+    onApply: (kind) => applies.push(kind),
+    onKeeping: (k) => keeping.push(k),
+  });
+  return {
+    r,
+    calls: f.calls,
+    applies,
+    keeping,
+    set: (i: ReconcileInput) => (input = i),
+  };
+}
+
+test("the first run replaces the whole table and flushes nothing", async () => {
+  const s = setup();
+  const res = await s.r.reconcile("start");
+  assert.equal(res.action, "full");
+  assert.deepEqual(
+    s.calls.map((c) => c.op),
+    ["full"],
+  );
+  // Even an uplink that starts down is not flushed: no transition was seen by this daemon.
+  const s2 = setup();
+  s2.set(health(cfg, ["isp2"]));
+  await s2.r.reconcile("start");
+  assert.ok(!s2.calls.some((c) => c.op === "conntrack"));
+});
+
+test("a health change is an in-place update, then the dead uplink's conntrack and sticky entries go", async () => {
+  const s = setup();
+  await s.r.reconcile("start");
+  s.calls.length = 0;
+  s.set(health(cfg, ["isp1"]));
+  const res = await s.r.reconcile("isp1 down");
+  assert.equal(res.action, "update");
+  // Update first (one nft transaction), the primary route moves, only then the flush.
+  assert.deepEqual(
+    s.calls.map((c) => c.op),
+    ["nft", "routing", "sticky", "conntrack"],
+  );
+  assert.equal(s.calls[1]?.arg, "wan2");
+  assert.equal(s.calls[2]?.arg, "rule_0_sticky4,rule_0_sticky6@100");
+  assert.equal(s.calls[3]?.arg, "100/ff00");
+  assert.deepEqual(res.forgotten, [{ uplink: "isp1", conntrack: 7, sticky: 2 }]);
+  const script = String(s.calls[0]?.arg);
+  assert.match(script, /^flush map inet nflb split$/m);
+  assert.doesNotMatch(script, /up_isp1_pin/);
+  assert.deepEqual(s.applies, ["full", "update"]);
+  assert.deepEqual(Object.fromEntries(sharesOf(s.r.last?.desired)), { isp1: 0, isp2: 0.5, isp3: 0.5 });
+});
+
+test("nothing changed: nothing is applied", async () => {
+  const s = setup();
+  await s.r.reconcile("start");
+  s.calls.length = 0;
+  const res = await s.r.reconcile("round");
+  assert.equal(res.action, "none");
+  assert.deepEqual(s.calls, []);
+});
+
+test("a disabled uplink leaves the split without a conntrack flush", async () => {
+  const s = setup();
+  await s.r.reconcile("start");
+  s.calls.length = 0;
+  s.set(health(cfg, [], ["isp2"]));
+  await s.r.reconcile("api");
+  assert.deepEqual(
+    s.calls.map((c) => c.op),
+    ["nft", "sticky"],
+  );
+});
+
+test("flush_on_down: false keeps conntrack", async () => {
+  const c = parseConfig(`version: 1
+uplinks:
+  isp1: { interface: wan1, gateway: 100.64.1.1 }
+  isp2: { interface: wan2, gateway: 100.64.2.1 }
+balance: { flush_on_down: false }
+`);
+  const s = setup();
+  s.set(health(c));
+  await s.r.reconcile("start");
+  s.set(health(c, ["isp2"]));
+  await s.r.reconcile("down");
+  assert.ok(!s.calls.some((x) => x.op === "conntrack" || x.op === "sticky"));
+});
+
+test("every uplink down: the last data plane is kept, and said so once", async () => {
+  const s = setup();
+  await s.r.reconcile("start");
+  s.set(health(cfg, ["isp1", "isp2"]));
+  await s.r.reconcile("isp1, isp2 down");
+  const before = s.r.last?.update;
+  s.calls.length = 0;
+  s.set(health(cfg, ["isp1", "isp2", "isp3"]));
+  const res = await s.r.reconcile("isp3 down");
+  assert.equal(res.action, "none");
+  assert.equal(res.keeping, true);
+  assert.deepEqual(s.calls, [], "no apply, no flush");
+  assert.equal(s.r.last?.update, before);
+  await s.r.reconcile("still down");
+  assert.deepEqual(s.keeping, [true]);
+  // isp3 comes back: balancing over it alone; isp3 was never flushed while it was the last one.
+  s.set(health(cfg, ["isp1", "isp2"]));
+  const back = await s.r.reconcile("isp3 up");
+  assert.equal(back.action, "none", "isp3 alone is exactly what was kept");
+  assert.deepEqual(s.keeping, [true, false]);
+  s.set(health(cfg, ["isp2"]));
+  assert.equal((await s.r.reconcile("isp1 up")).action, "update");
+});
+
+test("a new config object or a missing table means a full replace", async () => {
+  const s = setup({ tableMissing: true });
+  await s.r.reconcile("start");
+  assert.equal((await s.r.reconcile("periodic", { verify: true })).action, "full");
+  const c2 = parseConfig(`version: 1
+uplinks:
+  isp1: { interface: wan1, gateway: 100.64.1.1 }
+`);
+  s.set(health(c2));
+  assert.equal((await s.r.reconcile("reload")).action, "full");
+});
+
+test("requests during a run are coalesced into one more run", async () => {
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const s = setup({ gate });
+  const first = s.r.reconcile("start");
+  const queued = ["a", "b", "c"].map((x) => s.r.reconcile(x));
+  open();
+  const [r1, ...rest] = await Promise.all([first, ...queued]);
+  assert.deepEqual(r1?.reasons, ["start"]);
+  for (const r of rest) assert.deepEqual(r.reasons, ["a", "b", "c"]);
+  assert.equal(rest[0], rest[2], "the same run answers every coalesced request");
+  assert.equal(s.calls.filter((c) => c.op === "full").length, 1);
+  await s.r.idle();
+});
+
+test("a failed update is retried as a full replace", async () => {
+  let fail = true;
+  const s = setup({ failNft: () => fail });
+  await s.r.reconcile("start");
+  s.set(health(cfg, ["isp3"]));
+  const bad = await s.r.reconcile("isp3 down");
+  assert.equal(bad.action, "failed");
+  assert.match(bad.error?.message ?? "", /nft said no/);
+  assert.ok(!s.calls.some((c) => c.op === "conntrack"), "no flush when the split did not move");
+  fail = false;
+  const good = await s.r.reconcile("again");
+  assert.equal(good.action, "full");
+  assert.deepEqual(good.forgotten, [{ uplink: "isp3", conntrack: 7, sticky: 2 }]);
+  await s.r.close();
+});

@@ -1,0 +1,162 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { parseConfig } from "../../src/config/load.ts";
+import { allHealthy, desiredState } from "../../src/plan/desired.ts";
+import { planServices, type ServicesPlan } from "../../src/plan/services.ts";
+import type { Facts, ServiceHealth } from "../../src/plan/types.ts";
+import { backendCounters, renderServices, renderServicesUpdate } from "../../src/render/nft-services.ts";
+
+const T = "inet nflb";
+const cfg = parseConfig(`version: 1
+services:
+  web:
+    listen: 203.0.113.10:80
+    scheduler: round-robin
+    backends:
+      - { address: 198.51.100.11:80 }
+      - { address: 198.51.100.12:8080, weight: 2 }
+  dns:
+    listen: "[2001:db8:203::10]:53"
+    protocol: udp
+    scheduler: source-hash
+    snat: true
+    backends:
+      - { address: "[2001:db8:51::11]:53" }
+      - { address: "[2001:db8:51::12]:53" }
+`);
+const facts: Facts = { interfaces: new Map([["srv0", { name: "srv0", up: true, addresses: [] }]]) };
+const planOf = (h: ServiceHealth = {}): ServicesPlan => {
+  const p = planServices(cfg, h, facts);
+  assert.ok(p);
+  return p;
+};
+
+test("one dispatch lookup per family in the nat chains at dstnat (prerouting and output)", () => {
+  const r = renderServices(planOf());
+  assert.deepEqual(r.dnat.prerouting, [
+    "meta nfproto ipv4 ip daddr . meta l4proto . th dport vmap @svc_dispatch4",
+    "meta nfproto ipv6 ip6 daddr . meta l4proto . th dport vmap @svc_dispatch6",
+  ]);
+  assert.deepEqual(r.dnat.output, r.dnat.prerouting);
+  const body = r.section.body.join("\n");
+  assert.match(body, /203\.0\.113\.10 \. tcp \. 80 : goto svc_web\b/);
+  assert.match(body, /2001:db8:203::10 \. udp \. 53 : goto svc_dns\b/);
+});
+
+test("each backend: a chain with its named counter and the DNAT", () => {
+  const body = renderServices(planOf()).section.body.join("\n");
+  assert.match(body, /counter svc_web_b0 \{/);
+  assert.match(body, /meta l4proto tcp counter name svc_web_b1 dnat ip to 198\.51\.100\.12:8080/);
+  assert.match(body, /meta l4proto udp counter name svc_dns_b0 dnat ip6 to \[2001:db8:51::11\]:53/);
+});
+
+test("decision rules: numgen for rotations, jhash of the source for hashing", () => {
+  const body = renderServices(planOf()).section.body.join("\n");
+  assert.match(body, /numgen inc mod 3 vmap @svc_web_slots/);
+  assert.match(body, /jhash ip6 saddr mod 1024 seed 0x[0-9a-f]{8} vmap @svc_dns_slots/);
+});
+
+test("postrouting: snat services and hairpin masquerade, only for our own services", () => {
+  const r = renderServices(planOf());
+  const key = (f: 4 | 6) =>
+    `meta nfproto ipv${f} meta l4proto { tcp, udp } ct status dnat ct original ip${f === 6 ? "6" : ""} daddr . meta l4proto . ct original proto-dst`;
+  assert.deepEqual(r.section.postroutingNat, [
+    `${key(6)} @svc_snat6 masquerade`,
+    `iifname . oifname @svc_hairpin ${key(4)} @svc_vips4 masquerade`,
+    `iifname . oifname @svc_hairpin ${key(6)} @svc_vips6 masquerade`,
+  ]);
+  const body = r.section.body.join("\n");
+  assert.match(
+    body,
+    /set svc_snat6 \{\n\t\ttype ipv6_addr \. inet_proto \. inet_service\n\t\telements = \{ 2001:db8:203::10 \. udp \. 53 \}/,
+  );
+  assert.match(
+    body,
+    /set svc_vips4 \{\n\t\ttype ipv4_addr \. inet_proto \. inet_service\n\t\telements = \{ 203\.0\.113\.10 \. tcp \. 80 \}/,
+  );
+  assert.match(body, /"srv0" \. "srv0"/);
+});
+
+test("the packet path does not grow with backends: one rule per service chain", () => {
+  const big = parseConfig(`version: 1
+services:
+  big:
+    listen: 203.0.113.10:80
+    backends:
+${Array.from({ length: 300 }, (_, i) => `      - { address: 198.51.${100 + (i >> 8)}.${i & 255}:80 }`).join("\n")}
+`);
+  const p = planServices(big, {});
+  assert.ok(p);
+  const body = renderServices(p).section.body;
+  const svcChain = body.slice(body.indexOf("\tchain svc_big {"));
+  assert.deepEqual(svcChain.slice(0, 3), [
+    "\tchain svc_big {",
+    "\t\tnumgen inc mod 300 vmap @svc_big_slots",
+    "\t}",
+  ]);
+});
+
+test("nothing live: the service drops new connections", () => {
+  const p = planOf({
+    web: { "198.51.100.11:80": { up: false }, "198.51.100.12:8080": { up: true, weight: 0 } },
+  });
+  const lines = renderServicesUpdate(p, T, planOf());
+  assert.deepEqual(lines, [
+    "flush map inet nflb svc_web_slots",
+    "flush chain inet nflb svc_web",
+    "add rule inet nflb svc_web drop",
+  ]);
+});
+
+test("update: only services that changed, one map and one rule each", () => {
+  const before = planOf();
+  const after = planOf({ web: { "198.51.100.11:80": { up: false } } });
+  assert.deepEqual(renderServicesUpdate(after, T, before), [
+    "flush map inet nflb svc_web_slots",
+    "add element inet nflb svc_web_slots { 0 : goto svc_web_b1 }",
+    "flush chain inet nflb svc_web",
+    "add rule inet nflb svc_web numgen inc mod 1 vmap @svc_web_slots",
+  ]);
+  assert.deepEqual(renderServicesUpdate(before, T, before), []);
+  // Without the previous plan every service is rewritten.
+  assert.equal(renderServicesUpdate(after, T).filter((l) => l.startsWith("flush map")).length, 2);
+});
+
+test("desiredState carries services in the full table and in the update", () => {
+  const d = desiredState(cfg, allHealthy(cfg), facts);
+  assert.ok(d.services);
+  assert.match(d.nft, /chain prerouting_dnat \{\n\t\ttype nat hook prerouting priority dstnat;/);
+  assert.match(d.nft, /chain output_dnat \{\n\t\ttype nat hook output priority -100;/);
+  assert.match(d.nft, /chain postrouting_nat \{/);
+  assert.match(d.update, /^flush map inet nflb svc_web_slots$/m);
+  assert.match(d.update, /^add rule inet nflb svc_dns jhash ip6 saddr mod 1024/m);
+  assert.equal(d.routing.rules.length, 0);
+  assert.ok(d.sysctls.some((s) => s.key === "net/ipv6/conf/all/forwarding"));
+});
+
+test("update of a hash scheduler: only the slots that changed", () => {
+  const before = planOf();
+  const after = planOf({ dns: { "[2001:db8:51::11]:53": { up: false } } });
+  const lines = renderServicesUpdate(after, T, before);
+  assert.equal(lines.length, 2);
+  const del = /^delete element inet nflb svc_dns_slots \{ (.*) \}$/.exec(lines[0] ?? "");
+  const add = /^add element inet nflb svc_dns_slots \{ (.*) \}$/.exec(lines[1] ?? "");
+  assert.ok(del && add, lines.join("\n"));
+  const keys = (del[1] ?? "").split(", ");
+  // Only b0's buckets move, all of them to b1.
+  const old = before.services[1]?.slots ?? [];
+  assert.deepEqual(
+    keys.map(Number),
+    old.flatMap((b, i) => (b === "[2001:db8:51::11]:53" ? [i] : [])),
+  );
+  assert.ok((add[1] ?? "").split(", ").every((e) => e.endsWith(": goto svc_dns_b1")));
+});
+
+test("backend counters: one per backend, named after service and position", () => {
+  assert.deepEqual(backendCounters(planOf()), [
+    { service: "web", backend: "198.51.100.11:80", counter: "svc_web_b0" },
+    { service: "web", backend: "198.51.100.12:8080", counter: "svc_web_b1" },
+    { service: "dns", backend: "[2001:db8:51::11]:53", counter: "svc_dns_b0" },
+    { service: "dns", backend: "[2001:db8:51::12]:53", counter: "svc_dns_b1" },
+  ]);
+});
