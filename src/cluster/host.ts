@@ -7,13 +7,7 @@ import { run } from "../system/exec.ts";
 import { ipRaw, readInterfaces } from "../system/iproute.ts";
 import { nftApply } from "../system/nft.ts";
 import { loadState, saveState } from "../system/state.ts";
-import {
-  clusterSysctls,
-  planCluster,
-  renderCluster,
-  renderOwnedUpdate,
-  type OwnedElements,
-} from "./render.ts";
+import { planCluster, renderOwnedUpdate, type OwnedElements } from "./render.ts";
 
 /** What the agent needs from the machine it runs on; the daemon may supply its own. */
 export interface ClusterHost {
@@ -42,17 +36,9 @@ export class KernelHost implements ClusterHost {
     if (!cl) throw new Error("cluster host: config has no cluster section");
     const facts = await this.facts();
     const plan = planCluster(cl);
-    const nft = renderCluster(plan, owned ?? undefined);
-    const want = desiredState(config, allHealthy(config), facts, {
-      sections: [nft.section],
-      input: nft.input,
-    });
-    const extra = clusterSysctls(config).filter((s) => !want.sysctls.some((w) => w.key === s.key));
+    const want = desiredState(config, allHealthy(config), facts);
     // The filter goes in first: once the VIP is up, only owned buckets are answered.
-    await applyDesired(
-      { ...want, sysctls: [...want.sysctls, ...extra] },
-      { nftScript: want.nft + nft.arpScript },
-    );
+    await applyDesired(want, { nftScript: want.nft + (owned ? renderOwnedUpdate(owned) : "") });
     await this.ensureAddresses(cl.interface, cl.vip, facts);
     for (const mac of [plan.mac4, plan.mac6]) if (mac) await this.ensureMaddr(cl.interface, mac);
   }
@@ -62,7 +48,7 @@ export class KernelHost implements ClusterHost {
   }
 
   /** Add missing VIPs (recorded, so `down` removes them); adopt ones already there (not recorded). */
-  private async ensureAddresses(iface: string, vips: readonly string[], facts: Facts): Promise<void> {
+  protected async ensureAddresses(iface: string, vips: readonly string[], facts: Facts): Promise<void> {
     const state = await loadState();
     const have = new Set((facts.interfaces.get(iface)?.addresses ?? []).map((a) => a.text));
     const want = vips.map((v) => parseAddr(v)).filter((a) => a !== null);
@@ -83,7 +69,7 @@ export class KernelHost implements ClusterHost {
     await saveState(state);
   }
 
-  private async ensureMaddr(iface: string, mac: string): Promise<void> {
+  protected async ensureMaddr(iface: string, mac: string): Promise<void> {
     const out = await run(["ip", "-j", "maddr", "show", "dev", iface]);
     const parsed = JSON.parse(out || "[]") as { maddr?: { link?: string; features?: string }[] }[];
     if (parsed.some((l) => (l.maddr ?? []).some((m) => m.link === mac && m.features === "static"))) return;

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { ConfigError } from "../config/issues.ts";
 import type { LoadedConfig } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
 import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import { parseHostPort } from "../net/ip.ts";
 import { buildApi, type ActionResult, type ApiDaemon } from "../api/server.ts";
@@ -14,7 +15,13 @@ import type { Log } from "./log.ts";
 import { DaemonModel, type ClusterView, type Counters } from "./model.ts";
 import { MonitorSet, type MonitorFactories } from "./monitors.ts";
 import { OnChangeHook, type HookRunner } from "./on-change.ts";
-import { Reconciler, sharesOf, type DataplaneOps, type ReconcileResult } from "./reconciler.ts";
+import {
+  Reconciler,
+  sharesOf,
+  type DataplaneOps,
+  type ReconcileInput,
+  type ReconcileResult,
+} from "./reconciler.ts";
 import type { StatusJson } from "./status.ts";
 
 export const DEFAULT_API = "127.0.0.1:9110";
@@ -77,7 +84,7 @@ export class Daemon implements ApiDaemon {
       readCounters: () => this.counters(),
       readLinkBytes: opts.readLinkBytes ?? readLinkBytes,
     });
-    this.reconciler = new Reconciler(() => this.model.input(), ops, {
+    this.reconciler = new Reconciler(() => this.reconcileInput(), ops, {
       log: this.log,
       onApply: (kind, seconds) => this.metricsRegistry.applySeconds.observe({ kind }, seconds),
       onKeeping: (keeping, reasons) =>
@@ -99,6 +106,11 @@ export class Daemon implements ApiDaemon {
         clusterChange: (snapshot) => this.onClusterChange(snapshot),
       },
       this.log,
+      {
+        exclusive: (fn) => this.reconciler.exclusive(fn),
+        config: () => this.model.config,
+        adopt: (config) => this.adoptPushed(config),
+      },
     );
     this.hook = new OnChangeHook(model.config.on_change, this.log, opts.hookRunner);
     this.metricsRegistry.declareUplinks(Object.keys(model.config.uplinks ?? {}));
@@ -122,7 +134,7 @@ export class Daemon implements ApiDaemon {
     if (this.model.config.cluster && !this.opts.factories.cluster)
       this.log.warn(
         { reason: "no cluster agent in this daemon" },
-        "cluster: section not coordinated by nflb run yet (see src/daemon/factories.ts)",
+        "cluster: the filter is installed but accepts no bucket (no agent to coordinate it)",
       );
     if (this.opts.serveApi !== false) await this.listen();
     await this.adoptMonitors();
@@ -211,6 +223,34 @@ export class Daemon implements ApiDaemon {
     await this.monitors.start();
     this.refreshCluster();
     return r;
+  }
+
+  private reconcileInput(): ReconcileInput {
+    return { ...this.model.input(), fullTail: () => this.monitors.clusterFullTail() };
+  }
+
+  /**
+   * A config pushed through the cluster, validated by the agent: run it like a reload (the same
+   * queue), and throw when it cannot be applied so that the agent reports it refused.
+   */
+  private adoptPushed(config: Config): Promise<void> {
+    const next = this.reloading.then(async () => {
+      if (this.stopped) throw new Error("stopping");
+      const previous = this.model.loaded;
+      const text = JSON.stringify(config);
+      const r = await this.switchConfig(
+        { config, file: previous.file, text, locate: (issues) => issues },
+        "cluster push",
+      );
+      if (r.action === "failed") {
+        await this.switchConfig(previous, "pushed config failed; back to the running config");
+        throw new Error(`the pushed config failed to apply: ${r.error?.message ?? "unknown error"}`);
+      }
+      this.publish({ kind: "daemon", name: "config", state: "reloaded", reason: "cluster push" });
+      this.log.info({ config_version: this.model.version, reason: "cluster push" }, "config adopted");
+    });
+    this.reloading = next.catch(() => undefined);
+    return next;
   }
 
   /** SIGTERM: stop probing and serving; the data plane stays exactly as it is (fail-static). */

@@ -1,3 +1,4 @@
+import { daemonClusterPart } from "../cluster/daemon-host.ts";
 import { createBackendChecker } from "../health/backend-checker.ts";
 import { LinkWatcher } from "../health/link-watch.ts";
 import { createUplinkMonitor } from "../health/uplink-monitor.ts";
@@ -8,8 +9,7 @@ import type { MonitorFactories } from "./monitors.ts";
  * The real health sources: one link watcher shared by every uplink monitor (carrier and address
  * events take an uplink down at once), a prober per uplink, a checker per backend.
  *
- * SEAM: no cluster agent is wired yet (`cluster` is left undefined, so a `cluster:` section is
- * applied but not coordinated); add it here once src/cluster exposes its agent.
+ * With a `cluster:` section, the cluster agent (src/cluster/daemon-host.ts).
  */
 export function realFactories(log: Log): MonitorFactories {
   const link = new LinkWatcher([], { log: (msg) => log.warn({ reason: "link watch" }, msg) });
@@ -22,6 +22,7 @@ export function realFactories(log: Log): MonitorFactories {
       });
     },
     backend: (ctx) => createBackendChecker(ctx),
+    cluster: (ctx) => daemonClusterPart(ctx),
     start: () => link.start(),
     stop: () => link.stop(),
   };

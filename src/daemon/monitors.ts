@@ -31,6 +31,18 @@ export interface ClusterPart {
   stop(): void | Promise<void>;
   snapshot(): ClusterView;
   on(event: "change", listener: (snapshot: ClusterView) => void): unknown;
+  /** nft commands a full replace appends (the owned buckets), computed when it runs. */
+  fullTail?(): string;
+}
+
+/** What a cluster agent hosted by the daemon may ask of it. */
+export interface ClusterDaemonSide {
+  /** Run `fn` with no reconcile in progress or starting meanwhile. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T>;
+  /** The config the daemon runs now. */
+  config(): Config;
+  /** Switch to a config pushed through the cluster (validated); throws when it cannot be applied. */
+  adopt(config: Config): Promise<void>;
 }
 
 /**
@@ -40,7 +52,7 @@ export interface ClusterPart {
 export interface MonitorFactories {
   uplink?: (ctx: UplinkMonitorContext) => UplinkMonitor;
   backend?: (ctx: BackendMonitorContext) => BackendMonitor;
-  cluster?: (ctx: { config: Config; log: Log }) => ClusterPart;
+  cluster?: (ctx: { config: Config; log: Log; daemon: ClusterDaemonSide }) => ClusterPart;
   /** Shared resources (a link watcher): started before the first monitor, stopped after the last. */
   start?: () => Promise<void>;
   stop?: () => Promise<void>;
@@ -73,6 +85,7 @@ export class MonitorSet {
     private readonly factories: MonitorFactories,
     private readonly handlers: MonitorHandlers,
     private readonly log: Log,
+    private readonly daemonSide?: ClusterDaemonSide,
   ) {}
 
   /**
@@ -131,14 +144,17 @@ export class MonitorSet {
       }
     }
 
-    const clusterKey = c.cluster ? JSON.stringify(c.cluster) : null;
+    // Only the cluster's identity restarts the agent; it follows other changes (a pushed config,
+    // a reload) itself, keeping its lease and buckets.
+    const cl = c.cluster;
+    const clusterKey = cl ? JSON.stringify([cl.name, cl.node, cl.buckets, cl.hash, cl.etcd]) : null;
     if (this.cluster && this.cluster.key !== clusterKey) {
       stops.push(Promise.resolve(this.cluster.monitor.stop()));
       this.cluster = null;
     }
     const mkCluster = this.factories.cluster;
-    if (!this.cluster && clusterKey && mkCluster) {
-      const monitor = mkCluster({ config: c, log: this.log });
+    if (!this.cluster && clusterKey && mkCluster && this.daemonSide) {
+      const monitor = mkCluster({ config: c, log: this.log, daemon: this.daemonSide });
       monitor.on("change", (snapshot) => this.handlers.clusterChange(snapshot));
       this.cluster = { key: clusterKey, monitor, started: false };
     }
@@ -166,6 +182,11 @@ export class MonitorSet {
 
   isProbed(uplink: string): boolean {
     return this.uplinks.has(uplink);
+  }
+
+  /** What a full replace must append for the cluster (its owned buckets), or "". */
+  clusterFullTail(): string {
+    return this.cluster?.monitor.fullTail?.() ?? "";
   }
 
   clusterSnapshot(): ClusterView | null {

@@ -13,6 +13,11 @@ export interface ReconcileInput {
   /** Uplinks the probes call down (not merely disabled): what `flush_on_down` acts on. */
   probeDown: ReadonlySet<string>;
   extra?: Partial<TableSections>;
+  /**
+   * nft commands appended to a full replace, in the same transaction, computed at that moment:
+   * the cluster's owned buckets with what is left of their fence timeouts.
+   */
+  fullTail?: () => string;
 }
 
 /** The kernel side, injected so the loop can be tested against a fake. */
@@ -90,6 +95,8 @@ export class Reconciler {
   private retryTimer: NodeJS.Timeout | undefined;
   private retryMs = RETRY_MIN_MS;
   private closed = false;
+  /** Every kernel change of the daemon goes through here, one at a time (see exclusive). */
+  private lock: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly source: () => ReconcileInput,
@@ -122,6 +129,17 @@ export class Reconciler {
     return queued.promise;
   }
 
+  /**
+   * Run `fn` with the kernel to itself: no reconcile run starts or is in progress meanwhile. The
+   * cluster agent's bucket updates go through here, so a full replace computed before an update
+   * can never be applied after it (it would bring back buckets the agent had just released).
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.lock.then(fn, fn);
+    this.lock = p.catch(() => undefined);
+    return p;
+  }
+
   /** Wait until nothing is running or queued. */
   async idle(): Promise<void> {
     while (this.current || this.next) await (this.next?.promise ?? this.current);
@@ -135,7 +153,7 @@ export class Reconciler {
   }
 
   private start(reasons: string[], opts: ReconcileOptions): Promise<ReconcileResult> {
-    const p = this.runOnce(reasons, opts).finally(() => {
+    const p = this.exclusive(() => this.runOnce(reasons, opts)).finally(() => {
       if (this.current === p) this.current = null;
     });
     this.current = p;
@@ -177,7 +195,8 @@ export class Reconciler {
         if (prev.routingKey !== routingKey) await this.ops.applyRouting(desired);
         if (prev.update !== desired.update || prev.routingKey !== routingKey) kind = "update";
       } else {
-        await this.ops.applyFull(desired);
+        const tail = input.fullTail?.() ?? "";
+        await this.ops.applyFull(tail ? { ...desired, nft: desired.nft + tail } : desired);
         kind = "full";
       }
       const seconds = (performance.now() - t1) / 1000;

@@ -74,30 +74,37 @@ export async function execVia(o: ExecViaOptions): Promise<number> {
     await release(cg);
   };
 
+  // Taken over before anything is spawned: a signal that arrives while the command starts is
+  // passed on to it as soon as it exists, instead of killing nflb before it could clean up.
+  let child: ReturnType<typeof spawn> | undefined;
+  const pending: NodeJS.Signals[] = [];
+  for (const sig of RELAYED) {
+    const fn = () => void (child ? child.kill(sig) : pending.push(sig));
+    relays.push([sig, fn]);
+    process.on(sig, fn);
+  }
+
   try {
     const add = addElement(plan, cg.nftPrefix);
     await nftApply(add);
     await moveProcess(dir, process.pid);
     movedIn = true;
-    const child = spawn(cmd, args, { stdio: "inherit" });
+    const started = spawn(cmd, args, { stdio: "inherit" });
+    child = started;
     // Listen at once: a command that cannot start reports it on the next tick.
     const exited = new Promise<number>((resolve) => {
-      child.once("error", (e: NodeJS.ErrnoException) => {
+      started.once("error", (e: NodeJS.ErrnoException) => {
         o.say(`cannot run ${cmd}: ${e.code === "ENOENT" ? "command not found" : e.message}`);
         resolve(e.code === "ENOENT" ? 127 : 126);
       });
-      child.once("exit", (code, signal) =>
+      started.once("exit", (code, signal) =>
         resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0)),
       );
     });
     // The child was forked inside the cgroup; nflb itself need not stay.
     await moveProcess(ownDir(cg), process.pid);
     movedIn = false;
-    for (const sig of RELAYED) {
-      const fn = () => void child.kill(sig);
-      relays.push([sig, fn]);
-      process.on(sig, fn);
-    }
+    for (const sig of pending.splice(0)) started.kill(sig);
     refresh = setInterval(() => void nftApply(add).catch(() => undefined), REFRESH_MS);
     return await exited;
   } finally {

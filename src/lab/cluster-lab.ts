@@ -36,8 +36,8 @@ export interface ClusterLabOptions {
   staticArp?: boolean;
 }
 
+/** The agent's snapshot, as the daemon logs it (`msg: "cluster state"`) and serves it in status. */
 export interface AgentSnapshotLine {
-  event: "change";
   node: string;
   buckets_owned: number;
   owned: number[];
@@ -213,13 +213,37 @@ export class ClusterLab extends NetnsLab {
     ];
   }
 
-  /** Start node i's cluster agent and wait until it holds its first buckets (or just ready). */
+  /**
+   * Start node i's daemon (`nflb run`, which hosts the cluster agent) and wait until it holds its
+   * first buckets (or only until the agent reported its first state).
+   */
   async startAgent(i: number, opts: { waitOwned?: boolean } = {}): Promise<TrackedProcess> {
-    const p = this.spawn(`node${i}`, this.tsxArgv("../cluster/agent-cli.ts", ["-c", this.configPath(i)]));
+    const argv = this.tsxArgv("../cli/main.ts", ["run", "-c", this.configPath(i)]);
+    const p = this.spawn(`node${i}`, argv);
     this.agents.set(i, p);
-    await p.waitForLine(/"event":"ready"/, 20_000);
-    if (opts.waitOwned ?? true) await p.waitForLine(/"event":"change".*"buckets_owned":[1-9]/, 20_000);
+    await p.waitForLine(/"msg":"cluster state"/, 20_000);
+    if (opts.waitOwned ?? true) await p.waitForLine(/"buckets_owned":[1-9].*"msg":"cluster state"/, 20_000);
     return p;
+  }
+
+  /** The daemon's log lines (pino JSON) whose message is `msg`, parsed. */
+  private logLines(i: number, msg: string): Record<string, unknown>[] {
+    return (this.agents.get(i)?.stdout() ?? "")
+      .split("\n")
+      .filter((l) => l.includes(`"msg":${JSON.stringify(msg)}`))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  /** The shared config version node i last said it runs, or null. */
+  configVersion(i: number): number | null {
+    const lines = this.logLines(i, "cluster config running");
+    const v = lines[lines.length - 1]?.["version"];
+    return typeof v === "number" ? v : null;
+  }
+
+  /** Whether node i refused shared config `version`. */
+  refusedConfig(i: number, version: number): boolean {
+    return this.logLines(i, "cluster: pushed config refused").some((l) => l["version"] === version);
   }
 
   agent(i: number): TrackedProcess | undefined {
@@ -243,13 +267,11 @@ export class ClusterLab extends NetnsLab {
     this.agents.delete(i);
   }
 
-  /** The last snapshot an agent printed. */
+  /** The last cluster state node i's daemon logged. */
   snapshot(i: number): AgentSnapshotLine | null {
-    const lines = (this.agents.get(i)?.stdout() ?? "")
-      .split("\n")
-      .filter((l) => l.includes('"event":"change"'));
-    const last = lines[lines.length - 1];
-    return last ? (JSON.parse(last) as AgentSnapshotLine) : null;
+    const lines = this.logLines(i, "cluster state");
+    const last = lines[lines.length - 1]?.["cluster"];
+    return last ? (last as AgentSnapshotLine) : null;
   }
 
   async startServers(): Promise<void> {

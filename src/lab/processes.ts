@@ -60,7 +60,8 @@ export function spawnTracked(argv: readonly string[], opts: SpawnOptions = {}): 
     new Promise((resolve, reject) => {
       const fail = (why: string) => {
         cleanup();
-        reject(new Error(`${full.join(" ")}: ${why}; stderr: ${err.trim().slice(-2000)}`));
+        const tail = out.trim().split("\n").slice(-8).join("\n");
+        reject(new Error(`${full.join(" ")}: ${why}; stderr: ${err.trim().slice(-2000)}; stdout: ${tail}`));
       };
       const onLine = (line: string) => {
         if (!re.test(line)) return;

@@ -1,4 +1,5 @@
 import type { Config } from "../config/schema.ts";
+import { clusterSysctls, planCluster, renderCluster } from "../cluster/render.ts";
 import { renderTable, TABLE_REF, type TableSections } from "../render/nft.ts";
 import { renderUplinks, renderUplinkUpdate } from "../render/nft-uplinks.ts";
 import { renderExec } from "../render/nft-exec.ts";
@@ -52,9 +53,13 @@ export function desiredState(
   const routing = uplinks ? planRouting(uplinks) : EMPTY_ROUTING(c);
   const services = planServices(c, health.services, facts);
   const svc = services ? renderServices(services) : null;
+  // The cluster filter with no bucket accepted: the agent adds its buckets (with their fence
+  // timeouts) in the same transaction, or later as an element update (src/cluster/render.ts).
+  const cluster = c.cluster ? renderCluster(planCluster(c.cluster)) : null;
   const sections = [
     ...(uplinks ? [renderUplinks(uplinks), renderExec()] : []),
     ...(svc ? [svc.section] : []),
+    ...(cluster ? [cluster.section] : []),
     ...(extra.sections ?? []),
   ];
   const dnat = {
@@ -65,8 +70,11 @@ export function desiredState(
     ...extra,
     sections,
     dnat,
+    input: [...(cluster?.input ?? []), ...(extra.input ?? [])],
     comment: "managed by nflb: edit the config, not this table",
   });
+  const sysctls = planSysctls(c, uplinks ? routing : null);
+  for (const s of clusterSysctls(c)) if (!sysctls.some((w) => w.key === s.key)) sysctls.push(s);
   const updateLines = [
     ...(uplinks ? renderUplinkUpdate(uplinks, TABLE_REF) : []),
     ...(services ? renderServicesUpdate(services, TABLE_REF) : []),
@@ -74,9 +82,10 @@ export function desiredState(
   return {
     uplinks,
     services,
-    nft,
+    // The ARP rewrite lives in its own `arp nflb` table, replaced in the same transaction.
+    nft: nft + (cluster?.arpScript ?? ""),
     update: updateLines.join("\n") + "\n",
     routing,
-    sysctls: planSysctls(c, uplinks ? routing : null),
+    sysctls,
   };
 }

@@ -91,13 +91,7 @@ describe("cluster and etcd", { skip, timeout: 170_000 }, () => {
     "6: cluster push reaches every member within 2 s; a broken config is refused by all",
     { timeout: 60_000 },
     async () => {
-      const versionOf = (i: number) => {
-        const lines = (lab.agent(i)?.stdout() ?? "")
-          .split("\n")
-          .filter((l) => l.includes('"event":"config"'));
-        const last = lines[lines.length - 1];
-        return last ? (JSON.parse(last) as { version: number }).version : null;
-      };
+      const versionOf = (i: number) => lab.configVersion(i);
       const changed = await lab.writeFile(
         "changed.yaml",
         lab.configText(1, "api:\n  listen: 127.0.0.1:9119\n"),
@@ -135,8 +129,7 @@ describe("cluster and etcd", { skip, timeout: 170_000 }, () => {
       });
       await lab.etcdctl(["put", "/nflb/cluster/lab/config", bad]);
       const t1 = Date.now();
-      const refusedBy = (i: number) =>
-        (lab.agent(i)?.stdout() ?? "").includes(`"event":"config-refused","version":${version + 1}`);
+      const refusedBy = (i: number) => lab.refusedConfig(i, version + 1);
       while (Date.now() - t1 < 5000 && !lab.nodeIndexes.every(refusedBy)) await sleep(50);
       for (const i of lab.nodeIndexes) {
         assert.ok(refusedBy(i), `node${i} did not refuse v${version + 1}`);

@@ -2,6 +2,7 @@
 // real nft, real TCP from 60 source addresses. Needs root; skipped otherwise.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { CLUSTER_LAB, ClusterLab } from "../../src/lab/cluster-lab.ts";
 import type { ClientSummary } from "../../src/lab/traffic-summary.ts";
@@ -10,6 +11,7 @@ import type { Holder } from "../../src/lab/traffic.ts";
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
 const LEASE_MS = 2000;
+const NFLB = fileURLToPath(new URL("../../bin/nflb", import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** source → the nodes that answered it. */
@@ -117,6 +119,23 @@ describe("cluster of three nodes", { skip, timeout: 170_000 }, () => {
         );
       const sizes = [...sets.values()].map((s) => s.length);
       assert.ok(Math.max(...sizes) - Math.min(...sizes) <= 1, `buckets per node ${sizes.join("/")}`);
+
+      // The daemon reports what its kernel holds: status API and metric.
+      const status = JSON.parse(await lab.run("node1", [NFLB, "status", "--json"])) as {
+        cluster: { node: string; buckets_owned: number; members: unknown[] } | null;
+      };
+      assert.equal(status.cluster?.node, "node1");
+      assert.equal(status.cluster?.buckets_owned, sets.get(1)?.length);
+      assert.equal(status.cluster?.members.length, 3);
+      const metrics = await lab.run("node1", [
+        process.execPath,
+        "-e",
+        "fetch('http://127.0.0.1:9110/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))",
+      ]);
+      assert.match(
+        metrics,
+        new RegExp(`nflb_cluster_buckets_owned\\{node="node1"\\} ${sets.get(1)?.length}`),
+      );
     },
   );
 

@@ -9,6 +9,8 @@ import {
   renderCluster,
   renderOwnedUpdate,
 } from "../../src/cluster/render.ts";
+import { DaemonClusterHost } from "../../src/cluster/daemon-host.ts";
+import { allHealthy, desiredState } from "../../src/plan/desired.ts";
 import { hex } from "../../src/render/nft-text.ts";
 
 const cfg = (extra = "") =>
@@ -100,5 +102,44 @@ describe("cluster rendering", () => {
       "services:\n  web: { listen: 192.0.2.2:80, backends: [{ address: 10.0.0.1:80 }] }",
     );
     assert.ok(!clusterSysctls(withService).some((s) => s.key === "net/ipv4/ip_forward"));
+  });
+});
+
+describe("cluster in the whole data plane", () => {
+  const c = cfg();
+
+  test("plan/apply render the filter with no bucket accepted, the ARP table and the sysctls", () => {
+    const d = desiredState(c, allHealthy(c), { interfaces: new Map() });
+    assert.match(d.nft, /set cluster_owned \{[^}]*flags timeout[^}]*\}/);
+    assert.doesNotMatch(d.nft, /elements =/, "nothing is owned until the agent says so");
+    assert.match(d.nft, /iifname "eth0" ip daddr 192\.0\.2\.2 jump cluster_in/);
+    assert.match(d.nft, /table arp nflb \{/);
+    const keys = d.sysctls.map((s) => s.key);
+    assert.ok(keys.includes("net/ipv4/conf/eth0/arp_announce"), keys.join(" "));
+    assert.equal(new Set(keys).size, keys.length, "each sysctl once");
+  });
+
+  test("in the daemon: a full replace carries the owned buckets with what is left of their fence", async () => {
+    let now = 1000;
+    const applied: string[] = [];
+    const host = new DaemonClusterHost(
+      {
+        exclusive: (fn) => fn(),
+        config: () => c,
+        adopt: () => Promise.resolve(),
+      },
+      () => now,
+      (script) => Promise.resolve(applied.push(script)),
+    );
+    assert.equal(host.fullTail(), "");
+    await host.setOwned({ buckets: [3, 7], timeoutMs: 2000 });
+    assert.match(applied[0] ?? "", /flush set inet nflb cluster_owned/);
+    now += 1500;
+    assert.match(
+      host.fullTail(),
+      /add element inet nflb cluster_owned \{ 3 timeout 500ms, 7 timeout 500ms \}/,
+    );
+    now += 600;
+    assert.equal(host.fullTail(), "", "a lapsed fence is not renewed by a re-apply");
   });
 });

@@ -223,3 +223,22 @@ test("a failed update is retried as a full replace", async () => {
   assert.deepEqual(good.forgotten, [{ uplink: "isp3", conntrack: 7, sticky: 2 }]);
   await s.r.close();
 });
+
+test("a full replace appends the tail computed at that moment; an exclusive section never overlaps a run", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const f = fakeOps({ gate });
+  let tail = "flush set inet nflb cluster_owned\n";
+  const r = new Reconciler(() => ({ ...health(cfg), fullTail: () => tail }), f.ops, { log: silentLog });
+  const run = r.reconcile("start");
+  const order: string[] = [];
+  const ex = r.exclusive(async () => {
+    order.push(`exclusive after ${f.calls.length} apply`);
+    tail = "";
+  });
+  release();
+  await Promise.all([run, ex]);
+  assert.deepEqual(order, ["exclusive after 1 apply"]);
+  const full = f.calls[0]?.arg as Desired;
+  assert.ok(full.nft.endsWith("flush set inet nflb cluster_owned\n"), "tail appended to the full script");
+});
