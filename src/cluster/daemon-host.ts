@@ -30,10 +30,13 @@ export class DaemonClusterHost extends KernelHost {
     if (owned) this.record(owned);
     // At start the daemon has already applied this config; a pushed one is applied as a reload.
     if (JSON.stringify(config) !== JSON.stringify(this.daemon.config())) await this.daemon.adopt(config);
-    const facts = await this.facts();
-    await this.ensureAddresses(cl.interface, cl.vip, facts);
-    const plan = planCluster(cl);
-    for (const mac of [plan.mac4, plan.mac6]) if (mac) await this.ensureMaddr(cl.interface, mac);
+    // The state file is shared with the reconcile loop's apply: no read-modify-write may interleave.
+    await this.daemon.exclusive(async () => {
+      const facts = await this.facts();
+      await this.ensureAddresses(cl.interface, cl.vip, facts);
+      const plan = planCluster(cl);
+      for (const mac of [plan.mac4, plan.mac6]) if (mac) await this.ensureMaddr(cl.interface, mac);
+    });
   }
 
   override setOwned(owned: OwnedElements): Promise<void> {

@@ -226,6 +226,12 @@ export class ClusterLab extends NetnsLab {
     return p;
   }
 
+  /** `bin/nflb ARGS` in node i's namespace, with the state directory its daemon uses. */
+  nflb(i: number, args: readonly string[]): Promise<string> {
+    const bin = fileURLToPath(new URL("../../bin/nflb", import.meta.url));
+    return this.run(`node${i}`, ["env", `NFLB_STATE_DIR=${this.dir}/state`, bin, ...args]);
+  }
+
   /** The daemon's log lines (pino JSON) whose message is `msg`, parsed. */
   private logLines(i: number, msg: string): Record<string, unknown>[] {
     return (this.agents.get(i)?.stdout() ?? "")

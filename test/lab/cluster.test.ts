@@ -85,9 +85,24 @@ describe("cluster of three nodes", { skip, timeout: 170_000 }, () => {
     }
   }
 
+  /** node1's host state before nflb touched it: `nflb down` must bring exactly this back. */
+  let pristine = "";
+  const hostState = async (i: number) =>
+    [
+      await lab.run(`node${i}`, ["ip", "-br", "addr", "show", "dev", "eth0"]),
+      await lab.run(`node${i}`, ["ip", "maddr", "show", "dev", "eth0"]),
+      await lab.run(`node${i}`, ["nft", "list", "ruleset"]),
+      await lab.run(`node${i}`, [
+        "sysctl",
+        "net.ipv4.conf.eth0.arp_announce",
+        "net.ipv4.conf.all.send_redirects",
+      ]),
+    ].join("\n");
+
   before(
     async () => {
       await lab.build();
+      pristine = await hostState(1);
       for (const i of lab.nodeIndexes) await lab.startAgent(i);
       await lab.startServers();
     },
@@ -277,6 +292,26 @@ describe("cluster of three nodes", { skip, timeout: 170_000 }, () => {
         c.synack <= attempts + final.ok,
         `SYN-ACKs ${c.synack} for ${attempts + final.ok} attempts (${ok} answered)`,
       );
+    },
+  );
+
+  test(
+    "5: SIGTERM hands the node's buckets over at once; `nflb down` leaves the node as it was",
+    { timeout: 40_000 },
+    async () => {
+      assert.ok(((await kernelSets()).get(1) ?? []).length > 0);
+      const t0 = Date.now();
+      await lab.stopAgent(1);
+      assert.deepEqual(await lab.kernelBuckets(1), [], "node1 still accepts after SIGTERM");
+      // Handed over, not left to lapse: the others hold everything well before the lease ran out.
+      await converged([3], LEASE_MS + 3000);
+      const took = Date.now() - t0;
+      const r = await round(lab.sources);
+      assert.equal(r.ok, lab.sources.length);
+      for (const [src, nodes] of servedBy(r)) assert.ok(!nodes.has("node1"), `${src} still on node1`);
+      assert.ok(took < LEASE_MS + 3000, `takeover after SIGTERM took ${took} ms`);
+      await lab.nflb(1, ["down"]);
+      assert.equal(await hostState(1), pristine);
     },
   );
 });
