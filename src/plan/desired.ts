@@ -57,7 +57,7 @@ export function desiredState(
   // timeouts) in the same transaction, or later as an element update (src/cluster/render.ts).
   const cluster = c.cluster ? renderCluster(planCluster(c.cluster)) : null;
   const sections = [
-    ...(uplinks ? [renderUplinks(uplinks), renderExec()] : []),
+    ...(uplinks ? [renderUplinks(uplinks, serviceFamilies(services)), renderExec()] : []),
     ...(svc ? [svc.section] : []),
     ...(cluster ? [cluster.section] : []),
     ...(extra.sections ?? []),
@@ -88,4 +88,9 @@ export function desiredState(
     routing,
     sysctls,
   };
+}
+
+/** Families that have at least one service (and so a `svc_vips` set). */
+function serviceFamilies(p: ServicesPlan | null): (4 | 6)[] {
+  return ([4, 6] as const).filter((f) => p?.services.some((s) => s.family === f));
 }

@@ -68,7 +68,11 @@ function targetVerdict(t: Target): string {
   return "goto balance";
 }
 
-export function renderUplinks(p: UplinkPlan): NftSection {
+/**
+ * `serviceVips`: families whose service VIP sets (`svc_vips4/6`, declared by the services section)
+ * exist. A LAN connection to a service is DNATed to a backend, not balanced over the uplinks.
+ */
+export function renderUplinks(p: UplinkPlan, serviceVips: readonly (4 | 6)[] = []): NftSection {
   const { mask, main } = p.layout;
   const d = dynamicParts(p);
   const body: string[] = [];
@@ -127,7 +131,7 @@ export function renderUplinks(p: UplinkPlan): NftSection {
     body.push(...chainBlock(ruleTargetChain(r), [targetVerdict(r.target)]));
     body.push(...chainBlock(ruleChain(r), ruleChainRules(r, mask)));
   }
-  body.push(...chainBlock("decide", decideRules(p)));
+  body.push(...chainBlock("decide", decideRules(p, serviceVips)));
 
   return {
     body,
@@ -160,7 +164,7 @@ function egressRules(u: PlannedUplink, mask: number): string[] {
   return rules;
 }
 
-function decideRules(p: UplinkPlan): string[] {
+function decideRules(p: UplinkPlan, serviceVips: readonly (4 | 6)[]): string[] {
   const out: string[] = [];
   out.push(p.balanceFrom ? "iifname != @balance_from return" : 'iif "lo" return');
   if (p.balanceSources) {
@@ -175,6 +179,14 @@ function decideRules(p: UplinkPlan): string[] {
   }
   // Traffic for the router itself is not balanced (routing delivers it locally anyway).
   out.push("fib daddr type { local, broadcast, multicast } return");
+  if (serviceVips.includes(4))
+    out.push(
+      "meta nfproto ipv4 meta l4proto { tcp, udp } ip daddr . meta l4proto . th dport @svc_vips4 return",
+    );
+  if (serviceVips.includes(6))
+    out.push(
+      "meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport @svc_vips6 return",
+    );
   for (const r of p.rules) out.push(...ruleMatches(r).map((m) => `${m}goto ${ruleChain(r)}`));
   out.push("goto balance");
   return out;

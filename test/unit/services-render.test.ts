@@ -160,3 +160,16 @@ test("backend counters: one per backend, named after service and position", () =
     { service: "dns", backend: "[2001:db8:51::12]:53", counter: "svc_dns_b1" },
   ]);
 });
+
+test("with uplinks too: a LAN connection to a service VIP is DNATed, never balanced over the uplinks", () => {
+  const c = parseConfig(`version: 1
+uplinks:
+  isp1: { interface: wan1, gateway: 100.64.1.1 }
+services:
+  web: { listen: 198.51.100.10:80, backends: [{ address: 203.0.113.11:80 }] }
+`);
+  const d = desiredState(c, allHealthy(c), { interfaces: new Map() });
+  const decide = /chain decide \{\n([^]*?)\n\t\}/.exec(d.nft)?.[1] ?? "";
+  assert.match(decide, /ip daddr \. meta l4proto \. th dport @svc_vips4 return\n[^]*goto balance/);
+  assert.doesNotMatch(decide, /svc_vips6/, "no IPv6 service, no IPv6 set");
+});
