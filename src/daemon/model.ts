@@ -143,6 +143,9 @@ export class DaemonModel {
             state,
             weight: health.services[name]?.[b.address]?.weight ?? b.weight,
             connections: counter ? (counters.get(counter)?.packets ?? null) : null,
+            // Bytes of DNATed packets forwarded to/from it (src/render/nft-services.ts).
+            bytes_to_backend: counter ? (counters.get(`${counter}_to`)?.bytes ?? null) : null,
+            bytes_from_backend: counter ? (counters.get(`${counter}_from`)?.bytes ?? null) : null,
             reason: this.overrides.drained.get(name)?.has(b.address)
               ? "drained through the API"
               : (obs?.reason ?? ""),

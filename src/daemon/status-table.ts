@@ -35,11 +35,14 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
       b.state,
       String(b.weight),
       b.connections === null ? "-" : String(b.connections),
+      b.bytes_to_backend === null
+        ? "-"
+        : `${bytesText(b.bytes_to_backend)}/${bytesText(b.bytes_from_backend ?? 0)}`,
       b.reason,
     ]);
     out.push(`service ${svc.name} (${svc.protocol} ${svc.listen})`);
     out.push(
-      ...table(["BACKEND", "STATE", "WEIGHT", "CONNS", "REASON"], rows, (r, i, t) =>
+      ...table(["BACKEND", "STATE", "WEIGHT", "CONNS", "BYTES TO/FROM", "REASON"], rows, (r, i, t) =>
         i === 1 ? paint(t, r[1] as keyof typeof COLOURS) : t,
       ),
     );
@@ -76,4 +79,16 @@ function table(
       .join("  ")
       .trimEnd();
   return [line(head, false), ...rows.map((r) => line(r, true))];
+}
+
+/** 1536 → "1.5K": short enough for a table column. */
+function bytesText(n: number): string {
+  const units = ["", "K", "M", "G", "T"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? String(v) : `${v.toFixed(1)}${units[i]}`;
 }

@@ -29,6 +29,9 @@ export interface BackendStatus {
   state: "up" | "down" | "draining";
   weight: number;
   connections: number | null;
+  /** Bytes forwarded to the backend / received from it (kernel counters). */
+  bytes_to_backend: number | null;
+  bytes_from_backend: number | null;
   reason: string;
   since: string | null;
 }

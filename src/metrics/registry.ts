@@ -153,6 +153,26 @@ export class Metrics {
         }
       },
     });
+    new Counter({
+      name: "nflb_backend_bytes_total",
+      help: "bytes of the backend's DNATed connections forwarded, by direction (to_backend, from_backend)",
+      labelNames: ["service", "backend", "direction"],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of src.backends()) {
+          if (!b.counter) continue;
+          for (const [direction, suffix] of [
+            ["to_backend", "_to"],
+            ["from_backend", "_from"],
+          ] as const) {
+            const c = snap().counters.get(b.counter + suffix);
+            const key = `bytes/${direction}/${b.service}/${b.backend}`;
+            if (c) this.inc({ service: b.service, backend: b.backend, direction }, mono.value(key, c.bytes));
+          }
+        }
+      },
+    });
     new Gauge({
       name: "nflb_cluster_buckets_owned",
       help: "hash buckets this node answers for",

@@ -13,12 +13,30 @@ import type { NftSection } from "./nft-uplinks.ts";
  *
  * Health, drain and load change only `svc_NAME_slots` and the one rule of `svc_NAME`
  * (its modulus), rewritten in place by `renderServicesUpdate`.
+ *
+ * Bytes per backend: a forward-hook chain `svc_bytes` looks up (VIP . proto . port . backend
+ * address . backend port) of every DNATed packet in a counter map, one per direction: one
+ * lookup per packet whatever the number of backends. (Connections from the router itself, via
+ * the output DNAT chain, are not forwarded and not counted in bytes.)
  */
 export const serviceChain = (s: string) => `svc_${s}`;
 export const slotsMap = (s: string) => `svc_${s}_slots`;
 /** Chain and named counter of one backend (the counter counts new connections sent to it). */
 export const backendChain = (s: string, index: number) => `svc_${s}_b${index}`;
 export const backendCounter = backendChain;
+/** Named counters of the bytes sent to a backend and received from it. */
+export const backendBytesCounters = (s: string, index: number) => ({
+  to: `${backendChain(s, index)}_to`,
+  from: `${backendChain(s, index)}_from`,
+});
+const BYTES = {
+  to: { 4: "svc_bytes_to4", 6: "svc_bytes_to6" },
+  from: { 4: "svc_bytes_from4", 6: "svc_bytes_from6" },
+} as const;
+const BYTES_TYPE = {
+  4: "ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service : counter",
+  6: "ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service : counter",
+} as const;
 
 /** Every backend's named counter, for `readCounters` → `nflb_backend_connections_total`. */
 export function backendCounters(p: ServicesPlan): { service: string; backend: string; counter: string }[] {
@@ -75,6 +93,30 @@ export function renderServices(p: ServicesPlan): ServicesSection {
       post.push(`${SERVICE_KEY[f]} @${SNAT[f]} masquerade`);
     }
   }
+  const bytesRules: string[] = [];
+  for (const f of fams) {
+    const of = p.services.filter((s) => s.family === f);
+    for (const dir of ["to", "from"] as const) {
+      const elements = of.flatMap((s) =>
+        s.backends.map(
+          (b) =>
+            `${serviceKey(s)} . ${b.addr.text} . ${b.port} : ${JSON.stringify(backendBytesCounters(s.name, b.index)[dir])}`,
+        ),
+      );
+      body.push(`\tmap ${BYTES[dir][f]} {`, `\t\ttype ${BYTES_TYPE[f]}`);
+      if (elements.length) body.push(`\t\telements = { ${elements.join(", ")} }`);
+      body.push("\t}");
+      const backend = dir === "to" ? `${IP[f]} daddr . th dport` : `${IP[f]} saddr . th sport`;
+      const ctDir = dir === "to" ? "original" : "reply";
+      bytesRules.push(
+        `${NFPROTO[f]} meta l4proto { tcp, udp } ct status dnat ct direction ${ctDir} counter name ct original ${IP[f]} daddr . meta l4proto . ct original proto-dst . ${backend} map @${BYTES[dir][f]}`,
+      );
+    }
+  }
+  if (bytesRules.length)
+    body.push(
+      ...chainBlock("svc_bytes", bytesRules, "type filter hook forward priority filter; policy accept;"),
+    );
   if (fams.length && p.hairpinIfaces.length) {
     body.push(
       ...setBlock(
@@ -94,6 +136,8 @@ export function renderServices(p: ServicesPlan): ServicesSection {
     );
     for (const b of s.backends) {
       body.push(`\tcounter ${backendCounter(s.name, b.index)} {`, "\t}");
+      const bytes = backendBytesCounters(s.name, b.index);
+      body.push(`\tcounter ${bytes.to} {`, "\t}", `\tcounter ${bytes.from} {`, "\t}");
       body.push(...chainBlock(backendChain(s.name, b.index), [backendRule(s, b)]));
     }
     body.push(...chainBlock(serviceChain(s.name), [d.rule]));

@@ -105,6 +105,14 @@ ${[1, 2, 3].map((i) => `      - { address: "[${backendAddress(i).v6}]:80" }`).jo
         [0, 1, 2].map((k) => counters.get(`svc_rr_b${k}`)),
         [100, 100, 100],
       );
+      // Bytes both ways, per backend: each of its 100 connections sent packets each way.
+      for (const k of [0, 1, 2])
+        for (const dir of ["to", "from"])
+          assert.ok(
+            (counters.get(`svc_rr_b${k}_${dir}`) ?? 0) >= 200,
+            `svc_rr_b${k}_${dir}: ${counters.get(`svc_rr_b${k}_${dir}`)}`,
+          );
+      assert.equal(counters.get("svc_rnd_b0_to"), 0, "another service's backend counts nothing yet");
 
       const rnd = await client({ port: 81, count: 3000, parallel: 16 });
       assert.equal(rnd.failed, 0, JSON.stringify(rnd.errors));

@@ -169,7 +169,7 @@ services:
     connections: 0,
     probed: true,
   };
-  const be = { connections: 3, reason: "", since: null };
+  const be = { connections: 3, bytes_to_backend: null, bytes_from_backend: null, reason: "", since: null };
   const status: StatusJson = {
     uplinks: [
       { ...up, name: "isp1", state: "disabled", weight: 3, effective_weight: 0 },

@@ -173,3 +173,16 @@ services:
   assert.match(decide, /ip daddr \. meta l4proto \. th dport @svc_vips4 return\n[^]*goto balance/);
   assert.doesNotMatch(decide, /svc_vips6/, "no IPv6 service, no IPv6 set");
 });
+
+test("bytes per backend: one counter-map lookup per direction, an element per backend, in the forward hook", () => {
+  const c = parseConfig(`version: 1
+services:
+  web: { listen: 198.51.100.10:80, backends: [{ address: 203.0.113.11:80 }, { address: 203.0.113.12:8080 }] }
+`);
+  const nft = desiredState(c, allHealthy(c), { interfaces: new Map() }).nft;
+  const chain = /chain svc_bytes \{\n([^]*?)\n\t\}/.exec(nft)?.[1] ?? "";
+  assert.match(chain, /type filter hook forward priority filter;/);
+  assert.equal(chain.split("\n").filter((l) => l.includes("counter name")).length, 2, chain);
+  assert.match(nft, /198\.51\.100\.10 \. tcp \. 80 \. 203\.0\.113\.12 \. 8080 : "svc_web_b1_to"/);
+  assert.match(nft, /198\.51\.100\.10 \. tcp \. 80 \. 203\.0\.113\.11 \. 80 : "svc_web_b0_from"/);
+});
