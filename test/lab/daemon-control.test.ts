@@ -2,9 +2,7 @@
 // a bad and a good config, SIGTERM (fail-static) and a restart that adopts the data plane without
 // breaking established connections. Needs root.
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { writeFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
@@ -19,7 +17,7 @@ import {
   startDaemon,
   status,
   waitStatus,
-  type RunningDaemon,
+  DaemonFixture,
 } from "./daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
@@ -28,9 +26,7 @@ const TOKEN = "lab-token-0123456789";
 
 describe("nflb run: API, reload, restart (2 uplinks)", { skip, timeout: 240_000 }, () => {
   const lab = new UplinkLab({ uplinks: 2 });
-  let daemon: RunningDaemon | undefined;
-  let file = "";
-  let dir = "";
+  const fx = new DaemonFixture(lab, () => labConfig(lab, { method: "round-robin" }));
   const local = (path: string) => `http://127.0.0.1:${API_PORT}${path}`;
   const fromLan = (path: string) => `http://${lab.addr.lan.router4}:${API_PORT}${path}`;
   const via = (n: number) => `inet ${lab.uplink(n).router4}`;
@@ -50,26 +46,8 @@ describe("nflb run: API, reload, restart (2 uplinks)", { skip, timeout: 240_000 
     return r.bySeen;
   }
 
-  before(
-    async () => {
-      await lab.build();
-      dir = await mkdtemp(join(tmpdir(), "nflb-lab-"));
-      file = join(dir, "nflb.yaml");
-      await writeFile(file, labConfig(lab, { method: "round-robin" }));
-      daemon = await startDaemon(lab, file);
-      await waitStatus(lab, allUp, 15_000, "every uplink up");
-    },
-    { timeout: 90_000 },
-  );
-
-  after(
-    async () => {
-      await daemon?.stop();
-      await lab.destroy();
-      if (dir) await rm(dir, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  before(() => fx.up(), { timeout: 90_000 });
+  after(() => fx.down(), { timeout: 60_000 });
 
   test(
     "disable moves new connections off at once; a non-loopback caller without a token is refused",
@@ -108,9 +86,12 @@ describe("nflb run: API, reload, restart (2 uplinks)", { skip, timeout: 240_000 
       timeout: 60_000,
     },
     async () => {
-      const pid = daemon?.proc.pid ?? 0;
+      const pid = fx.daemon?.proc.pid ?? 0;
       const before = await status(lab);
-      await writeFile(file, labConfig(lab, { method: "round-robin" }).replace("weight: 1", "weight: heavy"));
+      await writeFile(
+        fx.file,
+        labConfig(lab, { method: "round-robin" }).replace("weight: 1", "weight: heavy"),
+      );
       process.kill(pid, "SIGHUP");
       const refused = await waitStatus(lab, (s) => s.last_reload_error !== null, 10_000, "reload refused");
       assert.match(refused.last_reload_error ?? "", /uplinks\.isp1\.weight \(line \d+/);
@@ -121,7 +102,10 @@ describe("nflb run: API, reload, restart (2 uplinks)", { skip, timeout: 240_000 
         "the old data plane still serves",
       );
 
-      await writeFile(file, labConfig(lab, { method: "round-robin", extra: `api: { token: ${TOKEN} }\n` }));
+      await writeFile(
+        fx.file,
+        labConfig(lab, { method: "round-robin", extra: `api: { token: ${TOKEN} }\n` }),
+      );
       process.kill(pid, "SIGHUP");
       const reloaded = await waitStatus(
         lab,
@@ -161,9 +145,9 @@ describe("nflb run: API, reload, restart (2 uplinks)", { skip, timeout: 240_000 
       const carriers = new Set(holders.map((h) => h.connected.greeting));
       assert.equal(carriers.size, 2, "round-robin put the long connections on both uplinks");
 
-      const code = await daemon?.stop();
+      const code = await fx.daemon?.stop();
       assert.equal(code, 0, "SIGTERM is a clean exit");
-      daemon = undefined;
+      fx.daemon = undefined;
       const kept = await lab.exec("router", ["nft", "list", "table", "inet", "nflb"]);
       assert.equal(kept.code, 0, "the table is still there");
       assert.deepEqual(
@@ -171,14 +155,14 @@ describe("nflb run: API, reload, restart (2 uplinks)", { skip, timeout: 240_000 
         [via(1), via(2)],
         "balancing goes on without the daemon",
       );
-      const none = await lab.exec("router", [NFLB, "status", "-c", file]);
+      const none = await lab.exec("router", [NFLB, "status", "-c", fx.file]);
       assert.equal(none.code, 1, "nflb status: no daemon answers");
       assert.match(none.stderr, /no daemon answers/);
 
-      daemon = await startDaemon(lab, file);
+      fx.daemon = await startDaemon(lab, fx.file);
       await waitStatus(lab, allUp, 15_000, "every uplink up after the restart");
       assert.deepEqual(Object.keys(await batch()).sort(), [via(1), via(2)]);
-      const table = await lab.exec("router", [NFLB, "status", "-c", file]);
+      const table = await lab.exec("router", [NFLB, "status", "-c", fx.file]);
       assert.equal(table.code, 0, table.stderr);
       assert.match(table.stdout, /^UPLINK +IFACE +STATE/m);
       assert.match(table.stdout, /^isp1 +wan1 +up /m);

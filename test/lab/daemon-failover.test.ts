@@ -2,9 +2,6 @@
 // upstream and on carrier loss, recovery with hysteresis, a long-lived connection untouched on the
 // healthy uplink, and probes that never leave by the wrong uplink. Needs root.
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
@@ -14,12 +11,11 @@ import {
   labConfig,
   recoveredAt,
   sleep,
-  startDaemon,
   startPoller,
   status,
   timeline,
   waitStatus,
-  type RunningDaemon,
+  DaemonFixture,
 } from "./daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
@@ -31,36 +27,19 @@ const CARRIER_BOUND_MS = 500;
 
 describe("nflb run: failover with real probes (2 uplinks, weights 2:1)", { skip, timeout: 240_000 }, () => {
   const lab = new UplinkLab({ uplinks: 2, clientAddresses: 1 });
-  let daemon: RunningDaemon | undefined;
-  let dir = "";
   // The extra client address is pinned to isp2: a long-lived connection known to use the healthy link.
   const pinned = () => lab.addr.lan.extra[0] ?? "";
+  const fx = new DaemonFixture(lab, () => {
+    const extra = [
+      "rules:",
+      `  - { name: holder, source: [${pinned()}/32], via: [isp2] }`,
+      `  - { name: sticky, destination: [${lab.addr.targets4[1]}/32], sticky: 30m }`,
+    ].join("\n");
+    return labConfig(lab, { weights: [2, 1], extra });
+  });
 
-  before(
-    async () => {
-      await lab.build();
-      dir = await mkdtemp(join(tmpdir(), "nflb-lab-"));
-      const file = join(dir, "nflb.yaml");
-      const extra = [
-        "rules:",
-        `  - { name: holder, source: [${pinned()}/32], via: [isp2] }`,
-        `  - { name: sticky, destination: [${lab.addr.targets4[1]}/32], sticky: 30m }`,
-      ].join("\n");
-      await writeFile(file, labConfig(lab, { weights: [2, 1], extra }));
-      daemon = await startDaemon(lab, file);
-      await waitStatus(lab, allUp, 15_000, "every uplink up");
-    },
-    { timeout: 90_000 },
-  );
-
-  after(
-    async () => {
-      await daemon?.stop();
-      await lab.destroy();
-      if (dir) await rm(dir, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  before(() => fx.up(), { timeout: 90_000 });
+  after(() => fx.down(), { timeout: 60_000 });
 
   test(
     "blackholed upstream: new connections all succeed again within 1.5 s; the healthy uplink's long connection never errs; recovery after up_after rounds",
@@ -106,7 +85,7 @@ describe("nflb run: failover with real probes (2 uplinks, weights 2:1)", { skip,
       );
       assert.match(down.uplinks[0]?.reason ?? "", /round/);
       // flush_on_down: isp1's conntrack entries and sticky choices went, isp2's stayed.
-      const forgot = daemon?.logs().find((l) => l.msg === "forgot the connections of a dead uplink");
+      const forgot = fx.daemon?.logs().find((l) => l.msg === "forgot the connections of a dead uplink");
       assert.equal(forgot?.uplink, "isp1");
       assert.ok(Number(forgot?.conntrack) > 0, "the LAN's connections through isp1 were flushed");
       assert.equal(forgot?.sticky, 2);
@@ -146,7 +125,7 @@ describe("nflb run: failover with real probes (2 uplinks, weights 2:1)", { skip,
       const at = recoveredAt(batches, cut);
       assert.ok(at !== null, "connections kept failing to the end");
       t.diagnostic(`blackhole: new connections all succeed again ${at - cut} ms after the cut`);
-      if (at - cut > BLACKHOLE_BOUND_MS) t.diagnostic(timeline(batches, daemon?.logs() ?? [], cut, 4000));
+      if (at - cut > BLACKHOLE_BOUND_MS) t.diagnostic(timeline(batches, fx.daemon?.logs() ?? [], cut, 4000));
       assert.ok(at - cut <= BLACKHOLE_BOUND_MS, `recovered ${at - cut} ms after the cut (bound 1500)`);
       // After recovery every batch succeeded, including those after isp1 came back.
       const late = batches.filter((b) => b.t > Date.parse(up.uplinks[0]?.since ?? ""));
@@ -176,9 +155,9 @@ describe("nflb run: failover with real probes (2 uplinks, weights 2:1)", { skip,
     const at = recoveredAt(batches, cut);
     assert.ok(at !== null, "connections kept failing to the end");
     t.diagnostic(`carrier loss: new connections all succeed again ${at - cut} ms after the cut`);
-    if (at - cut > CARRIER_BOUND_MS) t.diagnostic(timeline(batches, daemon?.logs() ?? [], cut, 3000));
+    if (at - cut > CARRIER_BOUND_MS) t.diagnostic(timeline(batches, fx.daemon?.logs() ?? [], cut, 3000));
     assert.ok(at - cut <= CARRIER_BOUND_MS, `recovered ${at - cut} ms after carrier loss (bound 500)`);
-    const logs = daemon?.logs() ?? [];
+    const logs = fx.daemon?.logs() ?? [];
     assert.ok(
       logs.some((l) => l.msg === "uplink isp1 down" && /carrier/.test(String(l.reason))),
       "the transition is logged with its reason",

@@ -1,7 +1,8 @@
 // Running `nflb run` inside a lab's router namespace and watching LAN connections while links
 // fail: shared by the daemon lab tests and bench/failover.ts. Every loop here is bounded.
-import { writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
@@ -261,4 +262,34 @@ export function timeline(
     .sort((a, b) => a[0] - b[0])
     .map(([t, s]) => `${t >= 0 ? "+" : ""}${t} ms ${s}`)
     .join("\n");
+}
+
+/**
+ * The usual set-up of a daemon lab test: build the lab, write `config()` to a temporary file, run
+ * `nflb run` on the router and wait until every uplink is up; `down()` undoes all of it.
+ */
+export class DaemonFixture {
+  daemon: RunningDaemon | undefined;
+  file = "";
+  private dir = "";
+
+  constructor(
+    private readonly lab: UplinkLab,
+    private readonly config: () => string,
+  ) {}
+
+  async up(): Promise<void> {
+    await this.lab.build();
+    this.dir = await mkdtemp(join(tmpdir(), "nflb-lab-"));
+    this.file = join(this.dir, "nflb.yaml");
+    await writeFile(this.file, this.config());
+    this.daemon = await startDaemon(this.lab, this.file);
+    await waitStatus(this.lab, allUp, 15_000, "every uplink up");
+  }
+
+  async down(): Promise<void> {
+    await this.daemon?.stop();
+    await this.lab.destroy();
+    if (this.dir) await rm(this.dir, { recursive: true, force: true });
+  }
 }
