@@ -226,6 +226,20 @@ export class ClusterLab extends NetnsLab {
     return p;
   }
 
+  /** One connection per source (or `count` spread over them) from the client to the VIP. */
+  vipRound(sources: readonly string[] = this.sources, timeoutMs = 2000, count = sources.length) {
+    return this.runClient({
+      from: "client",
+      dst: CLUSTER_LAB.vip,
+      port: CLUSTER_LAB.port,
+      sources,
+      count,
+      parallel: 20,
+      timeoutMs,
+      deadlineMs: 20_000,
+    });
+  }
+
   /** `bin/nflb ARGS` in node i's namespace, with the state directory its daemon uses. */
   nflb(i: number, args: readonly string[]): Promise<string> {
     const bin = fileURLToPath(new URL("../../bin/nflb", import.meta.url));

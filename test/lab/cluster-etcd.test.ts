@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
-import { CLUSTER_LAB, ClusterLab } from "../../src/lab/cluster-lab.ts";
+import { ClusterLab } from "../../src/lab/cluster-lab.ts";
 import type { ClientSummary } from "../../src/lab/traffic-summary.ts";
 
 const unavailable = await labUnavailableReason();
@@ -25,17 +25,7 @@ function homes(r: ClientSummary): Map<string, string> {
 
 describe("cluster and etcd", { skip, timeout: 170_000 }, () => {
   const lab = new ClusterLab({ nodes: 3 });
-  const round = () =>
-    lab.runClient({
-      from: "client",
-      dst: CLUSTER_LAB.vip,
-      port: CLUSTER_LAB.port,
-      sources: lab.sources,
-      count: lab.sources.length,
-      parallel: 20,
-      timeoutMs: 2000,
-      deadlineMs: 20_000,
-    });
+  const round = () => lab.vipRound();
   const kernel = async () => Promise.all(lab.nodeIndexes.map((i) => lab.kernelBuckets(i)));
 
   before(

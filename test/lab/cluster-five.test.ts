@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
-import { CLUSTER_LAB, ClusterLab } from "../../src/lab/cluster-lab.ts";
+import { ClusterLab } from "../../src/lab/cluster-lab.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -11,16 +11,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe("cluster of five nodes", { skip, timeout: 170_000 }, () => {
   const lab = new ClusterLab({ nodes: 5 });
   const round = (sources: readonly string[], timeoutMs = 2000, count = sources.length) =>
-    lab.runClient({
-      from: "client",
-      dst: CLUSTER_LAB.vip,
-      port: CLUSTER_LAB.port,
-      sources,
-      count,
-      parallel: 20,
-      timeoutMs,
-      deadlineMs: 20_000,
-    });
+    lab.vipRound(sources, timeoutMs, count);
 
   before(
     async () => {

@@ -29,16 +29,7 @@ describe("cluster of three nodes", { skip, timeout: 170_000 }, () => {
   let home = new Map<string, string>();
 
   const round = (sources: readonly string[], timeoutMs = 2000, count = sources.length) =>
-    lab.runClient({
-      from: "client",
-      dst: CLUSTER_LAB.vip,
-      port: CLUSTER_LAB.port,
-      sources,
-      count,
-      parallel: 20,
-      timeoutMs,
-      deadlineMs: 20_000,
-    });
+    lab.vipRound(sources, timeoutMs, count);
 
   /** Poll (bounded) until every source in `sources` gets an answer; returns ms since `t0`, or null. */
   async function servedWithin(sources: string[], t0: number, limitMs: number): Promise<number | null> {
