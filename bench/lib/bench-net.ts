@@ -1,14 +1,13 @@
 // A set of throw-away network namespaces for one bench run, torn down by prefix even when the
 // bench fails or is interrupted. Same naming and owner-file scheme as the lab (src/lab), so a
 // crashed bench is cleaned up by the next bench or lab run, and a live one is left alone.
-import { spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exec, run, type ExecOptions, type ExecResult } from "../../src/system/exec.ts";
-import { cleanupStale, destroyLabPrefix, writeOwnerFile } from "../../src/lab/cleanup.ts";
-import { netnsName, newLabPrefix, ownerFilePath } from "../../src/lab/names.ts";
+import { cleanupStale, destroyLabPrefix, destroyLabSync, writeOwnerFile } from "../../src/lab/cleanup.ts";
+import { netnsName, newLabPrefix } from "../../src/lab/names.ts";
 import { addNetns, ipBatch } from "../../src/lab/netns.ts";
 import { spawnTracked, type TrackedProcess } from "../../src/lab/processes.ts";
 
@@ -96,19 +95,7 @@ export class BenchNet {
     const dirs = this.dirs;
     // Last resort when the process exits without destroy(): synchronous, best effort, by pid.
     this.exitHook = () => {
-      for (const p of procs) p.child.kill("SIGKILL");
-      for (const ns of roles.values()) {
-        const pids = spawnSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).stdout ?? "";
-        for (const pid of pids.split(/\s+/).filter(Boolean)) {
-          try {
-            process.kill(Number(pid), "SIGKILL");
-          } catch {
-            // already gone
-          }
-        }
-        spawnSync("ip", ["netns", "del", ns]);
-      }
-      rmSync(ownerFilePath(prefix), { force: true });
+      destroyLabSync(prefix, roles.values(), procs);
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     };
     process.once("exit", this.exitHook);

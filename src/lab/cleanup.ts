@@ -1,5 +1,6 @@
 import { mkdir, readFile, readdir, rename, rm, writeFile } from "node:fs/promises";
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
 import { exec } from "../system/exec.ts";
 import { LAB_RUN_DIR, hostLinkName, ownerFilePath, prefixOfNetns, prefixOfOwnerFile } from "./names.ts";
 import { deleteNetns, isAlive, listNetns } from "./netns.ts";
@@ -94,4 +95,29 @@ export async function cleanupStale(): Promise<string[]> {
   }
   await Promise.all(stale.map((p) => destroyLabPrefix(p)));
   return stale;
+}
+
+/**
+ * Last resort when a lab or bench process exits without its destroy(): synchronous (an `exit`
+ * handler cannot wait), best effort, processes by pid only.
+ */
+export function destroyLabSync(
+  prefix: string,
+  namespaces: Iterable<string>,
+  procs: Iterable<{ child: { kill(signal: NodeJS.Signals): unknown } }>,
+): void {
+  for (const p of procs) p.child.kill("SIGKILL");
+  for (const ns of namespaces) {
+    const pids = spawnSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).stdout ?? "";
+    for (const pid of pids.split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    spawnSync("ip", ["netns", "del", ns]);
+  }
+  spawnSync("ip", ["link", "del", hostLinkName(prefix)], { stdio: "ignore" });
+  rmSync(ownerFilePath(prefix), { force: true });
 }

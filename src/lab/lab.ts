@@ -1,10 +1,8 @@
 // A set of network namespaces that share one prefix, plus the processes started in them.
 // Topologies (uplink-lab.ts, …) build on this; teardown is the same for all of them.
-import { spawnSync } from "node:child_process";
-import { rmSync } from "node:fs";
 import { exec, run, type ExecOptions, type ExecResult } from "../system/exec.ts";
-import { cleanupStale, destroyLabPrefix, writeOwnerFile } from "./cleanup.ts";
-import { hostLinkName, netnsName, newLabPrefix, ownerFilePath } from "./names.ts";
+import { cleanupStale, destroyLabPrefix, destroyLabSync, writeOwnerFile } from "./cleanup.ts";
+import { netnsName, newLabPrefix } from "./names.ts";
 import { addNetns } from "./netns.ts";
 import { spawnTracked, type TrackedProcess } from "./processes.ts";
 import { waitForDad, waitForRoutesStable } from "./settle.ts";
@@ -136,22 +134,7 @@ export class NetnsLab implements traffic.LabRunner {
     const prefix = this.prefix;
     const roles = this.roles;
     const procs = this.procs;
-    this.exitHook = () => {
-      for (const p of procs) p.child.kill("SIGKILL");
-      for (const ns of roles.values()) {
-        const pids = spawnSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).stdout ?? "";
-        for (const pid of pids.split(/\s+/).filter(Boolean)) {
-          try {
-            process.kill(Number(pid), "SIGKILL");
-          } catch {
-            // gone
-          }
-        }
-        spawnSync("ip", ["netns", "del", ns]);
-      }
-      spawnSync("ip", ["link", "del", hostLinkName(prefix)]);
-      rmSync(ownerFilePath(prefix), { force: true });
-    };
+    this.exitHook = () => destroyLabSync(prefix, roles.values(), procs);
     process.once("exit", this.exitHook);
   }
 
