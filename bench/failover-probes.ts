@@ -13,13 +13,12 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { healthParams, initialHealth, onRound } from "../src/health/uplink-state.ts";
-import { probeSchema } from "../src/config/schema.ts";
 import { ProbeEventLog, isChange } from "../src/health/probe-log.ts";
 import { buildUplinkLab, type UplinkLab } from "../src/lab/uplink-lab.ts";
 import { NFLB_BIN, tsNode } from "./lib/paths.ts";
 import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
 import { fmtSummaryMs, markdownTable, summarize } from "./lib/stats.ts";
+import { prng, simulatedUplink } from "../test/unit/fping-sim.ts";
 
 const { values } = parseArgs({
   options: {
@@ -179,32 +178,30 @@ async function failover(lab: UplinkLab): Promise<void> {
   say();
 }
 
-/** Transitions in an hour of rounds under iid probe loss, from the state machine itself (model). */
-function modelTransitionsPerHour(loss: number, targets: number, intervalMs: number, seeds = 20): number {
-  const p = healthParams(
-    probeSchema.parse({ targets: Array.from({ length: targets }, (_, i) => `198.18.200.${i + 1}`) }),
-  );
+/**
+ * Transitions in an hour under iid probe loss (model): the uplink monitor itself (fping prober with
+ * its fast re-probes, state machine) against a simulated fping on a manual clock
+ * (test/unit/fping-sim.ts), mean of `seeds` runs.
+ */
+async function modelTransitionsPerHour(
+  loss: number,
+  targets: number,
+  intervalMs: number,
+  seeds = 10,
+): Promise<number> {
   let total = 0;
   for (let seed = 1; seed <= seeds; seed++) {
-    let x = seed * 2654435761;
-    const rnd = () => {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      return (x >>> 0) / 2 ** 32;
-    };
-    let h = initialHealth("m", "wan1", 0);
-    const rounds = Math.round(3_600_000 / intervalMs);
-    for (let i = 0; i < rounds; i++) {
-      const at = i * intervalMs;
-      const results = Array.from({ length: targets }, (_, k) => ({
-        target: `198.18.200.${k + 1}`,
-        rttMs: rnd() < loss ? null : 20,
-      }));
-      const s = onRound(h, { seq: i, startedAt: at - 500, at, results }, p);
-      h = s.next;
-      if (s.changed) total++;
-    }
+    const rnd = prng(seed);
+    const sim = simulatedUplink({
+      targets: Array.from({ length: targets }, (_, i) => `198.18.200.${i + 1}`),
+      lost: () => rnd() < loss,
+      probe: { interval: intervalMs },
+      rttMs: 20,
+    });
+    sim.m.start();
+    await sim.run(3_600_000, 50);
+    await sim.m.stop();
+    total += sim.changes.length;
   }
   return total / seeds;
 }
@@ -219,8 +216,9 @@ async function lossRun(lab: UplinkLab): Promise<void> {
   say();
   say(
     "Each ISP drops that share of the router's packets toward the internet at random (nft `numgen`), all " +
-      "three at the same time. `model` runs the state machine over one hour of rounds with independent " +
-      "losses (mean of 20 seeds), which is what the measured run samples.",
+      "three at the same time. `model` runs the uplink monitor (fping prober with its fast re-probes, state " +
+      "machine) for one hour against a simulated fping with independent losses and 20 ms RTTs (mean of 10 " +
+      "seeds), which is what the measured run samples.",
   );
   say();
   const yaml = configYaml(
@@ -257,7 +255,7 @@ async function lossRun(lab: UplinkLab): Promise<void> {
           String(failed),
           String(transitions),
           (transitions / hours).toFixed(1),
-          modelTransitionsPerHour(l.loss, 2, 200).toFixed(2),
+          (await modelTransitionsPerHour(l.loss, 2, 200)).toFixed(2),
         ]);
       }
     },

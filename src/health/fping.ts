@@ -1,15 +1,22 @@
 import { isInterfaceName, parseAddr, type Addr } from "../net/ip.ts";
 import { realClock, type Clock, type TimerId } from "./probe-clock.ts";
 import { describeExit, spawnLines, stopProcess, type LineProcess, type SpawnLines } from "./probe-process.ts";
+import { FpingBurst } from "./fping-burst.ts";
 import { RoundCollector } from "./probe-rounds.ts";
-import type { ProbeSource, Prober, RoundSink } from "./probe-types.ts";
+import type { FastReprobe, ProbeSource, Prober, ProberHooks, RoundSink } from "./probe-types.ts";
 
 // One long-lived `fping -l` per uplink: one process for all targets and all rounds, ~8x cheaper
 // than a ping per probe. fping 5.1 prints one line per reply or timeout in loop mode:
 //   198.18.200.1 : [12], 64 bytes, 0.091 ms (0.125 avg, 0% loss)
 //   198.18.200.2 : [13], timed out (0.169 avg, 20% loss)
 // and nothing at all for a ping it could not send (no route, no address), so rounds also need a
-// deadline of their own.
+// deadline of their own. In count mode (`-c N`, the short-lived bursts of fping-burst.ts) it prints
+// the same lines, then its summary on stderr, and exits (1 when something was lost).
+//
+// Suspect → fast re-probe: with `overdueAfter(ms)` set (by the monitor, from the RTTs it has seen),
+// the prober looks at each regular round `ms` after fping sent it; one with fewer than `minAnswers`
+// answers by then is reported overdue, and the monitor may ask for a burst: one `fping -c` with the
+// same -I/-S binding, spawned only then.
 
 export interface FpingOptions {
   /** Targets as written in the config (IPv4 and IPv6 may be mixed). */
@@ -43,17 +50,20 @@ const MIN_PERIOD_MS = 10;
  * argv for one uplink. `-I` binds the socket to the device (SO_BINDTODEVICE), so a probe can only
  * ever leave through this uplink, even when its routing table is empty; `-S` (one per family)
  * picks the uplink's address, which the `from ADDR lookup TABLE` rule routes by the uplink's gateway.
+ * Loop mode (`-l`) by default; with `count`, `count` rounds (`-c`) and exit.
  */
 export function fpingArgv(
   o: Pick<FpingOptions, "intervalMs" | "timeoutMs" | "size">,
   iface: string,
   sources: readonly Addr[],
   targets: readonly Addr[],
+  count?: number,
 ): string[] {
   if (!isInterfaceName(iface)) throw new Error(`fping: invalid interface name ${JSON.stringify(iface)}`);
   if (targets.length === 0) throw new Error("fping: no targets");
   const period = Math.max(MIN_PERIOD_MS, Math.round(o.intervalMs));
-  const argv = ["fping", "-l", "-p", String(period), "-t", String(Math.max(1, Math.round(o.timeoutMs)))];
+  const mode = count === undefined ? ["-l"] : ["-c", String(Math.max(1, Math.round(count)))];
+  const argv = ["fping", ...mode, "-p", String(period), "-t", String(Math.max(1, Math.round(o.timeoutMs)))];
   // -i 1: send to all targets of a round at (nearly) the same time instead of 10 ms apart.
   argv.push("-i", "1", "-b", String(o.size), "-e", "-I", iface);
   for (const fam of [4, 6] as const) {
@@ -64,7 +74,7 @@ export function fpingArgv(
   return argv;
 }
 
-export interface FpingDeps {
+export interface FpingDeps extends ProberHooks {
   clock?: Clock;
   spawn?: SpawnLines;
   /** Wait this long before restarting an fping that exited on its own; doubles while it keeps failing. */
@@ -91,7 +101,8 @@ interface Generation {
   idle: string | undefined;
 }
 
-export class FpingProber implements Prober {
+export class FpingProber implements Prober, FastReprobe {
+  readonly fast: FastReprobe = this;
   private readonly clock: Clock;
   private readonly spawn: SpawnLines;
   private readonly restartDelayMs: number;
@@ -104,10 +115,16 @@ export class FpingProber implements Prober {
   private restartTimer: TimerId | undefined;
   /** fpings in a row that exited before printing a single result. */
   private failedStarts = 0;
+  /** Look at regular rounds this long after they were sent (null: not watching). */
+  private overdueMs: number | null = null;
+  /** Every regular round up to this seq has been looked at (or was concluded before). */
+  private checkedThrough = -1;
+  private checkTimer: TimerId | undefined;
+  private burstRun: FpingBurst | undefined;
 
   constructor(
     private readonly o: FpingOptions,
-    sink: RoundSink,
+    private readonly sink: RoundSink,
     private readonly deps: FpingDeps = {},
   ) {
     this.clock = deps.clock ?? realClock;
@@ -134,11 +151,48 @@ export class FpingProber implements Prober {
     this.source = undefined;
     if (this.tickTimer !== undefined) this.clock.clearTimeout(this.tickTimer);
     if (this.restartTimer !== undefined) this.clock.clearTimeout(this.restartTimer);
-    this.tickTimer = this.restartTimer = undefined;
+    if (this.checkTimer !== undefined) this.clock.clearTimeout(this.checkTimer);
+    this.tickTimer = this.restartTimer = this.checkTimer = undefined;
     // Rounds in flight tell nothing about the link (we are stopping, e.g. for a new source
     // address); reporting them lost could take a healthy uplink down.
     this.collector.discardPending();
-    if (gen?.proc) await stopProcess(gen.proc);
+    const burst = this.burstRun;
+    this.burstRun = undefined;
+    await Promise.all([gen?.proc ? stopProcess(gen.proc) : undefined, burst?.stop()]);
+  }
+
+  overdueAfter(ms: number | null): void {
+    this.overdueMs = ms === null || !(ms > 0) ? null : ms;
+  }
+
+  burst(seq: number, count: number, spacingMs: number): boolean {
+    const gen = this.gen;
+    const src = this.source;
+    if (!gen || !src || !gen.proc || gen.idle !== undefined || this.burstRun || count < 1) return false;
+    const targets = this.targets.filter((t) => gen.probed.has(t.addr.text));
+    const o = { intervalMs: spacingMs, timeoutMs: this.o.timeoutMs, size: this.o.size };
+    const argv = fpingArgv(
+      o,
+      src.iface,
+      src.addresses,
+      targets.map((t) => t.addr),
+      count,
+    );
+    const run = new FpingBurst(
+      { argv, seq, count, spacingMs, timeoutMs: this.o.timeoutMs, targets, allTargets: this.o.targets },
+      this.sink,
+      {
+        clock: this.clock,
+        spawn: this.spawn,
+        parse: parseFpingLine,
+        ...(this.deps.log ? { log: this.deps.log } : {}),
+      },
+    );
+    this.burstRun = run;
+    void run.done.then(() => {
+      if (this.burstRun === run) this.burstRun = undefined;
+    });
+    return true;
   }
 
   private launch(): void {
@@ -237,7 +291,11 @@ export class FpingProber implements Prober {
     return this.startOf(gen, seq) + this.o.timeoutMs + this.o.intervalMs + 250;
   }
 
-  /** Open the rounds the schedule says have started, so silence still concludes rounds. */
+  /**
+   * Once per interval: open the rounds the schedule says have started, so silence still concludes
+   * rounds, and look for an overdue one. Once fping's schedule is known the tick follows it, at
+   * each round's start + overdueMs (mid-round when not watching): still one timer per round.
+   */
   private scheduleTick(): void {
     this.tickTimer = this.clock.setTimeout(() => {
       this.tickTimer = undefined;
@@ -248,8 +306,52 @@ export class FpingProber implements Prober {
       } else {
         const due = Math.floor((this.clock.now() - gen.anchor) / this.o.intervalMs);
         if (due >= 0) this.openThrough(gen, gen.base + due);
+        this.checkOverdue(gen, false);
       }
       this.scheduleTick();
-    }, this.o.intervalMs);
+    }, this.tickDelay());
+  }
+
+  private tickDelay(): number {
+    const gen = this.gen;
+    const iv = this.o.intervalMs;
+    if (!gen || gen.idle !== undefined || !gen.anchorKnown) return iv;
+    const lag = this.overdueMs ?? iv / 2;
+    const now = this.clock.now();
+    const k = Math.floor((now - lag - gen.anchor) / iv) + 1;
+    return Math.min(2 * iv, Math.max(1, gen.anchor + k * iv + lag - now));
+  }
+
+  /**
+   * Report the regular rounds whose look came (sent at least overdueMs ago) with fewer than
+   * minAnswers answers. A suspect round is looked at again one event-loop turn later: after a
+   * stalled loop the timer runs before the pipe reads that may hold its answers.
+   */
+  private checkOverdue(gen: Generation, again: boolean): void {
+    const after = this.overdueMs;
+    const onOverdue = this.deps.onOverdue;
+    if (after === null || !onOverdue || !gen.anchorKnown || gen.idle !== undefined || this.gen !== gen)
+      return;
+    const last = gen.base + Math.floor((this.clock.now() - after - gen.anchor) / this.o.intervalMs);
+    // After a stall, only the latest rounds: older ones are about to conclude anyway.
+    const first = Math.max(this.checkedThrough + 1, gen.base, last - 1);
+    const need = this.deps.minAnswers ?? 1;
+    for (let s = first; s <= last; s++) {
+      const n = this.collector.answered(s);
+      if (n !== undefined && n < need) {
+        if (!again) {
+          if (this.checkTimer === undefined)
+            this.checkTimer = this.clock.setTimeout(() => {
+              this.checkTimer = undefined;
+              this.checkOverdue(gen, true);
+            }, 0);
+          return;
+        }
+        this.checkedThrough = s;
+        onOverdue(s);
+        continue;
+      }
+      this.checkedThrough = s;
+    }
   }
 }

@@ -48,6 +48,15 @@ export class RoundCollector {
     return this.pending.has(seq);
   }
 
+  /** Answers (not timeouts) so far of a round still held here; undefined once handed on or unknown. */
+  answered(seq: number): number | undefined {
+    const p = this.pending.get(seq);
+    if (!p) return undefined;
+    let n = 0;
+    for (const rtt of p.answers.values()) if (rtt !== null) n++;
+    return n;
+  }
+
   /** Record an answer (rtt) or a timeout (null). Late or unknown reports are ignored. */
   report(seq: number, target: string, rttMs: number | null): void {
     const p = this.pending.get(seq);

@@ -9,7 +9,8 @@ import { httpProbe } from "./probe-http.ts";
 import { InProcessProber } from "./probe-inprocess.ts";
 import type { SpawnLines } from "./probe-process.ts";
 import { tcpProbe } from "./probe-tcp.ts";
-import type { ProbeSource, Prober, RoundResult, RoundSink } from "./probe-types.ts";
+import type { ProbeSource, Prober, ProberHooks, RoundResult, RoundSink } from "./probe-types.ts";
+import { Suspicion } from "./suspect.ts";
 import type { UplinkMonitor, UplinkMonitorEvents, UplinkObservation } from "./types.ts";
 import {
   healthParams,
@@ -35,7 +36,7 @@ export interface UplinkMonitorDeps {
   /** Without a link watcher: the uplink's addresses, fixed for the monitor's life. */
   addresses?: readonly (Addr | string)[];
   /** Replace the prober built from `probe.method` (tests). */
-  prober?: (sink: RoundSink) => Prober;
+  prober?: (sink: RoundSink, hooks: ProberHooks) => Prober;
   /** Every round with its verdict, for debug logs and the probe CLI. */
   onRound?: (round: RoundResult, verdict: RoundVerdict, obs: UplinkObservation) => void;
   log?: (msg: string) => void;
@@ -44,14 +45,21 @@ export interface UplinkMonitorDeps {
 /** Default ports when `probe.port` is not set. */
 export const DEFAULT_PROBE_PORTS = { tcp: 443, http: 80, dns: 53 } as const;
 
-export function buildProber(u: UplinkConfig, sink: RoundSink, deps: UplinkMonitorDeps): Prober {
+export function buildProber(
+  u: UplinkConfig,
+  sink: RoundSink,
+  deps: UplinkMonitorDeps,
+  hooks: ProberHooks = {},
+): Prober {
   const p = u.probe;
   const common = { targets: p.targets, intervalMs: p.interval, timeoutMs: p.timeout };
   const clock = deps.clock ?? realClock;
   switch (p.method) {
     case "icmp":
+      // Only fping re-probes fast on suspicion (FastReprobe); tcp/http/dns keep the regular cadence.
       return new FpingProber({ ...common, size: p.size }, sink, {
         clock,
+        ...hooks,
         ...(deps.spawn ? { spawn: deps.spawn } : {}),
         ...(deps.log ? { log: deps.log } : {}),
       });
@@ -69,13 +77,15 @@ export function buildProber(u: UplinkConfig, sink: RoundSink, deps: UplinkMonito
 /**
  * One uplink's health: a prober sending through this uplink only, the state machine of
  * uplink-state.ts, and link events from the shared watcher. Emits `round` after every round and
- * `change` on every transition (always with a reason).
+ * `change` on every transition (always with a reason). With a prober that offers it (fping), an
+ * overdue round makes the uplink suspect and triggers a burst of extra rounds (suspect.ts).
  */
 class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements UplinkMonitor {
   private readonly clock: Clock;
   private readonly params: HealthParams;
   private readonly prober: Prober | undefined;
   private health: UplinkHealth;
+  private suspicion: Suspicion;
   private source: ProbeSource | undefined;
   private running = false;
   private proberOp: Promise<void> = Promise.resolve();
@@ -92,15 +102,25 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
     this.clock = deps.clock ?? realClock;
     this.params = healthParams(uplink.probe);
     this.health = initialHealth(name, uplink.interface, this.clock.now());
+    this.suspicion = this.newSuspicion();
     const sink: RoundSink = (r) => this.roundDone(r);
+    const hooks: ProberHooks = { minAnswers: this.params.minTargets, onOverdue: (seq) => this.overdue(seq) };
     this.prober =
-      deps.prober?.(sink) ?? (uplink.probe.targets.length > 0 ? buildProber(uplink, sink, deps) : undefined);
+      deps.prober?.(sink, hooks) ??
+      (uplink.probe.targets.length > 0 ? buildProber(uplink, sink, deps, hooks) : undefined);
+  }
+
+  private newSuspicion(): Suspicion {
+    const p = this.uplink.probe;
+    return new Suspicion({ intervalMs: p.interval, timeoutMs: p.timeout, downAfter: p.down_after });
   }
 
   start(): void {
     if (this.running) return;
     this.running = true;
     this.health = initialHealth(this.name, this.uplink.interface, this.clock.now());
+    this.suspicion = this.newSuspicion();
+    this.prober?.fast?.overdueAfter(null);
     if (this.deps.link) {
       this.deps.link.on("link", this.onLinkEvent);
       const s = this.deps.link.get(this.uplink.interface);
@@ -152,15 +172,46 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
 
   private roundDone(r: RoundResult): void {
     if (!this.running) return;
+    // RTTs teach the overdue time only while the uplink is up: on the way back (carrier returned,
+    // neighbour entry being resolved again, probes queued meanwhile) the first answers take
+    // hundreds of ms, and would switch the fast re-probe off for the next 25 rounds.
+    const learn = this.health.state === "up" && this.health.linkProblem === null;
     const step = onRound(this.health, r, this.params);
     this.apply(step);
+    const v = step.verdict;
+    if (v) this.suspicion.learn(r, { good: v.good, counted: v.counted && learn }, this.clock.now());
+    this.watch();
     const obs = observe(this.health);
     if (step.verdict) this.deps.onRound?.(r, step.verdict, obs);
     this.emit("round", obs);
   }
 
+  /** Watch for overdue rounds only while up: no bursts while down. */
+  private watch(): void {
+    const h = this.health;
+    const fast = this.prober?.fast;
+    if (!fast) return;
+    fast.overdueAfter(h.state === "up" && h.linkProblem === null ? this.suspicion.overdueMs() : null);
+  }
+
+  /** A regular round is overdue: suspect, and re-probe at once unless the policy says not now. */
+  private overdue(seq: number): void {
+    const fast = this.prober?.fast;
+    if (!this.running || !fast) return;
+    const now = this.clock.now();
+    const plan = this.suspicion.plan(now, this.health);
+    if (!plan) return;
+    if (!fast.burst(seq, plan.count, plan.spacingMs)) return;
+    this.suspicion.started(now);
+    this.deps.log?.(
+      `${this.name} suspect: round ${seq} overdue (${this.suspicion.overdueMs()} ms), ` +
+        `${plan.count} extra rounds ${plan.spacingMs} ms apart`,
+    );
+  }
+
   private apply(step: Step): void {
     this.health = step.next;
+    this.watch();
     if (!step.changed) return;
     this.deps.log?.(`${this.name} ${this.health.state}: ${this.health.reason}`);
     this.emit("change", observe(this.health));

@@ -14,6 +14,19 @@ import { initialQuality, updateQuality, type QualityState } from "./uplink-quali
 // - Start: up. `apply` installs everything as healthy and a restarted daemon must not shift
 //   traffic away from working links, so an uplink starts up and `down_after` rounds (or a link
 //   event) decide; a dead one is down within down_after × interval + timeout.
+// - Burst rounds (`r.burst`, sent at once when a regular round is overdue: suspect.ts) can only add
+//   failures to the streak, in the order rounds are concluded, and only while the suspicion is
+//   live: while up, and until a good round (regular or burst) of the overdue round's seq or later
+//   is concluded, or the burst's last round is. down_after failures in a row then take the uplink
+//   down; a suspicion that ends without that takes its failures back out of the streak, so they
+//   never join later regular failures. Rounds leave the prober in seq order, so the regular round
+//   after the overdue one, when answered, is concluded before the re-probes can time out: a burst
+//   takes an uplink down only when that round is lost too (an outage longer than one interval).
+//   Burst rounds stay out of the loss window, the RTT figures and the quality: those sample the
+//   link at the regular cadence, and rounds sent only when something already looks wrong would
+//   overstate loss (and shrink the window's 10 rounds to well under 10 intervals), i.e. more false
+//   transitions by max_loss. While down they count for nothing: recovery keeps the regular cadence
+//   and up_after.
 
 export const LOSS_WINDOW = 10;
 
@@ -47,6 +60,10 @@ export interface UplinkHealth {
   streakSilent: boolean;
   /** Why the latest failed round failed. */
   lastFailure: string | null;
+  /** The suspicions (bursts) of regular rounds up to this seq are over. */
+  suspicionOverSeq: number;
+  /** Failures the live suspicion's burst rounds added to failStreak. */
+  burstFailures: number;
   /** Probes sent and lost per round, oldest first, at most LOSS_WINDOW. */
   window: { sent: number; lost: number }[];
   srttMs: number | null;
@@ -88,6 +105,8 @@ export function initialHealth(name: string, iface: string, at: number): UplinkHe
     goodStreak: 0,
     streakSilent: true,
     lastFailure: null,
+    suspicionOverSeq: -1,
+    burstFailures: 0,
     window: [],
     srttMs: null,
     jitterMs: null,
@@ -149,8 +168,15 @@ function transition(h: UplinkHealth, state: HealthState, reason: string, at: num
 
 export function onRound(h: UplinkHealth, r: RoundResult, p: HealthParams): Step {
   const v = judgeRound(r, p, h.linkProblem);
-  const counted = h.linkProblem !== null || r.startedAt >= h.linkOkSince;
-  const verdict: RoundVerdict = { ...v, counted };
+  const burst = r.burst;
+  const live = h.state === "up" && h.linkProblem === null && r.seq > h.suspicionOverSeq;
+  const counted = burst
+    ? live && r.startedAt >= h.linkOkSince
+    : h.linkProblem !== null || r.startedAt >= h.linkOkSince;
+  const verdict: RoundVerdict = burst
+    ? { ...v, counted, why: `re-probe ${burst.index}/${burst.count}: ${v.why}` }
+    : { ...v, counted };
+  if (burst) return onBurstRound(h, r, verdict, p);
   const window = [...h.window, { sent: v.sent, lost: v.sent - v.answered }].slice(-LOSS_WINDOW);
   const next: UplinkHealth = { ...h, window };
 
@@ -174,29 +200,18 @@ export function onRound(h: UplinkHealth, r: RoundResult, p: HealthParams): Step 
   });
 
   if (counted) {
+    countStreak(next, h, r, verdict);
     if (v.good) {
-      next.goodStreak = h.goodStreak + 1;
-      next.failStreak = 0;
-      next.streakSilent = true;
-    } else {
-      next.goodStreak = 0;
-      next.failStreak = h.failStreak + 1;
-      next.streakSilent =
-        (h.failStreak === 0 || h.streakSilent) && v.answered === 0 && !r.error && !h.linkProblem;
-      next.lastFailure = v.why;
+      // The link answers: any suspicion up to this round is over.
+      next.burstFailures = 0;
+      next.suspicionOverSeq = Math.max(h.suspicionOverSeq, r.seq);
     }
   }
 
   const lossTooHigh = p.maxLoss !== null && next.window.length >= LOSS_WINDOW && loss > p.maxLoss;
   if (next.state === "up") {
-    if (next.failStreak >= p.downAfter) {
-      const n = next.failStreak;
-      const lost = r.results.map((x) => x.target).join(", ");
-      const reason = next.streakSilent
-        ? `${n} rounds without an answer from ${lost}`
-        : `${n} failed rounds in a row; last: ${v.why}`;
-      return { next: transition(next, "down", reason, r.at), changed: true, verdict };
-    }
+    const down = streakDown(next, r, verdict, p);
+    if (down) return down;
     if (lossTooHigh) {
       const reason = `loss ${pct(loss)} over the last ${LOSS_WINDOW} rounds is above max_loss ${pct(p.maxLoss ?? 0)}`;
       return { next: transition(next, "down", reason, r.at), changed: true, verdict };
@@ -207,6 +222,51 @@ export function onRound(h: UplinkHealth, r: RoundResult, p: HealthParams): Step 
     return { next: transition(next, "up", reason, r.at), changed: true, verdict };
   }
   return { next, changed: false, verdict };
+}
+
+function countStreak(next: UplinkHealth, h: UplinkHealth, r: RoundResult, v: RoundVerdict): void {
+  if (v.good) {
+    next.goodStreak = h.goodStreak + 1;
+    next.failStreak = 0;
+    next.streakSilent = true;
+  } else {
+    next.goodStreak = 0;
+    next.failStreak = h.failStreak + 1;
+    next.streakSilent =
+      (h.failStreak === 0 || h.streakSilent) && v.answered === 0 && !r.error && !h.linkProblem;
+    next.lastFailure = v.why;
+  }
+}
+
+/** down_after failed rounds in a row: the transition, or undefined. */
+function streakDown(next: UplinkHealth, r: RoundResult, v: RoundVerdict, p: HealthParams): Step | undefined {
+  if (next.failStreak < p.downAfter) return undefined;
+  const n = next.failStreak;
+  const lost = r.results.map((x) => x.target).join(", ");
+  const reason = next.streakSilent
+    ? `${n} rounds without an answer from ${lost}`
+    : `${n} failed rounds in a row; last: ${v.why}`;
+  return { next: transition(next, "down", reason, r.at), changed: true, verdict: v };
+}
+
+/** A burst round: failures for the streak while its suspicion is live, nothing else. */
+function onBurstRound(h: UplinkHealth, r: RoundResult, v: RoundVerdict, p: HealthParams): Step {
+  if (!v.counted) return { next: h, changed: false, verdict: v };
+  const next: UplinkHealth = { ...h };
+  if (!v.good) {
+    countStreak(next, h, r, v);
+    next.burstFailures = h.burstFailures + 1;
+    const down = streakDown(next, r, v, p);
+    if (down) return { ...down, next: { ...down.next, burstFailures: 0, suspicionOverSeq: r.seq } };
+  }
+  const last = r.burst !== undefined && r.burst.index >= r.burst.count;
+  if (v.good || last) {
+    // The suspicion is over without a fall: its failures do not count any more.
+    next.failStreak = Math.max(0, next.failStreak - next.burstFailures);
+    next.burstFailures = 0;
+    next.suspicionOverSeq = r.seq;
+  }
+  return { next, changed: false, verdict: v };
 }
 
 /** A link problem takes the uplink down at once; its end only restarts the count of good rounds. */

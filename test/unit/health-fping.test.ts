@@ -30,6 +30,21 @@ test("parses replies and timeouts as fping 5.1 prints them in loop mode", () => 
   );
 });
 
+test("parses count mode (-c) lines as fping 5.1 prints them, including the first timeouts", () => {
+  assert.deepEqual(parseFpingLine("198.18.77.3 : [0], timed out (NaN avg, 100% loss)"), {
+    target: "198.18.77.3",
+    seq: 0,
+    rttMs: null,
+  });
+  assert.deepEqual(parseFpingLine("198.18.77.2 : [1], 64 bytes, 0.066 ms (0.696 avg, 0% loss)"), {
+    target: "198.18.77.2",
+    seq: 1,
+    rttMs: 0.066,
+  });
+  // the summary (stderr in count mode) is not a result
+  assert.equal(parseFpingLine("198.18.77.3 : xmt/rcv/%loss = 2/0/100%"), null);
+});
+
 test("ignores ICMP errors, duplicates and anything else", () => {
   for (const l of [
     "ICMP Host Unreachable from 100.64.1.1 for ICMP Echo sent to 198.18.200.1",
@@ -54,6 +69,19 @@ test("argv: loop mode bound to the device and one source per family", () => {
   );
   assert.throws(() =>
     fpingArgv({ intervalMs: 200, timeoutMs: 500, size: 56 }, "wan1; rm", [], [A("1.2.3.4")]),
+  );
+  // a burst (fast re-probe): the same binding, count mode
+  assert.deepEqual(
+    fpingArgv(
+      { intervalMs: 50, timeoutMs: 500, size: 56 },
+      "wan1",
+      [A("100.64.1.2")],
+      [A("198.18.200.1")],
+      2,
+    ),
+    // prettier-ignore
+    ["fping", "-c", "2", "-p", "50", "-t", "500", "-i", "1", "-b", "56", "-e", "-I", "wan1",
+     "-S", "100.64.1.2", "198.18.200.1"],
   );
   const fast = fpingArgv({ intervalMs: 1, timeoutMs: 500, size: 56 }, "wan1", [], [A("198.18.200.1")]);
   assert.equal(fast[fast.indexOf("-p") + 1], "10");

@@ -93,3 +93,15 @@ test("concludeAll ends every round now, marking silent ones with the error", () 
   assert.equal(out[0]?.error, undefined);
   assert.equal(out[1]?.error, "fping exited 4");
 });
+
+test("answered: answers (not timeouts) so far of a round still held, undefined once handed on", () => {
+  const { out, c } = setup();
+  c.open(0, 0, 1000, T);
+  assert.equal(c.answered(0), 0);
+  c.report(0, "a", null);
+  assert.equal(c.answered(0), 0, "a timeout is no answer");
+  c.report(0, "b", 3);
+  assert.equal(out.length, 1);
+  assert.equal(c.answered(0), undefined);
+  assert.equal(c.answered(7), undefined);
+});
