@@ -1,5 +1,6 @@
 // Failover time of `nflb run` and its cost, in the uplink lab (needs root).
 //   node --import tsx bench/failover.ts [--trials 20] [--intervals default,100ms] [--cpu-seconds 60] [--write]
+//   node --import tsx bench/failover.ts --cost-only [--cpu-seconds 60]     (prints the cost part only)
 //
 // Failover: 2 uplinks (1:1), ICMP probes to 2 targets each; a LAN poller starts 8 short TCP
 // connections every 50 ms (300 ms timeout each). Per trial, uplink 1's upstream is blackholed or
@@ -34,6 +35,7 @@ const { values } = parseArgs({
     intervals: { type: "string", default: "default,100ms" },
     "cpu-seconds": { type: "string", default: "60" },
     write: { type: "boolean", default: false },
+    "cost-only": { type: "boolean", default: false },
   },
 });
 const trials = Math.max(1, Math.min(100, Number(values.trials)));
@@ -204,6 +206,27 @@ async function runCost(): Promise<{
   });
 }
 
+function costLines(c: Awaited<ReturnType<typeof runCost>>): string[] {
+  return [
+    `Cost with 8 uplinks × 4 ICMP targets at default probe settings, measured over ${cpuSeconds} s after`,
+    "start-up, from /proc (the daemon runs as `bin/nflb run`: plain Node on the esbuild bundle in dist/):",
+    "",
+    markdownTable(
+      ["", "CPU (share of one core)", "RSS"],
+      [
+        ["daemon (node)", pct(c.cpuSelf), `${c.rssSelfMiB.toFixed(1)} MiB`],
+        [
+          `its ${c.children} children (fping, ip monitor)`,
+          pct(c.cpuChildren),
+          `${c.rssChildrenMiB.toFixed(1)} MiB`,
+        ],
+        ["total", pct(c.cpuSelf + c.cpuChildren), `${(c.rssSelfMiB + c.rssChildrenMiB).toFixed(1)} MiB`],
+      ],
+    ),
+    "",
+  ];
+}
+
 // ---- report -------------------------------------------------------------------------------
 
 /** This bench's part of RESULTS.md: a subsection of `## Failover` (other benches add theirs). */
@@ -231,6 +254,26 @@ const fmt = (xs: (number | null)[]) => {
   const v = xs.filter((x): x is number => x !== null);
   return v.length ? fmtSummaryMs(summarize(v)) : "–";
 };
+
+// --cost-only: the cost alone, printed and never written (the subsection in RESULTS.md also holds
+// the failover table, which this run does not measure).
+if (values["cost-only"]) {
+  try {
+    const head = [
+      `${dateLine()}; ${await machineLine()}; ${loadLine()} at start.`,
+      "",
+      "```sh",
+      command,
+      "```",
+      "",
+    ];
+    const body = costLines(await runCost());
+    process.stdout.write([...head, ...body, `${loadLine()} at the end.`, ""].join("\n"));
+  } finally {
+    await cleanup();
+  }
+  process.exit(0);
+}
 
 try {
   const startLoad = loadLine();
@@ -271,28 +314,7 @@ try {
     ),
     "",
   );
-  if (cpuSeconds > 0) {
-    const c = await runCost();
-    lines.push(
-      `Cost with 8 uplinks × 4 ICMP targets at default probe settings, measured over ${cpuSeconds} s after`,
-      "start-up, from /proc (the daemon runs as `bin/nflb run`: Node + tsx, whose module loader keeps",
-      "its own thread and heap):",
-      "",
-      markdownTable(
-        ["", "CPU (share of one core)", "RSS"],
-        [
-          ["daemon (node)", pct(c.cpuSelf), `${c.rssSelfMiB.toFixed(1)} MiB`],
-          [
-            `its ${c.children} children (fping, ip monitor)`,
-            pct(c.cpuChildren),
-            `${c.rssChildrenMiB.toFixed(1)} MiB`,
-          ],
-          ["total", pct(c.cpuSelf + c.cpuChildren), `${(c.rssSelfMiB + c.rssChildrenMiB).toFixed(1)} MiB`],
-        ],
-      ),
-      "",
-    );
-  }
+  if (cpuSeconds > 0) lines.push(...costLines(await runCost()));
   lines.push(`${loadLine()} at the end.`, "");
   const section = lines.join("\n");
   process.stdout.write(section + "\n");

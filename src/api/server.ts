@@ -4,6 +4,7 @@ import type { StatusJson } from "../daemon/status.ts";
 import { authorize } from "./auth.ts";
 import { dashboardAsset } from "./dashboard/assets.ts";
 import { EventStreams, HEARTBEAT_MS, type EventFeed } from "./events.ts";
+import { srcPath } from "../paths.ts";
 
 export type ActionResult =
   { ok: true; body: Record<string, unknown> } | { ok: false; status: 404 | 409; error: string };
@@ -26,7 +27,7 @@ export interface ApiOptions {
   onAction?: (fields: Record<string, unknown>) => void;
 }
 
-const DASHBOARD = new URL("./dashboard/index.html", import.meta.url);
+const DASHBOARD = srcPath("api/dashboard/index.html");
 
 /**
  * The contract's routes and nothing else: status, uplink disable/enable, backend drain/enable,

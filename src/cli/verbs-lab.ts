@@ -2,7 +2,6 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { parseDuration } from "../config/duration.ts";
 import type { StatusJson } from "../daemon/status.ts";
@@ -26,8 +25,8 @@ import {
 } from "../lab/demo-keeper.ts";
 import { TRAFFIC_DEFAULTS, TRAFFIC_LIMITS } from "../lab/demo-traffic.ts";
 import { labUnavailableReason } from "../lab/netns.ts";
+import { tsxArgv } from "../paths.ts";
 
-const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
 /** Building the lab takes a few seconds; a loaded machine gets generous slack. */
 const UP_TIMEOUT_MS = 180_000;
 
@@ -264,11 +263,8 @@ async function startKeeper(
   let pid: number | undefined;
   let exited = false;
   try {
-    const child = spawn(
-      process.execPath,
-      ["--import", import.meta.resolve("tsx"), MAIN, "lab", "keeper", "--dir", dir],
-      { detached: true, stdio: ["ignore", fd, fd], cwd: "/" },
-    );
+    const [node = process.execPath, ...args] = tsxArgv("cli/main.ts", ["lab", "keeper", "--dir", dir]);
+    const child = spawn(node, args, { detached: true, stdio: ["ignore", fd, fd], cwd: "/" });
     pid = child.pid;
     child.on("exit", () => (exited = true));
     child.unref();

@@ -3,7 +3,14 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { isInterfaceName, parseAddr, type Addr } from "../net/ip.ts";
 import { exec } from "../system/exec.ts";
 import { realClock, type Clock, type TimerId } from "./probe-clock.ts";
-import { describeExit, spawnLines, stopProcess, type LineProcess, type SpawnLines } from "./probe-process.ts";
+import {
+  describeExit,
+  onHelperOutput,
+  spawnLines,
+  stopProcess,
+  type LineProcess,
+  type SpawnLines,
+} from "./probe-process.ts";
 
 /** What the kernel says about one uplink's device. */
 export interface LinkState {
@@ -91,11 +98,21 @@ export interface LinkWatchDeps {
   /** Re-read this often even without events (a missed event, a restarted `ip monitor`). */
   resyncMs?: number;
   /** The kernel's carrier-change counter of an interface (sysfs), null when unreadable. */
-  readCarrierChanges?: (iface: string) => Promise<string | null>;
-  /** How often to look at the carrier counters; 0 turns the poll off. */
-  carrierPollMs?: number;
+  readCarrierChanges?: (iface: string) => string | null;
+  /** Look at the carrier counters about this often (ms); 0 turns that off (events only). */
+  carrierCheckMs?: number;
+  /** Moments the process is awake anyway (helper output); returns the unsubscribe. */
+  onAwake?: (fn: () => void) => () => void;
   log?: (msg: string) => void;
 }
+
+/**
+ * While helper output comes at least this often (fping's rounds: 200 ms by default, all uplinks'
+ * fpings in step), the carrier checks ride on it and the check timer only runs as a safety net,
+ * every SLOW_CHECK_MS.
+ */
+const COVERED_GAP_MS = 250;
+const SLOW_CHECK_MS = 1000;
 
 const readLinksWithIp = async (): Promise<string> => {
   const r = await exec(["ip", "-j", "addr", "show"], { timeoutMs: 5000 });
@@ -105,7 +122,7 @@ const readLinksWithIp = async (): Promise<string> => {
 
 /**
  * sysfs `carrier_changes` counters, one open file per interface, re-read with pread at offset 0:
- * one syscall per poll. A read error (interface gone) closes the file; the next poll reopens it.
+ * one syscall per check. A read error (interface gone) closes the file; the next check reopens it.
  */
 class CarrierCounters {
   private readonly fds = new Map<string, number>();
@@ -120,7 +137,7 @@ class CarrierCounters {
         this.fds.set(iface, fd);
       }
       const n = readSync(fd, this.buf, 0, this.buf.length, 0);
-      return this.buf.toString("latin1", 0, n).trim();
+      return this.buf.toString("latin1", 0, n);
     } catch {
       this.close(iface);
       return null;
@@ -141,15 +158,19 @@ class CarrierCounters {
 }
 
 /**
- * One `ip monitor link address` for all uplinks. iproute2 6.1 prints only text there, so every
- * event line is a trigger to re-read `ip -j addr show`; a change of a watched interface is
- * emitted as `link`. Events arriving during a read cause one more read after it.
+ * One `ip monitor link address` for all uplinks. iproute2 6.1 prints only text there (also with
+ * `-j`), so every event line is a trigger to re-read `ip -j addr show`; a change of a watched
+ * interface is emitted as `link`. Events arriving during a read cause one more read after it.
  *
- * The kernel sends link notifications through linkwatch, which delays events it does not deem
- * urgent (a physical NIC's carrier, a veth whose ifindex equals its peer's) to one batch per second,
- * for all namespaces together. The carrier bit itself changes at once, so a poll of each uplink's
- * sysfs `carrier_changes` counter (a file read, every 100 ms) is a second trigger that keeps
- * carrier loss well under half a second.
+ * Carrier: the kernel sends link notifications through linkwatch, which delays events it does not
+ * deem urgent (a physical NIC's carrier, a veth whose ifindex equals its peer's, as in the lab) to
+ * one batch per second for all namespaces together: measured 100–490 ms late on a busy lab host.
+ * The carrier bit itself changes at once, so each uplink's sysfs `carrier_changes` counter is
+ * checked (one pread each) and a change triggers the re-read: every 100 ms on a timer, or, while
+ * helper output arrives at least every 250 ms, on that output (fping prints every round, so the
+ * process is awake then anyway: waking an idle Node process costs far more than the reads), with
+ * the timer slowed to a once-a-second safety net. Either way carrier loss is seen within ~250 ms
+ * even when its event is late (within ~1.25 s when all helper output stops at once).
  */
 export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource {
   private readonly clock: Clock;
@@ -165,11 +186,16 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
   private debounce: TimerId | undefined;
   private resync: TimerId | undefined;
   private restart: TimerId | undefined;
-  private poll: TimerId | undefined;
+  private checkTimer: TimerId | undefined;
+  private unsubscribeAwake: (() => void) | undefined;
   private readonly carrierSeen = new Map<string, string | null>();
-  private readonly readCarrierChanges: (iface: string) => Promise<string | null>;
-  private readonly carrierPollMs: number;
+  private readonly readCarrierChanges: (iface: string) => string | null;
+  private readonly carrierCheckMs: number;
   private readonly counters = new CarrierCounters();
+  private lastCheck = -Infinity;
+  private lastAwake = -Infinity;
+  /** The longest gap between two awake moments since the check timer last ran. */
+  private awakeGap = Infinity;
 
   constructor(
     ifaces: Iterable<string>,
@@ -180,8 +206,8 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
     this.spawn = deps.spawn ?? spawnLines;
     this.readLinks = deps.readLinks ?? readLinksWithIp;
     this.resyncMs = deps.resyncMs ?? 30_000;
-    this.readCarrierChanges = deps.readCarrierChanges ?? (async (iface) => this.counters.read(iface));
-    this.carrierPollMs = deps.carrierPollMs ?? 100;
+    this.readCarrierChanges = deps.readCarrierChanges ?? ((iface) => this.counters.read(iface));
+    this.carrierCheckMs = deps.carrierCheckMs ?? 100;
     this.ifaces = new Set();
     for (const i of ifaces) this.watch(i);
   }
@@ -202,19 +228,24 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
-    // Monitor first, read second: a change between the two is then seen by one or the other.
+    // Monitor and counters first, read second: a change between them is seen by one or the other.
     this.startMonitor();
-    await this.pollCarriers();
+    if (this.carrierCheckMs > 0) {
+      this.checkCarriers();
+      this.unsubscribeAwake = (this.deps.onAwake ?? onHelperOutput)(this.awake);
+      this.scheduleCheck(this.carrierCheckMs);
+    }
     await this.read();
     this.scheduleResync();
-    this.schedulePoll();
   }
 
   async stop(): Promise<void> {
     this.running = false;
-    for (const t of [this.debounce, this.resync, this.restart, this.poll])
+    this.unsubscribeAwake?.();
+    this.unsubscribeAwake = undefined;
+    for (const t of [this.debounce, this.resync, this.restart, this.checkTimer])
       if (t !== undefined) this.clock.clearTimeout(t);
-    this.debounce = this.resync = this.restart = this.poll = undefined;
+    this.debounce = this.resync = this.restart = this.checkTimer = undefined;
     const m = this.monitor;
     this.monitor = undefined;
     if (m) await stopProcess(m);
@@ -277,28 +308,41 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
     }
   }
 
-  /** Read every carrier counter; a change since the last poll triggers a full re-read. */
-  private async pollCarriers(): Promise<void> {
-    const ifaces = [...this.ifaces];
-    const now = await Promise.all(ifaces.map((i) => this.readCarrierChanges(i)));
+  /** Read every carrier counter (synchronously: a pread each); a change triggers a full re-read. */
+  private checkCarriers(): void {
+    this.lastCheck = this.clock.now();
     let changed = false;
-    ifaces.forEach((iface, k) => {
-      const v = now[k] ?? null;
+    for (const iface of this.ifaces) {
+      const v = this.readCarrierChanges(iface);
       if (this.carrierSeen.has(iface) && this.carrierSeen.get(iface) !== v) changed = true;
       this.carrierSeen.set(iface, v);
-    });
+    }
     if (changed) this.trigger();
   }
 
-  private schedulePoll(): void {
-    if (this.carrierPollMs <= 0) return;
-    this.poll = this.clock.setTimeout(() => {
-      this.poll = undefined;
+  /** Helper output was handled: check now if the last check is old enough (no wake-up of our own). */
+  private readonly awake = (): void => {
+    if (!this.running) return;
+    const now = this.clock.now();
+    this.awakeGap = Math.max(this.awakeGap, now - this.lastAwake);
+    this.lastAwake = now;
+    if (now - this.lastCheck >= this.carrierCheckMs) this.checkCarriers();
+  };
+
+  /**
+   * The check timer: every carrierCheckMs, or every SLOW_CHECK_MS after a period in which helper
+   * output came at least every COVERED_GAP_MS.
+   */
+  private scheduleCheck(ms: number): void {
+    this.checkTimer = this.clock.setTimeout(() => {
+      this.checkTimer = undefined;
       if (!this.running) return;
-      void this.pollCarriers().finally(() => {
-        if (this.running) this.schedulePoll();
-      });
-    }, this.carrierPollMs);
+      const now = this.clock.now();
+      const covered = this.awakeGap <= COVERED_GAP_MS && now - this.lastAwake <= COVERED_GAP_MS;
+      this.awakeGap = 0;
+      if (now - this.lastCheck >= this.carrierCheckMs) this.checkCarriers();
+      this.scheduleCheck(covered ? SLOW_CHECK_MS : this.carrierCheckMs);
+    }, ms);
   }
 
   private scheduleResync(): void {

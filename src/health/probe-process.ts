@@ -18,6 +18,19 @@ export interface LineProcess {
 
 export type SpawnLines = (argv: readonly string[], onLine: (line: string) => void) => LineProcess;
 
+const outputListeners = new Set<() => void>();
+
+/**
+ * Call `fn` after each chunk of any helper's output has been handled: a moment the process is
+ * awake anyway (fping prints every round). Periodic work that is cheap but frequent (the link
+ * watcher's carrier check) rides on it instead of waking the process with a timer of its own.
+ * Returns the unsubscribe.
+ */
+export function onHelperOutput(fn: () => void): () => void {
+  outputListeners.add(fn);
+  return () => void outputListeners.delete(fn);
+}
+
 /** The real thing: `child_process.spawn` with an argument array, no shell. */
 export const spawnLines: SpawnLines = (argv, onLine) => {
   const [cmd, ...args] = argv;
@@ -30,6 +43,7 @@ export const spawnLines: SpawnLines = (argv, onLine) => {
     const lines = buf.split("\n");
     buf = lines.pop() ?? "";
     for (const line of lines) onLine(line);
+    for (const fn of outputListeners) fn();
   });
   child.stderr.setEncoding("utf8").on("data", (d: string) => (err = (err + d).slice(-STDERR_LIMIT)));
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {

@@ -8,9 +8,9 @@
 // Bounded: at most 500 connections/s, at most one hour, at most 1000 in flight (extra ones are
 // skipped and counted), each connection limited by a timeout.
 import { connect } from "node:net";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { srcPath, tsxArgv } from "../paths.ts";
 import { boundedInt, plainAddress } from "./tools/endpoint.ts";
 
 export const trafficTargetSchema = z.strictObject({
@@ -30,21 +30,19 @@ export interface TrafficOptions {
   durationMs: number;
 }
 
+/** This file, also when the module runs inside the CLI bundle (where import.meta.url is the bundle). */
+const SCRIPT = "lab/demo-traffic.ts";
+
 /** The command line that runs this file (inside a namespace: wrap it with `ip netns exec`). */
 export function trafficArgv(o: TrafficOptions): string[] {
-  const script = fileURLToPath(import.meta.url);
-  return [
-    process.execPath,
-    "--import",
-    import.meta.resolve("tsx"),
-    script,
+  return tsxArgv(SCRIPT, [
     "--targets",
     JSON.stringify(o.targets),
     "--rate",
     String(o.rate),
     "--duration-ms",
     String(o.durationMs),
-  ];
+  ]);
 }
 
 export interface TrafficReport {
@@ -203,4 +201,4 @@ async function main(): Promise<void> {
   process.once("SIGINT", finish);
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await main();
+if (process.argv[1] === srcPath(SCRIPT)) await main();

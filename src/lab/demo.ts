@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { repoPath } from "../paths.ts";
 import { HOST_LINK, INTERNET, PORTS, type UplinkPlan } from "./addressing.ts";
 import { DemoLab } from "./demo-backends.ts";
 import type { TrackedProcess } from "./processes.ts";
@@ -24,7 +24,7 @@ export const DEMO = {
   rule: { name: "tls-one-address", port: PORTS.tcp, via: ["isp2", "isp1"] },
 } as const;
 
-export const NFLB_BIN = fileURLToPath(new URL("../../bin/nflb", import.meta.url));
+export const NFLB_BIN = repoPath("bin/nflb");
 
 /** Where the daemon listens: the router's end of the host link, so a browser on the host reaches it. */
 export const DEMO_API = `${HOST_LINK.router4}:${DEMO.apiPort}`;

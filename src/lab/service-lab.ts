@@ -7,7 +7,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { tsxArgv } from "../paths.ts";
 import { NetnsLab } from "./lab.ts";
 import { ipBatch } from "./netns.ts";
 import type { TrackedProcess } from "./processes.ts";
@@ -52,9 +52,6 @@ export function clientSources(n: number): string[] {
     throw new Error(`clientSources must be 0..${MAX_CLIENT_SOURCES}`);
   return Array.from({ length: n }, (_, k) => `198.18.${1 + (k >> 8)}.${k & 255}`);
 }
-
-const toolUrl = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
-const tsx = () => import.meta.resolve("tsx");
 
 export class ServiceLab extends NetnsLab {
   readonly options: Required<ServiceLabOptions>;
@@ -188,16 +185,12 @@ export class ServiceLab extends NetnsLab {
 
   /** The standalone services loop (checks → updates), running in the balancer's namespace. */
   startLoop(configFile: string, loadIntervalMs = 1000): LoopProcess {
-    const argv = [
-      process.execPath,
-      "--import",
-      tsx(),
-      toolUrl("../health/backend-loop-main.ts"),
+    const argv = tsxArgv("health/backend-loop-main.ts", [
       "--config",
       configFile,
       "--load-interval-ms",
       String(loadIntervalMs),
-    ];
+    ]);
     return new LoopProcess(this.spawn("lb", argv));
   }
 

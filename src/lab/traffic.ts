@@ -1,5 +1,5 @@
 // Running the traffic tools inside lab namespaces and reading their JSON back.
-import { fileURLToPath } from "node:url";
+import { tsxArgv } from "../paths.ts";
 import type { ExecOptions, ExecResult } from "../system/exec.ts";
 import type { TrackedProcess } from "./processes.ts";
 import {
@@ -23,8 +23,7 @@ export interface LabRunner {
 
 /** Absolute paths, so tools start the same whatever the caller's working directory is. */
 export function toolArgv(tool: ToolName, args: readonly string[]): string[] {
-  const script = fileURLToPath(new URL(`./tools/${tool}.ts`, import.meta.url));
-  return [process.execPath, "--import", import.meta.resolve("tsx"), script, ...args];
+  return tsxArgv(`lab/tools/${tool}.ts`, args);
 }
 
 /** Tool startup (node + tsx) takes a few hundred ms; allow for a loaded machine. */

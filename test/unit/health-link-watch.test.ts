@@ -66,6 +66,8 @@ function setup() {
   let json = ipJson();
   let reads = 0;
   let carrierChanges = "2";
+  let counterReads = 0;
+  let awake: (() => void) | undefined;
   const w = new LinkWatcher(["wan1"], {
     clock,
     spawn,
@@ -73,9 +75,16 @@ function setup() {
       reads++;
       return json;
     },
-    readCarrierChanges: async (iface) => (iface === "wan1" ? carrierChanges : null),
+    readCarrierChanges: (iface) => {
+      counterReads++;
+      return iface === "wan1" ? carrierChanges : null;
+    },
     resyncMs: 5000,
-    carrierPollMs: 100,
+    carrierCheckMs: 100,
+    onAwake: (fn) => {
+      awake = fn;
+      return () => (awake = undefined);
+    },
   });
   const events: LinkState[] = [];
   w.on("link", (s) => events.push(s));
@@ -87,6 +96,10 @@ function setup() {
     set: (j: string) => (json = j),
     flapCounter: () => (carrierChanges = String(Number(carrierChanges) + 1)),
     reads: () => reads,
+    counterReads: () => counterReads,
+    /** Helper output arrived (the process is awake anyway). */
+    awake: () => awake?.(),
+    subscribed: () => awake !== undefined,
   };
 }
 const settle = () => new Promise((r) => setImmediate(r));
@@ -147,19 +160,77 @@ test("interface names are validated before they are used", () => {
   assert.throws(() => new LinkWatcher(["wan1; reboot"]));
 });
 
-test("a carrier change the kernel has not announced yet is caught by the sysfs counter poll", async () => {
-  const { clock, w, events, set, reads, flapCounter } = setup();
+test("a carrier change the kernel has not announced yet is caught by the sysfs counter check", async () => {
+  const { clock, w, events, set, reads, flapCounter, counterReads } = setup();
   await w.start();
   clock.advance(300);
   await settle();
   assert.equal(reads(), 1, "an unchanged counter costs no re-read");
+  assert.equal(counterReads(), 4, "with no helper output, the timer checks every 100 ms");
   set(ipJson({ carrier: false }));
   flapCounter();
-  clock.advance(100); // next poll sees the counter move
+  clock.advance(100); // next check sees the counter move
   await settle();
   clock.advance(5); // debounce
   await settle();
   assert.equal(reads(), 2);
   assert.equal(events[events.length - 1]?.carrier, false);
+  await w.stop();
+});
+
+test("checks ride on helper output; the timer then slows to a safety net, and speeds up again", async () => {
+  const { clock, w, events, set, reads, flapCounter, counterReads, awake, subscribed } = setup();
+  const timers: number[] = []; // the delays of the timers set from now on
+  const setTimeout = clock.setTimeout.bind(clock);
+  clock.setTimeout = (fn, ms) => (timers.push(ms), setTimeout(fn, ms));
+  await w.start();
+  assert.ok(subscribed());
+  // Helper output every 200 ms (fping's default rounds), a few chunks each time: one check per round.
+  const output = (ms: number) => {
+    for (let t = 0; t < ms; t += 200) {
+      clock.advance(200);
+      for (let k = 0; k < 4; k++) awake();
+    }
+  };
+  output(1000);
+  const before = counterReads();
+  timers.length = 0;
+  output(3000);
+  const checks = counterReads() - before;
+  assert.equal(checks, 15, "one check per round");
+  assert.deepEqual(timers, [1000, 1000, 1000], "the check timer ran once a second");
+  // A carrier flap is seen at the next output-driven check.
+  set(ipJson({ carrier: false }));
+  flapCounter();
+  output(200);
+  clock.advance(5);
+  await settle();
+  assert.equal(reads(), 2);
+  assert.equal(events.at(-1)?.carrier, false);
+  // Output stops: the slow timer notices within ~1.25 s and goes back to 100 ms checks.
+  clock.advance(1250);
+  const quiet = counterReads();
+  clock.advance(500);
+  assert.equal(counterReads() - quiet, 5);
+  await w.stop();
+  assert.ok(!subscribed(), "stop unsubscribes");
+});
+
+test("carrierCheckMs 0: events and resyncs only", async () => {
+  const clock = new ManualClock(0);
+  const { spawn } = fakeSpawn();
+  let counterReads = 0;
+  const w = new LinkWatcher(["wan1"], {
+    clock,
+    spawn,
+    readLinks: async () => ipJson(),
+    readCarrierChanges: () => String(++counterReads),
+    carrierCheckMs: 0,
+    onAwake: () => assert.fail("no subscription without checks"),
+  });
+  await w.start();
+  clock.advance(1000);
+  assert.equal(counterReads, 0);
+  assert.equal(clock.pending, 1, "only the resync timer");
   await w.stop();
 });

@@ -1,9 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
+import { srcPath } from "../../paths.ts";
 
 const require = createRequire(import.meta.url);
-const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 
 /**
  * The dashboard's static files, by the name the page asks for (`/dashboard/NAME`). A fixed
@@ -11,8 +10,8 @@ const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
  * package, so its version is the one package-lock.json pins.
  */
 const ASSETS: Record<string, { file: () => string; type: string }> = {
-  "app.js": { file: () => here("./app.js"), type: "text/javascript; charset=utf-8" },
-  "app.css": { file: () => here("./app.css"), type: "text/css; charset=utf-8" },
+  "app.js": { file: () => srcPath("api/dashboard/app.js"), type: "text/javascript; charset=utf-8" },
+  "app.css": { file: () => srcPath("api/dashboard/app.css"), type: "text/css; charset=utf-8" },
   "uplot.js": {
     file: () => require.resolve("uplot/dist/uPlot.iife.min.js"),
     type: "text/javascript; charset=utf-8",
