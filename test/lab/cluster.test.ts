@@ -104,7 +104,7 @@ describe("cluster of three nodes", { skip, timeout: 170_000 }, () => {
   test(
     "1: every connection gets exactly one answer, each source one node, buckets even",
     { timeout: 30_000 },
-    async () => {
+    async (t) => {
       const sets = await converged([1, 2, 3]);
       await startLog();
       const r = await round(lab.sources, 2000, lab.sources.length * 2);
@@ -115,6 +115,8 @@ describe("cluster of three nodes", { skip, timeout: 170_000 }, () => {
       for (const [src, nodes] of by) assert.equal(nodes.size, 1, `${src} reached ${[...nodes].join(",")}`);
       // A reset can only come from the node that serves that source (a server closing with unread
       // data resets its own connection); one from any other node would be a second answer.
+      const resets = await lab.resetSenders();
+      if (resets.length) t.diagnostic(`resets: ${JSON.stringify(resets)}`);
       await assertSingleAnswers((s) => by.get(s) ?? new Set());
       assert.ok(c.rst <= 2, `resets ${c.rst}`);
       home = new Map([...by].map(([s, n]) => [s, [...n][0] ?? ""]));
