@@ -29,12 +29,28 @@ export interface ApiOptions {
 
 const DASHBOARD = srcPath("api/dashboard/index.html");
 
+/** A schema compiler that refuses. Fastify passes it the route (its .d.ts says otherwise). */
+function noSchemas() {
+  return (route: unknown): never => {
+    const r = route as { method?: string; url?: string };
+    throw new Error(`${r.method} ${r.url}: route schemas are not supported (no schema compiler loaded)`);
+  };
+}
+
 /**
  * The contract's routes and nothing else: status, uplink disable/enable, backend drain/enable,
  * events (SSE), metrics, and the dashboard at `/`.
  */
 export function buildApi(d: ApiDaemon, opts: ApiOptions = {}): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 4096, forceCloseConnections: true });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 4096,
+    forceCloseConnections: true,
+    // No route declares a schema, so the default compilers (ajv and fast-json-stringify, which
+    // fastify requires at construction unless both are supplied) would be dead weight: ~2.3 MiB
+    // of the daemon's RSS. A route given a schema later fails loudly at ready() instead.
+    schemaController: { compilersFactory: { buildValidator: noSchemas, buildSerializer: noSchemas } },
+  });
   const streams = new EventStreams(d.events, opts.heartbeatMs ?? HEARTBEAT_MS);
 
   // POSTs carry no body; accept (and ignore) whatever a client sends, including an empty JSON one.

@@ -87,6 +87,8 @@ const RETRY_MAX_MS = 30_000;
  */
 export class Reconciler {
   private applied: Applied | null = null;
+  /** The last structure rendered, with what it was rendered from: most runs change health only. */
+  private structureMemo: { config: Config; key: string; nft: string } | undefined;
   private keeping = false;
   private probeDownSeen: ReadonlySet<string> | null = null;
   private current: Promise<ReconcileResult> | null = null;
@@ -181,7 +183,7 @@ export class Reconciler {
       const keeping = names.length > 0 && !names.some((n) => input.health.uplinks[n]?.up);
       const health: HealthView = keeping ? { ...input.health, uplinks: this.keptUplinks(c) } : input.health;
       const desired = desiredState(c, health, facts, input.extra);
-      const structure = desiredState(c, allHealthy(c), facts, input.extra).nft;
+      const structure = this.structureOf(c, facts, input.extra);
       const routingKey = JSON.stringify(desired.routing);
       const prev = this.applied;
       const missing = opts.verify === true && prev !== null && !(await this.ops.tableExists());
@@ -250,6 +252,18 @@ export class Reconciler {
   }
 
   /** The uplink health the kernel reflects now, for names of the current config. */
+  /** The full table with everything healthy, rendered again only when what it depends on changed. */
+  private structureOf(c: Config, facts: Facts, extra: Partial<TableSections> | undefined): string {
+    const key = JSON.stringify([facts, extra ?? null], (_, v: unknown) =>
+      v instanceof Map ? [...(v as Map<unknown, unknown>)] : v,
+    );
+    const memo = this.structureMemo;
+    if (memo && memo.config === c && memo.key === key) return memo.nft;
+    const nft = desiredState(c, allHealthy(c), facts, extra).nft;
+    this.structureMemo = { config: c, key, nft };
+    return nft;
+  }
+
   private keptUplinks(c: Config): Health {
     const prev = this.applied?.health.uplinks ?? {};
     const kept: Health = {};

@@ -1,9 +1,17 @@
 import { isInterfaceName, parseAddr, type Addr } from "../net/ip.ts";
 import { realClock, type Clock, type TimerId } from "./probe-clock.ts";
-import { describeExit, spawnLines, stopProcess, type LineProcess, type SpawnLines } from "./probe-process.ts";
+import {
+  describeExit,
+  spawnLines,
+  spawnPolledLines,
+  stopProcess,
+  type LineProcess,
+  type SpawnLines,
+} from "./probe-process.ts";
 import { FpingBurst } from "./fping-burst.ts";
 import { RoundCollector } from "./probe-rounds.ts";
 import type { FastReprobe, ProbeSource, Prober, ProberHooks, RoundSink } from "./probe-types.ts";
+import { gridStart, wakeGroupFor, type CancelWake, type WakeGroup } from "./wake-group.ts";
 
 // One long-lived `fping -l` per uplink: one process for all targets and all rounds, ~8x cheaper
 // than a ping per probe. fping 5.1 prints one line per reply or timeout in loop mode:
@@ -12,6 +20,11 @@ import type { FastReprobe, ProbeSource, Prober, ProberHooks, RoundSink } from ".
 // and nothing at all for a ping it could not send (no route, no address), so rounds also need a
 // deadline of their own. In count mode (`-c N`, the short-lived bursts of fping-burst.ts) it prints
 // the same lines, then its summary on stderr, and exits (1 when something was lost).
+//
+// Cheap in the steady state: fping's stdout is read only at the prober's own wake-ups (one per
+// round, shared with every other uplink through wake-group.ts), not line by line, and fping starts
+// on a grid common to all uplinks so that their rounds, and so their wake-ups, coincide. `-D` makes
+// fping stamp each line with the time it printed it, so reading later loses no timing.
 //
 // Suspect → fast re-probe: with `overdueAfter(ms)` set (by the monitor, from the RTTs it has seen),
 // the prober looks at each regular round `ms` after fping sent it; one with fewer than `minAnswers`
@@ -31,16 +44,20 @@ export interface FpingLine {
   target: string;
   seq: number;
   rttMs: number | null;
+  /** With `-D`: when fping printed the line, wall-clock epoch milliseconds. */
+  printedAt?: number;
 }
 
 const LINE_RE =
-  /^(?:\[\d+(?:\.\d+)?\]\s+)?(\S+)\s+:\s+\[(\d+)\],\s+(?:\d+ bytes,\s+(\d+(?:\.\d+)?) ms|timed out)/;
+  /^(?:\[(\d+(?:\.\d+)?)\]\s+)?(\S+)\s+:\s+\[(\d+)\],\s+(?:\d+ bytes,\s+(\d+(?:\.\d+)?) ms|timed out)/;
 
 /** Parse one loop-mode line; null for anything else (ICMP errors, duplicates, summaries). */
 export function parseFpingLine(line: string): FpingLine | null {
   const m = LINE_RE.exec(line);
-  if (!m?.[1] || m[2] === undefined) return null;
-  return { target: m[1], seq: Number(m[2]), rttMs: m[3] === undefined ? null : Number(m[3]) };
+  if (!m?.[2] || m[3] === undefined) return null;
+  const l: FpingLine = { target: m[2], seq: Number(m[3]), rttMs: m[4] === undefined ? null : Number(m[4]) };
+  if (m[1] !== undefined) l.printedAt = Number(m[1]) * 1000;
+  return l;
 }
 
 /** fping refuses periods below 10 ms for good reason; a timeout over 10 s is a config error anyway. */
@@ -62,7 +79,8 @@ export function fpingArgv(
   if (!isInterfaceName(iface)) throw new Error(`fping: invalid interface name ${JSON.stringify(iface)}`);
   if (targets.length === 0) throw new Error("fping: no targets");
   const period = Math.max(MIN_PERIOD_MS, Math.round(o.intervalMs));
-  const mode = count === undefined ? ["-l"] : ["-c", String(Math.max(1, Math.round(count)))];
+  // Loop mode stamps its lines (-D): they are read in batches, up to a round after they were printed.
+  const mode = count === undefined ? ["-l", "-D"] : ["-c", String(Math.max(1, Math.round(count)))];
   const argv = ["fping", ...mode, "-p", String(period), "-t", String(Math.max(1, Math.round(o.timeoutMs)))];
   // -i 1: send to all targets of a round at (nearly) the same time instead of 10 ms apart.
   argv.push("-i", "1", "-b", String(o.size), "-e", "-I", iface);
@@ -76,6 +94,7 @@ export function fpingArgv(
 
 export interface FpingDeps extends ProberHooks {
   clock?: Clock;
+  /** How fping is started; by default the loop-mode fping is read on demand, bursts as they print. */
   spawn?: SpawnLines;
   /** Wait this long before restarting an fping that exited on its own; doubles while it keeps failing. */
   restartDelayMs?: number;
@@ -84,6 +103,10 @@ export interface FpingDeps extends ProberHooks {
 
 const MAX_RESTART_DELAY_MS = 30_000;
 const ANCHOR_SLACK_MS = 20;
+/** How late a wake-up may come, at most, so that it can share one with other uplinks'. */
+const MAX_WAKE_SLACK_MS = 50;
+/** A round found overdue is read again this soon after fping must have printed its timeouts. */
+const TIMEOUT_READ_MS = 5;
 
 /** Before fping's first line we do not know when it really started sending: be generous. */
 const STARTUP_ALLOWANCE_MS = 1000;
@@ -111,7 +134,11 @@ export class FpingProber implements Prober, FastReprobe {
   private gen: Generation | undefined;
   private source: ProbeSource | undefined;
   private nextSeq = 0;
-  private tickTimer: TimerId | undefined;
+  private readonly wakes: WakeGroup;
+  private tickWake: CancelWake | undefined;
+  private launchWake: CancelWake | undefined;
+  /** Extra reads of rounds found overdue, at the moment their timeouts are due. */
+  private readonly timeoutReads = new Set<CancelWake>();
   private restartTimer: TimerId | undefined;
   /** fpings in a row that exited before printing a single result. */
   private failedStarts = 0;
@@ -128,7 +155,7 @@ export class FpingProber implements Prober, FastReprobe {
     private readonly deps: FpingDeps = {},
   ) {
     this.clock = deps.clock ?? realClock;
-    this.spawn = deps.spawn ?? spawnLines;
+    this.spawn = deps.spawn ?? spawnPolledLines;
     this.restartDelayMs = deps.restartDelayMs ?? 1000;
     this.targets = o.targets.map((text) => {
       const addr = parseAddr(text);
@@ -136,23 +163,38 @@ export class FpingProber implements Prober, FastReprobe {
       return { text, addr };
     });
     this.collector = new RoundCollector(o.targets, this.clock, sink);
+    this.wakes = wakeGroupFor(this.clock);
   }
 
   start(source: ProbeSource): void {
-    if (this.gen) throw new Error("fping prober already started");
+    if (this.gen || this.launchWake) throw new Error("fping prober already started");
     this.source = source;
-    this.launch();
-    this.scheduleTick();
+    this.launchOnGrid();
+  }
+
+  /** Start fping at the next multiple of the interval, in phase with the other uplinks' fpings. */
+  private launchOnGrid(): void {
+    const now = this.clock.now();
+    const at = gridStart(now, this.o.intervalMs);
+    const go = () => {
+      this.launchWake = undefined;
+      if (!this.source) return;
+      this.launch();
+      if (!this.tickWake) this.scheduleTick();
+    };
+    if (at <= now) go();
+    else this.launchWake = this.wakes.at(at, 0, go);
   }
 
   async stop(): Promise<void> {
     const gen = this.gen;
     this.gen = undefined;
     this.source = undefined;
-    if (this.tickTimer !== undefined) this.clock.clearTimeout(this.tickTimer);
+    for (const cancel of [this.tickWake, this.launchWake, ...this.timeoutReads]) cancel?.();
+    this.timeoutReads.clear();
     if (this.restartTimer !== undefined) this.clock.clearTimeout(this.restartTimer);
     if (this.checkTimer !== undefined) this.clock.clearTimeout(this.checkTimer);
-    this.tickTimer = this.restartTimer = this.checkTimer = undefined;
+    this.tickWake = this.launchWake = this.restartTimer = this.checkTimer = undefined;
     // Rounds in flight tell nothing about the link (we are stopping, e.g. for a new source
     // address); reporting them lost could take a healthy uplink down.
     this.collector.discardPending();
@@ -183,7 +225,7 @@ export class FpingProber implements Prober, FastReprobe {
       this.sink,
       {
         clock: this.clock,
-        spawn: this.spawn,
+        spawn: this.deps.spawn ?? spawnLines,
         parse: parseFpingLine,
         ...(this.deps.log ? { log: this.deps.log } : {}),
       },
@@ -232,7 +274,7 @@ export class FpingProber implements Prober, FastReprobe {
       this.restartTimer = this.clock.setTimeout(() => {
         this.restartTimer = undefined;
         if (this.gen !== gen) return;
-        this.launch();
+        this.launchOnGrid();
       }, this.restartDelay());
     });
   }
@@ -256,7 +298,11 @@ export class FpingProber implements Prober, FastReprobe {
     const target = gen.probed.get(l.target) ?? gen.probed.get(parseAddr(l.target)?.text ?? "");
     if (target === undefined) return;
     const now = this.clock.now();
-    const sentAt = now - (l.rttMs ?? this.o.timeoutMs) - l.seq * this.o.intervalMs;
+    // Lines are read in batches: the time fping printed one (-D) says when its probe left, the
+    // time we read it only bounds that. Wall clock → our monotonic clock; never in the future.
+    const printed =
+      l.printedAt === undefined ? now : Math.min(now, l.printedAt - ((this.clock.wallNow?.() ?? now) - now));
+    const sentAt = printed - (l.rttMs ?? this.o.timeoutMs) - l.seq * this.o.intervalMs;
     // fping keeps a fixed schedule from its start; our estimate of it only errs late (event-loop
     // delay). Move later at once (safe: deadlines get longer), earlier only slowly.
     const anchor =
@@ -292,34 +338,55 @@ export class FpingProber implements Prober, FastReprobe {
   }
 
   /**
-   * Once per interval: open the rounds the schedule says have started, so silence still concludes
-   * rounds, and look for an overdue one. Once fping's schedule is known the tick follows it, at
-   * each round's start + overdueMs (mid-round when not watching): still one timer per round.
+   * Once per interval: read fping's output, open the rounds the schedule says have started (so
+   * silence still concludes rounds), and look for an overdue one. Once fping's schedule is known
+   * the wake-up follows it, at each round's start + overdueMs (mid-round when not watching), late
+   * by at most a quarter of the interval so it can be shared with other uplinks.
    */
   private scheduleTick(): void {
-    this.tickTimer = this.clock.setTimeout(() => {
-      this.tickTimer = undefined;
+    this.tickWake?.();
+    const { at, slack } = this.nextTick();
+    this.tickWake = this.wakes.at(at, slack, () => {
+      this.tickWake = undefined;
       const gen = this.gen;
       if (!gen) return;
       if (gen.idle !== undefined) {
         this.openThrough(gen, this.nextSeq);
       } else {
-        const due = Math.floor((this.clock.now() - gen.anchor) / this.o.intervalMs);
-        if (due >= 0) this.openThrough(gen, gen.base + due);
-        this.checkOverdue(gen, false);
+        this.service(gen);
       }
       this.scheduleTick();
-    }, this.tickDelay());
+    });
   }
 
-  private tickDelay(): number {
+  /** Read what fping printed, open the rounds due by its schedule, and look for an overdue one. */
+  private service(gen: Generation): void {
+    gen.proc?.poll?.();
+    if (this.gen !== gen || gen.idle !== undefined) return;
+    const due = Math.floor((this.clock.now() - gen.anchor) / this.o.intervalMs);
+    if (due >= 0) this.openThrough(gen, gen.base + due);
+    this.checkOverdue(gen, false);
+  }
+
+  private nextTick(): { at: number; slack: number } {
     const gen = this.gen;
     const iv = this.o.intervalMs;
-    if (!gen || gen.idle !== undefined || !gen.anchorKnown) return iv;
-    const lag = this.overdueMs ?? iv / 2;
     const now = this.clock.now();
+    const slack = Math.min(MAX_WAKE_SLACK_MS, iv / 4);
+    if (!gen || gen.idle !== undefined || !gen.anchorKnown) return { at: now + iv, slack: iv / 2 };
+    const lag = this.overdueMs ?? iv / 2;
     const k = Math.floor((now - lag - gen.anchor) / iv) + 1;
-    return Math.min(2 * iv, Math.max(1, gen.anchor + k * iv + lag - now));
+    const at = now + Math.min(2 * iv, Math.max(1, gen.anchor + k * iv + lag - now));
+    return { at, slack: this.overdueMs === null ? iv / 2 : slack };
+  }
+
+  /** A round found overdue: read fping again as soon as its timeouts are due, not a round later. */
+  private readAtTimeout(gen: Generation, seq: number): void {
+    const cancel = this.wakes.at(this.startOf(gen, seq) + this.o.timeoutMs + TIMEOUT_READ_MS, 0, () => {
+      this.timeoutReads.delete(cancel);
+      if (this.gen === gen) this.service(gen);
+    });
+    this.timeoutReads.add(cancel);
   }
 
   /**
@@ -332,6 +399,7 @@ export class FpingProber implements Prober, FastReprobe {
     const onOverdue = this.deps.onOverdue;
     if (after === null || !onOverdue || !gen.anchorKnown || gen.idle !== undefined || this.gen !== gen)
       return;
+    if (again) gen.proc?.poll?.();
     const last = gen.base + Math.floor((this.clock.now() - after - gen.anchor) / this.o.intervalMs);
     // After a stall, only the latest rounds: older ones are about to conclude anyway.
     const first = Math.max(this.checkedThrough + 1, gen.base, last - 1);
@@ -339,7 +407,8 @@ export class FpingProber implements Prober, FastReprobe {
     for (let s = first; s <= last; s++) {
       const n = this.collector.answered(s);
       if (n !== undefined && n < need) {
-        if (!again) {
+        // Output read on demand was read just now: no pipe read can still be waiting behind us.
+        if (!again && !gen.proc?.poll) {
           if (this.checkTimer === undefined)
             this.checkTimer = this.clock.setTimeout(() => {
               this.checkTimer = undefined;
@@ -348,6 +417,7 @@ export class FpingProber implements Prober, FastReprobe {
           return;
         }
         this.checkedThrough = s;
+        if (gen.proc?.poll) this.readAtTimeout(gen, s);
         onOverdue(s);
         continue;
       }

@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import { closeSync, openSync, readSync } from "node:fs";
 import { isInterfaceName, parseAddr, type Addr } from "../net/ip.ts";
 import { exec } from "../system/exec.ts";
+import { wakeGroupFor } from "./wake-group.ts";
 import { realClock, type Clock, type TimerId } from "./probe-clock.ts";
 import {
   describeExit,
@@ -212,6 +213,16 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
     for (const i of ifaces) this.watch(i);
   }
 
+  /** Moments the process is awake anyway: helper output read as it comes, and the probers' wake-ups. */
+  private readonly onAwake = (fn: () => void): (() => void) => {
+    const offOutput = onHelperOutput(fn);
+    const offWake = wakeGroupFor(this.clock).onWake(fn);
+    return () => {
+      offOutput();
+      offWake();
+    };
+  };
+
   get(iface: string): LinkState | undefined {
     return this.states.get(iface);
   }
@@ -232,7 +243,7 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
     this.startMonitor();
     if (this.carrierCheckMs > 0) {
       this.checkCarriers();
-      this.unsubscribeAwake = (this.deps.onAwake ?? onHelperOutput)(this.awake);
+      this.unsubscribeAwake = (this.deps.onAwake ?? this.onAwake)(this.awake);
       this.scheduleCheck(this.carrierCheckMs);
     }
     await this.read();

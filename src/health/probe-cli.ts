@@ -49,6 +49,8 @@ async function main(): Promise<void> {
           counted: v.counted,
           why: v.why,
           results: r.results,
+          // an extra round of a fast re-probe: { index, count }
+          ...(r.burst ? { burst: r.burst } : {}),
         });
       },
     });

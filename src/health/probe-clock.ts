@@ -5,6 +5,8 @@
  */
 export interface Clock {
   now(): number;
+  /** Wall-clock epoch milliseconds, for timestamps other programs print (fping -D). */
+  wallNow?(): number;
   setTimeout(fn: () => void, ms: number): TimerId;
   clearTimeout(id: TimerId): void;
 }
@@ -14,6 +16,7 @@ export type TimerId = unknown;
 
 export const realClock: Clock = {
   now: () => performance.timeOrigin + performance.now(),
+  wallNow: () => Date.now(),
   setTimeout: (fn, ms) => {
     const t = setTimeout(fn, Math.max(0, ms));
     // Probe timers alone must not keep a CLI or a test process alive.
@@ -34,6 +37,10 @@ export class ManualClock implements Clock {
   }
 
   now(): number {
+    return this.t;
+  }
+
+  wallNow(): number {
     return this.t;
   }
 

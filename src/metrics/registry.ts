@@ -193,7 +193,9 @@ export class Metrics {
     });
     this.applySeconds.zero({ kind: "full" });
     this.applySeconds.zero({ kind: "update" });
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 100 });
+    // The lag histogram samples once per precision period: every 1 s is plenty for a daemon
+    // scraped every few seconds, and each sample is a wake-up of its own (prom-client's default: 10 ms).
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
   }
 
   /** Start the transition counters at 0 so a rate() works before the first change. */

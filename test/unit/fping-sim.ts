@@ -85,7 +85,7 @@ export function simulatedUplink(o: {
     clock,
     spawn,
     addresses: ["100.64.1.2"],
-    log: (msg) => logs.push(msg),
+    log: (msg) => logs.push(`${clock.now()} ${msg}`),
   });
   const changes: UplinkObservation[] = [];
   m.on("change", (o) => changes.push(o));

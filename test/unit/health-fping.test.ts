@@ -24,10 +24,11 @@ test("parses replies and timeouts as fping 5.1 prints them in loop mode", () => 
     seq: 3,
     rttMs: null,
   });
-  assert.deepEqual(
-    parseFpingLine("[1795425311.18789] 198.18.200.1 : [7], 1048 bytes, 45.9 ms (105 avg, 53% loss)"),
-    { target: "198.18.200.1", seq: 7, rttMs: 45.9 },
-  );
+  // -D: the time fping printed the line (wall clock), in epoch milliseconds
+  const { printedAt, ...stamped } =
+    parseFpingLine("[1795425311.18789] 198.18.200.1 : [7], 1048 bytes, 45.9 ms (105 avg, 53% loss)") ?? {};
+  assert.deepEqual(stamped, { target: "198.18.200.1", seq: 7, rttMs: 45.9 });
+  assert.ok(Math.abs((printedAt ?? 0) - 1795425311187.89) < 0.01, `${printedAt}`);
 });
 
 test("parses count mode (-c) lines as fping 5.1 prints them, including the first timeouts", () => {
@@ -64,7 +65,7 @@ test("argv: loop mode bound to the device and one source per family", () => {
       [A("198.18.200.1"), A("2001:db8:200::1")],
     ),
     // prettier-ignore
-    ["fping", "-l", "-p", "200", "-t", "500", "-i", "1", "-b", "1000", "-e", "-I", "wan1",
+    ["fping", "-l", "-D", "-p", "200", "-t", "500", "-i", "1", "-b", "1000", "-e", "-I", "wan1",
      "-S", "100.64.1.2", "-S", "2001:db8:100:1::2", "198.18.200.1", "2001:db8:200::1"],
   );
   assert.throws(() =>
@@ -161,6 +162,8 @@ test("fping exiting fails the rounds with why, and it is restarted after a delay
   assert.ok(failed.length >= 2);
   assert.match(failed[0]?.error ?? "", /^fping exited 4: fping: cannot bind source address/);
   clock.advance(400);
+  assert.equal(procs.length, 1, "not before the delay is over and the next round of the grid");
+  clock.advance(199);
   assert.equal(procs.length, 2, "restarted");
   assert.deepEqual(procs[1]?.argv, procs[0]?.argv);
   const before = rounds.length;
@@ -182,7 +185,8 @@ test("stop kills the fping we started and drops rounds still waiting", async () 
   assert.equal(rounds.length, 0);
   assert.equal(clock.pending, 0);
   p.start(src);
-  assert.equal(procs.length, 2, "can start again");
+  clock.advance(199);
+  assert.equal(procs.length, 2, "can start again, at the next round of the grid");
   await p.stop();
 });
 

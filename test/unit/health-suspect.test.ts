@@ -15,6 +15,10 @@ import { healthParams, initialHealth, onRound, type UplinkHealth } from "../../s
 import { parseAddr, type Addr } from "../../src/net/ip.ts";
 import { prng, settle, simulatedUplink } from "./fping-sim.ts";
 
+/** When the main fping sends its next round (the first one not sent yet). */
+const nextRound = (l: { clock: { now(): number }; sim: { mainStart: number } }): number =>
+  l.sim.mainStart + (Math.floor((l.clock.now() - l.sim.mainStart) / 200) + 1) * 200;
+
 const T = ["198.18.200.1", "198.18.200.2"];
 const A = (s: string) => parseAddr(s) as Addr;
 const P = { intervalMs: 200, timeoutMs: 500, downAfter: 3 };
@@ -211,7 +215,7 @@ test("blackhole: an overdue round sends a burst through the same binding; down a
   l.m.start();
   await l.run(2000);
   assert.equal(l.bursts().length, 0, "no suspicion while everything answers");
-  const next = (l.sim.mainStart + Math.ceil((l.clock.now() - l.sim.mainStart) / 200) * 200) as number;
+  const next = nextRound(l);
   cut = next - 150; // the round at `next` is the first lost
   await l.run(1500);
   const [burst] = l.bursts();
@@ -237,7 +241,7 @@ test("a lost round whose re-probes answer changes nothing: no down, one burst", 
   const l = loop((_, at) => at === drop);
   l.m.start();
   await l.run(2000);
-  drop = l.sim.mainStart + Math.ceil((l.clock.now() - l.sim.mainStart) / 200) * 200; // the next round
+  drop = nextRound(l); // the next round
   await l.run(2000);
   assert.equal(l.bursts().length, 1);
   assert.equal(l.bursts()[0]?.alive, false, "the burst's fping exited by itself");
@@ -254,7 +258,7 @@ test("outages: 150 ms (one regular round and its re-probes) is ridden out, 250 m
     const l = loop((_, at) => at >= from && at < from + ms);
     l.m.start();
     await l.run(2000);
-    from = l.sim.mainStart + Math.ceil((l.clock.now() - l.sim.mainStart) / 200) * 200 - 5;
+    from = nextRound(l) - 5;
     await l.run(2000);
     assert.equal(l.bursts().length, 1);
     // The round after the lost one answered before the lost one timed out: rounds are handed on
@@ -269,7 +273,7 @@ test("cool-down: a second overdue round soon after gets no burst of its own; lat
   const l = loop((_, at) => drops.includes(at));
   l.m.start();
   await l.run(2000);
-  const next = l.sim.mainStart + Math.ceil((l.clock.now() - l.sim.mainStart) / 200) * 200;
+  const next = nextRound(l);
   // rounds 0, +400 ms and +1600 ms lost (each alone: never three in a row)
   drops = [next, next + 400, next + 1600];
   await l.run(3000);
