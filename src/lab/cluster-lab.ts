@@ -9,8 +9,8 @@
 // upstream router needs; see docs/CLUSTER.md).
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { fileURLToPath } from "node:url";
 import { clusterMac } from "../cluster/render.ts";
+import { repoPath, tsxArgv } from "../paths.ts";
 import { NetnsLab } from "./lab.ts";
 import { ipBatch } from "./netns.ts";
 import type { TrackedProcess } from "./processes.ts";
@@ -201,16 +201,9 @@ export class ClusterLab extends NetnsLab {
     return this.run("etcd", ["etcdctl", `--endpoints=${CLUSTER_LAB.etcdUrl}`, ...args]);
   }
 
-  private tsxArgv(script: string, args: readonly string[]): string[] {
-    return [
-      "env",
-      `NFLB_STATE_DIR=${this.dir}/state`,
-      process.execPath,
-      "--import",
-      import.meta.resolve("tsx"),
-      fileURLToPath(new URL(script, import.meta.url)),
-      ...args,
-    ];
+  /** `argv` run with the state directory of this lab's nodes. */
+  private withState(argv: readonly string[]): string[] {
+    return ["env", `NFLB_STATE_DIR=${this.dir}/state`, ...argv];
   }
 
   /**
@@ -218,7 +211,7 @@ export class ClusterLab extends NetnsLab {
    * first buckets (or only until the agent reported its first state).
    */
   async startAgent(i: number, opts: { waitOwned?: boolean } = {}): Promise<TrackedProcess> {
-    const argv = this.tsxArgv("../cli/main.ts", ["run", "-c", this.configPath(i)]);
+    const argv = this.withState(tsxArgv("cli/main.ts", ["run", "-c", this.configPath(i)]));
     const p = this.spawn(`node${i}`, argv);
     this.agents.set(i, p);
     await p.waitForLine(/"msg":"cluster state"/, 20_000);
@@ -242,8 +235,7 @@ export class ClusterLab extends NetnsLab {
 
   /** `bin/nflb ARGS` in node i's namespace, with the state directory its daemon uses. */
   nflb(i: number, args: readonly string[]): Promise<string> {
-    const bin = fileURLToPath(new URL("../../bin/nflb", import.meta.url));
-    return this.run(`node${i}`, ["env", `NFLB_STATE_DIR=${this.dir}/state`, bin, ...args]);
+    return this.run(`node${i}`, this.withState([repoPath("bin/nflb"), ...args]));
   }
 
   /** The daemon's log lines (pino JSON) whose message is `msg`, parsed. */

@@ -7,10 +7,10 @@
 //
 // Bounded: at most 500 connections/s, at most one hour, at most 1000 in flight (extra ones are
 // skipped and counted), each connection limited by a timeout.
-import { connect } from "node:net";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { srcPath, tsxArgv } from "../paths.ts";
+import { tcpLine } from "./tcp-line.ts";
 import { boundedInt, plainAddress } from "./tools/endpoint.ts";
 
 export const trafficTargetSchema = z.strictObject({
@@ -72,31 +72,7 @@ export function pickTarget<T extends { weight: number }>(targets: readonly T[], 
 }
 
 function once(t: TrafficTarget, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect({ host: t.address, port: t.port });
-    let buf = "";
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error("timeout"));
-    }, timeoutMs);
-    sock.setEncoding("utf8");
-    sock.on("data", (d: string) => {
-      buf += d;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      clearTimeout(timer);
-      sock.destroy();
-      resolve(buf.slice(0, nl));
-    });
-    sock.on("error", (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new Error(err.code ?? err.message));
-    });
-    sock.on("close", () => {
-      clearTimeout(timer);
-      reject(new Error("closed without reply"));
-    });
-  });
+  return tcpLine({ host: t.address, port: t.port, timeoutMs });
 }
 
 async function main(): Promise<void> {

@@ -56,6 +56,21 @@ export interface RunningDaemon {
  * Start `nflb run` in the router namespace and wait until it says it runs. Its state file goes
  * next to the config (a temp dir the test removes), not to the host's /run/nflb.
  */
+/**
+ * The JSON object lines of a lab process's output. Only its last 64 KiB are kept, so after a long
+ * run the first line may be cut: lines that do not parse are left out.
+ */
+function jsonLines(out: string): Record<string, unknown>[] {
+  return out.split("\n").flatMap((l) => {
+    if (!l.startsWith("{")) return [];
+    try {
+      return [JSON.parse(l) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
+
 export async function startDaemon(
   lab: UplinkLab,
   configFile: string,
@@ -72,12 +87,7 @@ export async function startDaemon(
   }
   return {
     proc,
-    logs: () =>
-      proc
-        .stdout()
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    logs: () => jsonLines(proc.stdout()),
     stop: async () => {
       await proc.stop(5000);
       return proc.exited;
@@ -208,11 +218,9 @@ export async function startPoller(lab: UplinkLab, o: PollerOptions): Promise<Pol
   ];
   const proc = lab.spawn("lan", argv);
   const parse = () =>
-    proc
-      .stdout()
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Batch)
+    jsonLines(proc.stdout())
+      .filter((b) => typeof b["t"] === "number")
+      .map((b) => b as unknown as Batch)
       .sort((a, b) => a.t - b.t);
   await proc.waitForLine(/^\{/, 10_000);
   return {

@@ -7,9 +7,10 @@
 // Sources are used round-robin. Bounded: at most 100 000 connections, each limited by
 // --timeout-ms, and none is started after --deadline-ms.
 import { createSocket } from "node:dgram";
-import { connect, isIP } from "node:net";
+import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { boundedInt } from "./endpoint.ts";
+import { tcpLine } from "../tcp-line.ts";
 import { ErrorList, bump, type ClientSummary } from "../traffic-summary.ts";
 
 const { values } = parseArgs({
@@ -39,31 +40,7 @@ const sources = values.source ?? [];
 for (const s of sources) if (isIP(s) === 0) throw new Error(`--source ${s} is not an IP address`);
 
 function tcpOnce(source: string | undefined): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect({ host, port, ...(source ? { localAddress: source } : {}) });
-    let buf = "";
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error("timeout"));
-    }, timeoutMs);
-    sock.setEncoding("utf8");
-    sock.on("data", (d: string) => {
-      buf += d;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      clearTimeout(timer);
-      sock.end();
-      resolve(buf.slice(0, nl));
-    });
-    sock.on("error", (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new Error(err.code ?? err.message));
-    });
-    sock.on("close", () => {
-      clearTimeout(timer);
-      reject(new Error(buf ? "closed before newline" : "closed without reply"));
-    });
-  });
+  return tcpLine({ host, port, timeoutMs, ...(source ? { source } : {}) });
 }
 
 function udpOnce(source: string | undefined): Promise<string> {
