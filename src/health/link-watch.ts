@@ -102,15 +102,15 @@ export interface LinkWatchDeps {
   readCarrierChanges?: (iface: string) => string | null;
   /** Look at the carrier counters about this often (ms); 0 turns that off (events only). */
   carrierCheckMs?: number;
-  /** Moments the process is awake anyway (helper output); returns the unsubscribe. */
+  /** Moments the process is awake anyway (probers' wake-ups, helper output); returns the unsubscribe. */
   onAwake?: (fn: () => void) => () => void;
   log?: (msg: string) => void;
 }
 
 /**
- * While helper output comes at least this often (fping's rounds: 200 ms by default, all uplinks'
- * fpings in step), the carrier checks ride on it and the check timer only runs as a safety net,
- * every SLOW_CHECK_MS.
+ * While the process is awake at least this often anyway (the probers' shared wake-up: once per
+ * round, 200 ms by default, for all uplinks), the carrier checks ride on it and the check timer
+ * only runs as a safety net, every SLOW_CHECK_MS.
  */
 const COVERED_GAP_MS = 250;
 const SLOW_CHECK_MS = 1000;
@@ -168,10 +168,11 @@ class CarrierCounters {
  * one batch per second for all namespaces together: measured 100–490 ms late on a busy lab host.
  * The carrier bit itself changes at once, so each uplink's sysfs `carrier_changes` counter is
  * checked (one pread each) and a change triggers the re-read: every 100 ms on a timer, or, while
- * helper output arrives at least every 250 ms, on that output (fping prints every round, so the
- * process is awake then anyway: waking an idle Node process costs far more than the reads), with
- * the timer slowed to a once-a-second safety net. Either way carrier loss is seen within ~250 ms
- * even when its event is late (within ~1.25 s when all helper output stops at once).
+ * the process wakes at least every 250 ms anyway (the probers' shared wake-up of wake-group.ts,
+ * once per round; helper output read as it comes), at those moments (waking an idle Node process
+ * costs far more than the reads), with the timer slowed to a once-a-second safety net. Either way
+ * carrier loss is seen within ~250 ms even when its event is late (within ~1.25 s when all
+ * probing stops at once).
  */
 export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource {
   private readonly clock: Clock;

@@ -19,7 +19,8 @@ export interface RouteSpec {
 export interface RuleSpec {
   family: Fam;
   priority: number;
-  table: number | "main";
+  /** The table to look up, or "unreachable": the lookup ends here with an error (`ip rule … unreachable`). */
+  table: number | "main" | "unreachable";
   fwmark?: { value: number; mask: number };
   from?: string;
   suppressPrefixlength?: number;
@@ -31,6 +32,8 @@ export const RULE_OFFSETS = {
   mainMark: 1,
   fwmark: 10,
   from: 500,
+  /** After each `from ADDR lookup TABLE`: `from ADDR unreachable`, so nothing falls through. */
+  fromGuard: 700,
   defaultTable: 900,
   span: 1000,
 } as const;
@@ -75,8 +78,18 @@ export function planRouting(p: UplinkPlan): RoutingPlan {
     let k = 0;
     for (const u of ups) {
       for (const a of u.addresses.filter((a) => a.family === fam)) {
-        // Sockets bound to an uplink's address (services on the router, probes) leave by that uplink.
-        rules.push({ family: fam, priority: base + RULE_OFFSETS.from + k++, table: u.table, from: a.text });
+        // Sockets bound to an uplink's address (services on the router, probes) leave by that uplink,
+        // and by no other: when its table has no route (the link is administratively down, which
+        // flushes its routes), the guard ends the lookup instead of letting it fall through to
+        // another uplink's default route. tcp/http/dns probes can only bind an address, not a device.
+        rules.push({ family: fam, priority: base + RULE_OFFSETS.from + k, table: u.table, from: a.text });
+        rules.push({
+          family: fam,
+          priority: base + RULE_OFFSETS.fromGuard + k,
+          table: "unreachable",
+          from: a.text,
+        });
+        k++;
       }
     }
     rules.push({ family: fam, priority: base + RULE_OFFSETS.defaultTable, table: p.tableBase });
@@ -124,7 +137,8 @@ export function ruleArgs(r: RuleSpec): string[] {
   const a = ["rule", "add", "priority", String(r.priority)];
   if (r.from) a.push("from", r.from);
   if (r.fwmark) a.push("fwmark", `0x${r.fwmark.value.toString(16)}/0x${r.fwmark.mask.toString(16)}`);
-  a.push("lookup", String(r.table));
+  if (r.table === "unreachable") a.push("unreachable");
+  else a.push("lookup", String(r.table));
   if (r.suppressPrefixlength !== undefined) a.push("suppress_prefixlength", String(r.suppressPrefixlength));
   return a;
 }

@@ -13,6 +13,8 @@ interface RawRule {
   fwmark?: string;
   fwmask?: string;
   table?: string;
+  /** "unreachable", "prohibit", … for a rule without a table. */
+  action?: string;
   suppress_prefixlen?: number;
 }
 
@@ -22,7 +24,7 @@ export async function readRules(fam: Fam): Promise<RuleSpec[]> {
     const spec: RuleSpec = {
       family: fam,
       priority: r.priority,
-      table: r.table === "main" ? "main" : Number(r.table),
+      table: r.action === "unreachable" ? "unreachable" : r.table === "main" ? "main" : Number(r.table),
     };
     if (r.src && r.src !== "all")
       spec.from =

@@ -272,4 +272,33 @@ describe("uplink probes (5 uplinks: icmp ×2, tcp, http, dns)", { skip, timeout:
       [],
     );
   });
+
+  test(
+    "a tcp-probed uplink set administratively down: its probes do not leave by another uplink",
+    { timeout: 30_000 },
+    async () => {
+      // `ip link set down` flushes the uplink's routes but keeps its IPv4 address: a probe bound to
+      // that address must end at nflb's `from ADDRESS unreachable` rule, not at another default route.
+      const wan = lab.uplink(3).wanIf;
+      // Keep the IPv6 address too (by default the kernel drops it on down): both families are then
+      // bound to an address whose table is empty, and the link comes back as it was.
+      await lab.run("router", ["sysctl", "-qw", `net.ipv6.conf.${wan}.keep_addr_on_down=1`]);
+      for (const i of [1, 2, 3, 4, 5]) await lab.resetIspCounters(i);
+      const mark = log.mark;
+      await lab.run("router", ["ip", "link", "set", wan, "down"]);
+      const down = await log.waitFor(isChange("isp3", "down"), 3000, mark, "isp3 down");
+      assert.equal(down.reason, `${wan} is administratively down`);
+      const failed = log.mark;
+      await sleep(1500);
+      const rounds = log.since(failed, (e) => e.event === "round" && e.name === "isp3");
+      assert.ok(rounds.length >= 5, `isp3 kept probing (${rounds.length} rounds)`);
+      assert.ok(rounds.every((e) => !e.good));
+      await assertNoLeak(3);
+      // Back up: the kernel does not restore the flushed routes, a new apply (the daemon's resync) does.
+      const back = log.mark;
+      await lab.run("router", ["ip", "link", "set", wan, "up"]);
+      await lab.run("router", [NFLB, "apply", "-c", join(dir, "nflb.yaml")], { timeoutMs: 30_000 });
+      await log.waitFor(isChange("isp3", "up"), 10_000, back, "isp3 up");
+    },
+  );
 });

@@ -98,6 +98,8 @@ test("routing: suppress main default, fwmark + from rules per uplink, primary de
   assert.match(text, /ip -4 rule add priority 10000 lookup main suppress_prefixlength 0/);
   assert.match(text, /ip -4 rule add priority 10010 fwmark 0x100\/0xff00 lookup 201/);
   assert.match(text, /ip -4 rule add priority 10500 from 100\.64\.1\.2 lookup 201/);
+  // and nothing bound to that address falls through to another uplink when its table is empty
+  assert.match(text, /ip -4 rule add priority 10700 from 100\.64\.1\.2 unreachable/);
   assert.match(text, /ip -4 route replace default dev wg0 table 203/);
   assert.match(text, /ip -4 route replace default via 100\.64\.2\.1 dev wan2 table 200/);
   assert.match(text, /ip -6 route replace default via 2001:db8:100:1::1 dev wan1 table 201/);
