@@ -45,7 +45,6 @@ export const spawnLines: SpawnLines = (argv, onLine) => {
   if (!cmd) throw new Error("spawnLines: empty argv");
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
   let buf = "";
-  let err = "";
   child.stdout.setEncoding("utf8").on("data", (d: string) => {
     buf += d;
     const lines = buf.split("\n");
@@ -53,7 +52,13 @@ export const spawnLines: SpawnLines = (argv, onLine) => {
     for (const line of lines) onLine(line);
     for (const fn of outputListeners) fn();
   });
-  child.stderr.setEncoding("utf8").on("data", (d: string) => (err = (err + d).slice(-STDERR_LIMIT)));
+  return lineProcess(child);
+};
+
+/** The parts of a LineProcess every helper shares: exit, the tail of stderr, kill by our own pid. */
+function lineProcess(child: ReturnType<typeof spawn>): LineProcess {
+  let err = "";
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => (err = (err + d).slice(-STDERR_LIMIT)));
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
     child.on("error", (e) => {
       err = (err + e.message).slice(-STDERR_LIMIT);
@@ -69,7 +74,7 @@ export const spawnLines: SpawnLines = (argv, onLine) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
-};
+}
 
 /**
  * Like spawnLines, but stdout is read only when `poll()` is called: the process wakes for nothing
@@ -99,7 +104,6 @@ export const spawnPolledLines: SpawnLines = (argv, onLine) => {
     closeSync(ends.write);
   }
   let buf = "";
-  let err = "";
   const poll = (): void => {
     if (readFd === undefined) return;
     let got = false;
@@ -122,15 +126,8 @@ export const spawnPolledLines: SpawnLines = (argv, onLine) => {
     buf = lines.pop() ?? "";
     for (const line of lines) onLine(line);
   };
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => (err = (err + d).slice(-STDERR_LIMIT)));
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-    child.on("error", (e) => {
-      err = (err + e.message).slice(-STDERR_LIMIT);
-      resolve({ code: 127, signal: null });
-    });
-    child.on("close", (code, signal) => resolve({ code, signal }));
-  });
-  void exited.then(() => {
+  const proc = lineProcess(child);
+  void proc.exited.then(() => {
     // Whatever it printed last still counts; then the FIFO is closed for good.
     try {
       poll();
@@ -139,15 +136,7 @@ export const spawnPolledLines: SpawnLines = (argv, onLine) => {
       readFd = undefined;
     }
   });
-  return {
-    pid: child.pid,
-    exited,
-    stderr: () => err,
-    kill: (signal = "SIGTERM") => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    },
-    poll,
-  };
+  return { ...proc, poll };
 };
 
 /** One read buffer for all polled helpers: reads are synchronous and never overlap. */
