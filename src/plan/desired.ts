@@ -1,5 +1,5 @@
 import type { Config } from "../config/schema.ts";
-import { clusterSysctls, planCluster, renderCluster } from "../cluster/render.ts";
+import { ARP_TABLE_REF, clusterSysctls, planCluster, renderCluster } from "../cluster/render.ts";
 import { renderTable, TABLE_REF, type TableSections } from "../render/nft.ts";
 import { renderUplinks, renderUplinkUpdate } from "../render/nft-uplinks.ts";
 import { renderExec } from "../render/nft-exec.ts";
@@ -82,13 +82,16 @@ export function desiredState(
   return {
     uplinks,
     services,
-    // The ARP rewrite lives in its own `arp nflb` table, replaced in the same transaction.
-    nft: nft + (cluster?.arpScript ?? ""),
+    // The ARP rewrite lives in its own `arp nflb` table, replaced in the same transaction; without
+    // one (no cluster, or no IPv4 VIP) a table left by an earlier config goes in that transaction.
+    nft: nft + (cluster?.arpScript || NO_ARP_TABLE),
     update: updateLines.join("\n") + "\n",
     routing,
     sysctls,
   };
 }
+
+const NO_ARP_TABLE = `add table ${ARP_TABLE_REF}\ndelete table ${ARP_TABLE_REF}\n`;
 
 /** Families that have at least one service (and so a `svc_vips` set). */
 function serviceFamilies(p: ServicesPlan | null): (4 | 6)[] {

@@ -119,6 +119,13 @@ describe("cluster in the whole data plane", () => {
     assert.equal(new Set(keys).size, keys.length, "each sysctl once");
   });
 
+  test("without a cluster (e.g. after a reload removed it) the ARP table goes in the same transaction", () => {
+    const none = parseConfig("version: 1\nuplinks:\n  isp1: { interface: wan1, gateway: 100.64.1.1 }\n");
+    const d = desiredState(none, allHealthy(none), { interfaces: new Map() });
+    assert.match(d.nft, /^add table arp nflb\ndelete table arp nflb\n$/m);
+    assert.doesNotMatch(d.nft, /table arp nflb \{/);
+  });
+
   test("in the daemon: a full replace carries the owned buckets with what is left of their fence", async () => {
     let now = 1000;
     const applied: string[] = [];
