@@ -8,6 +8,9 @@ import type { Clock, TimerId } from "./probe-clock.ts";
 // (`gridStart`), so the rounds of all uplinks are sent together and their looks fall due together:
 // one wake-up per interval for all uplinks in the steady state.
 
+/** Node's timer clock and ours differ by up to a millisecond: a request this close to due is due. */
+const EARLY_MS = 1;
+
 interface Request {
   at: number;
   latest: number;
@@ -26,8 +29,8 @@ export class WakeGroup {
   constructor(private readonly clock: Clock) {}
 
   /**
-   * Run `fn` once, no earlier than `at` and normally no later than `at + slackMs`, in the same
-   * wake-up as every other request due by then. Returns the cancel.
+   * Run `fn` once, no earlier than `at` (give or take a millisecond) and normally no later than
+   * `at + slackMs`, in the same wake-up as every other request due by then. Returns the cancel.
    */
   at(at: number, slackMs: number, fn: () => void): CancelWake {
     const r: Request = { at, latest: at + Math.max(0, slackMs), fn };
@@ -66,14 +69,16 @@ export class WakeGroup {
     this.timer = undefined;
     this.timerAt = fireAt;
     if (fireAt === Infinity) return;
-    this.timer = this.clock.setTimeout(() => this.fire(), fireAt - this.clock.now());
+    // Whole milliseconds, rounded up: Node's timers count in them, and one that came a fraction early
+    // would find nothing due and cost a second wake-up.
+    this.timer = this.clock.setTimeout(() => this.fire(), Math.ceil(fireAt - this.clock.now()));
   }
 
   private fire(): void {
     this.timer = undefined;
     this.timerAt = Infinity;
     const now = this.clock.now();
-    const due = [...this.requests].filter((r) => r.at <= now).sort((a, b) => a.at - b.at);
+    const due = [...this.requests].filter((r) => r.at <= now + EARLY_MS).sort((a, b) => a.at - b.at);
     this.firing = true;
     try {
       for (const r of due) {
