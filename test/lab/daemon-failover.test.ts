@@ -74,6 +74,11 @@ describe("nflb run: failover with real probes (2 uplinks, weights 2:1)", { skip,
       const isp2 = await lab.ispCounters(2);
       const strays = isp2.arrived.filter((f) => f.source === u1.router4);
       assert.deepEqual(strays, [], "no packet with isp1's source arrived at isp2");
+      if (isp2.foreignDropped > 0) {
+        // Seen once in CI (14 packets), never in local runs: say where they came from next time.
+        const foreign = isp2.arrived.filter((f) => f.source !== lab.uplink(2).router4);
+        t.diagnostic(`isp2 dropped foreign sources: ${JSON.stringify(foreign)}`);
+      }
       assert.equal(isp2.foreignDropped, 0);
       const down = await status(lab);
       assert.deepEqual(
