@@ -251,7 +251,6 @@ export class Reconciler {
     }
   }
 
-  /** The uplink health the kernel reflects now, for names of the current config. */
   /** The full table with everything healthy, rendered again only when what it depends on changed. */
   private structureOf(c: Config, facts: Facts, extra: Partial<TableSections> | undefined): string {
     const key = JSON.stringify([facts, extra ?? null], (_, v: unknown) =>
@@ -264,6 +263,7 @@ export class Reconciler {
     return nft;
   }
 
+  /** The uplink health the kernel reflects now, for names of the current config. */
   private keptUplinks(c: Config): Health {
     const prev = this.applied?.health.uplinks ?? {};
     const kept: Health = {};

@@ -350,17 +350,20 @@ export class FpingProber implements Prober, FastReprobe {
       this.tickWake = undefined;
       const gen = this.gen;
       if (!gen) return;
-      if (gen.idle !== undefined) {
-        this.openThrough(gen, this.nextSeq);
-      } else {
-        this.service(gen);
-      }
+      this.service(gen);
       this.scheduleTick();
     });
   }
 
-  /** Read what fping printed, open the rounds due by its schedule, and look for an overdue one. */
+  /**
+   * Read what fping printed, open the rounds due by its schedule, and look for an overdue one.
+   * Without fping (idle), one failed round per call.
+   */
   private service(gen: Generation): void {
+    if (gen.idle !== undefined) {
+      this.openThrough(gen, this.nextSeq);
+      return;
+    }
     gen.proc?.poll?.();
     if (this.gen !== gen || gen.idle !== undefined) return;
     const due = Math.floor((this.clock.now() - gen.anchor) / this.o.intervalMs);
@@ -384,7 +387,7 @@ export class FpingProber implements Prober, FastReprobe {
   private readAtTimeout(gen: Generation, seq: number): void {
     const cancel = this.wakes.at(this.startOf(gen, seq) + this.o.timeoutMs + TIMEOUT_READ_MS, 0, () => {
       this.timeoutReads.delete(cancel);
-      if (this.gen === gen) this.service(gen);
+      if (this.gen === gen && gen.idle === undefined) this.service(gen);
     });
     this.timeoutReads.add(cancel);
   }

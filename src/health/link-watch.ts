@@ -332,7 +332,7 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
     if (changed) this.trigger();
   }
 
-  /** Helper output was handled: check now if the last check is old enough (no wake-up of our own). */
+  /** The process is awake anyway: check now if the last check is old enough (no wake-up of our own). */
   private readonly awake = (): void => {
     if (!this.running) return;
     const now = this.clock.now();
@@ -342,8 +342,8 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
   };
 
   /**
-   * The check timer: every carrierCheckMs, or every SLOW_CHECK_MS after a period in which helper
-   * output came at least every COVERED_GAP_MS.
+   * The check timer: every carrierCheckMs, or every SLOW_CHECK_MS after a period in which the
+   * process was awake anyway at least every COVERED_GAP_MS.
    */
   private scheduleCheck(ms: number): void {
     this.checkTimer = this.clock.setTimeout(() => {

@@ -71,10 +71,6 @@ export function pickTarget<T extends { weight: number }>(targets: readonly T[], 
   return last;
 }
 
-function once(t: TrafficTarget, timeoutMs: number): Promise<string> {
-  return tcpLine({ host: t.address, port: t.port, timeoutMs });
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -127,7 +123,7 @@ async function main(): Promise<void> {
     const t = pickTarget(targets, Math.random());
     const counts = report.byTarget[t.label] ?? (report.byTarget[t.label] = { ok: 0, failed: 0 });
     inFlight++;
-    once(t, TRAFFIC_DEFAULTS.timeoutMs).then(
+    tcpLine({ host: t.address, port: t.port, timeoutMs: TRAFFIC_DEFAULTS.timeoutMs }).then(
       (line) => {
         inFlight--;
         report.ok++;

@@ -113,8 +113,8 @@ describe("cluster of three nodes", { skip, timeout: 170_000 }, () => {
       assert.equal(c.synack, r.ok, "one SYN-ACK per connection: no second node answered");
       const by = servedBy(r);
       for (const [src, nodes] of by) assert.equal(nodes.size, 1, `${src} reached ${[...nodes].join(",")}`);
-      // A reset can only come from the node that serves that source (a server closing with unread
-      // data resets its own connection); one from any other node would be a second answer.
+      // A reset can only come from the node that serves that source (see ownResetAllowance); one
+      // from any other node would be a second answer.
       const resets = await lab.resetSenders();
       if (resets.length) t.diagnostic(`resets: ${JSON.stringify(resets)}`);
       await assertSingleAnswers((s) => by.get(s) ?? new Set());
