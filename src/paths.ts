@@ -1,5 +1,5 @@
 // Files of this checkout (dashboard assets, lab tools, the launcher), found the same way whether
-// this module runs from src/ (tsx, tests) or inside the bundle bin/nflb builds (dist/nflb.mjs):
+// this module runs from src/ (tsx, tests) or inside the bundle bin/nflb builds (dist/main.mjs and its chunks):
 // `new URL("./x", import.meta.url)` would point into dist/ from the bundle.
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -22,7 +22,23 @@ export const repoPath = (rel: string): string => join(REPO_ROOT, rel);
 /** An absolute path under src/, e.g. `srcPath("lab/tools/client.ts")`. */
 export const srcPath = (rel: string): string => join(REPO_ROOT, "src", rel);
 
-/** argv that runs a TypeScript file under src/ with Node + tsx (lab tools, helper processes). */
+/** Inside the bundle, every helper process has its own built entry (bin/nflb's build lists them). */
+const BUNDLED = /\/dist\/.+\.mjs$/.test(fileURLToPath(import.meta.url));
+
+/** The built entry of a file under src/: `cli/main.ts` → dist/main.mjs, `lab/x.ts` → dist/lab/x.mjs. */
+export const builtPath = (rel: string): string =>
+  join(REPO_ROOT, "dist", rel === "cli/main.ts" ? "main.mjs" : rel.replace(/\.ts$/, ".mjs"));
+
+/** True in the process started to run this file (from src/ through tsx, or its built entry). */
+export const isEntry = (rel: string): boolean =>
+  process.argv[1] === srcPath(rel) || process.argv[1] === builtPath(rel);
+
+/**
+ * argv that runs a TypeScript file under src/ (lab tools, helper processes): its built entry when
+ * this code runs from the bundle (the installed package has no tsx), else the source with tsx.
+ */
 export function tsxArgv(rel: string, args: readonly string[] = []): string[] {
+  const built = builtPath(rel);
+  if (BUNDLED && existsSync(built)) return [process.execPath, built, ...args];
   return [process.execPath, "--import", import.meta.resolve("tsx"), srcPath(rel), ...args];
 }

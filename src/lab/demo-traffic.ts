@@ -9,7 +9,7 @@
 // skipped and counted), each connection limited by a timeout.
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { srcPath, tsxArgv } from "../paths.ts";
+import { isEntry, tsxArgv } from "../paths.ts";
 import { tcpLine } from "./tcp-line.ts";
 import { boundedInt, plainAddress } from "./tools/endpoint.ts";
 
@@ -173,4 +173,4 @@ async function main(): Promise<void> {
   process.once("SIGINT", finish);
 }
 
-if (process.argv[1] === srcPath(SCRIPT)) await main();
+if (isEntry(SCRIPT)) await main();
