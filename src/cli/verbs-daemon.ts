@@ -5,6 +5,7 @@ import { parseHostPort } from "../net/ip.ts";
 import { Daemon, DEFAULT_API } from "../daemon/daemon.ts";
 import { realFactories } from "../daemon/factories.ts";
 import { createLogger } from "../daemon/log.ts";
+import { notifyReady } from "../system/sd-notify.ts";
 import type { StatusJson } from "../daemon/status.ts";
 import { formatStatus } from "../daemon/status-table.ts";
 import { loadChecked } from "./load.ts";
@@ -67,6 +68,12 @@ export function registerDaemonVerbs(program: Command): void {
         throw e;
       }
       started = true;
+      notifyReady().catch((e: unknown) =>
+        log.warn(
+          { err: (e as Error).message, reason: "systemd" },
+          "could not notify systemd that nflb is ready",
+        ),
+      );
       if (exiting) stopAndExit();
       else if (hupPending) void daemon.reload();
     });
