@@ -14,7 +14,11 @@ interface MarkUser {
 }
 
 export const MARK_USERS: MarkUser[] = [
-  { tool: "wg-quick (fwmark 0xca6c on the tunnel's own packets)", bits: 0xca6c, seen: /^wg/ },
+  {
+    tool: "wg-quick (fwmark 0xca6c on the tunnel's own packets when it installs a default route; not with Table = off)",
+    bits: 0xca6c,
+    seen: /^wg/,
+  },
   { tool: "Tailscale (marks under 0xff0000)", bits: 0xff0000, seen: /^tailscale/ },
   {
     tool: "kube-proxy (0x4000 masquerade, 0x8000 drop)",
@@ -29,7 +33,7 @@ export const LOW_BYTE = 0xff;
 
 /** A mask that leaves the low byte and the tools above alone on a host that runs them. */
 function freeMask(taken: number): number {
-  for (const m of [0xff00, 0xff000000, 0xf0000000, 0x0ff00000]) if ((m & taken) === 0) return m;
+  for (const m of [0xff00, 0xff0000, 0xff000000, 0xf0000000]) if ((m & taken) === 0) return m;
   return 0xff000000;
 }
 

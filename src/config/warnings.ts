@@ -1,5 +1,6 @@
 import type { Config } from "./schema.ts";
-import type { ConfigIssue } from "./issues.ts";
+import { formatIssue, type ConfigIssue } from "./issues.ts";
+import type { CheckedConfig, LoadedConfig } from "./load.ts";
 import { checkOwnedRanges } from "./owned-ranges.ts";
 import { markCollisions } from "./mark-collisions.ts";
 import { parseAddr, prefixContains } from "../net/ip.ts";
@@ -62,4 +63,15 @@ function configInterfaces(c: Config): string[] {
     ...(c.balance.from ?? []),
     ...(c.cluster ? [c.cluster.interface] : []),
   ];
+}
+
+/** Everything `check` warns about, located: the config's own warnings, plus the host's unless offline. */
+export function checkWarnings(loaded: LoadedConfig, facts: Facts | null): ConfigIssue[] {
+  const own =
+    "warnings" in loaded ? (loaded as CheckedConfig).warnings : loaded.locate(configWarnings(loaded.config));
+  return [...own, ...(facts ? loaded.locate(systemWarnings(loaded.config, facts)) : [])];
+}
+
+export function formatWarning(file: string, w: ConfigIssue): string {
+  return `${file}: warning: ${formatIssue(w)}`;
 }
