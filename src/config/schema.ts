@@ -75,7 +75,8 @@ const name = z
   })
   .refine((s) => !RESERVED_NAMES.has(s), {
     error: (iss) => `${String(iss.input)} is reserved: choose another name`,
-  });
+  })
+  .meta({ description: "a name: lower-case letters, digits, _ and -, starting with a letter" });
 
 const iface = z
   .string()
