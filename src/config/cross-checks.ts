@@ -19,7 +19,7 @@ export function crossCheck(c: Config): ConfigIssue[] {
   }
 
   const layout = markLayout(c.mark_mask);
-  if ("error" in layout) err(["mark_mask"], layout.error);
+  if ("error" in layout) err(["mark_mask"], `${layout.error}: like mark_mask: 0xff00`);
 
   const uplinks = Object.entries(c.uplinks ?? {});
   const names = new Set(uplinks.map(([n]) => n));

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import { z } from "zod";
 import { didYouMean } from "./suggest.ts";
 
 // zod's own messages ("Invalid input", "Too small: expected number to be >=0") say what is wrong
@@ -23,8 +23,14 @@ export function describeInput(v: unknown): string {
 export function explainIssue(iss: RawIssue): string | undefined {
   const got = describeInput(iss.input);
   switch (iss.code) {
-    case "invalid_type":
+    case "invalid_type": {
+      if (iss.input === undefined) {
+        const key = lastKey(iss.path);
+        const what = iss.inst ? z.globalRegistry.get(iss.inst as z.ZodType)?.description : undefined;
+        if (key) return `missing: add ${key}:${what ? ` (${what})` : ""}`;
+      }
       return invalidType(iss.expected, iss.input, lastKey(iss.path));
+    }
     case "too_small":
     case "too_big":
       return outOfRange(iss);
@@ -61,8 +67,9 @@ function invalidType(expected: string, input: unknown, key: string | undefined):
   const got = describeInput(input);
   if (input === undefined) return key ? `missing: add ${key}:` : `missing ${expected}`;
   switch (expected) {
-    case "number":
     case "int":
+    case "number":
+      if (expected === "int" && typeof input === "number") return `expected a whole number (got ${got})`;
       return `expected a number (got ${got})${typeof input === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(input) ? `: write it without quotes` : ""}`;
     case "boolean":
       return `expected true or false (got ${got})${typeof input === "string" && /^(yes|no|on|off|y|n)$/i.test(input) ? `: YAML 1.2 reads ${input} as text; write ${/^(yes|on|y)$/i.test(input) ? "true" : "false"}` : ""}`;
@@ -97,8 +104,10 @@ function outOfRange(iss: RawIssue & { code: "too_small" | "too_big" }): string {
       ? `needs at least ${String(bound)} item${bound === 1 ? "" : "s"} (has ${n})`
       : `at most ${String(bound)} items (has ${n})`;
   }
-  if (iss.origin === "string")
+  if (iss.origin === "string") {
+    if (iss.code === "too_small" && bound === 1) return "must not be empty";
     return `must be ${iss.code === "too_small" ? "at least" : "at most"} ${String(bound)} characters long`;
+  }
   return `out of range (got ${got})`;
 }
 

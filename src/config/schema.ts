@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { formatDuration, parseDuration } from "./duration.ts";
+import { formatDuration, MAX_TIMER_MS, parseDuration } from "./duration.ts";
 import { describeInput } from "./messages.ts";
 import { isInterfaceName, parseAddr, parseHostPort, parsePrefix } from "../net/ip.ts";
 
@@ -11,6 +11,7 @@ import { isInterfaceName, parseAddr, parseHostPort, parsePrefix } from "../net/i
  * timers take (2^31-1 ms), so a value can never overflow into a 1 ms busy loop.
  */
 const duration = (min: number, max: number) => {
+  if (min < 1 || max > MAX_TIMER_MS || min > max) throw new Error(`duration bounds ${min}..${max}`);
   const range = `${formatDuration(min)} to ${formatDuration(max)}`;
   return z
     .string({ error: (iss) => durationTypeError(iss.input, min, max) })
@@ -34,7 +35,14 @@ function withUnit(n: string, min: number, max: number): string {
 }
 
 function durationTypeError(input: unknown, min: number, max: number): string {
-  if (typeof input === "number") return `add a unit: ${withUnit(String(input), min, max)}`;
+  if (typeof input === "number") {
+    const range = `${formatDuration(min)} to ${formatDuration(max)}`;
+    const v = input;
+    // Only suggest a unit that makes the value valid; otherwise say where it must lie.
+    if ((v >= min && v <= max) || (v * 1000 >= min && v * 1000 <= max))
+      return `add a unit: ${withUnit(String(v), min, max)}`;
+    return `add a unit, and keep within ${range}: like ${formatDuration(Math.max(min, Math.min(max, 1000)))}`;
+  }
   return `expected a duration like 500ms, 2s, 30m (got ${describeInput(input)})`;
 }
 
@@ -52,7 +60,7 @@ function malformedDuration(s: string, min: number, max: number): string {
   const unit = SPELLED.find(([re]) => re.test(word.toLowerCase()))?.[1];
   if (n && unit) return `write ${n}${unit}, not ${s}`;
   if (n && !word) return `add a unit: ${withUnit(n, min, max)}`;
-  return `expected a duration like 500ms, 2s, 30m, 1h (got ${s})`;
+  return `expected a duration like 500ms, 2s, 30m, 1h (got ${describeInput(s)})`;
 }
 
 const NAME = /^[a-z][a-z0-9_-]{0,30}$/;
@@ -111,7 +119,7 @@ const hostPort = z
     const bare = parseAddr(s.replace(/^\[(.*)\]$/, "$1"));
     const message = bare
       ? `${s} has no port: write ${bare.family === 6 ? `[${bare.text}]` : bare.text}:PORT, like ${bare.family === 6 ? `[${bare.text}]` : bare.text}:80`
-      : p.error;
+      : `${p.error}: write it like 192.0.2.10:80 or [2001:db8::10]:80`;
     ctx.addIssue({ code: "custom", message });
   })
   .meta({ description: "ADDRESS:PORT, or [IPv6]:PORT" });

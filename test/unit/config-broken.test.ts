@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ConfigError, formatPath } from "../../src/config/issues.ts";
 import { parseConfig } from "../../src/config/load.ts";
+import { stringify } from "yaml";
 
 const base = `version: 1
 uplinks:
@@ -432,5 +433,93 @@ test("no refusal anywhere says zod's raw 'Invalid input'", () => {
   ];
   for (const text of odd) {
     for (const i of issuesOf(text)) assert.doesNotMatch(i.message, /^Invalid input$|Invalid input:/, text);
+  }
+});
+
+test("every key, given a value of the wrong kind: a message in the config's terms, with a line", () => {
+  // One valid config that sets every key; each key in turn gets each wrong value.
+  const full = {
+    version: 1,
+    uplinks: {
+      isp1: {
+        interface: "wan1",
+        gateway: "100.64.1.1",
+        weight: 1,
+        nat: "masquerade",
+        probe: {
+          method: "icmp",
+          targets: ["198.18.0.1"],
+          port: 80,
+          path: "/",
+          size: 56,
+          interval: "1s",
+          timeout: "1s",
+          down_after: 3,
+          up_after: 3,
+          min_targets: 1,
+          max_rtt: "1s",
+          max_loss: 0.5,
+        },
+      },
+      isp2: { interface: "wan2", probe: { targets: ["198.18.0.2"] } },
+    },
+    balance: {
+      from: ["lan0"],
+      sources: ["10.0.0.0/8"],
+      method: "random",
+      primary: ["isp1"],
+      flush_on_down: true,
+    },
+    rules: [
+      { name: "r", destination: ["10.0.0.0/8"], protocol: "tcp", port: 80, via: ["isp1"], sticky: "1m" },
+    ],
+    services: {
+      web: {
+        listen: "192.0.2.1:80",
+        scheduler: "maglev",
+        check: { method: "tcp", interval: "1s", timeout: "1s", rise: 1, expect_status: 200 },
+        backends: [{ address: "192.0.2.2:80", weight: 1 }],
+      },
+    },
+    cluster: {
+      name: "c",
+      vip: "192.0.2.9",
+      interface: "eth0",
+      buckets: 16,
+      etcd: ["http://127.0.0.1:2379"],
+      lease: "2s",
+    },
+    api: { listen: "127.0.0.1:9110", token: "0123456789" },
+    on_change: ["/bin/true"],
+  };
+  parseConfig(stringify(full));
+  const paths: (string | number)[][] = [];
+  const walk = (v: unknown, p: (string | number)[]) => {
+    if (p.length) paths.push(p);
+    if (v && typeof v === "object")
+      for (const [k, c] of Object.entries(v)) walk(c, [...p, Array.isArray(v) ? Number(k) : k]);
+  };
+  walk(full, []);
+  for (const p of paths) {
+    for (const wrong of [true, "x", -1, 1.5, null, []]) {
+      const c = structuredClone(full) as Record<string | number, unknown>;
+      let o = c;
+      for (const k of p.slice(0, -1)) o = o[k] as Record<string | number, unknown>;
+      o[p[p.length - 1] as string | number] = wrong;
+      const text = stringify(c);
+      let issues: ReturnType<typeof issuesOf> = [];
+      try {
+        parseConfig(text);
+        continue; // a few are right somewhere: true for flush_on_down
+      } catch (e) {
+        assert.ok(e instanceof ConfigError, `${p.join(".")} = ${JSON.stringify(wrong)}: ${String(e)}`);
+        issues = e.issues;
+      }
+      for (const i of issues) {
+        const where = `${p.join(".")} = ${JSON.stringify(wrong)}: ${formatPath(i.path)}: ${i.message}`;
+        assert.ok((i.line ?? 0) > 0, where);
+        assert.doesNotMatch(i.message, /Invalid|Too small|Too big|received|expected [a-z]+,/, where);
+      }
+    }
   }
 });
