@@ -31,12 +31,14 @@ export function formatIssue(i: ConfigIssue): string {
 }
 
 /**
- * Attach the YAML line of the deepest node that exists along `path`: a key's own line (where the
- * admin reads it), and for a missing key its parent's key, which is where it has to be added.
+ * Attach the YAML line of the deepest node that exists along `path`: a wrong scalar's own
+ * position, a mapping's or list's key line (not its first child's), and for a missing key its
+ * parent's key, which is where it has to be added.
  */
 export function locate(doc: Document, lc: LineCounter, issue: ConfigIssue): ConfigIssue {
   let node: unknown = doc.contents;
   let at: Node | undefined = isNode(node) ? node : undefined;
+  let found = 0;
   for (const seg of issue.path) {
     if (isMap(node)) {
       const pair = node.items.find((it) => (isScalar(it.key) ? it.key.value : it.key) === seg);
@@ -49,7 +51,10 @@ export function locate(doc: Document, lc: LineCounter, issue: ConfigIssue): Conf
       at = item;
       node = item;
     } else break;
+    found++;
   }
+  // A wrong scalar: point at the value itself (same line as its key in block style).
+  if (found === issue.path.length && isScalar(node) && node.range) at = node;
   if (at?.range) {
     const pos = lc.linePos(at.range[0]);
     return { ...issue, line: pos.line, col: pos.col };

@@ -152,11 +152,11 @@ test("nflb check prints warnings with path, line and fix, and exits 0", () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /valid \(2 uplinks\)/);
     assert.match(r.stderr, /warning: uplinks\.isp2\.probe\.targets \(line 7, column 3\): no probe targets/);
-    assert.match(r.stderr, /warning: mark_mask \(line 10, column 1\): .*set mark_mask: 0xff00/);
+    assert.match(r.stderr, /warning: mark_mask \(line 10, column 12\): .*set mark_mask: 0xff00/);
     writeFileSync(file, base + "table_base: 253\n");
     const bad = spawnSync(bin, ["check", "--offline", "-c", file], { encoding: "utf8", timeout: 60_000 });
     assert.notEqual(bad.status, 0);
-    assert.match(bad.stderr, /table_base \(line 11, column 1\): .*254 \(main\)/);
+    assert.match(bad.stderr, /table_base \(line 11, column 13\): .*254 \(main\)/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
