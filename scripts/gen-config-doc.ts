@@ -96,7 +96,7 @@ const CROSS_BOUNDS: Record<string, string> = {
   "uplinks.*.probe.min_targets": "at most the number of targets",
   "rules.[].via": "names defined under uplinks",
   "balance.primary": "names defined under uplinks",
-  "cluster.etcd": "http:// or https:// URLs, scheme, host and port only",
+  "cluster.etcd": "http:// or https:// URLs: scheme, host and port only (no credentials)",
 };
 
 interface Entry {

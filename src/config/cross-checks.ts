@@ -159,6 +159,11 @@ function etcdEndpointIssues(urls: string[]): ConfigIssue[] {
         path: ["cluster", "etcd", i],
         message: `etcd endpoints are http:// or https:// URLs (got ${url.protocol}//): write it like https://${url.host || "192.0.2.10:2379"}`,
       });
+    else if (url.username || url.password)
+      out.push({
+        path: ["cluster", "etcd", i],
+        message: `remove the user name and password from the URL (write ${url.protocol}//${url.host}): a URL is shown in logs and status, credentials must not be`,
+      });
     else if (url.pathname !== "/" || url.search || url.hash)
       out.push({
         path: ["cluster", "etcd", i],

@@ -254,6 +254,13 @@ services:
     hint: /http:\/\/ or https:\/\/ URLs \(got ftp:\/\/\): write it like https:\/\/192\.0\.2\.10:2379/,
   },
   {
+    what: "etcd credentials written into the URL",
+    yaml: cluster("  etcd: [https://root:hunter2@192.0.2.10:2379]\n"),
+    path: "cluster.etcd[0]",
+    line: 6,
+    hint: /remove the user name and password from the URL \(write https:\/\/192\.0\.2\.10:2379\)/,
+  },
+  {
     what: "etcd written as one URL, not a list",
     yaml: cluster("  etcd: http://192.0.2.10:2379\n"),
     path: "cluster.etcd",
