@@ -124,8 +124,13 @@ const hostPort = z
   })
   .meta({ description: "ADDRESS:PORT, or [IPv6]:PORT" });
 
-const oneOrMany = <T extends z.ZodType>(t: T, max: number) =>
-  z.union([t, z.array(t).max(max)]).transform((v) => (Array.isArray(v) ? v : [v]));
+const oneOrMany = <T extends z.ZodType>(t: T, max: number, example: string) =>
+  z
+    .union([t, z.array(t).max(max)], {
+      error: (iss) =>
+        `expected one address or a list of them, like ${example} (got ${describeInput(iss.input)})`,
+    })
+    .transform((v) => (Array.isArray(v) ? v : [v]));
 
 /** Counts: large enough for any real network, small enough that nothing renders without bound. */
 export const LIMITS = {
@@ -185,7 +190,7 @@ export const probeSchema = z.strictObject({
 
 export const uplinkSchema = z.strictObject({
   interface: iface,
-  gateway: oneOrMany(address, 2).optional(),
+  gateway: oneOrMany(address, 2, "[100.64.1.1, 2001:db8:1::1]").optional(),
   weight: z.number().int().min(0).max(10_000).default(1),
   nat: z.enum(["masquerade", "none", "snat"]).default("masquerade"),
   probe: probeSchema.default(() => probeSchema.parse({})),
@@ -244,7 +249,7 @@ export const serviceSchema = z.strictObject({
 export const clusterSchema = z.strictObject({
   name,
   node: name.optional(),
-  vip: oneOrMany(address, 2),
+  vip: oneOrMany(address, 2, "[192.0.2.2, 2001:db8::2]"),
   interface: iface,
   buckets: z.number().int().min(1).max(4096).default(256),
   hash: z.enum(["source", "source-port"]).default("source"),
