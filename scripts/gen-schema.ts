@@ -1,8 +1,9 @@
 // Generates contrib/nflb.schema.json, the JSON Schema editors use for completion and checking,
-// from the validation schema itself (src/config/schema.ts), so the two cannot drift apart.
+// and docs/CONFIG.md, the config reference (scripts/gen-config-doc.ts), from the validation
+// schema itself (src/config/schema.ts), so none of them can drift apart.
 //
-//   npm run gen:schema            write the file
-//   npm run gen:schema -- --check exit 1 when the committed file is stale
+//   npm run gen:schema            write both files
+//   npm run gen:schema -- --check exit 1 when a committed file is stale
 //
 // The JSON Schema describes the *input* (what a person writes: `interval: 2s`, not 2000 ms). It can
 // say less than nflb's own validation: checks across keys (a `via` naming an existing uplink, one
@@ -13,13 +14,14 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import * as prettier from "prettier";
 import { z } from "zod";
 import { configSchema } from "../src/config/schema.ts";
+import { CONFIG_DOC_FILE, generateConfigDoc } from "./gen-config-doc.ts";
 
 export const SCHEMA_FILE = fileURLToPath(new URL("../contrib/nflb.schema.json", import.meta.url));
 
-type Json = { [k: string]: unknown };
+export type Json = { [k: string]: unknown };
 
 /** Descriptions shown by editors on hover, by key path (`*` = any name, `[]` = any list item). */
-const DESCRIPTIONS: Record<string, string> = {
+export const DESCRIPTIONS: Record<string, string> = {
   "": "nflb configuration: uplinks (outgoing balancing), services (inbound, DNAT) and a cluster (shared VIP).",
   version: "Config format version; always 1.",
   mark_mask: "Bits of the packet and conntrack mark nflb may use (one contiguous run, default 0xff00).",
@@ -99,8 +101,8 @@ const DESCRIPTIONS: Record<string, string> = {
   on_change: "Command (argv) run on every uplink/backend state change; the state is in its environment.",
 };
 
-/** The generated schema as the text of the committed file (formatted as prettier would). */
-export async function generateSchema(): Promise<string> {
+/** The JSON Schema object, descriptions attached (also the source of docs/CONFIG.md). */
+export function buildSchema(): Json {
   const schema = z.toJSONSchema(configSchema, { io: "input", unrepresentable: "throw" }) as Json;
   const seen = new Set<string>();
   const walk = (node: unknown, path: string) => {
@@ -128,29 +130,43 @@ export async function generateSchema(): Promise<string> {
   // The one cross-key rule JSON Schema can state (crossCheck's "at least one of"), so an editor flags
   // an empty config too.
   const jobs = ["uplinks", "services", "cluster"].map((k) => ({ required: [k] }));
-  const out = { $schema: schema.$schema, title: "nflb configuration", ...schema, anyOf: jobs };
+  return { $schema: schema.$schema, title: "nflb configuration", ...schema, anyOf: jobs };
+}
+
+/** The generated schema as the text of the committed file (formatted as prettier would). */
+export async function generateSchema(): Promise<string> {
+  const out = buildSchema();
   const options = (await prettier.resolveConfig(SCHEMA_FILE)) ?? {};
   return prettier.format(JSON.stringify(out, null, 2), { ...options, parser: "json" });
 }
 
 async function main(): Promise<void> {
-  const text = await generateSchema();
+  // The config reference is generated from the same schema, so both are written (or checked) together.
+  const outputs: [string, string][] = [
+    [SCHEMA_FILE, await generateSchema()],
+    [CONFIG_DOC_FILE, await generateConfigDoc()],
+  ];
   if (process.argv.includes("--check")) {
-    let current = "";
-    try {
-      current = readFileSync(SCHEMA_FILE, "utf8");
-    } catch {
-      // missing counts as stale
+    let stale = false;
+    for (const [file, text] of outputs) {
+      let current = "";
+      try {
+        current = readFileSync(file, "utf8");
+      } catch {
+        // missing counts as stale
+      }
+      if (current !== text) {
+        process.stderr.write(`${file} is stale: run npm run gen:schema\n`);
+        stale = true;
+      } else process.stdout.write(`${file} is up to date\n`);
     }
-    if (current !== text) {
-      process.stderr.write(`${SCHEMA_FILE} is stale: run npm run gen:schema\n`);
-      process.exit(1);
-    }
-    process.stdout.write(`${SCHEMA_FILE} is up to date\n`);
+    if (stale) process.exit(1);
     return;
   }
-  writeFileSync(SCHEMA_FILE, text);
-  process.stdout.write(`wrote ${SCHEMA_FILE}\n`);
+  for (const [file, text] of outputs) {
+    writeFileSync(file, text);
+    process.stdout.write(`wrote ${file}\n`);
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -8,6 +8,7 @@ import { applyDesired } from "../apply/dataplane.ts";
 import { down } from "../apply/down.ts";
 import { loadConfig } from "../config/load.ts";
 import { loadChecked } from "./load.ts";
+import { checkWarnings, formatWarning } from "../config/warnings.ts";
 
 const cfg = () => new Option("-c, --config <file>", "config file").default(DEFAULT_CONFIG_PATH);
 
@@ -20,8 +21,10 @@ export function registerConfigVerbs(program: Command): void {
     .option("--offline", "skip checks against this host (interfaces, addresses)")
     .addHelpText("after", "\nExample:\n  nflb check -c /etc/nflb/nflb.yaml")
     .action(async (o: { config: string; offline?: boolean }) => {
-      const { loaded } = await loadChecked(o.config, { offline: o.offline === true });
+      const { loaded, facts } = await loadChecked(o.config, { offline: o.offline === true });
       const c = loaded.config;
+      for (const w of checkWarnings(loaded, o.offline ? null : facts))
+        process.stderr.write(formatWarning(o.config, w) + "\n");
       const parts = [
         c.uplinks && `${Object.keys(c.uplinks).length} uplinks`,
         c.rules.length && `${c.rules.length} rules`,

@@ -1,5 +1,5 @@
-import type { Document, LineCounter } from "yaml";
-import { isNode, isPair } from "yaml";
+import type { Document, LineCounter, Node } from "yaml";
+import { isMap, isNode, isScalar, isSeq } from "yaml";
 
 export type ConfigPath = (string | number)[];
 
@@ -31,17 +31,33 @@ export function formatIssue(i: ConfigIssue): string {
 }
 
 /**
- * Attach the YAML line of the deepest node that exists along `path`: a missing key points at
- * its parent mapping, which is where the user has to add it.
+ * Attach the YAML line of the deepest node that exists along `path`: a wrong scalar's own
+ * position, a mapping's or list's key line (not its first child's), and for a missing key its
+ * parent's key, which is where it has to be added.
  */
 export function locate(doc: Document, lc: LineCounter, issue: ConfigIssue): ConfigIssue {
-  for (let n = issue.path.length; n >= 0; n--) {
-    const node: unknown = doc.getIn(issue.path.slice(0, n), true);
-    const target = isPair(node) ? node.key : node;
-    if (isNode(target) && target.range) {
-      const pos = lc.linePos(target.range[0]);
-      return { ...issue, line: pos.line, col: pos.col };
-    }
+  let node: unknown = doc.contents;
+  let at: Node | undefined = isNode(node) ? node : undefined;
+  let found = 0;
+  for (const seg of issue.path) {
+    if (isMap(node)) {
+      const pair = node.items.find((it) => (isScalar(it.key) ? it.key.value : it.key) === seg);
+      if (!pair) break;
+      if (isNode(pair.key)) at = pair.key;
+      node = pair.value;
+    } else if (isSeq(node) && typeof seg === "number") {
+      const item: unknown = node.items[seg];
+      if (!isNode(item)) break;
+      at = item;
+      node = item;
+    } else break;
+    found++;
+  }
+  // A wrong scalar: point at the value itself (same line as its key in block style).
+  if (found === issue.path.length && isScalar(node) && node.range) at = node;
+  if (at?.range) {
+    const pos = lc.linePos(at.range[0]);
+    return { ...issue, line: pos.line, col: pos.col };
   }
   return issue;
 }

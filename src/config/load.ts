@@ -1,10 +1,19 @@
 import { readFile } from "node:fs/promises";
-import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
+import { isMap, isScalar, LineCounter, parseDocument, type Document } from "yaml";
 import { configSchema, type Config } from "./schema.ts";
 import { crossCheck } from "./cross-checks.ts";
 import { ConfigError, locate, type ConfigIssue } from "./issues.ts";
+import { explainIssue } from "./messages.ts";
+import { redactUrlCredentials, SECRET_KEYS } from "./redact.ts";
+import { didYouMean, keysAt } from "./suggest.ts";
+import { configWarnings } from "./warnings.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/nflb/nflb.yaml";
+
+/** A config file is a few kilobytes; anything near this is a mistake or an attack. */
+export const MAX_CONFIG_BYTES = 1 << 20;
+/** Aliases expand in place: a few nested ones make gigabytes ("billion laughs"). */
+export const MAX_ALIASES = 100;
 
 export interface LoadedConfig {
   config: Config;
@@ -14,17 +23,33 @@ export interface LoadedConfig {
   locate: (issues: ConfigIssue[]) => ConfigIssue[];
 }
 
+/** A loaded config with what `check` prints besides errors: valid, but probably not meant. */
+export interface CheckedConfig extends LoadedConfig {
+  warnings: ConfigIssue[];
+}
+
 /** Parse and validate config text. Pure: throws ConfigError listing every problem with its YAML line. */
 export function parseConfig(text: string, file = "<config>"): Config {
   return parseConfigSource(text, file).config;
 }
 
-export function parseConfigSource(text: string, file = "<config>"): LoadedConfig {
+export function parseConfigSource(text: string, file = "<config>"): CheckedConfig {
+  const fail = (issues: ConfigIssue[]) =>
+    new ConfigError(
+      file,
+      issues.map((i) => ({ ...i, message: redactUrlCredentials(i.message) })),
+    );
+  if (Buffer.byteLength(text, "utf8") > MAX_CONFIG_BYTES)
+    throw fail([
+      {
+        path: [],
+        message: `the file is ${Buffer.byteLength(text, "utf8")} bytes; a config may have at most ${MAX_CONFIG_BYTES}`,
+      },
+    ]);
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(
-      file,
+    throw fail(
       doc.errors.map((e) => {
         const pos = lc.linePos(e.pos[0]);
         return {
@@ -36,47 +61,78 @@ export function parseConfigSource(text: string, file = "<config>"): LoadedConfig
       }),
     );
   }
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
-  const parsed = configSchema.safeParse(raw ?? {});
-  if (!parsed.success) {
-    const issues: ConfigIssue[] = parsed.error.issues.map((i) => {
-      const issue = {
-        path: i.path.map((p) => (typeof p === "symbol" ? String(p) : p)),
-        message:
-          i.code === "unrecognized_keys"
-            ? `unknown key${i.keys.length > 1 ? "s" : ""} ${i.keys.join(", ")}`
-            : i.message,
-      };
-      return locateUnknown(doc, lc, issue, i.code === "unrecognized_keys" ? i.keys : undefined);
-    });
-    throw new ConfigError(file, issues);
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIASES });
+  } catch (e) {
+    // yaml throws a ReferenceError for an alias bomb (and for an alias to nothing).
+    const msg = (e as Error).message;
+    throw fail([
+      {
+        path: [],
+        message: /alias count/i.test(msg)
+          ? `YAML aliases expand to too much (more than ${MAX_ALIASES} uses of one anchor); write the values out`
+          : `YAML: ${msg.split("\n")[0]}`,
+      },
+    ]);
   }
-  const issues = crossCheck(parsed.data);
+  // zod skips an own `__proto__` key without a word; it is never a key of the config.
+  const proto = protoKeys(raw, []);
+  if (proto.length > 0)
+    throw fail(proto.map((path) => locate(doc, lc, { path, message: "unknown key __proto__: remove it" })));
+  const parsed = configSchema.safeParse(raw ?? {}, { error: explainIssue, reportInput: true });
+  if (!parsed.success) {
+    const issues = parsed.error.issues.flatMap((i): ConfigIssue[] => {
+      const path = i.path.map((p) => (typeof p === "symbol" ? String(p) : p));
+      if (i.code === "unrecognized_keys")
+        return i.keys.map((key) => locateUnknown(doc, lc, { path, message: unknownKey(path, key) }, key));
+      const message = path.some((p) => typeof p === "string" && SECRET_KEYS.has(p))
+        ? i.message.replace(/ \(got [^)]*\)/g, "")
+        : i.message;
+      return [locate(doc, lc, { path, message })];
+    });
+    throw fail(issues);
+  }
   const loc = (list: ConfigIssue[]) => list.map((i) => locate(doc, lc, i));
-  if (issues.length > 0) throw new ConfigError(file, loc(issues));
-  return { config: parsed.data, file, text, locate: loc };
+  const issues = crossCheck(parsed.data);
+  if (issues.length > 0) throw fail(loc(issues));
+  return { config: parsed.data, file, text, locate: loc, warnings: loc(configWarnings(parsed.data)) };
+}
+
+function protoKeys(v: unknown, path: (string | number)[]): (string | number)[][] {
+  if (!v || typeof v !== "object") return [];
+  const out: (string | number)[][] = [];
+  if (Object.prototype.hasOwnProperty.call(v, "__proto__")) out.push([...path, "__proto__"]);
+  for (const [k, child] of Object.entries(v)) {
+    if (out.length >= 10) break;
+    if (k !== "__proto__") out.push(...protoKeys(child, [...path, Array.isArray(v) ? Number(k) : k]));
+  }
+  return out;
+}
+
+function unknownKey(path: (string | number)[], key: string): string {
+  const allowed = keysAt(configSchema, path);
+  const guess = didYouMean(key, allowed);
+  if (guess) return `unknown key ${key}: did you mean ${guess}?`;
+  return allowed.length > 0
+    ? `unknown key ${key}: the keys here are ${allowed.join(", ")}`
+    : `unknown key ${key}`;
 }
 
 // An unknown key is reported by zod on its parent mapping; point at the key itself, the line to fix.
-function locateUnknown(
-  doc: ReturnType<typeof parseDocument>,
-  lc: LineCounter,
-  issue: ConfigIssue,
-  keys: string[] | undefined,
-): ConfigIssue {
-  const key = keys?.[0];
-  const parent: unknown = key === undefined ? undefined : doc.getIn(issue.path, true);
+function locateUnknown(doc: Document, lc: LineCounter, issue: ConfigIssue, key: string): ConfigIssue {
+  const parent: unknown = doc.getIn(issue.path, true);
   if (isMap(parent)) {
     const pair = parent.items.find((it) => isScalar(it.key) && it.key.value === key);
     if (pair && isScalar(pair.key) && pair.key.range) {
       const pos = lc.linePos(pair.key.range[0]);
-      return { ...issue, path: [...issue.path, key as string], line: pos.line, col: pos.col };
+      return { ...issue, path: [...issue.path, key], line: pos.line, col: pos.col };
     }
   }
-  return locate(doc, lc, issue);
+  return locate(doc, lc, { ...issue, path: [...issue.path, key] });
 }
 
-export async function loadConfig(file: string): Promise<LoadedConfig> {
+export async function loadConfig(file: string): Promise<CheckedConfig> {
   let text: string;
   try {
     text = await readFile(file, "utf8");

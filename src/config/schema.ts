@@ -1,34 +1,105 @@
 import { z } from "zod";
-import { parseDuration } from "./duration.ts";
+import { formatDuration, MAX_TIMER_MS, parseDuration } from "./duration.ts";
+import { describeInput } from "./messages.ts";
 import { isInterfaceName, parseAddr, parseHostPort, parsePrefix } from "../net/ip.ts";
 
 // The validation schema is the single source of the config's shape: defaults, types and the
 // JSON Schema for editors all come from here.
 
-const duration = z
-  .string()
-  .refine((s) => parseDuration(s) !== null, { message: "expected a duration like 500ms, 2s, 30m" })
-  .meta({
-    pattern: "^\\s*\\d+(\\.\\d+)?(ms|s|m|h)\\s*$",
-    description: "a duration: 500ms, 2s, 1.5s, 30m, 1h",
-  })
-  .transform((s) => parseDuration(s) as number);
+/**
+ * A duration with the bounds that make sense for its key; every bound is within what Node's
+ * timers take (2^31-1 ms), so a value can never overflow into a 1 ms busy loop.
+ */
+const duration = (min: number, max: number) => {
+  if (min < 1 || max > MAX_TIMER_MS || min > max) throw new Error(`duration bounds ${min}..${max}`);
+  const range = `${formatDuration(min)} to ${formatDuration(max)}`;
+  return z
+    .string({ error: (iss) => durationTypeError(iss.input, min, max) })
+    .superRefine((s, ctx) => {
+      const ms = parseDuration(s);
+      if (ms === null) ctx.addIssue({ code: "custom", message: malformedDuration(s, min, max) });
+      else if (ms < min || ms > max)
+        ctx.addIssue({ code: "custom", message: `${s} is out of range: use ${range}` });
+    })
+    .meta({
+      pattern: "^\\s*\\d+(\\.\\d+)?(ms|s|m|h|d)\\s*$",
+      description: `a duration from ${range}: 500ms, 2s, 1.5s, 30m, 1h, 1d`,
+    })
+    .transform((s) => parseDuration(s) as number);
+};
+
+/** A bare number is nearly always milliseconds (interval: 200) or seconds (lease: 2): the one that fits. */
+function withUnit(n: string, min: number, max: number): string {
+  const v = Number(n);
+  return v >= min && v <= max ? `${n}ms` : v * 1000 >= min && v * 1000 <= max ? `${n}s` : `${n}ms`;
+}
+
+function durationTypeError(input: unknown, min: number, max: number): string {
+  if (typeof input === "number") {
+    const range = `${formatDuration(min)} to ${formatDuration(max)}`;
+    const v = input;
+    // Only suggest a unit that makes the value valid; otherwise say where it must lie.
+    if ((v >= min && v <= max) || (v * 1000 >= min && v * 1000 <= max))
+      return `add a unit: ${withUnit(String(v), min, max)}`;
+    return `add a unit, and keep within ${range}: like ${formatDuration(Math.max(min, Math.min(max, 1000)))}`;
+  }
+  return `expected a duration like 500ms, 2s, 30m (got ${describeInput(input)})`;
+}
+
+const SPELLED: [RegExp, string][] = [
+  [/^(milliseconds?|msecs?)$/, "ms"],
+  [/^(seconds?|secs?|sec)$/, "s"],
+  [/^(minutes?|mins?)$/, "m"],
+  [/^(hours?|hrs?)$/, "h"],
+  [/^days?$/, "d"],
+];
+
+function malformedDuration(s: string, min: number, max: number): string {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(s);
+  const [, n, word = ""] = m ?? [];
+  const unit = SPELLED.find(([re]) => re.test(word.toLowerCase()))?.[1];
+  if (n && unit) return `write ${n}${unit}, not ${s}`;
+  if (n && !word) return `add a unit: ${withUnit(n, min, max)}`;
+  return `expected a duration like 500ms, 2s, 30m, 1h (got ${describeInput(s)})`;
+}
+
+const NAME = /^[a-z][a-z0-9_-]{0,30}$/;
+
+/** Names that are also properties of every JavaScript object: a lookup by name would find those. */
+const RESERVED_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
 
 const name = z
   .string()
-  .regex(
-    /^[a-z][a-z0-9_-]{0,30}$/,
-    "names are lower-case letters, digits, _ and -, starting with a letter (≤ 31)",
-  );
+  .regex(NAME, {
+    error: (iss) => {
+      const got = typeof iss.input === "string" ? iss.input : "";
+      const fixed = got
+        .toLowerCase()
+        .replace(/[^a-z0-9_-]/g, "-")
+        .slice(0, 31);
+      const hint = NAME.test(fixed) && fixed !== got ? `: write ${fixed}` : "";
+      return `names are lower-case letters, digits, _ and -, starting with a letter, at most 31 (got ${describeInput(iss.input)})${hint}`;
+    },
+  })
+  .refine((s) => !RESERVED_NAMES.has(s), {
+    error: (iss) => `${String(iss.input)} is reserved: choose another name`,
+  })
+  .meta({ description: "a name: lower-case letters, digits, _ and -, starting with a letter" });
 
 const iface = z
   .string()
-  .refine(isInterfaceName, { message: "not a valid interface name (1-15 of A-Z a-z 0-9 _ . @ -)" })
+  .refine(isInterfaceName, {
+    error: (iss) =>
+      `not a valid interface name (1 to 15 of A-Z a-z 0-9 _ . @ -, like eth1 or wg0; got ${describeInput(iss.input)})`,
+  })
   .meta({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}$", description: "a network interface name" });
 
 const address = z
   .string()
-  .refine((s) => parseAddr(s) !== null, { message: "not an IPv4 or IPv6 address" })
+  .refine((s) => parseAddr(s) !== null, {
+    error: (iss) =>
+      `not an IPv4 or IPv6 address (got ${describeInput(iss.input)}); write it like 192.0.2.1 or 2001:db8::1`,
+  })
   .meta({ description: "an IPv4 or IPv6 address" });
 
 const prefix = z
@@ -43,81 +114,120 @@ const hostPort = z
   .string()
   .superRefine((s, ctx) => {
     const p = parseHostPort(s);
-    if ("error" in p) ctx.addIssue({ code: "custom", message: p.error });
+    if (!("error" in p)) return;
+    // The usual slip: the address without its port.
+    const bare = parseAddr(s.replace(/^\[(.*)\]$/, "$1"));
+    const message = bare
+      ? `${s} has no port: write ${bare.family === 6 ? `[${bare.text}]` : bare.text}:PORT, like ${bare.family === 6 ? `[${bare.text}]` : bare.text}:80`
+      : `${p.error}: write it like 192.0.2.10:80 or [2001:db8::10]:80`;
+    ctx.addIssue({ code: "custom", message });
   })
   .meta({ description: "ADDRESS:PORT, or [IPv6]:PORT" });
 
-const oneOrMany = <T extends z.ZodType>(t: T) =>
-  z.union([t, z.array(t)]).transform((v) => (Array.isArray(v) ? v : [v]));
+const oneOrMany = <T extends z.ZodType>(t: T, max: number, example: string) =>
+  z
+    .union([t, z.array(t).max(max)], {
+      error: (iss) =>
+        `expected one address or a list of them, like ${example} (got ${describeInput(iss.input)})`,
+    })
+    .transform((v) => (Array.isArray(v) ? v : [v]));
+
+/** Counts: large enough for any real network, small enough that nothing renders without bound. */
+export const LIMITS = {
+  uplinks: 100,
+  targets: 16,
+  rules: 1000,
+  prefixes: 10_000,
+  ports: 1000,
+  interfaces: 256,
+  services: 1000,
+  backends: 1024,
+  etcd: 16,
+  argv: 64,
+} as const;
 
 const port = z.number().int().min(1).max(65535);
-const portSpec = z.union([
-  port,
-  z.array(port).min(1),
-  z
-    .string()
-    .regex(/^\d{1,5}-\d{1,5}$/, "expected a port, a list of ports, or a range like 1000-2000")
-    .refine(
-      (s) => {
-        const [a, b] = s.split("-").map(Number);
-        return a !== undefined && b !== undefined && a >= 1 && b <= 65535 && a <= b;
-      },
-      { message: "port range must be within 1..65535 and ascending" },
-    ),
-]);
+const portSpec = z.union(
+  [
+    port,
+    z.array(port).min(1).max(LIMITS.ports),
+    z
+      .string()
+      .regex(/^\d{1,5}-\d{1,5}$/, {
+        message: "expected a port, a list of ports, or a range like 1000-2000",
+        abort: true,
+      })
+      .refine(
+        (s) => {
+          const [a, b] = s.split("-").map(Number);
+          return a !== undefined && b !== undefined && a >= 1 && b <= 65535 && a <= b;
+        },
+        { message: "port range must be within 1..65535 and ascending, like 1000-2000" },
+      ),
+  ],
+  {
+    error: (iss) =>
+      `expected a port (25), a list of ports ([80, 443]) or a range ('1000-2000'); got ${describeInput(iss.input)}`,
+  },
+);
 
 const mark = z.number().int().min(0).max(0xffffffff);
 
 export const probeSchema = z.strictObject({
   method: z.enum(["icmp", "tcp", "http", "dns"]).default("icmp"),
-  targets: z.array(address).default([]),
+  targets: z.array(address).max(LIMITS.targets).default([]),
   port: port.optional(),
-  path: z.string().startsWith("/").default("/"),
+  path: z.string().startsWith("/").max(1024).default("/"),
   size: z.number().int().min(0).max(65000).default(56),
-  interval: duration.default(200),
-  timeout: duration.default(500),
+  interval: duration(10, 60_000).default(200),
+  timeout: duration(10, 60_000).default(500),
   down_after: z.number().int().min(1).max(1000).default(3),
   up_after: z.number().int().min(1).max(1000).default(10),
-  min_targets: z.number().int().min(1).default(1),
-  max_rtt: duration.nullable().default(null),
+  min_targets: z.number().int().min(1).max(LIMITS.targets).default(1),
+  max_rtt: duration(1, 60_000).nullable().default(null),
   max_loss: z.number().min(0).max(1).nullable().default(null),
 });
 
 export const uplinkSchema = z.strictObject({
   interface: iface,
-  gateway: oneOrMany(address).optional(),
+  gateway: oneOrMany(address, 2, "[100.64.1.1, 2001:db8:1::1]").optional(),
   weight: z.number().int().min(0).max(10_000).default(1),
   nat: z.enum(["masquerade", "none", "snat"]).default("masquerade"),
   probe: probeSchema.default(() => probeSchema.parse({})),
 });
 
 export const balanceSchema = z.strictObject({
-  from: z.array(iface).optional(),
-  sources: z.array(prefix).optional(),
+  from: z.array(iface).max(LIMITS.interfaces).optional(),
+  sources: z.array(prefix).max(LIMITS.prefixes).optional(),
   method: z.enum(["random", "round-robin", "source-hash", "source-dest-hash"]).default("random"),
   weights: z.enum(["static", "auto"]).default("static"),
   local: z.enum(["primary", "balance"]).default("primary"),
-  primary: z.array(name).optional(),
+  primary: z.array(name).max(LIMITS.uplinks).optional(),
   flush_on_down: z.boolean().default(true),
 });
 
 export const ruleSchema = z.strictObject({
   name,
-  destination: z.array(prefix).optional(),
-  source: z.array(prefix).optional(),
+  destination: z.array(prefix).max(LIMITS.prefixes).optional(),
+  source: z.array(prefix).max(LIMITS.prefixes).optional(),
   protocol: z.enum(["tcp", "udp", "icmp"]).optional(),
   port: portSpec.optional(),
-  via: z.union([z.literal("main"), z.array(name).min(1)]).optional(),
-  sticky: duration.optional(),
+  via: z
+    .union([z.literal("main"), z.array(name).min(1).max(LIMITS.uplinks)], {
+      error: (iss) =>
+        `via is a list of uplinks or main: write via: [${typeof iss.input === "string" ? iss.input : "isp1"}] or via: main (got ${describeInput(iss.input)})`,
+    })
+    .optional(),
+  sticky: duration(1000, 7 * 86_400_000).optional(),
 });
 
 export const checkSchema = z.strictObject({
   method: z.enum(["tcp", "http", "none"]).default("tcp"),
-  interval: duration.default(1000),
-  timeout: duration.default(500),
-  rise: z.number().int().min(1).default(2),
-  fall: z.number().int().min(1).default(3),
-  path: z.string().startsWith("/").default("/"),
+  interval: duration(10, 3_600_000).default(1000),
+  timeout: duration(10, 60_000).default(500),
+  rise: z.number().int().min(1).max(1000).default(2),
+  fall: z.number().int().min(1).max(1000).default(3),
+  path: z.string().startsWith("/").max(1024).default("/"),
   expect_status: z.number().int().min(100).max(599).optional(),
   port: port.optional(),
 });
@@ -133,38 +243,43 @@ export const serviceSchema = z.strictObject({
   scheduler: z.enum(["round-robin", "random", "source-hash", "maglev", "least-conn"]).default("round-robin"),
   snat: z.boolean().default(false),
   check: checkSchema.default(() => checkSchema.parse({})),
-  backends: z.array(backendSchema).min(1),
+  backends: z.array(backendSchema).min(1).max(LIMITS.backends),
 });
 
 export const clusterSchema = z.strictObject({
   name,
   node: name.optional(),
-  vip: oneOrMany(address),
+  vip: oneOrMany(address, 2, "[192.0.2.2, 2001:db8::2]"),
   interface: iface,
   buckets: z.number().int().min(1).max(4096).default(256),
   hash: z.enum(["source", "source-port"]).default("source"),
-  etcd: z.array(z.string().url()).min(1).default(["http://127.0.0.1:2379"]),
-  lease: duration.default(2000),
+  etcd: z.array(z.string().url()).min(1).max(LIMITS.etcd).default(["http://127.0.0.1:2379"]),
+  lease: duration(500, 60_000).default(2000),
 });
 
 export const apiSchema = z.strictObject({
   listen: hostPort.default("127.0.0.1:9110"),
-  token: z.string().min(8).nullable().default(null),
+  token: z.string().min(8).max(256).nullable().default(null),
 });
 
 export const configSchema = z.strictObject({
-  version: z.literal(1),
+  version: z.literal(1, {
+    error: (iss) =>
+      iss.input === undefined
+        ? "add version: 1 as the first line (the config format's version)"
+        : `version must be 1, the only config format so far (got ${describeInput(iss.input)})`,
+  }),
   mark_mask: mark.default(0xff00),
   table_base: z.number().int().min(1).max(0xfffff000).default(200),
   rule_priority_base: z.number().int().min(1).max(31_000).default(10_000),
   uplinks: z.record(name, uplinkSchema).optional(),
   balance: balanceSchema.default(() => balanceSchema.parse({})),
-  rules: z.array(ruleSchema).default([]),
+  rules: z.array(ruleSchema).max(LIMITS.rules).default([]),
   services: z.record(name, serviceSchema).optional(),
   cluster: clusterSchema.optional(),
   api: apiSchema.default(() => apiSchema.parse({})),
   /** Extension: a command run on every uplink/backend state change (argv; the state is in its environment). */
-  on_change: z.array(z.string().min(1)).min(1).optional(),
+  on_change: z.array(z.string().min(1).max(4096)).min(1).max(LIMITS.argv).optional(),
 });
 
 export type Config = z.output<typeof configSchema>;

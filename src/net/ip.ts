@@ -106,3 +106,17 @@ export function isInterfaceName(s: string): boolean {
 export function formatHostPort(addr: Addr, port: number): string {
   return addr.family === 6 ? `[${addr.text}]:${port}` : `${addr.text}:${port}`;
 }
+
+/** The network an interface address lies in (`192.0.2.7` with 24 → `192.0.2.0/24`). */
+export function networkOf(addr: Addr, len: number): Prefix {
+  const max = addr.family === 4 ? 32 : 128;
+  const l = Math.max(0, Math.min(max, Math.trunc(len)));
+  const bits = toBits(addr).slice(0, l).padEnd(max, "0");
+  return { family: addr.family, text: `${fromBits(bits, addr.family)}/${l}`, len: l };
+}
+
+export function prefixContains(p: Prefix, a: Addr): boolean {
+  if (p.family !== a.family) return false;
+  const net = p.text.split("/")[0] ?? "";
+  return toBits({ family: p.family, text: net }).slice(0, p.len) === toBits(a).slice(0, p.len);
+}

@@ -1,4 +1,4 @@
-import type { Addr } from "../net/ip.ts";
+import type { Addr, Prefix } from "../net/ip.ts";
 import type { MarkLayout } from "./marks.ts";
 
 /** What the system looks like, as far as planning needs it (read by src/system, passed in). */
@@ -11,6 +11,8 @@ export interface InterfaceFacts {
   up: boolean;
   /** Global-scope addresses. */
   addresses: Addr[];
+  /** The networks of those addresses (and point-to-point peers), when known: for `check`'s gateway warning. */
+  subnets?: Prefix[];
 }
 
 /** Health as the daemon sees it; `apply` assumes every uplink up at its configured weight. */

@@ -1,6 +1,6 @@
 import type { Fam, RouteSpec, RuleSpec } from "../render/routes.ts";
 import { routeArgs, ruleArgs } from "../render/routes.ts";
-import { parseAddr } from "../net/ip.ts";
+import { networkOf, parseAddr } from "../net/ip.ts";
 import type { InterfaceFacts } from "../plan/types.ts";
 import { exec, run } from "./exec.ts";
 
@@ -110,7 +110,7 @@ interface RawLink {
   ifname: string;
   flags?: string[];
   operstate?: string;
-  addr_info?: { family: string; local: string; scope: string; prefixlen: number }[];
+  addr_info?: { family: string; local: string; address?: string; scope: string; prefixlen: number }[];
 }
 
 /** Interfaces with their carrier state and global addresses. */
@@ -124,7 +124,13 @@ export async function readInterfaces(): Promise<Map<string, InterfaceFacts>> {
       .map((a) => parseAddr(a.local))
       .filter((a) => a !== null);
     const flags = l.flags ?? [];
-    map.set(l.ifname, { name: l.ifname, up: flags.includes("UP") && flags.includes("LOWER_UP"), addresses });
+    // `address` is the peer of a point-to-point address: on-link too.
+    const subnets = (l.addr_info ?? [])
+      .filter((a) => a.scope === "global")
+      .flatMap((a) => [a.local, a.address].map((x) => ({ addr: x && parseAddr(x), len: a.prefixlen })))
+      .flatMap(({ addr, len }) => (addr ? [networkOf(addr, len)] : []));
+    const up = flags.includes("UP") && flags.includes("LOWER_UP");
+    map.set(l.ifname, { name: l.ifname, up, addresses, subnets });
   }
   return map;
 }

@@ -123,7 +123,11 @@ uplinks:
         base + "    colour: blue\n",
         /uplinks\.isp1\.colour \(line 6, column 5\): unknown key colour/,
       ],
-      ["negative weight", base + "    weight: -2\n", /uplinks\.isp1\.weight \(line 6, column 13\):.*>=0/],
+      [
+        "negative weight",
+        base + "    weight: -2\n",
+        /uplinks\.isp1\.weight \(line 6, column 13\): must be a whole number from 0 to 10000 \(got -2\)/,
+      ],
       [
         "invalid prefix",
         base + "rules:\n  - { name: r, destination: [203.0.113.0/33], via: [isp1] }\n",

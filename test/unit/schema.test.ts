@@ -8,6 +8,7 @@ import { parse } from "yaml";
 import { ConfigError } from "../../src/config/issues.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { generateSchema, SCHEMA_FILE } from "../../scripts/gen-schema.ts";
+import { CONFIG_DOC_FILE, generateConfigDoc } from "../../scripts/gen-config-doc.ts";
 
 const examplesDir = new URL("../../examples/", import.meta.url);
 const examples = readdirSync(examplesDir).filter((f) => f.endsWith(".yaml"));
@@ -29,6 +30,45 @@ test("the committed schema is exactly what the generator writes now (npm run gen
     committed,
     await generateSchema(),
     "contrib/nflb.schema.json is stale: run npm run gen:schema",
+  );
+});
+
+test("docs/CONFIG.md is exactly what the generator writes now (npm run gen:schema)", async () => {
+  assert.equal(
+    readFileSync(CONFIG_DOC_FILE, "utf8"),
+    await generateConfigDoc(),
+    "docs/CONFIG.md is stale: run npm run gen:schema",
+  );
+});
+
+test("docs/CONFIG.md lists every key of the schema with a type, a default or requirement, and an example", () => {
+  const doc = readFileSync(CONFIG_DOC_FILE, "utf8");
+  const keys: string[] = [];
+  const walk = (node: Record<string, unknown>, path: string) => {
+    for (const [k, v] of Object.entries((node.properties ?? {}) as Record<string, Record<string, unknown>>)) {
+      const p = path ? `${path}.${k}` : k;
+      keys.push(p);
+      walk(v, p);
+    }
+    const more = node.additionalProperties;
+    if (more && typeof more === "object") walk(more as Record<string, unknown>, `${path}.NAME`);
+    const items = node.items;
+    if (items && typeof items === "object") walk(items as Record<string, unknown>, `${path}[]`);
+  };
+  walk(JSON.parse(committed) as Record<string, unknown>, "");
+  assert.ok(keys.length > 60, String(keys.length));
+  for (const k of keys) {
+    const at = doc.indexOf(`### \`${k}\``);
+    assert.ok(at >= 0, `no entry for ${k}`);
+    const next = doc.indexOf("\n### ", at + 1);
+    const entry = doc.slice(at, next < 0 ? undefined : next);
+    assert.match(entry, /- type: /, k);
+    assert.match(entry, /- (default: |required|optional)/, k);
+    assert.match(entry, /Example: `|```yaml/, k);
+  }
+  assert.match(
+    doc,
+    /### `uplinks\.NAME\.probe\.interval`[\s\S]*?default: `200ms`[\s\S]*?bounds: 10ms to 60s/,
   );
 });
 
