@@ -20,8 +20,9 @@ import {
   memberKey,
   membersPrefix,
   paramsKey,
-  paramsSchema,
+  parseParams,
   parseView,
+  sameParams,
   type ClusterParams,
   type ClusterView,
   type MemberRecord,
@@ -324,35 +325,22 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
     const mine: ClusterParams = { buckets: this.cl.buckets, hash: this.cl.hash };
     const key = paramsKey(this.name);
     const cur = await this.etcd.get(key);
-    let recorded: ClusterParams | null = null;
-    if (cur) {
-      try {
-        const p = paramsSchema.safeParse(JSON.parse(cur.value));
-        recorded = p.success ? p.data : null;
-      } catch {
-        recorded = null;
-      }
-    }
-    if (recorded && recorded.buckets === mine.buckets && recorded.hash === mine.hash) {
-      this.setJoinError(null);
-      return true;
-    }
+    const recorded = cur ? parseParams(cur.value) : null;
+    if (sameParams(recorded, mine)) return this.joined();
     const mp = membersPrefix(this.name);
+    const noMember = {
+      key: mp,
+      rangeEnd: prefixEnd(mp),
+      target: "create",
+      result: "equal",
+      createRevision: 0,
+    } as const;
     const t = await this.etcd.txn({
+      // Absent: create it. Present but different: only while no member key exists at all (an
+      // empty range compares as create revision 0), i.e. nobody runs the old partitioning.
       compare: [
         { key, target: "mod", result: "equal", modRevision: cur?.modRevision ?? 0 },
-        // No member key at all (an empty range compares as create revision 0).
-        ...(cur
-          ? [
-              {
-                key: mp,
-                rangeEnd: prefixEnd(mp),
-                target: "create" as const,
-                result: "equal" as const,
-                createRevision: 0,
-              },
-            ]
-          : []),
+        ...(cur ? [noMember] : []),
       ],
       success: [{ put: { key, value: JSON.stringify(mine) } }],
     });
@@ -361,23 +349,19 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
         this.log(
           `no member runs: cluster ${this.name} re-created with ${paramsText(mine)} (was ${recorded ? paramsText(recorded) : "unreadable"})`,
         );
-      this.setJoinError(null);
-      return true;
+      return this.joined();
     }
+    // Lost a race: someone else wrote it meanwhile.
     const now = await this.etcd.get(key);
-    let seen: ClusterParams | null = null;
-    try {
-      const p = paramsSchema.safeParse(JSON.parse(now?.value ?? "null"));
-      seen = p.success ? p.data : null;
-    } catch {
-      seen = null;
-    }
-    if (seen && seen.buckets === mine.buckets && seen.hash === mine.hash) {
-      this.setJoinError(null);
-      return true;
-    }
+    const seen = now ? parseParams(now.value) : null;
+    if (sameParams(seen, mine)) return this.joined();
     this.setJoinError(mismatchText(this.name, seen ?? recorded, mine));
     return false;
+  }
+
+  private joined(): true {
+    this.setJoinError(null);
+    return true;
   }
 
   private setJoinError(msg: string | null): void {
@@ -510,9 +494,9 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
       this.log(`reconcile: ${e instanceof Error ? e.message : String(e)}`);
       return;
     }
-    const p = view.params;
-    if (p && (p.buckets !== this.cl.buckets || p.hash !== this.cl.hash))
-      return this.refuseJoin(mismatchText(this.name, p, { buckets: this.cl.buckets, hash: this.cl.hash }));
+    const mine = { buckets: this.cl.buckets, hash: this.cl.hash };
+    if (view.params && !sameParams(view.params, mine))
+      return this.refuseJoin(mismatchText(this.name, view.params, mine));
     this.view = view;
     this.lastReconcileAt = this.now();
     const lease = this.leaseId;

@@ -54,6 +54,10 @@ export const paramsSchema = z.object({
 });
 export type ClusterParams = z.infer<typeof paramsSchema>;
 
+export const parseParams = (value: string): ClusterParams | null => parseJson(paramsSchema, value);
+export const sameParams = (a: ClusterParams | null, b: ClusterParams) =>
+  a !== null && a.buckets === b.buckets && a.hash === b.hash;
+
 export interface ClusterView {
   revision: number;
   members: Map<string, MemberRecord>;

@@ -172,7 +172,7 @@ describe("cluster agent", () => {
     return { a, host, logs };
   }
 
-  test("a member with other buckets refuses to join and serves nothing; the first keeps all", async () => {
+  test("a member with other buckets refuses to join and serves nothing; the first keeps all; once it is gone, the cluster is re-created", async () => {
     const etcd = new FakeEtcd();
     const one = agent(etcd, "node1", 8);
     await one.a.start();
@@ -200,6 +200,16 @@ describe("cluster agent", () => {
     assert.equal(one.host.owned.length, 8, "node1 keeps serving every bucket");
     assert.equal(assignment().mod, modBefore, "the assignment was not rewritten");
     assert.deepEqual(JSON.parse(assignment().value).members, ["node1"]);
+
+    // Every 8-bucket member gone: the 16-bucket node re-creates the cluster and takes all 16.
+    await one.a.stop({ leave: true });
+    await until("node2 joins once nobody runs 8 buckets", () => two.host.owned.length === 16, 10_000);
+    assert.equal(two.a.snapshot().error, null);
+    assert.deepEqual(JSON.parse(etcd.kvs.get("/nflb/cluster/lab/params")!.value), {
+      buckets: 16,
+      hash: "source",
+    });
+    assert.ok(two.logs.some((l) => /no member runs: cluster lab re-created with 16 buckets/.test(l)));
   });
 
   test("pushes: only signed documents with shared keys are run; on_change never comes from etcd", async () => {
