@@ -66,7 +66,8 @@ describe("cluster over etcd with TLS client certificates and auth", { skip, time
     for (const i of lab.nodeIndexes) assert.equal(lab.configVersion(i), version, `node${i}`);
     const status = await lab.run("node2", [NFLB, "cluster", "status", "-c", lab.configPath(2)]);
     assert.match(status, /2 member\(s\), 16 buckets/);
-    const api = await lab.run("node1", ["curl", "-s", "http://127.0.0.1:9110/api/v1/status"]);
+    const api = await lab.nflb(1, ["status", "--json", "-c", lab.configPath(1)]);
+    assert.match(api, /"buckets_owned": 8/);
     for (const text of [
       status,
       api,
