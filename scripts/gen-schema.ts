@@ -95,6 +95,17 @@ export const DESCRIPTIONS: Record<string, string> = {
   "cluster.hash": "source (a client stays on one node) or source-port (spread one client's connections).",
   "cluster.etcd": "etcd endpoints: membership leases, bucket ownership, shared config.",
   "cluster.lease": "Membership lease: a node silent for this long loses its buckets.",
+  "cluster.etcd_tls": "TLS to etcd (https:// endpoints): files, read at start.",
+  "cluster.etcd_tls.ca": "PEM CA that signed etcd's server certificate (default: the system's CAs).",
+  "cluster.etcd_tls.cert": "PEM client certificate, for etcd's --client-cert-auth (with key).",
+  "cluster.etcd_tls.key": "PEM client key (not world-readable).",
+  "cluster.etcd_auth": "etcd user: a token from /v3/auth/authenticate rides on every request.",
+  "cluster.etcd_auth.username": "etcd user name.",
+  "cluster.etcd_auth.password_file": "File holding the password (not world-readable); never inline.",
+  "cluster.key_file":
+    "Shared secret of the witness reports (HMAC-SHA256), not world-readable; none: no outage mode.",
+  "cluster.push_public_key":
+    "Ed25519 public key (PEM) pushed configs must be signed with; none: pushes refused.",
   api: "The daemon's HTTP API and dashboard.",
   "api.listen": "Address the API listens on (--api overrides).",
   "api.token": "Bearer token for POSTs (or NFLB_API_TOKEN); without one only loopback may POST.",

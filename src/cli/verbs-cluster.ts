@@ -3,8 +3,9 @@ import { Option } from "commander";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.ts";
 import { clusterPrefix, parseView } from "../cluster/keys.ts";
 import { bucketsOf } from "../cluster/ownership.ts";
-import { pushConfig } from "../cluster/shared-config.ts";
-import { EtcdClient } from "../system/etcd.ts";
+import { clusterEtcdClient, readPushPublicKey, readPushSigningKey } from "../cluster/secrets.ts";
+import { pushConfig, sharedDocument, validateShared } from "../cluster/shared-config.ts";
+import { signConfig, verifyConfig } from "../cluster/signing.ts";
 
 const cfg = () => new Option("-c, --config <file>", "config file").default(DEFAULT_CONFIG_PATH);
 
@@ -12,7 +13,7 @@ async function clusterOf(file: string) {
   const loaded = await loadConfig(file);
   const cl = loaded.config.cluster;
   if (!cl) throw new Error(`${file} has no \`cluster\` section`);
-  return { loaded, cl, etcd: new EtcdClient(cl.etcd, { timeoutMs: 3000 }) };
+  return { loaded, cl, etcd: await clusterEtcdClient(cl, { timeoutMs: 3000 }) };
 }
 
 /** `nflb cluster push|status`: the shared config and the members' view, straight from etcd. */
@@ -27,12 +28,37 @@ export function registerClusterVerbs(program: Command): void {
       "validate the config and store it in etcd as the next shared version; every member applies it",
     )
     .addOption(cfg())
-    .addHelpText("after", "\nExample:\n  nflb cluster push -c /etc/nflb/nflb.yaml")
-    .action(async (o: { config: string }) => {
+    .requiredOption(
+      "--signing-key <file>",
+      "Ed25519 private key (PEM, not world-readable) whose public key members have in cluster.push_public_key",
+    )
+    .addHelpText(
+      "after",
+      "\nOnly the shared part is pushed: services and cluster name/buckets/hash/vip/lease. Hooks, the API,\n" +
+        "uplinks, etcd settings and keys stay on each node.\n\nExample:\n" +
+        "  openssl genpkey -algorithm ed25519 -out /root/nflb-push.key\n" +
+        "  openssl pkey -in /root/nflb-push.key -pubout -out /etc/nflb/push.pub   # cluster.push_public_key\n" +
+        "  nflb cluster push -c /etc/nflb/nflb.yaml --signing-key /root/nflb-push.key",
+    )
+    .action(async (o: { config: string; signingKey: string }) => {
       const { loaded, cl, etcd } = await clusterOf(o.config);
-      const rec = await pushConfig(etcd, cl.name, loaded.text);
+      const key = await readPushSigningKey(o.signingKey);
+      if (cl.push_public_key) {
+        const pub = await readPushPublicKey(cl.push_public_key);
+        if (!verifyConfig(pub, cl.name, 1, "", signConfig(key, cl.name, 1, "")))
+          throw new Error(
+            `${o.signingKey} is not the private key of ${cl.push_public_key}: members would refuse the push`,
+          );
+      }
+      const doc = sharedDocument(loaded.text);
+      // What members will check, checked here first (same schema, same limits).
+      const v = validateShared(doc.text, loaded.config, cl.node ?? "pusher", null);
+      if (!v.ok) throw new Error(`the shared part of ${o.config} is refused: ${v.message}`);
+      const rec = await pushConfig(etcd, cl.name, doc.text, key);
+      if (doc.left.length)
+        process.stderr.write(`not pushed (each node keeps its own): ${doc.left.join(", ")}\n`);
       process.stdout.write(
-        `cluster ${cl.name}: pushed config version ${rec.version} (sha256 ${rec.sha256.slice(0, 12)})\n`,
+        `cluster ${cl.name}: pushed config version ${rec.version} (sha256 ${rec.sha256.slice(0, 12)}, signed)\n`,
       );
     });
 
@@ -59,6 +85,8 @@ export function registerClusterVerbs(program: Command): void {
       const status = {
         cluster: cl.name,
         buckets: cl.buckets,
+        /** What the cluster was created with; a member with other values refuses to join. */
+        params: v.params,
         config_version: v.config?.version ?? null,
         members,
       };

@@ -16,7 +16,7 @@ import { allHealthy } from "../plan/desired.ts";
 import type { Facts } from "../plan/types.ts";
 import { allUp, planUplinks } from "../plan/uplinks.ts";
 import { stickyMap } from "../render/nft-uplinks.ts";
-import { EtcdClient } from "../system/etcd.ts";
+import { clusterEtcdClient } from "../cluster/secrets.ts";
 import { listJson } from "../system/nft.ts";
 import { readFacts } from "./load.ts";
 
@@ -169,9 +169,8 @@ async function readSticky(c: Config, q: Query, facts: Facts): Promise<Map<number
 async function readAssignment(c: Config): Promise<Assignment | null | undefined> {
   if (!c.cluster) return undefined;
   try {
-    const kv = await new EtcdClient(c.cluster.etcd, { timeoutMs: ASK_TIMEOUT_MS }).get(
-      assignmentKey(c.cluster.name),
-    );
+    const etcd = await clusterEtcdClient(c.cluster, { timeoutMs: ASK_TIMEOUT_MS });
+    const kv = await etcd.get(assignmentKey(c.cluster.name));
     if (!kv) return null;
     const a = assignmentSchema.safeParse(JSON.parse(kv.value));
     return a.success && a.data.owners.length === a.data.buckets ? a.data : null;

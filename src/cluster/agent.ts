@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Config } from "../config/schema.ts";
 import { EtcdClient, prefixEnd } from "../system/etcd.ts";
@@ -6,6 +7,7 @@ import {
   fenceTiming,
   outageRenewAllowed,
   renewal,
+  reportMaxAge,
   type FenceMode,
   type FenceTiming,
 } from "./fencing.ts";
@@ -16,13 +18,20 @@ import {
   holdsKey,
   holdsPrefix,
   memberKey,
+  membersPrefix,
+  paramsKey,
+  parseParams,
   parseView,
+  sameParams,
+  type ClusterParams,
   type ClusterView,
   type MemberRecord,
 } from "./keys.ts";
 import { bucketsOf, rebalance, sameMembers } from "./ownership.ts";
-import { validateShared } from "./shared-config.ts";
-import { Witness, WITNESS_PORT } from "./witness.ts";
+import { clusterEtcdClient, readPushPublicKey, readSharedKey } from "./secrets.ts";
+import { MAX_PUSHED_BYTES, validateShared } from "./shared-config.ts";
+import { verifyConfig } from "./signing.ts";
+import { Witness, WITNESS_PORT, type WitnessRejection } from "./witness.ts";
 
 /** The status API's `cluster` object, plus what `nflb cluster status` and tests need. */
 export interface ClusterSnapshot {
@@ -44,6 +53,8 @@ export interface ClusterSnapshot {
   owned: number[];
   mode: FenceMode;
   etcd: boolean;
+  /** Why this node is not a member (its buckets/hash differ from the cluster's), or null. */
+  error: string | null;
 }
 
 export type ClusterAgentEvents = {
@@ -59,7 +70,12 @@ export interface ClusterAgentOptions {
   /** This node's name; default `cluster.node`. */
   node?: string;
   host: ClusterHost;
+  /** Default: a client built from `cluster.etcd`, `etcd_tls` and `etcd_auth` at start. */
   etcd?: EtcdClient;
+  /** Witness secret; default read from `cluster.key_file` at start (none: no witness, no outage mode). */
+  sharedKey?: Buffer | null;
+  /** Public key pushed configs must verify with; default `cluster.push_public_key` (none: refuse pushes). */
+  pushKey?: KeyObject | null;
   /** Address peers reach this node at; default the first non-VIP address of the cluster interface. */
   address?: string;
   witnessPort?: number;
@@ -80,7 +96,13 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
   private running: Config;
   private readonly name: string;
   private readonly host: ClusterHost;
-  private readonly etcd: EtcdClient;
+  private etcdClient: EtcdClient | undefined;
+  private sharedKey: Buffer | null | undefined;
+  private pushKey: KeyObject | null | undefined;
+  /** Set while this node refuses to join (its buckets/hash differ from the cluster's). */
+  private joinError: string | null = null;
+  private lastJoinLog = "";
+  private readonly rejectLogAt = new Map<string, number>();
   private readonly now: () => number;
   private readonly witnessPort: number;
   private address: string | null;
@@ -100,6 +122,7 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
   private view: ClusterView | null = null;
   private lastNoEtcdReportAt = -Infinity;
   private lastReconcileAt = -Infinity;
+  private lastJoinCheck = -Infinity;
 
   private queue: Promise<void> = Promise.resolve();
   private tickQueued = false;
@@ -121,9 +144,16 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
     this.host = o.host;
     this.now = o.now ?? (() => performance.now());
     this.timing = fenceTiming(cl.lease);
-    this.etcd = o.etcd ?? new EtcdClient(cl.etcd, { timeoutMs: Math.max(300, this.timing.tickMs) });
+    this.etcdClient = o.etcd;
+    this.sharedKey = o.sharedKey;
+    this.pushKey = o.pushKey;
     this.address = o.address ?? null;
     this.witnessPort = o.witnessPort ?? WITNESS_PORT;
+  }
+
+  private get etcd(): EtcdClient {
+    if (!this.etcdClient) throw new Error("cluster agent: not started");
+    return this.etcdClient;
   }
 
   private get cl() {
@@ -133,19 +163,35 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
   }
 
   async start(): Promise<void> {
+    const cl = this.cl;
+    this.etcdClient ??= await clusterEtcdClient(cl, { timeoutMs: Math.max(300, this.timing.tickMs) });
+    if (this.sharedKey === undefined) this.sharedKey = cl.key_file ? await readSharedKey(cl.key_file) : null;
+    if (this.pushKey === undefined)
+      this.pushKey = cl.push_public_key ? await readPushPublicKey(cl.push_public_key) : null;
+    if (!this.sharedKey)
+      this.log("no cluster.key_file: witness reports are off; a node that loses etcd fences itself at once");
+    if (!this.pushKey) this.log("no cluster.push_public_key: configs pushed through etcd are refused");
     if (!this.address) {
       this.address = nodeAddress(await this.host.facts(), this.cl.interface, this.cl.vip);
       if (!this.address)
         throw new Error(`cluster agent: ${this.cl.interface} has no address of its own besides the VIP`);
     }
     await this.host.setup(this.running, null);
-    this.witness = new Witness(
-      this.name,
-      this.node,
-      { address: this.address, port: this.witnessPort },
-      this.now,
-    );
-    await this.witness.start();
+    if (this.sharedKey) {
+      this.witness = new Witness(
+        this.name,
+        this.node,
+        { address: this.address, port: this.witnessPort },
+        {
+          key: this.sharedKey,
+          addressOf: (n) => this.view?.members.get(n)?.address,
+          windowMs: Math.max(1000, reportMaxAge(this.timing)),
+          onReject: (why, n) => this.witnessRejected(why, n),
+        },
+        this.now,
+      );
+      await this.witness.start();
+    }
     this.tickTimer = setInterval(() => this.scheduleTick(), this.timing.tickMs);
     this.scheduleTick();
     void this.watchLoop();
@@ -186,6 +232,7 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
       : [];
     const live = this.now() < this.kernelUntil;
     return {
+      error: this.joinError,
       node: this.node,
       members,
       buckets_owned: live ? this.held.size : 0,
@@ -210,6 +257,15 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
 
   private log(msg: string): void {
     this.emit("log", msg);
+  }
+
+  /** A refused witness report: logged at most once per 30 s per reason and sender. */
+  private witnessRejected(why: WitnessRejection, node: string | null): void {
+    const k = `${why}/${node ?? "?"}`;
+    const now = this.now();
+    if (now - (this.rejectLogAt.get(k) ?? -Infinity) < 30_000) return;
+    this.rejectLogAt.set(k, now);
+    this.log(`witness: ignored a report${node ? ` claiming to be from ${node}` : ""}: ${why}`);
   }
 
   private scheduleTick(): void {
@@ -260,7 +316,83 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
     this.emitChange();
   }
 
+  /**
+   * The cluster's buckets and hash, recorded by the member that created it. A node with other
+   * values refuses to join (it would rewrite the assignment in a loop and split every bucket);
+   * when no member runs at all, the cluster is re-created with this node's values.
+   */
+  private async checkParams(): Promise<boolean> {
+    const mine: ClusterParams = { buckets: this.cl.buckets, hash: this.cl.hash };
+    const key = paramsKey(this.name);
+    const cur = await this.etcd.get(key);
+    const recorded = cur ? parseParams(cur.value) : null;
+    if (sameParams(recorded, mine)) return this.joined();
+    const mp = membersPrefix(this.name);
+    const noMember = {
+      key: mp,
+      rangeEnd: prefixEnd(mp),
+      target: "create",
+      result: "equal",
+      createRevision: 0,
+    } as const;
+    const t = await this.etcd.txn({
+      // Absent: create it. Present but different: only while no member key exists at all (an
+      // empty range compares as create revision 0), i.e. nobody runs the old partitioning.
+      compare: [
+        { key, target: "mod", result: "equal", modRevision: cur?.modRevision ?? 0 },
+        ...(cur ? [noMember] : []),
+      ],
+      success: [{ put: { key, value: JSON.stringify(mine) } }],
+    });
+    if (t.succeeded) {
+      if (cur)
+        this.log(
+          `no member runs: cluster ${this.name} re-created with ${paramsText(mine)} (was ${recorded ? paramsText(recorded) : "unreadable"})`,
+        );
+      return this.joined();
+    }
+    // Lost a race: someone else wrote it meanwhile.
+    const now = await this.etcd.get(key);
+    const seen = now ? parseParams(now.value) : null;
+    if (sameParams(seen, mine)) return this.joined();
+    this.setJoinError(mismatchText(this.name, seen ?? recorded, mine));
+    return false;
+  }
+
+  private joined(): true {
+    this.setJoinError(null);
+    return true;
+  }
+
+  private setJoinError(msg: string | null): void {
+    this.joinError = msg;
+    if (msg && msg !== this.lastJoinLog) this.log(msg);
+    this.lastJoinLog = msg ?? "";
+  }
+
+  /** Leave at once (kernel first, then the lease) and stay out: the cluster's parameters differ. */
+  private async refuseJoin(msg: string): Promise<void> {
+    this.setJoinError(msg);
+    this.held.clear();
+    await this.host.setOwned({ buckets: [], timeoutMs: 0 });
+    this.kernelUntil = 0;
+    const lease = this.leaseId;
+    this.leaseId = null;
+    this.lastOkSentAt = null;
+    this.mode = "fenced";
+    this.view = null;
+    if (lease) await this.etcd.leaseRevoke(lease).catch(() => undefined);
+    this.emitChange();
+  }
+
   private async register(): Promise<void> {
+    // Refused: retry every few seconds (the cluster may be re-created), serve nothing meanwhile.
+    if (this.joinError && this.now() - this.lastJoinCheck < 5000) return;
+    this.lastJoinCheck = this.now();
+    if (!(await this.checkParams())) {
+      this.etcdOk = true;
+      return;
+    }
     const sentAt = this.now();
     const g = await this.etcd.leaseGrant(this.cl.lease / 1000);
     this.timing = fenceTiming(this.cl.lease, g.ttl * 1000);
@@ -362,6 +494,9 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
       this.log(`reconcile: ${e instanceof Error ? e.message : String(e)}`);
       return;
     }
+    const mine = { buckets: this.cl.buckets, hash: this.cl.hash };
+    if (view.params && !sameParams(view.params, mine))
+      return this.refuseJoin(mismatchText(this.name, view.params, mine));
     this.view = view;
     this.lastReconcileAt = this.now();
     const lease = this.leaseId;
@@ -444,11 +579,27 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
     if (free.length > 0 && !mayClaim) this.kick(this.timing.tickMs);
   }
 
+  /** Why a pushed record may not even be read, or null: who signed it, and whether it is new. */
+  private pushRefusal(sc: NonNullable<ClusterView["config"]>): string | null {
+    if (!this.pushKey) return "this node has no cluster.push_public_key: pushed configs are refused";
+    if (!sc.signature) return "unsigned (nflb cluster push --signing-key signs it)";
+    if (sc.text.length > MAX_PUSHED_BYTES) return `larger than ${MAX_PUSHED_BYTES} bytes`;
+    if (!verifyConfig(this.pushKey, this.name, sc.version, sc.text, sc.signature))
+      return "bad signature (not signed by the key of cluster.push_public_key, or not for this version and cluster)";
+    if (this.version !== null && sc.version < this.version)
+      return `older than the running v${this.version} (a replay)`;
+    return null;
+  }
+
   private async handleConfig(view: ClusterView): Promise<void> {
     const sc = view.config;
     if (!sc || sc.version === this.version || this.refused.has(sc.version)) return;
-    const facts = await this.host.facts();
-    const v = validateShared(sc.text, this.running, this.node, facts);
+    const early = this.pushRefusal(sc);
+    const facts = early === null ? await this.host.facts() : null;
+    const v =
+      early === null
+        ? validateShared(sc.text, this.running, this.node, facts)
+        : ({ ok: false, message: early } as const);
     let message: string | null = v.ok ? null : v.message;
     if (v.ok) {
       try {
@@ -477,9 +628,15 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
 
   private emitChange(force = false): void {
     const s = this.snapshot();
-    const sig = JSON.stringify([s.members, s.buckets_owned, s.config_version, s.mode, s.etcd]);
+    const sig = JSON.stringify([s.members, s.buckets_owned, s.config_version, s.mode, s.etcd, s.error]);
     if (!force && sig === this.lastSignature) return;
     this.lastSignature = sig;
     this.emit("change", s);
   }
+}
+
+const paramsText = (p: ClusterParams) => `${p.buckets} buckets, hash ${p.hash}`;
+
+function mismatchText(name: string, cluster: ClusterParams | null, mine: ClusterParams): string {
+  return `refused to join cluster ${name}: it uses ${cluster ? paramsText(cluster) : "other (unreadable) parameters"}, this node has ${paramsText(mine)}; serving nothing (change it with every member stopped)`;
 }

@@ -7,7 +7,8 @@ import type { Assignment } from "./ownership.ts";
  *   members/NODE  (leased)  who is alive, its address and the config version it runs
  *   holds/NODE    (leased)  buckets NODE may have in its kernel (a superset of them)
  *   assignment              the target owner of every bucket
- *   config                  the shared config pushed with `nflb cluster push`
+ *   config                  the shared config pushed with `nflb cluster push` (signed)
+ *   params                  buckets and hash, written by the member that created the cluster
  */
 export const clusterPrefix = (name: string) => `/nflb/cluster/${name}/`;
 export const memberKey = (name: string, node: string) => `${clusterPrefix(name)}members/${node}`;
@@ -15,6 +16,8 @@ export const holdsKey = (name: string, node: string) => `${clusterPrefix(name)}h
 export const holdsPrefix = (name: string) => `${clusterPrefix(name)}holds/`;
 export const assignmentKey = (name: string) => `${clusterPrefix(name)}assignment`;
 export const configKey = (name: string) => `${clusterPrefix(name)}config`;
+export const paramsKey = (name: string) => `${clusterPrefix(name)}params`;
+export const membersPrefix = (name: string) => `${clusterPrefix(name)}members/`;
 
 export const memberSchema = z.object({
   node: z.string(),
@@ -39,8 +42,21 @@ export const sharedConfigSchema = z.object({
   sha256: z.string(),
   text: z.string(),
   pushed_at: z.string(),
+  /** Ed25519 over signedBytes(cluster, version, text), base64 (signing.ts). */
+  signature: z.string().max(200).optional(),
 });
 export type SharedConfig = z.infer<typeof sharedConfigSchema>;
+
+/** What partitions the hash space: every member must run the same. */
+export const paramsSchema = z.object({
+  buckets: z.number().int().positive(),
+  hash: z.string(),
+});
+export type ClusterParams = z.infer<typeof paramsSchema>;
+
+export const parseParams = (value: string): ClusterParams | null => parseJson(paramsSchema, value);
+export const sameParams = (a: ClusterParams | null, b: ClusterParams) =>
+  a !== null && a.buckets === b.buckets && a.hash === b.hash;
 
 export interface ClusterView {
   revision: number;
@@ -50,9 +66,14 @@ export interface ClusterView {
   assignment: Assignment | null;
   assignmentMod: number;
   config: SharedConfig | null;
+  params: ClusterParams | null;
 }
 
+/** A value larger than this is not something nflb wrote (a pushed config is at most 1 MiB). */
+const MAX_VALUE_CHARS = 2 * 1024 * 1024;
+
 function parseJson<T>(schema: z.ZodType<T>, text: string): T | null {
+  if (text.length > MAX_VALUE_CHARS) return null;
   try {
     const r = schema.safeParse(JSON.parse(text));
     return r.success ? r.data : null;
@@ -72,6 +93,7 @@ export function parseView(name: string, revision: number, kvs: readonly KeyValue
     assignment: null,
     assignmentMod: 0,
     config: null,
+    params: null,
   };
   for (const kv of kvs) {
     if (!kv.key.startsWith(prefix)) continue;
@@ -93,6 +115,8 @@ export function parseView(name: string, revision: number, kvs: readonly KeyValue
       }
     } else if (rest === "config") {
       view.config = parseJson(sharedConfigSchema, kv.value);
+    } else if (rest === "params") {
+      view.params = parseJson(paramsSchema, kv.value);
     }
   }
   return view;

@@ -162,7 +162,7 @@ function etcdEndpointIssues(urls: string[]): ConfigIssue[] {
     else if (url.username || url.password)
       out.push({
         path: ["cluster", "etcd", i],
-        message: `remove the user name and password from the URL (write ${url.protocol}//${url.host}): a URL is shown in logs and status, credentials must not be`,
+        message: `remove the user name and password from the URL (write ${url.protocol}//${url.host}): a URL is shown in logs and status, credentials must not be; use cluster.etcd_auth (username, password_file)`,
       });
     else if (url.pathname !== "/" || url.search || url.hash)
       out.push({

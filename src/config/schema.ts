@@ -246,16 +246,64 @@ export const serviceSchema = z.strictObject({
   backends: z.array(backendSchema).min(1).max(LIMITS.backends),
 });
 
-export const clusterSchema = z.strictObject({
-  name,
-  node: name.optional(),
-  vip: oneOrMany(address, 2, "[192.0.2.2, 2001:db8::2]"),
-  interface: iface,
-  buckets: z.number().int().min(1).max(4096).default(256),
-  hash: z.enum(["source", "source-port"]).default("source"),
-  etcd: z.array(z.string().url()).min(1).max(LIMITS.etcd).default(["http://127.0.0.1:2379"]),
-  lease: duration(500, 60_000).default(2000),
-});
+// --- cluster: its own helpers kept next to it (ease merges with the rest of the schema) ---
+
+/** An absolute path to a file nflb reads (keys, certificates, passwords): never a relative one. */
+const clusterFile = z
+  .string()
+  .max(1024)
+  .refine((p) => p.startsWith("/") && !p.includes("\0") && !p.split("/").includes(".."), {
+    message: "an absolute file path, without '..'",
+  })
+  .meta({ description: "an absolute file path" });
+
+/**
+ * `http://host:port` or `https://host:port`. Only "is it a URL" here: the scheme, credentials
+ * (they belong in `etcd_auth`) and paths are cross-checks, whose messages say how to write it.
+ */
+const etcdUrl = z
+  .string()
+  .max(512)
+  .refine((s) => URL.canParse(s), { message: "not a URL: expected http://HOST:PORT or https://HOST:PORT" })
+  .meta({ description: "an etcd endpoint: http://HOST:PORT or https://HOST:PORT" });
+
+export const clusterSchema = z
+  .strictObject({
+    name,
+    node: name.optional(),
+    vip: oneOrMany(address, 2, "[192.0.2.2, 2001:db8::2]"),
+    interface: iface,
+    buckets: z.number().int().min(1).max(4096).default(256),
+    hash: z.enum(["source", "source-port"]).default("source"),
+    etcd: z.array(etcdUrl).min(1).max(LIMITS.etcd).default(["http://127.0.0.1:2379"]),
+    lease: duration(500, 60_000).default(2000),
+    /** TLS to etcd: its CA, and this node's client certificate for `--client-cert-auth`. */
+    etcd_tls: z
+      .strictObject({ ca: clusterFile.optional(), cert: clusterFile.optional(), key: clusterFile.optional() })
+      .refine((t) => (t.cert === undefined) === (t.key === undefined), {
+        message: "cert and key go together",
+      })
+      .optional(),
+    /** etcd's own users; the password is read from a file (never written in this YAML). */
+    etcd_auth: z
+      .strictObject({
+        username: z
+          .string()
+          .min(1)
+          .max(128)
+          .regex(/^[^\s:]+$/, "no spaces or ':'"),
+        password_file: clusterFile,
+      })
+      .optional(),
+    /** Shared secret (HMAC-SHA256) of the witness reports; the file must not be world-readable. */
+    key_file: clusterFile.optional(),
+    /** Ed25519 public key (PEM) every pushed config must be signed with; none: pushes are refused. */
+    push_public_key: clusterFile.optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.etcd_tls && !c.etcd.some((e) => e.startsWith("https://")))
+      ctx.addIssue({ code: "custom", path: ["etcd_tls"], message: "etcd_tls needs https:// endpoints" });
+  });
 
 export const apiSchema = z.strictObject({
   listen: hostPort.default("127.0.0.1:9110"),

@@ -6,10 +6,13 @@
 //              node1 … nodeN ────────┘   each: VIP 192.0.2.2, agent, echo-server on :7000
 //
 // The router reaches the VIP through a static ARP entry for the cluster's multicast MAC (what an
-// upstream router needs; see docs/CLUSTER.md).
+// upstream router needs; see docs/CLUSTER.md). Every lab has a witness key and a push key pair;
+// with `tls`, etcd takes only clients with a certificate of the lab's own CA, and a user/password.
+import { createPrivateKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { clusterMac } from "../cluster/render.ts";
+import { signConfig } from "../cluster/signing.ts";
 import { repoPath, tsxArgv } from "../paths.ts";
 import { NetnsLab } from "./lab.ts";
 import { ipBatch } from "./netns.ts";
@@ -22,6 +25,7 @@ export const CLUSTER_LAB = {
   clientGateway: "198.18.0.1",
   port: 7000,
   etcdUrl: "http://192.0.2.250:2379",
+  etcdTlsUrl: "https://192.0.2.250:2379",
 } as const;
 
 export const MAX_CLUSTER_NODES = 8;
@@ -34,6 +38,8 @@ export interface ClusterLabOptions {
   buckets?: number;
   /** Give the router a permanent ARP entry for the VIP (default); false: it must learn it by ARP. */
   staticArp?: boolean;
+  /** etcd over https with client certificates (its own CA, made with openssl) and user/password auth. */
+  tls?: boolean;
 }
 
 /** The agent's snapshot, as the daemon logs it (`msg: "cluster state"`) and serves it in status. */
@@ -44,6 +50,7 @@ export interface AgentSnapshotLine {
   config_version: number | null;
   mode: string;
   etcd: boolean;
+  error?: string | null;
   members: {
     node: string;
     buckets: number;
@@ -60,6 +67,12 @@ export class ClusterLab extends NetnsLab {
   private etcdProc: TrackedProcess | undefined;
   private readonly agents = new Map<number, TrackedProcess>();
   private readonly servers = new Map<number, TrackedProcess>();
+  private pushPrivatePem = "";
+  /** etcd's root password (tls labs), for etcdctl. */
+  private readonly rootPassword = randomBytes(12).toString("hex");
+  /** nflb's etcd password: in a file only, so a test can check it never shows. */
+  readonly etcdPassword = randomBytes(12).toString("hex");
+  private authEnabled = false;
 
   constructor(opts: ClusterLabOptions) {
     super();
@@ -71,6 +84,7 @@ export class ClusterLab extends NetnsLab {
       lease: opts.lease ?? "2s",
       buckets: opts.buckets ?? 256,
       staticArp: opts.staticArp ?? true,
+      tls: opts.tls ?? false,
     };
     if (this.options.sources < 1 || this.options.sources > 200) throw new Error("sources must be 1..200");
     this.sources = Array.from({ length: this.options.sources }, (_, n) => `198.18.0.${10 + n}`);
@@ -88,9 +102,19 @@ export class ClusterLab extends NetnsLab {
     return `${this.dir}/node${i}.yaml`;
   }
 
+  /** The private key `nflb cluster push --signing-key` takes (members hold its public key). */
+  get pushKeyPath(): string {
+    return `${this.dir}/push.key`;
+  }
+
+  get etcdUrl(): string {
+    return this.options.tls ? CLUSTER_LAB.etcdTlsUrl : CLUSTER_LAB.etcdUrl;
+  }
+
   /** A node's config text; `extra` is appended verbatim (top-level keys). */
-  configText(i: number, extra = ""): string {
+  configText(i: number, extra = "", over: { buckets?: number } = {}): string {
     const o = this.options;
+    const d = this.dir;
     return [
       "version: 1",
       "cluster:",
@@ -98,11 +122,30 @@ export class ClusterLab extends NetnsLab {
       `  node: node${i}`,
       `  vip: ${CLUSTER_LAB.vip}`,
       "  interface: eth0",
-      `  buckets: ${o.buckets}`,
-      `  etcd: [${CLUSTER_LAB.etcdUrl}]`,
+      `  buckets: ${over.buckets ?? o.buckets}`,
+      `  etcd: [${this.etcdUrl}]`,
       `  lease: ${o.lease}`,
+      `  key_file: ${d}/cluster.key`,
+      `  push_public_key: ${d}/push.pub`,
+      ...(o.tls
+        ? [
+            `  etcd_tls: { ca: ${d}/pki/ca.crt, cert: ${d}/pki/client.crt, key: ${d}/pki/client.key }`,
+            `  etcd_auth: { username: nflb, password_file: ${d}/etcd.password }`,
+          ]
+        : []),
       extra,
     ].join("\n");
+  }
+
+  /** A shared-config record as `nflb cluster push` writes it, signed with the lab's push key. */
+  signedRecord(version: number, text: string): string {
+    return JSON.stringify({
+      version,
+      sha256: "",
+      text,
+      pushed_at: new Date().toISOString(),
+      signature: signConfig(createPrivateKeyPem(this.pushPrivatePem), "lab", version, text),
+    });
   }
 
   async writeFile(name: string, text: string): Promise<string> {
@@ -116,6 +159,7 @@ export class ClusterLab extends NetnsLab {
       this.dir = await mkdtemp(`${tmpdir()}/nflb-cluster-lab-`);
       const roles = ["sw", "etcd", "router", "client", ...this.nodeIndexes.map((i) => `node${i}`)];
       for (const r of roles) await this.addRole(r);
+      await this.writeKeys();
       const sw = this.netns("sw");
       // A plain switch: learning, flooding, no IGMP snooping.
       await ipBatch(sw, ["link add br0 type bridge mcast_snooping 0", "link set br0 up"]);
@@ -162,33 +206,134 @@ export class ClusterLab extends NetnsLab {
     if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 
+  /** The witness key and the push key pair every lab node uses (files only root can read). */
+  private async writeKeys(): Promise<void> {
+    const d = this.dir;
+    await writeFile(`${d}/cluster.key`, randomBytes(32).toString("hex") + "\n", { mode: 0o600 });
+    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    this.pushPrivatePem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    await writeFile(`${d}/push.key`, this.pushPrivatePem, { mode: 0o600 });
+    await writeFile(`${d}/push.pub`, publicKey.export({ type: "spki", format: "pem" }), { mode: 0o644 });
+    if (!this.options.tls) return;
+    await writeFile(`${d}/etcd.password`, this.etcdPassword + "\n", { mode: 0o600 });
+    await this.makePki();
+  }
+
+  /**
+   * A CA, etcd's server certificate (for its lab address) and one client certificate, with the
+   * openssl CLI. etcd's gateway dials etcd's own gRPC port with the server certificate, so that one
+   * is also a client certificate. The client certificate has no CN: etcd 3.4's gateway refuses a request whose
+   * certificate carries one while auth is on (it would not use it), so users come from tokens.
+   */
+  private async makePki(): Promise<void> {
+    const pki = `${this.dir}/pki`;
+    const ssl = (args: string[]) => this.run("etcd", ["openssl", ...args]);
+    await this.run("etcd", ["mkdir", "-m", "700", pki]);
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    await ssl([
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      `${pki}/ca.key`,
+      "-out",
+      `${pki}/ca.crt`,
+      "-days",
+      "2",
+      "-subj",
+      "/CN=nflb-lab-ca",
+    ]);
+    const issue = async (name: string, subj: string, ext: string) => {
+      await writeFile(`${pki}/${name}.ext`, ext);
+      await ssl(["req", ...ec, "-keyout", `${pki}/${name}.key`, "-out", `${pki}/${name}.csr`, "-subj", subj]);
+      await ssl([
+        "x509",
+        "-req",
+        "-in",
+        `${pki}/${name}.csr`,
+        "-CA",
+        `${pki}/ca.crt`,
+        "-CAkey",
+        `${pki}/ca.key`,
+        "-CAcreateserial",
+        "-out",
+        `${pki}/${name}.crt`,
+        "-days",
+        "2",
+        "-extfile",
+        `${pki}/${name}.ext`,
+      ]);
+    };
+    await issue(
+      "server",
+      "/CN=etcd",
+      `subjectAltName=IP:${CLUSTER_LAB.etcd}\nextendedKeyUsage=serverAuth,clientAuth\n`,
+    );
+    await issue("client", "/O=nflb-lab", "extendedKeyUsage=clientAuth\n");
+    await this.run("etcd", ["chmod", "600", `${pki}/ca.key`, `${pki}/server.key`, `${pki}/client.key`]);
+  }
+
+  /** etcdctl's flags: the endpoint, and with tls the client certificate and the root user. */
+  private etcdctlArgv(auth = true): string[] {
+    const pki = `${this.dir}/pki`;
+    return [
+      "etcdctl",
+      `--endpoints=${this.etcdUrl}`,
+      ...(this.options.tls
+        ? [`--cacert=${pki}/ca.crt`, `--cert=${pki}/client.crt`, `--key=${pki}/client.key`]
+        : []),
+      ...(auth && this.authEnabled ? [`--user=root:${this.rootPassword}`] : []),
+    ];
+  }
+
   async startEtcd(): Promise<void> {
     if (this.etcdProc) return;
-    const url = (port: number) => `http://${CLUSTER_LAB.etcd}:${port}`;
+    const tls = this.options.tls;
+    const client = `${tls ? "https" : "http"}://${CLUSTER_LAB.etcd}:2379`;
+    const peer = `http://${CLUSTER_LAB.etcd}:2380`;
+    const pki = `${this.dir}/pki`;
     this.etcdProc = this.spawn("etcd", [
       "etcd",
       "--name=lab",
       `--data-dir=${this.dir}/etcd`,
-      `--listen-client-urls=${url(2379)}`,
-      `--advertise-client-urls=${url(2379)}`,
-      `--listen-peer-urls=${url(2380)}`,
-      `--initial-advertise-peer-urls=${url(2380)}`,
-      `--initial-cluster=lab=${url(2380)}`,
+      `--listen-client-urls=${client}`,
+      `--advertise-client-urls=${client}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=lab=${peer}`,
+      ...(tls
+        ? [
+            "--client-cert-auth",
+            `--trusted-ca-file=${pki}/ca.crt`,
+            `--cert-file=${pki}/server.crt`,
+            `--key-file=${pki}/server.key`,
+          ]
+        : []),
       "--log-level=warn",
     ]);
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
-      const r = await this.exec(
-        "etcd",
-        ["etcdctl", `--endpoints=${CLUSTER_LAB.etcdUrl}`, "endpoint", "health"],
-        {
-          timeoutMs: 5000,
-        },
-      );
-      if (r.code === 0) return;
+      const r = await this.exec("etcd", [...this.etcdctlArgv(), "endpoint", "health"], { timeoutMs: 5000 });
+      if (r.code === 0) {
+        if (tls && !this.authEnabled) await this.enableAuth();
+        return;
+      }
       await new Promise((res) => setTimeout(res, 200));
     }
     throw new Error(`etcd did not become healthy: ${this.etcdProc.stderr().slice(-1000)}`);
+  }
+
+  /** etcd's auth: root, and a user `nflb` that may read and write /nflb/ only. */
+  private async enableAuth(): Promise<void> {
+    const ctl = (args: string[]) => this.run("etcd", [...this.etcdctlArgv(false), ...args]);
+    await ctl(["user", "add", "root", `--new-user-password=${this.rootPassword}`]);
+    await ctl(["user", "grant-role", "root", "root"]);
+    await ctl(["role", "add", "nflb"]);
+    await ctl(["role", "grant-permission", "nflb", "--prefix=true", "readwrite", "/nflb/"]);
+    await ctl(["user", "add", "nflb", `--new-user-password=${this.etcdPassword}`]);
+    await ctl(["user", "grant-role", "nflb", "nflb"]);
+    await ctl(["auth", "enable"]);
+    this.authEnabled = true;
   }
 
   /** Stop etcd (SIGTERM, by pid); its data directory stays for startEtcd(). */
@@ -198,7 +343,12 @@ export class ClusterLab extends NetnsLab {
   }
 
   etcdctl(args: readonly string[]): Promise<string> {
-    return this.run("etcd", ["etcdctl", `--endpoints=${CLUSTER_LAB.etcdUrl}`, ...args]);
+    return this.run("etcd", [...this.etcdctlArgv(), ...args]);
+  }
+
+  /** etcdctl with the lab's TLS client certificate but no user (tls labs: auth must refuse it). */
+  etcdctlAnonymous(args: readonly string[]) {
+    return this.exec("etcd", [...this.etcdctlArgv(false), ...args], { timeoutMs: 10_000 });
   }
 
   /** `argv` run with the state directory of this lab's nodes. */
@@ -256,6 +406,14 @@ export class ClusterLab extends NetnsLab {
   /** Whether node i refused shared config `version`. */
   refusedConfig(i: number, version: number): boolean {
     return this.logLines(i, "cluster: pushed config refused").some((l) => l["version"] === version);
+  }
+
+  /** Why node i refused each shared config version it refused. */
+  refusalReasons(i: number): Map<number, string> {
+    const out = new Map<number, string>();
+    for (const l of this.logLines(i, "cluster: pushed config refused"))
+      if (typeof l["version"] === "number") out.set(l["version"], String(l["reason"]));
+    return out;
   }
 
   agent(i: number): TrackedProcess | undefined {
@@ -434,3 +592,8 @@ table inet lab {
   }
 }
 `;
+
+function createPrivateKeyPem(pem: string) {
+  if (!pem) throw new Error("cluster lab: not built");
+  return createPrivateKey(pem);
+}

@@ -1,5 +1,10 @@
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { request as httpRequest } from "node:http";
+import { Readable } from "node:stream";
+
 /**
- * A small etcd v3 client over etcd's HTTP/JSON gateway (`/v3/...`), using Node's own `fetch`.
+ * A small etcd v3 client over etcd's HTTP/JSON gateway (`/v3/...`), using Node's own `fetch`
+ * (or node:https when client certificates or a private CA are configured).
  * Keys and values are base64 in the wire format and UTF-8 strings here; 64-bit ids (leases)
  * stay strings because they do not fit a JS number.
  *
@@ -69,7 +74,7 @@ export class EtcdUnavailableError extends Error {
 
 export type FetchLike = (
   url: string,
-  init: { method: string; body: string; signal: AbortSignal },
+  init: { method: string; body: string; signal: AbortSignal; headers?: Record<string, string> },
 ) => Promise<{
   ok: boolean;
   status: number;
@@ -77,11 +82,83 @@ export type FetchLike = (
   body: ReadableStream<Uint8Array> | null;
 }>;
 
+export interface EtcdTls {
+  /** PEM: the CA that signed etcd's server certificate (default: the system's CAs). */
+  ca?: Buffer;
+  /** PEM: this client's certificate and key, for etcd's `--client-cert-auth`. */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
 export interface EtcdClientOptions {
   /** Per-request time limit (not for watch streams). */
   timeoutMs?: number;
   fetch?: FetchLike;
+  /** TLS material for https:// endpoints (ignored by an injected `fetch`). */
+  tls?: EtcdTls;
+  /** etcd's own users: a token from /v3/auth/authenticate rides on every request. */
+  auth?: { username: string; password: string };
 }
+
+/** `scheme://user:pass@host` → `scheme://***@host`, anywhere in a text (logs, errors, status). */
+export function redactCredentials(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@]+@/gi, "$1***@");
+}
+
+/** The largest answer read into memory (a range over the cluster prefix is far smaller). */
+const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A FetchLike over node:http/node:https, for what Node's fetch cannot take per client: a private
+ * CA and a client certificate. Keep-alive, so a TLS handshake is not paid on every keep-alive.
+ */
+export function nodeFetch(tls: EtcdTls): FetchLike {
+  const agent = new HttpsAgent({
+    keepAlive: true,
+    ...(tls.ca ? { ca: tls.ca } : {}),
+    ...(tls.cert ? { cert: tls.cert } : {}),
+    ...(tls.key ? { key: tls.key } : {}),
+  });
+  return (url, init) =>
+    new Promise((resolve, reject) => {
+      const u = new URL(url);
+      const https = u.protocol === "https:";
+      const req = (https ? httpsRequest : httpRequest)(
+        u,
+        {
+          method: init.method,
+          headers: { "content-type": "application/json", ...init.headers },
+          signal: init.signal,
+          ...(https ? { agent } : {}),
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          const body = Readable.toWeb(res) as unknown as ReadableStream<Uint8Array>;
+          resolve({
+            ok: status >= 200 && status < 300,
+            status,
+            body,
+            text: async () => {
+              const chunks: Buffer[] = [];
+              let n = 0;
+              for await (const c of body as unknown as AsyncIterable<Uint8Array>) {
+                n += c.length;
+                if (n > MAX_RESPONSE_BYTES) throw new Error("etcd answer too large");
+                chunks.push(Buffer.from(c));
+              }
+              return Buffer.concat(chunks).toString("utf8");
+            },
+          });
+        },
+      );
+      req.on("error", reject);
+      req.end(init.body);
+    });
+}
+
+/** An auth token etcd no longer accepts (expired, revoked, restarted etcd with simple tokens). */
+const isAuthRejection = (status: number, message: string) =>
+  status === 401 || /invalid auth token|user name is empty|auth token is expired/i.test(message);
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 const unb64 = (s: string | undefined) => (s ? Buffer.from(s, "base64").toString("utf8") : "");
@@ -156,21 +233,69 @@ export class EtcdClient {
   private current = 0;
   private readonly timeoutMs: number;
   private readonly fetchFn: FetchLike;
+  private readonly auth: { username: string; password: string } | undefined;
+  private token: string | null = null;
+  private authenticating: Promise<string> | null = null;
 
   constructor(endpoints: readonly string[], opts: EtcdClientOptions = {}) {
     if (endpoints.length === 0) throw new Error("etcd: no endpoints");
     for (const e of endpoints) {
-      const u = new URL(e);
+      let u: URL;
+      try {
+        u = new URL(e);
+      } catch {
+        throw new Error(`etcd: not a URL: ${redactCredentials(e)}`);
+      }
       if (u.protocol !== "http:" && u.protocol !== "https:")
-        throw new Error(`etcd: unsupported endpoint ${e}`);
+        throw new Error(`etcd: unsupported endpoint ${redactCredentials(e)} (http:// or https:// only)`);
     }
     this.endpoints = endpoints.map((e) => e.replace(/\/+$/, ""));
     this.timeoutMs = opts.timeoutMs ?? 1000;
-    this.fetchFn = opts.fetch ?? (fetch as unknown as FetchLike);
+    this.fetchFn = opts.fetch ?? (opts.tls ? nodeFetch(opts.tls) : (fetch as unknown as FetchLike));
+    this.auth = opts.auth;
+  }
+
+  /** The endpoints as they may be printed (no credentials). */
+  get endpointNames(): string[] {
+    return this.endpoints.map(redactCredentials);
+  }
+
+  /** A token for etcd's auth, fetched once and shared by concurrent callers. */
+  private async authToken(): Promise<string | null> {
+    if (!this.auth) return null;
+    if (this.token) return this.token;
+    const auth = this.auth;
+    this.authenticating ??= this.raw<{ token?: string }>(
+      "/v3/auth/authenticate",
+      { name: auth.username, password: auth.password },
+      this.timeoutMs,
+      null,
+    )
+      .then((r) => {
+        if (!r.token) throw new EtcdError("etcd authenticate: no token in the answer", 200);
+        this.token = r.token;
+        return r.token;
+      })
+      .finally(() => {
+        this.authenticating = null;
+      });
+    return this.authenticating;
+  }
+
+  /** POST with the auth token; a token etcd rejects is dropped and the call made once more. */
+  private async call<T>(path: string, body: unknown, timeoutMs = this.timeoutMs): Promise<T> {
+    const token = await this.authToken();
+    try {
+      return await this.raw<T>(path, body, timeoutMs, token);
+    } catch (e) {
+      if (!(this.auth && e instanceof EtcdError && isAuthRejection(e.status, e.message))) throw e;
+      if (this.token === token) this.token = null;
+      return this.raw<T>(path, body, timeoutMs, await this.authToken());
+    }
   }
 
   /** POST to the current endpoint; on a network failure try the others once each. */
-  private async call<T>(path: string, body: unknown, timeoutMs = this.timeoutMs): Promise<T> {
+  private async raw<T>(path: string, body: unknown, timeoutMs: number, token: string | null): Promise<T> {
     let lastErr: unknown;
     for (let i = 0; i < this.endpoints.length; i++) {
       const ep = this.endpoints[(this.current + i) % this.endpoints.length] ?? "";
@@ -181,6 +306,7 @@ export class EtcdClient {
           method: "POST",
           body: JSON.stringify(body),
           signal: AbortSignal.timeout(timeoutMs),
+          ...(token ? { headers: { authorization: token } } : {}),
         });
         text = await res.text();
       } catch (e) {
@@ -196,7 +322,10 @@ export class EtcdClient {
         } catch {
           // not JSON: keep the text
         }
-        throw new EtcdError(`etcd ${path}: ${msg || `HTTP ${res.status}`}`, res.status);
+        throw new EtcdError(
+          redactCredentials(`etcd ${path}: ${msg.slice(0, 500) || `HTTP ${res.status}`}`),
+          res.status,
+        );
       }
       return JSON.parse(text) as T;
     }
@@ -206,7 +335,9 @@ export class EtcdClient {
           ? lastErr.cause.message
           : lastErr.message
         : String(lastErr);
-    throw new EtcdUnavailableError(`etcd unreachable (${this.endpoints.join(", ")}): ${why}`);
+    throw new EtcdUnavailableError(
+      redactCredentials(`etcd unreachable (${this.endpoints.join(", ")}): ${why}`),
+    );
   }
 
   async range(key: string, rangeEnd?: string): Promise<{ revision: number; kvs: KeyValue[] }> {
@@ -291,17 +422,22 @@ export class EtcdClient {
     if (rangeEnd !== undefined) create.range_end = b64End(rangeEnd);
     if (opts.startRevision) create.start_revision = String(opts.startRevision);
     const ep = this.endpoints[this.current] ?? "";
+    const token = await this.authToken();
     let res: Awaited<ReturnType<FetchLike>>;
     try {
       res = await this.fetchFn(`${ep}/v3/watch`, {
         method: "POST",
         body: JSON.stringify({ create_request: create }),
         signal: AbortSignal.any([opts.signal, AbortSignal.timeout(24 * 3600_000)]),
+        ...(token ? { headers: { authorization: token } } : {}),
       });
     } catch (e) {
       this.current = (this.current + 1) % this.endpoints.length;
-      throw new EtcdUnavailableError(`etcd watch: ${e instanceof Error ? e.message : String(e)}`);
+      throw new EtcdUnavailableError(
+        redactCredentials(`etcd watch: ${e instanceof Error ? e.message : String(e)}`),
+      );
     }
+    if (res.status === 401 && this.token === token) this.token = null;
     if (!res.ok || !res.body) throw new EtcdError(`etcd watch: HTTP ${res.status}`, res.status);
     const decoder = new TextDecoder();
     let buf = "";
@@ -317,7 +453,14 @@ export class EtcdClient {
       }
     } catch (e) {
       if (opts.signal.aborted) return;
-      throw new EtcdUnavailableError(`etcd watch stream: ${e instanceof Error ? e.message : String(e)}`);
+      if (e instanceof EtcdError) {
+        // A watch cancelled for its token: the next one authenticates again.
+        if (isAuthRejection(0, e.message) && this.token === token) this.token = null;
+        throw e;
+      }
+      throw new EtcdUnavailableError(
+        redactCredentials(`etcd watch stream: ${e instanceof Error ? e.message : String(e)}`),
+      );
     }
   }
 
@@ -327,6 +470,7 @@ export class EtcdClient {
         header?: RawHeader;
         events?: { type?: string; kv?: RawKv }[];
         canceled?: boolean;
+        cancel_reason?: string;
         compact_revision?: string;
       };
       error?: { message?: string };
@@ -335,7 +479,12 @@ export class EtcdClient {
     const r = msg.result;
     if (!r) return;
     if (r.canceled)
-      throw new EtcdError(`etcd watch cancelled (compacted at ${r.compact_revision ?? "?"})`, 200);
+      throw new EtcdError(
+        r.cancel_reason
+          ? `etcd watch cancelled: ${r.cancel_reason.slice(0, 300)}`
+          : `etcd watch cancelled (compacted at ${r.compact_revision ?? "?"})`,
+        200,
+      );
     const events = (r.events ?? []).map((e): WatchEvent => ({
       type: e.type === "DELETE" ? "delete" : "put",
       kv: kvOf(e.kv ?? {}),

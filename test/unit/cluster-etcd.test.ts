@@ -5,6 +5,7 @@ import {
   EtcdError,
   EtcdUnavailableError,
   prefixEnd,
+  redactCredentials,
   type FetchLike,
 } from "../../src/system/etcd.ts";
 
@@ -140,5 +141,61 @@ describe("etcd gateway client", () => {
       onEvents: (evs, rev) => seen.push(`${rev}:${evs.map((e) => `${e.type} ${e.kv.key}`).join(",")}`),
     });
     assert.deepEqual(seen, ["5:", "6:put /p/a", "7:delete /p/a"]);
+  });
+
+  test("auth: one token for concurrent calls, sent as Authorization; renewed when etcd rejects it", async () => {
+    const seen: { path: string; auth: string | undefined }[] = [];
+    let tokens = 0;
+    let valid = "";
+    const c = new EtcdClient(["https://e:2379"], {
+      auth: { username: "nflb", password: "pw-secret" },
+      fetch: async (url, init) => {
+        const path = new URL(url).pathname;
+        const auth = init.headers?.authorization;
+        seen.push({ path, auth });
+        let status = 200;
+        let out: unknown = { header: { revision: "3" }, kvs: [] };
+        if (path === "/v3/auth/authenticate") {
+          assert.deepEqual(JSON.parse(init.body), { name: "nflb", password: "pw-secret" });
+          valid = `tok${++tokens}`;
+          out = { token: valid };
+        } else if (auth !== valid) {
+          status = 401;
+          out = {
+            error: "etcdserver: invalid auth token",
+            message: "etcdserver: invalid auth token",
+            code: 16,
+          };
+        }
+        const t = JSON.stringify(out);
+        return { ok: status === 200, status, text: async () => t, body: null };
+      },
+    });
+    await Promise.all([c.get("/a"), c.get("/b"), c.get("/c")]);
+    assert.equal(tokens, 1, "one authenticate for three concurrent calls");
+    assert.deepEqual(
+      seen.filter((s) => s.path === "/v3/kv/range").map((s) => s.auth),
+      ["tok1", "tok1", "tok1"],
+    );
+    valid = "expired-elsewhere";
+    await c.get("/d");
+    assert.equal(tokens, 2, "a rejected token is replaced");
+    assert.equal(seen.at(-1)?.auth, "tok2");
+  });
+
+  test("credentials in URLs never reach a message", async () => {
+    assert.equal(
+      redactCredentials("etcd unreachable (https://user:pa55@10.0.0.5:2379, http://u@h:1): x"),
+      "etcd unreachable (https://***@10.0.0.5:2379, http://***@h:1): x",
+    );
+    const dead = new EtcdClient(["http://root:hunter2@down:2379"], { fetch: fakeFetch({}) });
+    await assert.rejects(
+      dead.get("/k"),
+      (e: Error) => !e.message.includes("hunter2") && /\*\*\*@down/.test(e.message),
+    );
+    assert.throws(
+      () => new EtcdClient(["ftp://u:hunter2@x/"]),
+      (e: Error) => !e.message.includes("hunter2"),
+    );
   });
 });
