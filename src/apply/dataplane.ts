@@ -14,6 +14,24 @@ export interface ApplyReport {
   seconds: number;
 }
 
+/**
+ * An apply failed and putting the old routing back failed too: the host may hold a mix, and the
+ * user must hear both (the cause, and what could not be undone), not only the first.
+ */
+export class RollbackError extends Error {
+  override name = "RollbackError";
+  constructor(
+    readonly applyError: unknown,
+    readonly rollbackError: unknown,
+  ) {
+    const msg = (x: unknown) => (x instanceof Error ? x.message : String(x));
+    super(
+      `apply failed: ${msg(applyError)}; rolling the routing back failed too: ${msg(rollbackError)} ` +
+        "(the rules and routes in nflb's ranges may be a mix of old and new: run nflb apply again, or nflb down)",
+    );
+  }
+}
+
 /** What the kernel holds now in nflb's rule priorities and tables. */
 export async function readRouting(range: {
   priorities: { from: number; to: number };
@@ -85,8 +103,13 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
     await applyRoutingDiff(diff);
     await nftApply(script);
   } catch (e) {
-    if (!isEmptyDiff(diff))
-      await applyRoutingDiff(diffRouting(before, await readRouting(range))).catch(() => undefined);
+    if (!isEmptyDiff(diff)) {
+      try {
+        await applyRoutingDiff(diffRouting(before, await readRouting(range)));
+      } catch (rollback) {
+        throw new RollbackError(e, rollback);
+      }
+    }
     throw e;
   }
 

@@ -13,6 +13,7 @@ import {
   topLevel,
   type Cgroup2,
 } from "../system/cgroup.ts";
+import { withStateLock } from "../system/lock.ts";
 import { listJson, nftApply } from "../system/nft.ts";
 import { addElement, deleteElement, planExec, staleExecCgroups } from "./plan.ts";
 
@@ -42,6 +43,12 @@ const REFRESH_MS = 2000;
 const RELAYED = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const;
 
 export async function execVia(o: ExecViaOptions): Promise<number> {
+  // Beside the daemon it is a guest (the daemon's reloads drop the element; the refresh re-adds it);
+  // otherwise it keeps `nflb down` and `nflb apply` away from the table while the command runs.
+  return withStateLock("nflb exec", () => execViaLocked(o), { guestOfDaemon: true });
+}
+
+async function execViaLocked(o: ExecViaOptions): Promise<number> {
   const [cmd, ...args] = o.argv;
   if (!cmd) throw new ExecViaError("no command given (nflb exec --via UPLINK -- COMMAND [ARGS…])");
   const plan = planExec(o.config, o.via, process.pid);
