@@ -1,6 +1,6 @@
 import { readFileSync, unlinkSync } from "node:fs";
 import { link, mkdir, readFile, unlink, writeFile } from "node:fs/promises";
-import { stateFilePath } from "./state.ts";
+import { removeLeftovers, stateFilePath } from "./state.ts";
 
 /**
  * One lock for every process that changes nflb's state in a network namespace: the daemon (for
@@ -216,7 +216,12 @@ export async function acquireStateLock(what: string, opts: LockOptions = {}): Pr
   const t0 = Date.now();
   let unreadable = 0;
   for (;;) {
-    if (await createWhole(path, text)) return new StateLock(path, text);
+    if (await createWhole(path, text)) {
+      const lock = new StateLock(path, text);
+      const dir = path.slice(0, path.lastIndexOf("/"));
+      await removeLeftovers(dir, `${path.slice(dir.length + 1)}.`);
+      return lock;
+    }
     const cur = await readHolder(path);
     if (!cur) continue; // released between our link and our read
     const h = cur.holder;

@@ -1,4 +1,5 @@
-import { open, mkdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { open, mkdir, readFile, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 
 /**
  * What nflb changed that the kernel cannot tell us back: original sysctl values and the ranges
@@ -135,6 +136,7 @@ export async function saveState(s: State): Promise<void> {
   }
   await f.close();
   await rename(tmp, p);
+  await removeLeftovers(dir, `${p.slice(dir.length + 1)}.`);
   // The rename itself survives a power cut only once the directory is on disk too.
   const d = await open(dir, "r").catch(() => null);
   if (d)
@@ -146,4 +148,18 @@ export async function saveState(s: State): Promise<void> {
 
 export async function clearState(): Promise<void> {
   await rm(await stateFilePath(), { force: true });
+}
+
+/**
+ * Temp files (`PREFIX.PID….tmp`) of writers killed before their rename (kill -9): only those
+ * whose process is gone, so a writer in flight keeps its own.
+ */
+export async function removeLeftovers(dir: string, prefix: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const n of names) {
+    if (!n.startsWith(prefix) || !n.endsWith(".tmp")) continue;
+    const pid = Number(/^(\d+)\./.exec(n.slice(prefix.length))?.[1]);
+    if (!pid || pid === process.pid || existsSync(`/proc/${pid}`)) continue;
+    await unlink(`${dir}/${n}`).catch(() => undefined);
+  }
 }

@@ -14,7 +14,6 @@ import {
   stateFilePath,
   type State,
 } from "../../src/system/state.ts";
-import { RollbackError } from "../../src/apply/dataplane.ts";
 
 async function inTmpStateDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), "nflb-state-"));
@@ -95,14 +94,15 @@ test("an unparsable or malformed file is an error, not an empty state", async ()
     assert.throws(() => parseState(text, "f"), why, text);
 });
 
-test("a failed rollback is reported with the apply error, not swallowed", () => {
-  const e = new RollbackError(
-    new Error("nft: No such file or directory"),
-    new Error("RTNETLINK answers: File exists"),
-  );
-  assert.match(
-    e.message,
-    /^apply failed: nft: No such file or directory; rolling the routing back failed too: RTNETLINK answers: File exists/,
-  );
-  assert.equal((e.applyError as Error).message, "nft: No such file or directory");
+test("a temp file of a writer killed before its rename is removed by the next save; a live one's is kept", async () => {
+  await inTmpStateDir(async () => {
+    await saveState(STATE);
+    const p = await stateFilePath();
+    await writeFile(`${p}.999999999.tmp`, "{half");
+    await writeFile(`${p}.${process.ppid}.tmp`, "{in flight");
+    await saveState(STATE);
+    const base = p.slice(p.lastIndexOf("/") + 1);
+    const dir = p.slice(0, p.lastIndexOf("/"));
+    assert.deepEqual((await readdir(dir)).sort(), [base, `${base}.${process.ppid}.tmp`].sort());
+  });
 });
