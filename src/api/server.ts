@@ -152,6 +152,14 @@ export function buildApi(d: ApiDaemon, opts: ApiOptions = {}): FastifyInstance {
     done();
   });
 
+  // Every route's names (including routes other modules add): `__proto__`, `constructor`… never
+  // reach a lookup in the daemon's config objects, whatever the route does with them.
+  app.addHook("preValidation", async (req, reply) => {
+    for (const v of Object.values((req.params ?? {}) as Record<string, unknown>))
+      if (typeof v === "string" && inheritedName(v))
+        return reply.code(404).send({ error: `no such name ${v}` });
+  });
+
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: `no route ${req.method} ${req.url.split("?")[0]}` });
   });
@@ -182,7 +190,6 @@ export function buildApi(d: ApiDaemon, opts: ApiOptions = {}): FastifyInstance {
       const { name, action } = req.params;
       if (action !== "disable" && action !== "enable")
         return reply.code(404).send({ error: `unknown action ${action} (disable | enable)` });
-      if (inheritedName(name)) return reply.code(404).send({ error: `no uplink ${name}` });
       const r = await d.setUplinkEnabled(name, action === "enable");
       return answer(reply, r, { uplink: name, action, from: req.socket.remoteAddress });
     },
@@ -195,7 +202,6 @@ export function buildApi(d: ApiDaemon, opts: ApiOptions = {}): FastifyInstance {
       const { name, address, action } = req.params;
       if (action !== "drain" && action !== "enable")
         return reply.code(404).send({ error: `unknown action ${action} (drain | enable)` });
-      if (inheritedName(name)) return reply.code(404).send({ error: `no service ${name}` });
       const r = await d.setBackendDrained(name, address, action === "drain");
       return answer(reply, r, { service: name, backend: address, action, from: req.socket.remoteAddress });
     },

@@ -286,7 +286,15 @@ test("names a plain object inherits (__proto__, constructor, toString) are 404",
     },
   };
   const app = buildApi(d);
+  // A route another module registers (as the control routes do) is covered too.
+  void app.register(async (api) => {
+    api.post<{ Params: { name: string } }>("/api/v1/other/:name", async (req) => {
+      calls.push(`other ${req.params.name}`);
+      return {};
+    });
+  });
   for (const name of ["__proto__", "constructor", "toString", "hasOwnProperty", "__defineGetter__"]) {
+    assert.equal((await app.inject({ method: "POST", url: `/api/v1/other/${name}` })).statusCode, 404);
     const u = await app.inject({ method: "POST", url: `/api/v1/uplinks/${name}/disable` });
     assert.equal(u.statusCode, 404, name);
     const s = await app.inject({
