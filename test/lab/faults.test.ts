@@ -178,6 +178,44 @@ rules:
   );
 
   test(
+    "nflb exec holds the lock only while it sets up: execs run side by side, apply is not held up",
+    {
+      timeout: 120_000,
+    },
+    async () => {
+      const pristine = await snap();
+      await nflbOk(["apply", "-c", fileA]);
+      const long = lab.spawn("router", [
+        "env",
+        `NFLB_STATE_DIR=${dir}`,
+        NFLB,
+        "exec",
+        "--via",
+        "isp1",
+        "-c",
+        fileA,
+        "--",
+        "sleep",
+        "12",
+      ]);
+      const keepAlive = setTimeout(() => undefined, 30_000);
+      try {
+        await sleep(2500);
+        const other = await nflb(["exec", "--via", "isp2", "-c", fileA, "--", "true"]);
+        assert.equal(other.code, 0, other.stderr);
+        await nflbOk(["apply", "-c", fileA]);
+        assert.equal(long.child.exitCode, null, "both finished while the first exec's command still ran");
+        assert.equal(await long.exited, 0, long.stderr());
+      } finally {
+        clearTimeout(keepAlive);
+        await long.stop(2000);
+        await nflbOk(["down"]);
+      }
+      assert.deepEqual(await snap(), pristine);
+    },
+  );
+
+  test(
     "while nflb run holds the namespace, apply and down are refused naming its pid",
     {
       timeout: 120_000,
