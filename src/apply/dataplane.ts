@@ -51,12 +51,16 @@ export async function readRouting(range: {
   return { rules, routes };
 }
 
-async function applyRoutingDiff(d: RoutingDiff): Promise<void> {
+async function applyRoutingDiff(d: RoutingDiff, part: "add" | "delete" | "all" = "all"): Promise<void> {
   // Add before delete: a packet never finds neither the old nor the new rule.
-  for (const r of d.addRules) await ip.addRule(r);
-  for (const r of d.replaceRoutes) await ip.replaceRoute(r);
-  for (const r of d.delRules) await ip.deleteRule(r);
-  for (const r of d.delRoutes) await ip.deleteRoute(r);
+  if (part !== "delete") {
+    for (const r of d.addRules) await ip.addRule(r);
+    for (const r of d.replaceRoutes) await ip.replaceRoute(r);
+  }
+  if (part !== "add") {
+    for (const r of d.delRules) await ip.deleteRule(r);
+    for (const r of d.delRoutes) await ip.deleteRoute(r);
+  }
 }
 
 /**
@@ -100,7 +104,7 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
   await saveState(state);
 
   try {
-    await applyRoutingDiff(diff);
+    await applyRoutingDiff(diff, "add");
     await nftApply(script);
   } catch (e) {
     if (!isEmptyDiff(diff)) {
@@ -112,6 +116,9 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
     }
     throw e;
   }
+  // What only the old table used goes after the switch: killed at any point (kill -9, power), the
+  // host keeps a table whose rules and routes are all there, whichever table that is.
+  await applyRoutingDiff(diff, "delete");
 
   const sysctls: ApplyReport["sysctls"] = [];
   for (const s of want.sysctls) {

@@ -3,7 +3,7 @@
 // `nflb apply` takes over the lock it left and converges, and `nflb down` restores the host
 // exactly. And one lock: `nflb apply`/`down` while `nflb run` holds the namespace are refused.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -107,45 +107,79 @@ rules:
       assert.notDeepEqual(S_A.ruleset, S_B.ruleset);
       assert.notDeepEqual(S_A.rules4, S_B.rules4, "the two configs differ in ip rules too");
 
-      // How long an A → B apply takes, from spawn to exit: the kill points spread over it.
+      // An apply rewrites the state file just before it changes the kernel: the moment that file
+      // is replaced (a new inode), the work starts. Wait for it, in 2 ms steps, bounded.
+      const statePath = join(dir, stateFile);
+      const inode = async () => (await stat(statePath).catch(() => null))?.ino ?? 0;
+      const untilStateWritten = async (from: number, p: { child: { exitCode: number | null } }) => {
+        const deadline = Date.now() + 15_000;
+        while ((await inode()) === from && p.child.exitCode === null && Date.now() < deadline) await sleep(2);
+      };
+      const startB = () => lab.spawn("router", ["env", `NFLB_STATE_DIR=${dir}`, NFLB, "apply", "-c", fileB]);
+      const waitExit = async (p: { exited: Promise<number> }) => {
+        // Lab processes are unref'd: a timer keeps this test's loop alive while it waits.
+        const keepAlive = setTimeout(() => undefined, 30_000);
+        return p.exited.finally(() => clearTimeout(keepAlive));
+      };
+
+      // How long an A → B apply takes from spawn to exit, and from the state file write to exit.
       let total = 0;
+      let tail = 0;
       for (let i = 0; i < 2; i++) {
         const t0 = performance.now();
-        await nflbOk(["apply", "-c", fileB]);
+        const ino = await inode();
+        const p = startB();
+        await untilStateWritten(ino, p);
+        const t1 = performance.now();
+        assert.equal(await waitExit(p), 0, p.stderr());
         total += performance.now() - t0;
+        tail += performance.now() - t1;
         await nflbOk(["apply", "-c", fileA]);
       }
       const span = total / 2;
+      const workSpan = tail / 2;
 
       const outcomes: string[] = [];
       for (let i = 0; i < POINTS; i++) {
         assert.deepEqual(await snap(), S_A, `before point ${i}: state A`);
-        // Half the points spread over the whole run, half over its last third, where the work is
-        // (the first part is mostly Node starting and the config being read).
+        // Half the points spread over the whole run (mostly Node starting and the config being
+        // read), half over the part that changes the kernel, from the state file write on.
         const half = Math.ceil(POINTS / 2);
-        const delay =
-          i < half
-            ? (span * (i + Math.random())) / half
-            : span * (0.7 + (0.35 * (i - half + Math.random())) / (POINTS - half));
-        const p = lab.spawn("router", ["env", `NFLB_STATE_DIR=${dir}`, NFLB, "apply", "-c", fileB]);
-        await sleep(delay);
+        const ino = await inode();
+        const p = startB();
+        let delay: number;
+        if (i < half) {
+          delay = (span * (i + Math.random())) / half;
+          await sleep(delay);
+        } else {
+          await untilStateWritten(ino, p);
+          delay = (workSpan * 1.1 * (i - half + Math.random())) / (POINTS - half);
+          await sleep(delay);
+          delay = -delay; // printed as "state written + N ms"
+        }
         try {
           process.kill(p.pid, "SIGKILL");
         } catch {
           // Finished before the kill.
         }
-        // Lab processes are unref'd: a timer keeps this test's loop alive while it waits.
-        const keepAlive = setTimeout(() => undefined, 30_000);
-        const code = await p.exited.finally(() => clearTimeout(keepAlive));
+        const code = await waitExit(p);
         const now = await snap();
         const nft = now.ruleset === S_A.ruleset ? "old" : now.ruleset === S_B.ruleset ? "new" : "neither";
         const rules = (k: "rules4" | "routes4") =>
           now[k] === S_A[k] ? "old" : now[k] === S_B[k] ? "new" : "between";
-        const outcome = `${Math.round(delay)}ms exit ${code}: nft ${nft}, rules ${rules("rules4")}, routes ${rules("routes4")}`;
+        const outcome = `${delay < 0 ? `state written + ${Math.round(-delay)}` : Math.round(delay)} ms, exit ${code}: nft ${nft}, rules ${rules("rules4")}, routes ${rules("routes4")}`;
         outcomes.push(outcome);
         assert.notEqual(nft, "neither", `point ${i}: ${outcome}\n${now.ruleset}`);
         if (code === 0) assert.deepEqual(now, S_B, `point ${i}: a finished apply installed B`);
-        // Routing only ever moves between the two (added before deleted): nothing foreign.
+        // The rules and routes the installed table uses are all there (the new ones go in before
+        // the table switches, the old ones out after it).
+        const needed = nft === "old" ? S_A : S_B;
+        for (const k of ["rules4", "routes4"] as const) {
+          const have = new Set((now[k] ?? "").split("\n"));
+          for (const line of (needed[k] ?? "").split("\n"))
+            assert.ok(have.has(line), `point ${i}: nft ${nft} but ${k} lacks: ${line}\n${outcome}`);
+        }
+        // Routing only ever moves between the two: nothing foreign.
         for (const k of ["rules4", "routes4"] as const) {
           const allowed = new Set([...(S_A[k] ?? "").split("\n"), ...(S_B[k] ?? "").split("\n")]);
           for (const line of (now[k] ?? "").split("\n"))
@@ -155,7 +189,9 @@ rules:
         await nflbOk(["apply", "-c", fileA]);
       }
       const killed = outcomes.filter((o) => !/exit 0:/.test(o)).length;
-      process.stdout.write(`# ${POINTS} points over ${Math.round(span)} ms, ${killed} killed mid-run\n`);
+      process.stdout.write(
+        `# ${POINTS} points over ${Math.round(span)} ms (kernel work ${Math.round(workSpan)} ms), ${killed} killed mid-run\n`,
+      );
       for (const o of outcomes) process.stdout.write(`#   ${o}\n`);
       assert.ok(killed >= POINTS / 4, "most points hit a running apply");
 
