@@ -109,6 +109,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   api: "The daemon's HTTP API and dashboard.",
   "api.listen": "Address the API listens on (--api overrides).",
   "api.token": "Bearer token for POSTs (or NFLB_API_TOKEN); without one only loopback may POST.",
+  "api.hosts":
+    "Host names browsers may reach the API by (NAME or NAME:PORT), besides its IP addresses and localhost; other names are refused (DNS rebinding).",
   on_change: "Command (argv) run on every uplink/backend state change; the state is in its environment.",
 };
 

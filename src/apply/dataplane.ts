@@ -14,6 +14,24 @@ export interface ApplyReport {
   seconds: number;
 }
 
+/**
+ * An apply failed and putting the old routing back failed too: the host may hold a mix, and the
+ * user must hear both (the cause, and what could not be undone), not only the first.
+ */
+export class RollbackError extends Error {
+  override name = "RollbackError";
+  constructor(
+    readonly applyError: unknown,
+    readonly rollbackError: unknown,
+  ) {
+    const msg = (x: unknown) => (x instanceof Error ? x.message : String(x));
+    super(
+      `apply failed: ${msg(applyError)}; rolling the routing back failed too: ${msg(rollbackError)} ` +
+        "(the rules and routes in nflb's ranges may be a mix of old and new: run nflb apply again, or nflb down)",
+    );
+  }
+}
+
 /** What the kernel holds now in nflb's rule priorities and tables. */
 export async function readRouting(range: {
   priorities: { from: number; to: number };
@@ -33,12 +51,16 @@ export async function readRouting(range: {
   return { rules, routes };
 }
 
-async function applyRoutingDiff(d: RoutingDiff): Promise<void> {
+async function applyRoutingDiff(d: RoutingDiff, part: "add" | "delete" | "all" = "all"): Promise<void> {
   // Add before delete: a packet never finds neither the old nor the new rule.
-  for (const r of d.addRules) await ip.addRule(r);
-  for (const r of d.replaceRoutes) await ip.replaceRoute(r);
-  for (const r of d.delRules) await ip.deleteRule(r);
-  for (const r of d.delRoutes) await ip.deleteRoute(r);
+  if (part !== "delete") {
+    for (const r of d.addRules) await ip.addRule(r);
+    for (const r of d.replaceRoutes) await ip.replaceRoute(r);
+  }
+  if (part !== "add") {
+    for (const r of d.delRules) await ip.deleteRule(r);
+    for (const r of d.delRoutes) await ip.deleteRoute(r);
+  }
 }
 
 /**
@@ -82,13 +104,21 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
   await saveState(state);
 
   try {
-    await applyRoutingDiff(diff);
+    await applyRoutingDiff(diff, "add");
     await nftApply(script);
   } catch (e) {
-    if (!isEmptyDiff(diff))
-      await applyRoutingDiff(diffRouting(before, await readRouting(range))).catch(() => undefined);
+    if (!isEmptyDiff(diff)) {
+      try {
+        await applyRoutingDiff(diffRouting(before, await readRouting(range)));
+      } catch (rollback) {
+        throw new RollbackError(e, rollback);
+      }
+    }
     throw e;
   }
+  // What only the old table used goes after the switch: killed at any point (kill -9, power), the
+  // host keeps a table whose rules and routes are all there, whichever table that is.
+  await applyRoutingDiff(diff, "delete");
 
   const sysctls: ApplyReport["sysctls"] = [];
   for (const s of want.sysctls) {

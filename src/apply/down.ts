@@ -4,6 +4,7 @@ import * as ip from "../system/iproute.ts";
 import { deleteTable, tableExists } from "../system/nft.ts";
 import { writeSysctl } from "../system/sysctl.ts";
 import { clearState } from "../system/state.ts";
+import { withStateLock } from "../system/lock.ts";
 import { loadOwnedState } from "./owned-state.ts";
 
 export interface DownOptions {
@@ -17,6 +18,10 @@ export interface DownOptions {
  * Works from the state file alone, or from the config's (or default) ranges when there is none.
  */
 export async function down(opts: DownOptions = {}): Promise<string[]> {
+  return withStateLock("nflb down", () => downLocked(opts));
+}
+
+async function downLocked(opts: DownOptions): Promise<string[]> {
   const done: string[] = [];
   const state = await loadOwnedState();
   const tableBase = opts.tableBase ?? 200;

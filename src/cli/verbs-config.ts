@@ -6,6 +6,7 @@ import { desiredState } from "../plan/desired.ts";
 import { renderRouting } from "../render/routes.ts";
 import { applyDesired } from "../apply/dataplane.ts";
 import { down } from "../apply/down.ts";
+import { withStateLock } from "../system/lock.ts";
 import { loadConfig } from "../config/load.ts";
 import { loadChecked } from "./load.ts";
 import { checkWarnings, formatWarning } from "../config/warnings.ts";
@@ -59,7 +60,7 @@ export function registerConfigVerbs(program: Command): void {
     .action(async (o: { config: string }) => {
       const { loaded, facts } = await loadChecked(o.config);
       const want = desiredState(loaded.config, allHealthy(loaded.config), facts);
-      const r = await applyDesired(want);
+      const r = await withStateLock("nflb apply", () => applyDesired(want));
       const d = r.routing;
       process.stdout.write(
         `applied in ${r.seconds.toFixed(3)} s: nft table inet nflb; rules +${d.addRules.length} -${d.delRules.length}; ` +

@@ -8,6 +8,7 @@ import { createLogger } from "../daemon/log.ts";
 import { notifyReady } from "../system/sd-notify.ts";
 import type { StatusJson } from "../daemon/status.ts";
 import { formatStatus } from "../daemon/status-table.ts";
+import { holdStateLock } from "../system/lock.ts";
 import { loadChecked } from "./load.ts";
 
 const cfg = () => new Option("-c, --config <file>", "config file").default(DEFAULT_CONFIG_PATH);
@@ -51,6 +52,7 @@ export function registerDaemonVerbs(program: Command): void {
       process.once("SIGTERM", () => exit("SIGTERM"));
       process.once("SIGINT", () => exit("SIGINT"));
 
+      await holdStateLock(); // until this process exits: apply/down/another run refuse meanwhile
       const daemon = await Daemon.create({
         configFile: o.config,
         ...(o.api ? { api: o.api } : {}),

@@ -308,6 +308,11 @@ export const clusterSchema = z
 export const apiSchema = z.strictObject({
   listen: hostPort.default("127.0.0.1:9110"),
   token: z.string().min(8).max(256).nullable().default(null),
+  /** Host names (NAME or NAME:PORT) browsers may reach the API by, besides its IP addresses and localhost. */
+  hosts: z
+    .array(z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, "a host name, or NAME:PORT"))
+    .max(32)
+    .default([]),
 });
 
 export const configSchema = z.strictObject({

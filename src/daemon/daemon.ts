@@ -360,7 +360,10 @@ export class Daemon implements ApiDaemon {
     const listen = this.opts.api ?? this.model.config.api.listen ?? DEFAULT_API;
     const hp = parseHostPort(listen);
     if ("error" in hp) throw new ConfigError("--api", [{ path: ["api", "listen"], message: hp.error }]);
-    this.api = buildApi(this, { onAction: (f) => this.log.info({ ...f, reason: "api" }, "api request") });
+    this.api = buildApi(this, {
+      onAction: (f) => this.log.info({ ...f, reason: "api" }, "api request"),
+      hosts: () => this.model.config.api.hosts,
+    });
     await this.api.listen({ host: hp.addr.text, port: hp.port });
     this.apiAddress = listen;
   }
@@ -384,7 +387,8 @@ export class Daemon implements ApiDaemon {
   }
 
   async setUplinkEnabled(name: string, enabled: boolean): Promise<ActionResult> {
-    if (!this.model.config.uplinks?.[name]) return { ok: false, status: 404, error: `no uplink ${name}` };
+    if (!Object.hasOwn(this.model.config.uplinks ?? {}, name))
+      return { ok: false, status: 404, error: `no uplink ${name}` };
     const set = this.model.overrides.disabledUplinks;
     const changed = enabled ? set.delete(name) : !set.has(name) && Boolean(set.add(name));
     const state = this.model.uplinkState(name);
@@ -399,14 +403,14 @@ export class Daemon implements ApiDaemon {
   }
 
   async setBackendDrained(service: string, backend: string, drained: boolean): Promise<ActionResult> {
-    if (!this.model.config.services?.[service])
+    if (!Object.hasOwn(this.model.config.services ?? {}, service))
       return { ok: false, status: 404, error: `no service ${service}` };
     const address = findBackend(this.model.config, service, backend);
     if (!address) return { ok: false, status: 404, error: `service ${service} has no backend ${backend}` };
     let set = this.model.overrides.drained.get(service);
     if (!set) this.model.overrides.drained.set(service, (set = new Set()));
     const changed = drained ? !set.has(address) && Boolean(set.add(address)) : set.delete(address);
-    const svc = this.model.config.services[service];
+    const svc = this.model.config.services?.[service];
     const weight = svc?.backends.find((b) => b.address === address)?.weight ?? 0;
     const obs = this.model.backendObs.get(service)?.get(address);
     const state = obs?.state === "down" ? "down" : drained || weight === 0 ? "draining" : "up";

@@ -67,7 +67,7 @@ export function backendState(
  * written differently (IPv6 forms), then a bare address when only one backend has it.
  */
 export function findBackend(c: Config, svc: string, wanted: string): string | null {
-  const s = c.services?.[svc];
+  const s = Object.hasOwn(c.services ?? {}, svc) ? c.services?.[svc] : undefined;
   if (!s) return null;
   const exact = s.backends.find((b) => b.address === wanted);
   if (exact) return exact.address;

@@ -13,6 +13,7 @@ import {
   topLevel,
   type Cgroup2,
 } from "../system/cgroup.ts";
+import { acquireStateLock } from "../system/lock.ts";
 import { listJson, nftApply } from "../system/nft.ts";
 import { addElement, deleteElement, planExec, staleExecCgroups } from "./plan.ts";
 
@@ -42,6 +43,18 @@ const REFRESH_MS = 2000;
 const RELAYED = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const;
 
 export async function execVia(o: ExecViaOptions): Promise<number> {
+  // The state lock while it sets up (stale runs removed, its element added), not while the command
+  // runs: several `nflb exec` may run at once. Beside the daemon it is a guest (the daemon's
+  // reloads drop the element; the refresh re-adds it).
+  const lock = await acquireStateLock("nflb exec", { guestOfDaemon: true });
+  try {
+    return await execViaLocked(o, async () => lock?.release());
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function execViaLocked(o: ExecViaOptions, setUp: () => Promise<void>): Promise<number> {
   const [cmd, ...args] = o.argv;
   if (!cmd) throw new ExecViaError("no command given (nflb exec --via UPLINK -- COMMAND [ARGS…])");
   const plan = planExec(o.config, o.via, process.pid);
@@ -87,6 +100,7 @@ export async function execVia(o: ExecViaOptions): Promise<number> {
   try {
     const add = addElement(plan, cg.nftPrefix);
     await nftApply(add);
+    await setUp();
     await moveProcess(dir, process.pid);
     movedIn = true;
     const started = spawn(cmd, args, { stdio: "inherit" });

@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildApi, type ActionResult, type ApiDaemon } from "../../src/api/server.ts";
+import { LIMITS, buildApi, type ActionResult, type ApiDaemon } from "../../src/api/server.ts";
 import { authorize, isLoopback } from "../../src/api/auth.ts";
+import { HEARTBEAT_MS, clientKey } from "../../src/api/events.ts";
 import { EventLog } from "../../src/daemon/events.ts";
 import type { StatusJson } from "../../src/daemon/status.ts";
 
@@ -61,6 +62,13 @@ function fake(token: string | null = null) {
   return { d, calls, events };
 }
 
+/** The per-start secret the daemon put into the dashboard page. */
+function csrfOf(html: string): string {
+  const m = /<meta name="nflb-csrf" content="([^"]*)"/.exec(html);
+  assert.ok(m?.[1], "the page has the CSRF meta tag");
+  return m[1];
+}
+
 test("GET /api/v1/status answers the daemon's JSON", async () => {
   const app = buildApi(fake().d);
   const r = await app.inject({ method: "GET", url: "/api/v1/status" });
@@ -113,20 +121,237 @@ test("with a token, every change needs it, from anywhere", async () => {
   await app.close();
 });
 
-test("a cross-origin browser request is refused", async () => {
-  const app = buildApi(fake().d);
+test("a cross-origin browser request is refused; the daemon's own page needs its CSRF secret", async () => {
+  const app = buildApi(fake().d, { listen: "127.0.0.1:9110" });
+  const url = "/api/v1/uplinks/isp1/disable";
+  const own = { origin: "http://127.0.0.1:9110", host: "127.0.0.1:9110", "sec-fetch-site": "same-origin" };
+  const evil = await app.inject({
+    method: "POST",
+    url,
+    headers: { origin: "http://evil.example", host: "127.0.0.1:9110", "sec-fetch-site": "cross-site" },
+  });
+  assert.equal(evil.statusCode, 403);
+  assert.match(evil.json().error, /cross-origin/);
+  const noSecret = await app.inject({ method: "POST", url, headers: own });
+  assert.equal(noSecret.statusCode, 403, "same origin but no CSRF secret");
+  assert.match(noSecret.json().error, /CSRF/);
+  const wrong = await app.inject({ method: "POST", url, headers: { ...own, "x-nflb-csrf": "guess" } });
+  assert.equal(wrong.statusCode, 403);
+  const secret = csrfOf((await app.inject({ url: "/", headers: { host: "127.0.0.1:9110" } })).body);
+  assert.ok(secret.length >= 40, "the page carries a long secret");
+  const same = await app.inject({ method: "POST", url, headers: { ...own, "x-nflb-csrf": secret } });
+  assert.equal(same.statusCode, 200);
+  // Another start, another secret: a page from before a restart must be reloaded.
+  const other = buildApi(fake().d, { listen: "127.0.0.1:9110" });
+  assert.notEqual(
+    csrfOf((await other.inject({ url: "/", headers: { host: "127.0.0.1:9110" } })).body),
+    secret,
+  );
+  await other.close();
+  await app.close();
+});
+
+test("Origin: null (sandboxed frame, data: URL) is a foreign page", async () => {
+  const app = buildApi(fake().d, { listen: "127.0.0.1:9110" });
+  const secret = csrfOf((await app.inject({ url: "/", headers: { host: "127.0.0.1:9110" } })).body);
   const r = await app.inject({
     method: "POST",
     url: "/api/v1/uplinks/isp1/disable",
-    headers: { origin: "http://evil.example", host: "127.0.0.1:9110" },
+    headers: { origin: "null", host: "127.0.0.1:9110", "x-nflb-csrf": secret },
   });
   assert.equal(r.statusCode, 403);
-  const same = await app.inject({
+  assert.match(r.json().error, /cross-origin/);
+  await app.close();
+});
+
+test("a rebinding Host is refused: no change, no dashboard (and so no secret)", async () => {
+  const f = fake();
+  const app = buildApi(f.d, { listen: "127.0.0.1:9110" });
+  // evil.example resolves to 127.0.0.1 now: to the browser, the page and the API are one origin.
+  const rebound = {
+    origin: "http://evil.example:9110",
+    host: "evil.example:9110",
+    "sec-fetch-site": "same-origin",
+  };
+  const post = await app.inject({ method: "POST", url: "/api/v1/uplinks/isp1/disable", headers: rebound });
+  assert.equal(post.statusCode, 403);
+  assert.match(post.json().error, /Host "evil\.example:9110" is not an address of this daemon/);
+  const page = await app.inject({ url: "/", headers: { host: "evil.example:9110" } });
+  assert.equal(page.statusCode, 403);
+  assert.doesNotMatch(page.body, /nflb-csrf/);
+  const status = await app.inject({
+    url: "/api/v1/status",
+    headers: { host: "evil.example:9110", "sec-fetch-site": "same-origin" },
+  });
+  assert.equal(status.statusCode, 403, "a page cannot read the status through a rebound name either");
+  // A curl/CLI POST by a name is refused too (without a token); the right port matters.
+  const curl = await app.inject({
     method: "POST",
     url: "/api/v1/uplinks/isp1/disable",
-    headers: { origin: "http://127.0.0.1:9110", host: "127.0.0.1:9110" },
+    headers: { host: "router.lan:9110" },
   });
-  assert.equal(same.statusCode, 200);
+  assert.equal(curl.statusCode, 403);
+  const port = await app.inject({
+    method: "POST",
+    url: "/api/v1/uplinks/isp1/disable",
+    headers: { host: "127.0.0.1:9111" },
+  });
+  assert.equal(port.statusCode, 403);
+  assert.deepEqual(f.calls, []);
+  // Scripts reading status and metrics by any name still work (Prometheus scrapes router.lan:9110).
+  for (const url of ["/metrics", "/api/v1/status"])
+    assert.equal((await app.inject({ url, headers: { host: "router.lan:9110" } })).statusCode, 200, url);
+  // localhost, [::1] and the listen address are this daemon.
+  for (const host of ["localhost:9110", "[::1]:9110", "127.0.0.1:9110", "127.0.0.2:9110"])
+    assert.equal(
+      (await app.inject({ method: "POST", url: "/api/v1/uplinks/isp1/enable", headers: { host } }))
+        .statusCode,
+      200,
+      host,
+    );
+  await app.close();
+});
+
+test("api.hosts names are served; a wildcard listen serves every IP literal but no other name", async () => {
+  const app = buildApi(fake().d, { listen: "0.0.0.0:9110", hosts: () => ["router.lan", "gw.example:8443"] });
+  const post = (host: string) =>
+    app.inject({ method: "POST", url: "/api/v1/uplinks/isp1/enable", headers: { host } });
+  for (const host of [
+    "router.lan:9110",
+    "ROUTER.LAN:9110",
+    "gw.example:8443",
+    "192.0.2.1:9110",
+    "[2001:db8::1]:9110",
+  ])
+    assert.equal((await post(host)).statusCode, 200, host);
+  for (const host of [
+    "router.lan:80",
+    "gw.example:9110",
+    "evil.example:9110",
+    "",
+    "a b",
+    "127.0.0.1:9110@evil",
+  ])
+    assert.equal((await post(host)).statusCode, 403, host);
+  await app.close();
+  const one = buildApi(fake().d, { listen: "192.0.2.1:9110" });
+  assert.equal(
+    (
+      await one.inject({
+        method: "POST",
+        url: "/api/v1/uplinks/isp1/enable",
+        headers: { host: "192.0.2.9:9110" },
+      })
+    ).statusCode,
+    403,
+    "not the address it listens on",
+  );
+  await one.close();
+});
+
+test("with a token, a page from anywhere may act by presenting it", async () => {
+  const f = fake("s3cret-token");
+  const app = buildApi(f.d, { listen: "127.0.0.1:9110" });
+  const url = "/api/v1/uplinks/isp1/disable";
+  const evil = { origin: "http://evil.example", host: "evil.example:9110", "sec-fetch-site": "cross-site" };
+  assert.equal((await app.inject({ method: "POST", url, headers: evil })).statusCode, 403);
+  const withToken = await app.inject({
+    method: "POST",
+    url,
+    headers: { ...evil, authorization: "Bearer s3cret-token" },
+  });
+  assert.equal(withToken.statusCode, 200);
+  // The dashboard's secret alone is not the token.
+  const secret = csrfOf((await app.inject({ url: "/", headers: { host: "127.0.0.1:9110" } })).body);
+  const own = { origin: "http://127.0.0.1:9110", host: "127.0.0.1:9110", "x-nflb-csrf": secret };
+  assert.equal((await app.inject({ method: "POST", url, headers: own })).statusCode, 401);
+  assert.deepEqual(f.calls, ["isp1 disable"]);
+  await app.close();
+});
+
+test("names a plain object inherits (__proto__, constructor, toString) are 404", async () => {
+  // The daemon looks names up in its config objects; a lookup that forgets Object.hasOwn finds these.
+  const calls: string[] = [];
+  const uplinks: Record<string, unknown> = { isp1: {} };
+  const services: Record<string, unknown> = { web: {} };
+  const d: ApiDaemon = {
+    ...fake().d,
+    setUplinkEnabled: async (name) => {
+      calls.push(name);
+      return uplinks[name] ? { ok: true, body: {} } : { ok: false, status: 404, error: `no uplink ${name}` };
+    },
+    setBackendDrained: async (svc) => {
+      calls.push(svc);
+      return services[svc] ? { ok: true, body: {} } : { ok: false, status: 404, error: `no service ${svc}` };
+    },
+  };
+  const app = buildApi(d);
+  // A route another module registers (as the control routes do) is covered too.
+  void app.register(async (api) => {
+    api.post<{ Params: { name: string } }>("/api/v1/other/:name", async (req) => {
+      calls.push(`other ${req.params.name}`);
+      return {};
+    });
+  });
+  for (const name of ["__proto__", "constructor", "toString", "hasOwnProperty", "__defineGetter__"]) {
+    assert.equal((await app.inject({ method: "POST", url: `/api/v1/other/${name}` })).statusCode, 404);
+    const u = await app.inject({ method: "POST", url: `/api/v1/uplinks/${name}/disable` });
+    assert.equal(u.statusCode, 404, name);
+    const s = await app.inject({
+      method: "POST",
+      url: `/api/v1/services/${name}/backends/10.1.1.1:80/drain`,
+    });
+    assert.equal(s.statusCode, 404, name);
+  }
+  assert.deepEqual(calls, []);
+  assert.equal((await app.inject({ method: "POST", url: "/api/v1/uplinks/isp1/disable" })).statusCode, 200);
+  await app.close();
+});
+
+test("event streams are capped per client and in total", async () => {
+  const f = fake();
+  const app = buildApi(f.d, { maxStreams: 3, maxStreamsPerClient: 2 });
+  const open = (remoteAddress: string) => app.inject({ url: "/api/v1/events", remoteAddress });
+  const held = [open("127.0.0.1"), open("127.0.0.5")];
+  await new Promise((r) => setTimeout(r, 30));
+  // All of 127.0.0.0/8 is one client.
+  const third = await open("127.0.0.9");
+  assert.equal(third.statusCode, 503);
+  assert.match(third.json().error, /from loopback/);
+  held.push(open("2001:db8:1:2::7"));
+  await new Promise((r) => setTimeout(r, 30));
+  const full = await open("198.51.100.4");
+  assert.equal(full.statusCode, 503);
+  assert.match(full.json().error, /too many event streams open/);
+  await app.close();
+  for (const r of await Promise.all(held)) assert.equal(r.statusCode, 200);
+  assert.equal(f.events.listenerCount("event"), 0);
+});
+
+test("stream slots: IPv4 by address, IPv6 by /64, loopback as one", () => {
+  assert.equal(clientKey("127.0.0.1"), "loopback");
+  assert.equal(clientKey("::ffff:127.3.0.1"), "loopback");
+  assert.equal(clientKey("::1"), "loopback");
+  assert.equal(clientKey("192.0.2.7"), "192.0.2.7");
+  assert.equal(clientKey("::ffff:192.0.2.7"), "192.0.2.7");
+  assert.equal(clientKey("2001:db8:1:2::7"), clientKey("2001:db8:1:2:ffff::1"));
+  assert.notEqual(clientKey("2001:db8:1:2::7"), clientKey("2001:db8:1:3::7"));
+});
+
+test("bounded: body size, timeouts, connections", async () => {
+  const app = buildApi(fake().d);
+  const big = await app.inject({
+    method: "POST",
+    url: "/api/v1/uplinks/isp1/disable",
+    headers: { "content-type": "application/json" },
+    payload: "x".repeat(LIMITS.bodyBytes + 1),
+  });
+  assert.equal(big.statusCode, 413);
+  assert.equal(app.server.maxConnections, LIMITS.maxConnections);
+  assert.equal(app.server.requestTimeout, LIMITS.requestTimeoutMs);
+  assert.equal(app.server.keepAliveTimeout, LIMITS.keepAliveTimeoutMs);
+  assert.equal(app.server.timeout, LIMITS.connectionTimeoutMs);
+  assert.ok(LIMITS.connectionTimeoutMs > 2 * HEARTBEAT_MS, "an idle event stream outlives its heartbeat");
   await app.close();
 });
 
@@ -205,7 +430,9 @@ test("loopback and token checks", () => {
     assert.ok(isLoopback(a), a);
   for (const a of [undefined, "", "192.0.2.1", "::", "::2", "::ffff:192.0.2.1", "fe80::1"])
     assert.ok(!isLoopback(a), String(a));
-  assert.deepEqual(authorize("tok-12345", { authorization: "bearer tok-12345" }), { ok: true });
-  assert.equal(authorize("tok-12345", { authorization: "Bearer tok-1234" }).ok, false);
-  assert.equal(authorize("tok-12345", { authorization: "Basic tok-12345" }).ok, false);
+  const served = { address: "127.0.0.1", port: 9110, names: [] };
+  const req = (authorization: string) => ({ method: "POST", authorization, host: "127.0.0.1:9110" });
+  assert.deepEqual(authorize("tok-12345", "csrf", req("bearer tok-12345"), served), { ok: true });
+  assert.equal(authorize("tok-12345", "csrf", req("Bearer tok-1234"), served).ok, false);
+  assert.equal(authorize("tok-12345", "csrf", req("Basic tok-12345"), served).ok, false);
 });

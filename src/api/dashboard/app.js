@@ -13,6 +13,7 @@
   const COLORS = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626"];
 
   const $ = (sel) => document.querySelector(sel);
+  const CSRF = $('meta[name="nflb-csrf"]')?.getAttribute("content") || "";
 
   /** createElement with properties (text, className, dataset, attributes) and children. */
   function el(tag, props, ...children) {
@@ -68,10 +69,10 @@
     try {
       for (let attempt = 0; attempt < 3; attempt++) {
         const token = localStorage.getItem(TOKEN_KEY);
-        const res = await fetch(path, {
-          method: "POST",
-          headers: token ? { authorization: `Bearer ${token}` } : {},
-        });
+        // The daemon put a per-start secret in this page: it proves the POST comes from its own page.
+        const headers = { "x-nflb-csrf": CSRF };
+        if (token) headers.authorization = `Bearer ${token}`;
+        const res = await fetch(path, { method: "POST", headers });
         if (res.status === 401) {
           const asked = window.prompt(
             token

@@ -38,7 +38,11 @@ export interface Browser {
   close(): Promise<void>;
 }
 
-export async function launchBrowser(viewport = { width: 1280, height: 900 }): Promise<Browser> {
+/** `extraArgs`: more Chromium flags, e.g. `--host-resolver-rules=…` to point a name at 127.0.0.1. */
+export async function launchBrowser(
+  viewport = { width: 1280, height: 900 },
+  extraArgs: readonly string[] = [],
+): Promise<Browser> {
   const { chromium } = await import("playwright-core");
   const profile = await mkdtemp(join(tmpdir(), "nflb-chromium-"));
   let context: BrowserContext;
@@ -47,7 +51,7 @@ export async function launchBrowser(viewport = { width: 1280, height: 900 }): Pr
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ARGS,
+      args: [...ARGS, ...extraArgs],
       viewport,
       timeout: 60_000,
     });
