@@ -1,11 +1,11 @@
 import type { Desired } from "../plan/desired.ts";
-import type { RouteSpec, RuleSpec, Fam } from "../render/routes.ts";
-import { diffRouting, isEmptyDiff, type RoutingDiff } from "./diff-routing.ts";
-import * as ip from "../system/iproute.ts";
+import { diffOps, diffRouting, ownedRouting, type OwnedRange, type RoutingDiff } from "./diff-routing.ts";
+import { applyRoutingOps, readAll, readOwned, withRollback } from "./routing-batch.ts";
+import { systemIp, type IpPort } from "../system/iproute.ts";
 import { nftApply } from "../system/nft.ts";
 import { readSysctl, writeSysctl } from "../system/sysctl.ts";
-import { saveState } from "../system/state.ts";
-import { loadOwnedState } from "./owned-state.ts";
+import { loadState, saveState } from "../system/state.ts";
+import { ownedState } from "./owned-state.ts";
 
 export interface ApplyReport {
   nftChanged: boolean;
@@ -14,48 +14,29 @@ export interface ApplyReport {
   seconds: number;
 }
 
-/** What the kernel holds now in nflb's rule priorities and tables. */
-export async function readRouting(range: {
-  priorities: { from: number; to: number };
-  tables: { from: number; to: number };
-}) {
-  const rules: RuleSpec[] = [];
-  const routes: RouteSpec[] = [];
-  for (const fam of [4, 6] as Fam[]) {
-    rules.push(
-      ...(await ip.readRules(fam)).filter(
-        (r) => r.priority >= range.priorities.from && r.priority <= range.priorities.to,
-      ),
-    );
-    for (let t = range.tables.from; t <= range.tables.to; t++)
-      routes.push(...(await ip.readDefaultRoutes(fam, t)));
-  }
-  return { rules, routes };
-}
-
-async function applyRoutingDiff(d: RoutingDiff): Promise<void> {
-  // Add before delete: a packet never finds neither the old nor the new rule.
-  for (const r of d.addRules) await ip.addRule(r);
-  for (const r of d.replaceRoutes) await ip.replaceRoute(r);
-  for (const r of d.delRules) await ip.deleteRule(r);
-  for (const r of d.delRoutes) await ip.deleteRoute(r);
+/** What the kernel holds now of nflb's rules and routes (tagged with its protocol, inside the range). */
+export async function readRouting(range: OwnedRange, ip: IpPort = systemIp) {
+  return readOwned(ip, range);
 }
 
 /**
- * Install a desired state. The nft script is dry-run first; routing changes are rolled back if
- * anything after them fails; the nft transaction itself is all-or-nothing. So a failed apply
- * leaves the previous data plane serving.
+ * Install a desired state. The nft script is dry-run first; routing changes go in one `ip -batch`
+ * per family and are rolled back if anything after them fails; the nft transaction itself is
+ * all-or-nothing. So a failed apply leaves the previous data plane serving.
  */
 export async function applyDesired(want: Desired, opts: { nftScript?: string } = {}): Promise<ApplyReport> {
   const t0 = performance.now();
   const script = opts.nftScript ?? want.nft;
-  await nftApply(script, { check: true });
+  const ip = systemIp;
+  // The dry run, the state file and the reads are independent: run them together (process start
+  // dominates each). Everything is read, then filtered to nflb's own objects in its range.
+  const [, saved, kernel] = await Promise.all([nftApply(script, { check: true }), loadState(), readAll(ip)]);
+  const state = await ownedState(saved, kernel);
 
   const range = {
     priorities: want.routing.priorities,
     tables: want.routing.tables,
   };
-  const state = await loadOwnedState();
   // Widen the range to what an earlier config owned, so shrinking a config removes its leftovers.
   if (state.tables)
     range.tables = {
@@ -68,31 +49,32 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
       to: Math.max(range.priorities.to, state.priorities.to),
     };
 
-  const before = await readRouting(range);
+  const before = ownedRouting(kernel, range);
   const diff = diffRouting(want.routing, before);
   state.tables = range.tables;
   state.priorities = range.priorities;
+  const current = new Map(
+    await Promise.all(want.sysctls.map(async (s) => [s.key, await readSysctl(s.key)] as const)),
+  );
   for (const s of want.sysctls) {
-    if (!(s.key in state.sysctls)) {
-      const cur = await readSysctl(s.key);
-      if (cur !== null) state.sysctls[s.key] = cur;
-    }
+    const cur = current.get(s.key) ?? null;
+    if (!(s.key in state.sysctls) && cur !== null) state.sysctls[s.key] = cur;
   }
   // Record ownership before changing anything: a crash midway must still be undoable by `down`.
   await saveState(state);
 
+  // Routing first, in one batch per family (undone by itself if a line fails); then the nft
+  // transaction, all-or-nothing; if that fails, the routing ops are undone too.
+  const undo = await applyRoutingOps(ip, diffOps(diff, before), range, before);
   try {
-    await applyRoutingDiff(diff);
     await nftApply(script);
   } catch (e) {
-    if (!isEmptyDiff(diff))
-      await applyRoutingDiff(diffRouting(before, await readRouting(range))).catch(() => undefined);
-    throw e;
+    throw await withRollback(e, undo());
   }
 
   const sysctls: ApplyReport["sysctls"] = [];
   for (const s of want.sysctls) {
-    const cur = await readSysctl(s.key);
+    const cur = current.get(s.key) ?? null;
     if (cur !== s.value) {
       await writeSysctl(s.key, s.value);
       sysctls.push({ key: s.key, from: cur, to: s.value });
@@ -102,9 +84,9 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
 }
 
 /** Only the routing part (the daemon moves the primary's default route without a full apply). */
-export async function applyRoutingOnly(want: Desired): Promise<RoutingDiff> {
-  const before = await readRouting(want.routing);
+export async function applyRoutingOnly(want: Desired, ip: IpPort = systemIp): Promise<RoutingDiff> {
+  const before = await readOwned(ip, want.routing);
   const diff = diffRouting(want.routing, before);
-  await applyRoutingDiff(diff);
+  await applyRoutingOps(ip, diffOps(diff, before), want.routing, before);
   return diff;
 }
