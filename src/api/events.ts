@@ -1,5 +1,5 @@
 import type { ServerResponse } from "node:http";
-import type { DaemonEvent } from "../daemon/events.ts";
+import type { DaemonEvent } from "./event.ts";
 
 /** What the event stream reads: the daemon's event log. */
 export interface EventFeed {

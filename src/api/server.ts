@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import type { StatusJson } from "../daemon/status.ts";
+import type { StatusJson } from "./status.ts";
 import { authorize } from "./auth.ts";
 import { dashboardAsset } from "./dashboard/assets.ts";
 import { EventStreams, HEARTBEAT_MS, type EventFeed } from "./events.ts";

@@ -1,7 +1,7 @@
 import type { Config } from "./schema.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { parseAddr, parseHostPort } from "../net/ip.ts";
-import { markLayout } from "../plan/marks.ts";
+import { markLayout } from "./marks.ts";
 
 /** Checks that span several keys; the schema has already validated each value on its own. */
 export function crossCheck(c: Config): ConfigIssue[] {

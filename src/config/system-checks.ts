@@ -1,6 +1,6 @@
 import type { Config } from "./schema.ts";
 import type { ConfigIssue } from "./issues.ts";
-import type { Facts } from "../plan/types.ts";
+import type { Facts } from "../net/facts.ts";
 
 /** Checks against the machine the config is applied on (`check --offline` skips them). */
 export function systemCheck(c: Config, facts: Facts): ConfigIssue[] {

@@ -1,0 +1,13 @@
+import type { Addr } from "./ip.ts";
+
+/** What the system looks like, as far as checking and planning need it (read by src/system, passed in). */
+export interface Facts {
+  interfaces: Map<string, InterfaceFacts>;
+}
+
+export interface InterfaceFacts {
+  name: string;
+  up: boolean;
+  /** Global-scope addresses. */
+  addresses: Addr[];
+}
