@@ -222,4 +222,27 @@ uplinks:
       await nflbOk(lab, "router", ["down"]);
     },
   );
+
+  test(
+    "local: balance installs a weighted multipath default, tagged, and down removes it",
+    { timeout: 60_000 },
+    async () => {
+      const before = await snapshot(lab, "router");
+      const file = cfg.write(`version: 1
+uplinks:
+${lab.uplinks.map((u) => `  isp${u.index}: { interface: ${u.wanIf}, gateway: ${u.gateway4}, weight: ${u.index + 1} }`).join("\n")}
+balance: { local: balance }
+`);
+      await nflbOk(lab, "router", ["apply", "-c", file]);
+      const t200 = await lab.run("router", ["ip", "-4", "route", "show", "table", "200"]);
+      assert.match(t200, /^default proto 110 /m);
+      assert.match(t200, /nexthop via \S+ dev wan1 weight 2/);
+      assert.match(t200, /nexthop via \S+ dev wan2 weight 3/);
+      const again = await nflbOk(lab, "router", ["apply", "-c", file]);
+      assert.match(again, /rules \+0 -0; routes ~0 -0/, "the multipath route reads back equal");
+      await nflbOk(lab, "router", ["down"]);
+      const after = await snapshot(lab, "router");
+      assert.deepEqual({ ...after, routes6: "" }, { ...before, routes6: "" });
+    },
+  );
 });
