@@ -45,7 +45,14 @@ export class IpBatchError extends Error {
     readonly stderr: string,
   ) {
     const what = line === null ? "" : ` line ${(applied ?? 0) + 1} "${line}"`;
-    super(`ip -${family} -batch${what} failed: ${stderr.trim().split("\n").slice(-3).join("; ")}`);
+    super(
+      `ip -${family} -batch${what} failed: ${stderr
+        .trim()
+        .split("\n")
+        .filter((l) => !l.startsWith("Command failed"))
+        .slice(-3)
+        .join("; ")}`,
+    );
     this.name = "IpBatchError";
   }
 }

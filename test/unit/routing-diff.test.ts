@@ -256,3 +256,8 @@ test("parsing `ip -N -j` output (captured from iproute2 6.1)", () => {
     ],
   );
 });
+
+test("a word that could start another batch line is refused, not sent", () => {
+  const route = { family: 4 as const, table: 201, nexthops: [{ dev: "wan1\nrule flush" }] };
+  assert.throws(() => batchText([{ op: "route-replace", route }], 4), /refusing ip batch word/);
+});
