@@ -18,7 +18,7 @@ import { buildUplinkLab, type UplinkLab } from "../src/lab/uplink-lab.ts";
 import { NFLB_BIN, tsNode } from "./lib/paths.ts";
 import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
 import { fmtSummaryMs, markdownTable, summarize } from "./lib/stats.ts";
-import { prng, simulatedUplink } from "../test/unit/fping-sim.ts";
+import { prng, simulatedUplink } from "../testkit/fping-sim.ts";
 
 const { values } = parseArgs({
   options: {
@@ -181,7 +181,7 @@ async function failover(lab: UplinkLab): Promise<void> {
 /**
  * Transitions in an hour under iid probe loss (model): the uplink monitor itself (fping prober with
  * its fast re-probes, state machine) against a simulated fping on a manual clock
- * (test/unit/fping-sim.ts), mean of `seeds` runs.
+ * (testkit/fping-sim.ts), mean of `seeds` runs.
  */
 async function modelTransitionsPerHour(
   loss: number,

@@ -24,7 +24,7 @@ import {
   status,
   waitStatus,
   type RunningDaemon,
-} from "../test/lab/daemon-harness.ts";
+} from "../testkit/daemon-harness.ts";
 import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
 import { fmtSummaryMs, markdownTable, summarize } from "./lib/stats.ts";
 import { REPO } from "./lib/paths.ts";

@@ -114,11 +114,13 @@ await withBenchNet(async (net) => {
     const fresh = await repeat(RUNS, () => inNs(net, nflb("apply", file)), { between: down });
     await inNs(net, nflb("apply", file));
     const again = await repeat(RUNS, () => inNs(net, nflb("apply", file)));
+    const downMs = await repeat(RUNS, down, { between: () => inNs(net, nflb("apply", file)) });
     await down();
     cli.push(
       [c.label, "`nflb plan`", fmtSummaryMs(summarize(plan))],
       [c.label, "`nflb apply` (fresh: after `nflb down`)", fmtSummaryMs(summarize(fresh))],
       [c.label, "`nflb apply` (again, same config)", fmtSummaryMs(summarize(again))],
+      [c.label, "`nflb down` (after `nflb apply`)", fmtSummaryMs(summarize(downMs))],
     );
 
     const raw = await inNs(

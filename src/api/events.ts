@@ -1,5 +1,5 @@
 import type { ServerResponse } from "node:http";
-import type { DaemonEvent } from "../daemon/events.ts";
+import type { DaemonEvent } from "./event.ts";
 import { parseAddr } from "../net/ip.ts";
 import { isLoopback } from "./auth.ts";
 

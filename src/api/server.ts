@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import type { StatusJson } from "../daemon/status.ts";
+import type { StatusJson } from "./status.ts";
 import { parseHostPort } from "../net/ip.ts";
 import { CSRF_HEADER, admit, authorize, type RequestFacts, type Served } from "./auth.ts";
 import { dashboardAsset } from "./dashboard/assets.ts";

@@ -1,11 +1,14 @@
 import type { Desired } from "../plan/desired.ts";
-import type { RouteSpec, RuleSpec, Fam } from "../render/routes.ts";
-import { diffRouting, isEmptyDiff, type RoutingDiff } from "./diff-routing.ts";
-import * as ip from "../system/iproute.ts";
+import { diffOps, diffRouting, ownedRouting, type OwnedRange, type RoutingDiff } from "./diff-routing.ts";
+import { applyRoutingOps, readAll, readOwned, withRollback } from "./routing-batch.ts";
+import { systemIp, type IpPort } from "../system/iproute.ts";
 import { nftApply } from "../system/nft.ts";
 import { readSysctl, writeSysctl } from "../system/sysctl.ts";
-import { saveState } from "../system/state.ts";
-import { loadOwnedState } from "./owned-state.ts";
+import { loadState, saveState } from "../system/state.ts";
+import { ownedState } from "./owned-state.ts";
+import type { RoutingOp } from "../plan/routing.ts";
+
+const isAddition = (o: RoutingOp) => o.op === "rule-add" || o.op === "route-replace";
 
 export interface ApplyReport {
   nftChanged: boolean;
@@ -14,70 +17,29 @@ export interface ApplyReport {
   seconds: number;
 }
 
-/**
- * An apply failed and putting the old routing back failed too: the host may hold a mix, and the
- * user must hear both (the cause, and what could not be undone), not only the first.
- */
-export class RollbackError extends Error {
-  override name = "RollbackError";
-  constructor(
-    readonly applyError: unknown,
-    readonly rollbackError: unknown,
-  ) {
-    const msg = (x: unknown) => (x instanceof Error ? x.message : String(x));
-    super(
-      `apply failed: ${msg(applyError)}; rolling the routing back failed too: ${msg(rollbackError)} ` +
-        "(the rules and routes in nflb's ranges may be a mix of old and new: run nflb apply again, or nflb down)",
-    );
-  }
-}
-
-/** What the kernel holds now in nflb's rule priorities and tables. */
-export async function readRouting(range: {
-  priorities: { from: number; to: number };
-  tables: { from: number; to: number };
-}) {
-  const rules: RuleSpec[] = [];
-  const routes: RouteSpec[] = [];
-  for (const fam of [4, 6] as Fam[]) {
-    rules.push(
-      ...(await ip.readRules(fam)).filter(
-        (r) => r.priority >= range.priorities.from && r.priority <= range.priorities.to,
-      ),
-    );
-    for (let t = range.tables.from; t <= range.tables.to; t++)
-      routes.push(...(await ip.readDefaultRoutes(fam, t)));
-  }
-  return { rules, routes };
-}
-
-async function applyRoutingDiff(d: RoutingDiff, part: "add" | "delete" | "all" = "all"): Promise<void> {
-  // Add before delete: a packet never finds neither the old nor the new rule.
-  if (part !== "delete") {
-    for (const r of d.addRules) await ip.addRule(r);
-    for (const r of d.replaceRoutes) await ip.replaceRoute(r);
-  }
-  if (part !== "add") {
-    for (const r of d.delRules) await ip.deleteRule(r);
-    for (const r of d.delRoutes) await ip.deleteRoute(r);
-  }
+/** What the kernel holds now of nflb's rules and routes (tagged with its protocol, inside the range). */
+export async function readRouting(range: OwnedRange, ip: IpPort = systemIp) {
+  return readOwned(ip, range);
 }
 
 /**
- * Install a desired state. The nft script is dry-run first; routing changes are rolled back if
- * anything after them fails; the nft transaction itself is all-or-nothing. So a failed apply
- * leaves the previous data plane serving.
+ * Install a desired state. The nft script is dry-run first; routing changes go in one `ip -batch`
+ * per family and are rolled back if anything after them fails; the nft transaction itself is
+ * all-or-nothing. So a failed apply leaves the previous data plane serving.
  */
 export async function applyDesired(want: Desired, opts: { nftScript?: string } = {}): Promise<ApplyReport> {
   const t0 = performance.now();
   const script = opts.nftScript ?? want.nft;
-  await nftApply(script, { check: true });
+  const ip = systemIp;
+  // The dry run, the state file and the reads are independent: run them together (process start
+  // dominates each). Everything is read, then filtered to nflb's own objects in its range.
+  const [, saved, kernel] = await Promise.all([nftApply(script, { check: true }), loadState(), readAll(ip)]);
+  const state = await ownedState(saved, kernel);
 
   const range = {
     priorities: want.routing.priorities,
     tables: want.routing.tables,
   };
-  const state = await loadOwnedState();
   // Widen the range to what an earlier config owned, so shrinking a config removes its leftovers.
   if (state.tables)
     range.tables = {
@@ -90,39 +52,36 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
       to: Math.max(range.priorities.to, state.priorities.to),
     };
 
-  const before = await readRouting(range);
+  const before = ownedRouting(kernel, range);
   const diff = diffRouting(want.routing, before);
   state.tables = range.tables;
   state.priorities = range.priorities;
+  const current = new Map(
+    await Promise.all(want.sysctls.map(async (s) => [s.key, await readSysctl(s.key)] as const)),
+  );
   for (const s of want.sysctls) {
-    if (!(s.key in state.sysctls)) {
-      const cur = await readSysctl(s.key);
-      if (cur !== null) state.sysctls[s.key] = cur;
-    }
+    const cur = current.get(s.key) ?? null;
+    if (!(s.key in state.sysctls) && cur !== null) state.sysctls[s.key] = cur;
   }
   // Record ownership before changing anything: a crash midway must still be undoable by `down`.
   await saveState(state);
 
+  // Additions first, in one batch per family (undone by itself if a line fails); then the nft
+  // transaction, all-or-nothing; if that fails, the additions are undone too. What only the old
+  // table used goes after the switch: killed at any point (kill -9, power), the host keeps a table
+  // whose rules and routes are all there, whichever table that is.
+  const ops = diffOps(diff, before);
+  const undo = await applyRoutingOps(ip, ops.filter(isAddition), range, before);
   try {
-    await applyRoutingDiff(diff, "add");
     await nftApply(script);
   } catch (e) {
-    if (!isEmptyDiff(diff)) {
-      try {
-        await applyRoutingDiff(diffRouting(before, await readRouting(range)));
-      } catch (rollback) {
-        throw new RollbackError(e, rollback);
-      }
-    }
-    throw e;
+    throw await withRollback(e, undo());
   }
-  // What only the old table used goes after the switch: killed at any point (kill -9, power), the
-  // host keeps a table whose rules and routes are all there, whichever table that is.
-  await applyRoutingDiff(diff, "delete");
+  await applyRoutingOps(ip, ops.filter((o) => !isAddition(o)), range, before);
 
   const sysctls: ApplyReport["sysctls"] = [];
   for (const s of want.sysctls) {
-    const cur = await readSysctl(s.key);
+    const cur = current.get(s.key) ?? null;
     if (cur !== s.value) {
       await writeSysctl(s.key, s.value);
       sysctls.push({ key: s.key, from: cur, to: s.value });
@@ -132,9 +91,9 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
 }
 
 /** Only the routing part (the daemon moves the primary's default route without a full apply). */
-export async function applyRoutingOnly(want: Desired): Promise<RoutingDiff> {
-  const before = await readRouting(want.routing);
+export async function applyRoutingOnly(want: Desired, ip: IpPort = systemIp): Promise<RoutingDiff> {
+  const before = await readOwned(ip, want.routing);
   const diff = diffRouting(want.routing, before);
-  await applyRoutingDiff(diff);
+  await applyRoutingOps(ip, diffOps(diff, before), want.routing, before);
   return diff;
 }

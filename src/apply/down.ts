@@ -1,61 +1,84 @@
-import { RULE_OFFSETS, type Fam } from "../render/routes.ts";
+import { ROUTE_PROTO, RULE_OFFSETS, type Fam } from "../plan/routing.ts";
 import { FAMILY, TABLE } from "../render/nft-text.ts";
-import * as ip from "../system/iproute.ts";
-import { deleteTable, tableExists } from "../system/nft.ts";
+import { ipRaw, systemIp, type IpPort, type KernelRouting } from "../system/iproute.ts";
+import { listTables, nftApply } from "../system/nft.ts";
 import { writeSysctl } from "../system/sysctl.ts";
-import { clearState } from "../system/state.ts";
+import { clearState, loadState } from "../system/state.ts";
+import { readAll } from "./routing-batch.ts";
+import { ownedState } from "./owned-state.ts";
 import { withStateLock } from "../system/lock.ts";
-import { loadOwnedState } from "./owned-state.ts";
+import type { OwnedRange } from "./diff-routing.ts";
 
 export interface DownOptions {
   tableBase?: number;
   ruleBase?: number;
+  /** The table range to search without a state file (the default config's 200–300 when unset). */
+  tableSpan?: number;
 }
 
 /**
- * Remove everything nflb installed and nothing else: its table, the rules in its priority range,
- * the routes in its tables, addresses it added; then restore the sysctls it changed.
- * Works from the state file alone, or from the config's (or default) ranges when there is none.
+ * `ip -batch` lines that remove nflb's rules and routes, and only those: tagged with nflb's
+ * protocol number and inside its ranges. A rule or route without the tag is someone else's even
+ * at one of our priorities or in one of our tables (strongSwan: table 220, priority 220).
+ * Deletes name the protocol too, so the kernel itself refuses to touch an untagged twin.
  */
-export async function down(opts: DownOptions = {}): Promise<string[]> {
-  return withStateLock("nflb down", () => downLocked(opts));
+export function downLines(k: KernelRouting, range: OwnedRange, fam: Fam): string[] {
+  const inR = (n: number, r: { from: number; to: number }) => n >= r.from && n <= r.to;
+  const lines: string[] = [];
+  for (const r of k.rules)
+    if (r.family === fam && r.proto === ROUTE_PROTO && inR(r.priority, range.priorities))
+      lines.push(`rule del priority ${r.priority} protocol ${ROUTE_PROTO}`);
+  for (const r of k.routes)
+    if (r.family === fam && r.proto === ROUTE_PROTO && inR(r.table, range.tables))
+      lines.push(
+        ["route", "del", ...(r.type !== "unicast" ? [r.type] : []), r.dst, "table", String(r.table)]
+          .concat("proto", String(ROUTE_PROTO))
+          .join(" "),
+      );
+  return lines;
 }
 
-async function downLocked(opts: DownOptions): Promise<string[]> {
+/**
+ * Remove everything nflb installed and nothing else: its table, its rules and routes (tagged with
+ * its protocol, inside the recorded ranges, or the config's or default ranges without a state
+ * file), addresses it added; then restore the sysctls it changed.
+ */
+export async function down(opts: DownOptions = {}, ip: IpPort = systemIp): Promise<string[]> {
+  return withStateLock("nflb down", () => downLocked(opts, ip));
+}
+
+async function downLocked(opts: DownOptions, ip: IpPort): Promise<string[]> {
   const done: string[] = [];
-  const state = await loadOwnedState();
+  // Everything is read at once (state file, rules and routes, nft's table names), then written
+  // with one nft transaction and one `ip -batch` per family.
+  const [saved, kernel, tables] = await Promise.all([loadState(), readAll(ip), listTables()]);
+  const state = await ownedState(saved, kernel, tables);
   const tableBase = opts.tableBase ?? 200;
   const ruleBase = opts.ruleBase ?? 10_000;
-  const tables = state.tables ?? { from: tableBase, to: tableBase + 100 };
-  const prios = state.priorities ?? { from: ruleBase, to: ruleBase + RULE_OFFSETS.span - 1 };
+  const range: OwnedRange = {
+    tables: state.tables ?? { from: tableBase, to: tableBase + (opts.tableSpan ?? 100) },
+    priorities: state.priorities ?? { from: ruleBase, to: ruleBase + RULE_OFFSETS.span - 1 },
+  };
 
-  await deleteTable(FAMILY, TABLE);
-  done.push(`nft delete table ${FAMILY} ${TABLE}`);
   // A cluster node also has an ARP-only table (ARP never reaches an inet table).
-  if (await tableExists("arp", TABLE)) {
-    await deleteTable("arp", TABLE);
-    done.push(`nft delete table arp ${TABLE}`);
+  const gone = [`${FAMILY} ${TABLE}`, `arp ${TABLE}`].filter((t) => tables.includes(t));
+  if (gone.length) {
+    await nftApply(gone.map((t) => `delete table ${t}\n`).join(""));
+    done.push(...gone.map((t) => `nft delete table ${t}`));
   }
   for (const fam of [4, 6] as Fam[]) {
-    for (const r of await ip.readRules(fam)) {
-      if (r.priority >= prios.from && r.priority <= prios.to) {
-        await ip.deleteRule(r);
-        done.push(`ip -${fam} rule del priority ${r.priority}`);
-      }
-    }
-    for (const args of await ip.routesInTables(fam, tables.from, tables.to)) {
-      await ip.ipRaw(fam, args).catch(() => undefined);
-      done.push(`ip -${fam} ${args.join(" ")}`);
-    }
+    const lines = downLines(kernel, range, fam);
+    if (!lines.length) continue;
+    // -force: one route that went away with its link must not keep the rest in place.
+    await ip.batch(fam, lines.join("\n") + "\n", { force: true }).catch(() => undefined);
+    done.push(...lines.map((l) => `ip -${fam} ${l}`));
   }
   for (const a of state.addresses) {
-    await ip
-      .ipRaw(a.cidr.includes(":") ? 6 : 4, ["addr", "del", a.cidr, "dev", a.iface])
-      .catch(() => undefined);
+    await ipRaw(a.cidr.includes(":") ? 6 : 4, ["addr", "del", a.cidr, "dev", a.iface]).catch(() => undefined);
     done.push(`ip addr del ${a.cidr} dev ${a.iface}`);
   }
   for (const m of state.maddrs ?? []) {
-    await ip.ipRaw(4, ["maddr", "del", m.mac, "dev", m.iface]).catch(() => undefined);
+    await ipRaw(4, ["maddr", "del", m.mac, "dev", m.iface]).catch(() => undefined);
     done.push(`ip maddr del ${m.mac} dev ${m.iface}`);
   }
   for (const [key, value] of Object.entries(state.sysctls).reverse()) {

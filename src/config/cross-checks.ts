@@ -1,7 +1,7 @@
 import type { Config } from "./schema.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { formatHostPort, parseAddr, parseHostPort } from "../net/ip.ts";
-import { markLayout } from "../plan/marks.ts";
+import { markLayout } from "./marks.ts";
 import { checkOwnedRanges } from "./owned-ranges.ts";
 import { LIMITS } from "./schema.ts";
 import { didYouMean } from "./suggest.ts";

@@ -1,5 +1,5 @@
 import type { ConfigIssue } from "./issues.ts";
-import { hex } from "../plan/marks.ts";
+import { hex } from "./marks.ts";
 
 /**
  * Marks other tools put on packets or connections. nflb rewrites the bits of `mark_mask` on

@@ -1,6 +1,6 @@
 import type { Config } from "./schema.ts";
 import type { ConfigIssue } from "./issues.ts";
-import { RULE_OFFSETS } from "../render/routes.ts";
+import { RULE_OFFSETS } from "./marks.ts";
 
 // nflb owns a range of routing tables and one of rule priorities. These checks prove, from the
 // config alone, that the ranges cannot reach the kernel's own tables or other tools' well-known

@@ -1,7 +1,7 @@
 import type { Config } from "./schema.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { FROM_RULE_SLOTS } from "./owned-ranges.ts";
-import type { Facts } from "../plan/types.ts";
+import type { Facts } from "../net/facts.ts";
 
 /** Checks against the machine the config is applied on (`check --offline` skips them). */
 export function systemCheck(c: Config, facts: Facts): ConfigIssue[] {

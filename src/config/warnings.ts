@@ -4,7 +4,7 @@ import type { CheckedConfig, LoadedConfig } from "./load.ts";
 import { checkOwnedRanges } from "./owned-ranges.ts";
 import { markCollisions } from "./mark-collisions.ts";
 import { parseAddr, prefixContains } from "../net/ip.ts";
-import type { Facts } from "../plan/types.ts";
+import type { Facts } from "../net/facts.ts";
 
 // Warnings: the config is valid and nflb runs it, but it probably does not do what the admin
 // wants, or it shares something with another tool. `check` prints them and still exits 0.

@@ -1,20 +1,8 @@
 import { EventEmitter } from "node:events";
 
-/** One state change, as logged, sent to the API's event stream and to the on_change hook. */
-export interface DaemonEvent {
-  id: number;
-  /** ISO time. */
-  at: string;
-  kind: "uplink" | "backend" | "cluster" | "daemon";
-  /** Uplink name; `SERVICE/ADDRESS:PORT` for a backend; node name for the cluster. */
-  name: string;
-  state: string;
-  reason: string;
-  service?: string;
-  backend?: string;
-}
-
-export type NewEvent = Omit<DaemonEvent, "id" | "at">;
+// The event's shape is the API's contract (src/api/event.ts): the daemon imports it downward.
+import type { DaemonEvent, NewEvent } from "../api/event.ts";
+export type { DaemonEvent, NewEvent };
 
 const KEEP = 200;
 

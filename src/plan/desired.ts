@@ -4,7 +4,7 @@ import { renderTable, TABLE_REF, type TableSections } from "../render/nft.ts";
 import { renderUplinks, renderUplinkUpdate } from "../render/nft-uplinks.ts";
 import { renderExec } from "../render/nft-exec.ts";
 import { renderServices, renderServicesUpdate } from "../render/nft-services.ts";
-import { planRouting, type RoutingPlan } from "../render/routes.ts";
+import { planRouting, type RoutingPlan } from "./routing.ts";
 import { planSysctls, type SysctlSpec } from "./sysctls.ts";
 import { allUp, planUplinks } from "./uplinks.ts";
 import { planServices, type ServicesPlan } from "./services.ts";

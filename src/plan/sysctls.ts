@@ -1,5 +1,5 @@
 import type { Config } from "../config/schema.ts";
-import type { RoutingPlan } from "../render/routes.ts";
+import type { RoutingPlan } from "./routing.ts";
 
 export interface SysctlSpec {
   key: string;

@@ -1,19 +1,9 @@
-import type { Addr, Prefix } from "../net/ip.ts";
-import type { MarkLayout } from "./marks.ts";
+import type { Addr } from "../net/ip.ts";
+import type { MarkLayout } from "../config/marks.ts";
 
-/** What the system looks like, as far as planning needs it (read by src/system, passed in). */
-export interface Facts {
-  interfaces: Map<string, InterfaceFacts>;
-}
-
-export interface InterfaceFacts {
-  name: string;
-  up: boolean;
-  /** Global-scope addresses. */
-  addresses: Addr[];
-  /** The networks of those addresses (and point-to-point peers), when known: for `check`'s gateway warning. */
-  subnets?: Prefix[];
-}
+// Facts moved below config and plan (config's system checks read them too); re-exported here for
+// the modules that import them from the plan.
+export type { Facts, InterfaceFacts } from "../net/facts.ts";
 
 /** Health as the daemon sees it; `apply` assumes every uplink up at its configured weight. */
 export interface UplinkHealth {

@@ -1,6 +1,6 @@
 import type { Config, RuleConfig } from "../config/schema.ts";
 import { parseAddr, parsePrefix } from "../net/ip.ts";
-import { markLayout, uplinkMark, type MarkLayout } from "./marks.ts";
+import { markLayout, uplinkMark, type MarkLayout } from "../config/marks.ts";
 import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
 import type { Facts, Health, PlannedRule, PlannedSplit, PlannedUplink, Target, UplinkPlan } from "./types.ts";
 

@@ -1,10 +1,61 @@
-import type { Fam, RouteSpec, RuleSpec } from "../render/routes.ts";
-import { routeArgs, ruleArgs } from "../render/routes.ts";
+import type { Fam, RouteSpec, RuleSpec } from "../plan/routing.ts";
 import { networkOf, parseAddr } from "../net/ip.ts";
-import type { InterfaceFacts } from "../plan/types.ts";
+import type { InterfaceFacts } from "../net/facts.ts";
 import { exec, run } from "./exec.ts";
 
-/** The only module that runs `ip`. Reads are JSON; writes are one argv each. */
+/** The only module that runs `ip`. Reads are JSON (`-N`: numbers, not names); writes go through `ip -batch -`. */
+
+/** A rule as the kernel reports it, with the routing protocol it was installed with (0: none). */
+export type KernelRule = RuleSpec & { proto: number };
+
+/** Any route of any table (not only defaults), enough to name it in `ip route del`. */
+export interface KernelRoute {
+  family: Fam;
+  table: number;
+  dst: string;
+  /** unicast unless the kernel says otherwise (local, broadcast, unreachable…). */
+  type: string;
+  proto: number;
+  /** The route as nflb models it, for a default route. */
+  spec: RouteSpec | null;
+}
+
+export interface KernelRouting {
+  rules: KernelRule[];
+  routes: KernelRoute[];
+}
+
+/** What `ip` (or a fake of it, in unit tests) must do for apply and down. */
+export interface IpPort {
+  /** Every rule and the routes of every table of one family: two processes, run together. */
+  read(fam: Fam): Promise<KernelRouting>;
+  /**
+   * Run the lines of `text` in one `ip -batch -`. Without `force` it stops at the first failing
+   * line and throws an IpBatchError saying how many lines went in before it (they stay applied).
+   */
+  batch(fam: Fam, text: string, opts?: { force?: boolean }): Promise<void>;
+}
+
+export class IpBatchError extends Error {
+  constructor(
+    readonly family: Fam,
+    /** Lines applied before the failure; null when `ip` did not say (it did not start, was killed…). */
+    readonly applied: number | null,
+    readonly line: string | null,
+    readonly stderr: string,
+  ) {
+    const what = line === null ? "" : ` line ${(applied ?? 0) + 1} "${line}"`;
+    super(
+      `ip -${family} -batch${what} failed: ${stderr
+        .trim()
+        .split("\n")
+        .filter((l) => !l.startsWith("Command failed"))
+        .slice(-3)
+        .join("; ")}`,
+    );
+    this.name = "IpBatchError";
+  }
+}
 
 interface RawRule {
   priority: number;
@@ -13,25 +64,38 @@ interface RawRule {
   fwmark?: string;
   fwmask?: string;
   table?: string;
-  /** "unreachable", "prohibit", … for a rule without a table. */
+  /** Numeric FR_ACT_* under `-N` for a rule without a table (7: unreachable). */
   action?: string;
   suppress_prefixlen?: number;
+  protocol?: string;
 }
 
-export async function readRules(fam: Fam): Promise<RuleSpec[]> {
-  const out = await run(["ip", `-${fam}`, "-j", "rule", "list"]);
-  return (JSON.parse(out || "[]") as RawRule[]).map((r) => {
-    const spec: RuleSpec = {
+const FR_ACT_UNREACHABLE = "7";
+const MAIN_TABLE = 254;
+
+export function parseRules(fam: Fam, json: string): KernelRule[] {
+  return (JSON.parse(json || "[]") as RawRule[]).map((r) => {
+    const table = Number(r.table);
+    const rule: KernelRule = {
       family: fam,
       priority: r.priority,
-      table: r.action === "unreachable" ? "unreachable" : r.table === "main" ? "main" : Number(r.table),
+      // Any other action (blackhole, prohibit, goto) is never nflb's: NaN equals no table nflb plans.
+      table:
+        r.action === FR_ACT_UNREACHABLE
+          ? "unreachable"
+          : table === MAIN_TABLE
+            ? "main"
+            : r.table === undefined
+              ? Number.NaN
+              : table,
+      proto: Number(r.protocol ?? 0),
     };
     if (r.src && r.src !== "all")
-      spec.from =
+      rule.from =
         r.srclen !== undefined && r.srclen !== (fam === 4 ? 32 : 128) ? `${r.src}/${r.srclen}` : r.src;
-    if (r.fwmark) spec.fwmark = { value: Number(r.fwmark), mask: r.fwmask ? Number(r.fwmask) : 0xffffffff };
-    if (r.suppress_prefixlen !== undefined) spec.suppressPrefixlength = r.suppress_prefixlen;
-    return spec;
+    if (r.fwmark) rule.fwmark = { value: Number(r.fwmark), mask: r.fwmask ? Number(r.fwmask) : 0xffffffff };
+    if (r.suppress_prefixlen !== undefined) rule.suppressPrefixlength = r.suppress_prefixlen;
+    return rule;
   });
 }
 
@@ -42,20 +106,32 @@ interface RawHop {
 }
 interface RawRoute extends RawHop {
   dst: string;
+  table?: string;
+  type?: string;
+  protocol?: string;
   nexthops?: RawHop[];
 }
 
-/** Default routes of one table (nflb puts nothing else in its tables). */
-export async function readDefaultRoutes(fam: Fam, table: number): Promise<RouteSpec[]> {
-  const r = await exec(["ip", `-${fam}`, "-j", "route", "show", "table", String(table)]);
-  if (r.code !== 0) return []; // "FIB table does not exist" is an empty table
-  return (JSON.parse(r.stdout || "[]") as RawRoute[])
-    .filter((x) => x.dst === "default")
-    .map((x) => ({
+export function parseRoutes(fam: Fam, json: string): KernelRoute[] {
+  return (JSON.parse(json || "[]") as RawRoute[]).map((x) => {
+    // The main table's routes come without a table key.
+    const table = x.table === undefined ? MAIN_TABLE : Number(x.table);
+    return {
       family: fam,
       table,
-      nexthops: x.nexthops ? x.nexthops.map((h) => hopOf(h, true)) : [hopOf(x, false)],
-    }));
+      dst: x.dst,
+      type: x.type ?? "unicast",
+      proto: Number(x.protocol ?? 0),
+      spec:
+        x.dst === "default" && (x.type ?? "unicast") === "unicast"
+          ? {
+              family: fam,
+              table,
+              nexthops: x.nexthops ? x.nexthops.map((h) => hopOf(h, true)) : [hopOf(x, false)],
+            }
+          : null,
+    };
+  });
 }
 
 function hopOf(h: RawHop, multipath: boolean) {
@@ -65,42 +141,31 @@ function hopOf(h: RawHop, multipath: boolean) {
   return hop;
 }
 
-/** All routes in any table of a range, as `ip route del` argv tails, for `down`. */
-export async function routesInTables(fam: Fam, from: number, to: number): Promise<string[][]> {
-  const out = await run(["ip", `-${fam}`, "-j", "route", "show", "table", "all"]);
-  const routes = JSON.parse(out || "[]") as (RawRoute & { table?: string; type?: string })[];
-  return routes
-    .filter((x) => {
-      const t = Number(x.table);
-      return Number.isInteger(t) && t >= from && t <= to;
-    })
-    .map((x) => [
-      "route",
-      "del",
-      ...(x.type && x.type !== "unicast" ? [x.type] : []),
-      x.dst,
-      "table",
-      String(x.table),
-    ]);
+export async function readRouting(fam: Fam): Promise<KernelRouting> {
+  const [rules, routes] = await Promise.all([
+    run(["ip", "-N", `-${fam}`, "-j", "rule", "show"]),
+    run(["ip", "-N", `-${fam}`, "-j", "route", "show", "table", "all"]),
+  ]);
+  return { rules: parseRules(fam, rules), routes: parseRoutes(fam, routes) };
 }
 
-export async function addRule(r: RuleSpec): Promise<void> {
-  await run(["ip", `-${r.family}`, ...ruleArgs(r)]);
+export async function ipBatch(fam: Fam, text: string, opts: { force?: boolean } = {}): Promise<void> {
+  if (!text) return;
+  const r = await exec(["ip", ...(opts.force ? ["-force"] : []), `-${fam}`, "-batch", "-"], { input: text });
+  if (r.code === 0) return;
+  // iproute2 names the failing line as "Command failed -:N"; the lines before it went in.
+  const m = /Command failed -:(\d+)/.exec(r.stderr);
+  const n = m ? Number(m[1]) : null;
+  const lines = text.split("\n");
+  throw new IpBatchError(
+    fam,
+    n === null || opts.force ? null : n - 1,
+    n === null ? null : (lines[n - 1] ?? null),
+    r.stderr,
+  );
 }
 
-export async function deleteRule(r: RuleSpec): Promise<void> {
-  const args = ruleArgs(r);
-  args[1] = "del";
-  await run(["ip", `-${r.family}`, ...args]);
-}
-
-export async function replaceRoute(r: RouteSpec): Promise<void> {
-  await run(["ip", `-${r.family}`, ...routeArgs(r, "replace")]);
-}
-
-export async function deleteRoute(r: RouteSpec): Promise<void> {
-  await run(["ip", `-${r.family}`, "route", "del", "default", "table", String(r.table)]);
-}
+export const systemIp: IpPort = { read: readRouting, batch: ipBatch };
 
 export async function ipRaw(fam: Fam, args: string[]): Promise<void> {
   await run(["ip", `-${fam}`, ...args]);

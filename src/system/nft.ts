@@ -56,3 +56,12 @@ export async function readCounters(
   }
   return out;
 }
+
+/** Every table as "FAMILY NAME" (`nft list tables`: cheap, unlike listing a table with its elements). */
+export async function listTables(): Promise<string[]> {
+  const out = await run(["nft", "list", "tables"]);
+  return out
+    .split("\n")
+    .map((l) => l.trim().replace(/^table /, ""))
+    .filter(Boolean);
+}

@@ -18,7 +18,7 @@ import {
   status,
   waitStatus,
   DaemonFixture,
-} from "./daemon-harness.ts";
+} from "../../testkit/daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;

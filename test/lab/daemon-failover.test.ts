@@ -16,7 +16,7 @@ import {
   timeline,
   waitStatus,
   DaemonFixture,
-} from "./daemon-harness.ts";
+} from "../../testkit/daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;

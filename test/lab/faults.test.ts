@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import type { ExecResult } from "../../src/system/exec.ts";
-import { labConfig, startDaemon } from "./daemon-harness.ts";
+import { labConfig, startDaemon } from "../../testkit/daemon-harness.ts";
 import { NFLB, snapshot } from "./support/nflb.ts";
 
 const unavailable = await labUnavailableReason();

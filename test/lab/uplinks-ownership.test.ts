@@ -1,10 +1,14 @@
 // Issue 2, "what it must show" 6 and 7: nflb owns only its table, rules, routes and sysctls;
-// bad input changes nothing.
+// bad input changes nothing. Issue 14: `down` without a state file removes only what carries
+// nflb's routing protocol number, never another tool's rules and routes inside nflb's ranges.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
-import { ConfigDir, nflb, nflbOk, snapshot } from "./support/nflb.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigDir, NFLB, nflb, nflbOk, snapshot } from "./support/nflb.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -50,6 +54,16 @@ describe("uplinks: ownership and bad input", { skip, timeout: 180_000 }, () => {
         "lookup",
         "main",
       ]);
+      // Another tool's policy routing inside nflb's default ranges (strongSwan installs table 220 at
+      // priority 220; here at 10500, among nflb's own priorities), and a route in one of nflb's tables.
+      for (const argv of [
+        ["ip", "-4", "rule", "add", "priority", "10500", "table", "220"],
+        ["ip", "-6", "rule", "add", "priority", "10500", "table", "220"],
+        ["ip", "-4", "route", "add", "198.18.220.0/24", "dev", "wan1", "table", "220"],
+        ["ip", "-6", "route", "add", "2001:db8:220::/48", "dev", "wan1", "table", "220"],
+        ["ip", "-4", "route", "add", "198.18.201.0/24", "dev", "wan1", "table", "201"],
+      ])
+        await lab.run("router", argv);
       await lab.run("router", ["sysctl", "-qw", "net.ipv4.conf.wan1.rp_filter=1"]);
       await lab.settle();
     },
@@ -170,4 +184,69 @@ uplinks:
     assert.deepEqual(await snapshot(lab, "router"), serving);
     await nflbOk(lab, "router", ["down"]);
   });
+
+  test(
+    "down without a state file removes only nflb's tagged rules and routes; other tools' survive",
+    { timeout: 60_000 },
+    async () => {
+      const before = await snapshot(lab, "router");
+      assert.match(before.rules4 ?? "", /10500:\tfrom all lookup 220/);
+      await nflbOk(lab, "router", ["apply", "-c", good()]);
+      const applied = await snapshot(lab, "router");
+      assert.match(applied.rules4 ?? "", /lookup 201 proto 110/, "nflb's rules carry its protocol");
+      assert.match(applied.routes4 ?? "", /default via \S+ dev wan1 table 201 proto 110/);
+      const empty = mkdtempSync(join(tmpdir(), "nflb-nostate-"));
+      try {
+        const r = await lab.exec("router", [NFLB, "down"], {
+          timeoutMs: 30_000,
+          env: { ...process.env, NFLB_STATE_DIR: empty },
+        });
+        assert.equal(r.code, 0, r.stderr);
+        assert.doesNotMatch(r.stdout, /table 220|priority 220\b/);
+      } finally {
+        rmSync(empty, { recursive: true, force: true });
+      }
+      const after = await snapshot(lab, "router");
+      assert.match(after.rules4 ?? "", /10500:\tfrom all lookup 220/);
+      assert.match(after.rules6 ?? "", /10500:\tfrom all lookup 220/);
+      assert.match(after.routes4 ?? "", /198\.18\.220\.0\/24 dev wan1 table 220/);
+      assert.match(after.routes6 ?? "", /2001:db8:220::\/48 dev wan1 table 220/);
+      assert.match(after.routes4 ?? "", /198\.18\.201\.0\/24 dev wan1 table 201/);
+      // Without a state file the old sysctls are unknown: IPv6 forwarding stays on, and with it the
+      // kernel's own anycast routes in the local table. Everything else is exactly as it was.
+      const noLocal = (s: Record<string, string>) => ({
+        ...s,
+        routes6: (s.routes6 ?? "")
+          .split("\n")
+          .filter((l) => !l.includes(" table local "))
+          .join("\n"),
+      });
+      assert.deepEqual(noLocal(after), noLocal(before), "the host as it was, other tools' objects included");
+      // The state file that run left is stale now; a normal down clears it.
+      await nflbOk(lab, "router", ["down"]);
+    },
+  );
+
+  test(
+    "local: balance installs a weighted multipath default, tagged, and down removes it",
+    { timeout: 60_000 },
+    async () => {
+      const before = await snapshot(lab, "router");
+      const file = cfg.write(`version: 1
+uplinks:
+${lab.uplinks.map((u) => `  isp${u.index}: { interface: ${u.wanIf}, gateway: ${u.gateway4}, weight: ${u.index + 1} }`).join("\n")}
+balance: { local: balance }
+`);
+      await nflbOk(lab, "router", ["apply", "-c", file]);
+      const t200 = await lab.run("router", ["ip", "-4", "route", "show", "table", "200"]);
+      assert.match(t200, /^default proto 110 /m);
+      assert.match(t200, /nexthop via \S+ dev wan1 weight 2/);
+      assert.match(t200, /nexthop via \S+ dev wan2 weight 3/);
+      const again = await nflbOk(lab, "router", ["apply", "-c", file]);
+      assert.match(again, /rules \+0 -0; routes ~0 -0/, "the multipath route reads back equal");
+      await nflbOk(lab, "router", ["down"]);
+      const after = await snapshot(lab, "router");
+      assert.deepEqual({ ...after, routes6: "" }, { ...before, routes6: "" });
+    },
+  );
 });

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FpingProber, fpingArgv, parseFpingLine } from "../../src/health/fping.ts";
 import { ManualClock } from "../../src/health/probe-clock.ts";
-import { fakeSpawn } from "../../src/health/probe-fakes.ts";
+import { fakeSpawn } from "../../testkit/probe-fakes.ts";
 import type { RoundResult } from "../../src/health/probe-types.ts";
 import { parseAddr, type Addr } from "../../src/net/ip.ts";
 

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { LinkWatcher, linkProblem, parseLinks, type LinkState } from "../../src/health/link-watch.ts";
 import { ManualClock } from "../../src/health/probe-clock.ts";
-import { fakeSpawn } from "../../src/health/probe-fakes.ts";
+import { fakeSpawn } from "../../testkit/probe-fakes.ts";
 
 // Shaped like `ip -j addr show` on iproute2 6.1 (trimmed).
 function ipJson(

@@ -5,7 +5,7 @@ import { uplinkSchema } from "../../src/config/schema.ts";
 import { FpingProber } from "../../src/health/fping.ts";
 import type { LinkEvents, LinkSource, LinkState } from "../../src/health/link-watch.ts";
 import { ManualClock } from "../../src/health/probe-clock.ts";
-import { fakeSpawn } from "../../src/health/probe-fakes.ts";
+import { fakeSpawn } from "../../testkit/probe-fakes.ts";
 import { InProcessProber } from "../../src/health/probe-inprocess.ts";
 import type { UplinkObservation } from "../../src/health/types.ts";
 import { buildProber, createUplinkMonitor } from "../../src/health/uplink-monitor.ts";

@@ -7,13 +7,13 @@ import { probeSchema, uplinkSchema } from "../../src/config/schema.ts";
 import type { LinkEvents, LinkSource, LinkState } from "../../src/health/link-watch.ts";
 import { FpingProber } from "../../src/health/fping.ts";
 import { ManualClock } from "../../src/health/probe-clock.ts";
-import { fakeSpawn, type FakeProcess } from "../../src/health/probe-fakes.ts";
+import { fakeSpawn, type FakeProcess } from "../../testkit/probe-fakes.ts";
 import type { FastReprobe, ProberHooks, RoundResult, RoundSink } from "../../src/health/probe-types.ts";
 import { createUplinkMonitor } from "../../src/health/uplink-monitor.ts";
 import { SUSPECT, Suspicion } from "../../src/health/suspect.ts";
 import { healthParams, initialHealth, onRound, type UplinkHealth } from "../../src/health/uplink-state.ts";
 import { parseAddr, type Addr } from "../../src/net/ip.ts";
-import { prng, settle, simulatedUplink } from "./fping-sim.ts";
+import { prng, settle, simulatedUplink } from "../../testkit/fping-sim.ts";
 
 /** When the main fping sends its next round (the first one not sent yet). */
 const nextRound = (l: { clock: { now(): number }; sim: { mainStart: number } }): number =>

@@ -95,14 +95,14 @@ test("the nft script is O(1) per packet: a vmap for the split, one rule per matc
 test("routing: suppress main default, fwmark + from rules per uplink, primary default table", () => {
   const d = desiredState(cfg, allHealthy(cfg), facts);
   const text = renderRouting(d.routing);
-  assert.match(text, /ip -4 rule add priority 10000 lookup main suppress_prefixlength 0/);
-  assert.match(text, /ip -4 rule add priority 10010 fwmark 0x100\/0xff00 lookup 201/);
+  assert.match(text, /ip -4 rule add priority 10000 lookup main suppress_prefixlength 0 protocol 110/);
+  assert.match(text, /ip -4 rule add priority 10010 fwmark 0x100\/0xff00 lookup 201 protocol 110/);
   assert.match(text, /ip -4 rule add priority 10500 from 100\.64\.1\.2 lookup 201/);
   // and nothing bound to that address falls through to another uplink when its table is empty
   assert.match(text, /ip -4 rule add priority 10700 from 100\.64\.1\.2 unreachable/);
-  assert.match(text, /ip -4 route replace default dev wg0 table 203/);
-  assert.match(text, /ip -4 route replace default via 100\.64\.2\.1 dev wan2 table 200/);
-  assert.match(text, /ip -6 route replace default via 2001:db8:100:1::1 dev wan1 table 201/);
+  assert.match(text, /ip -4 route replace default table 203 proto 110 dev wg0/);
+  assert.match(text, /ip -4 route replace default table 200 proto 110 via 100\.64\.2\.1 dev wan2/);
+  assert.match(text, /ip -6 route replace default table 201 proto 110 via 2001:db8:100:1::1 dev wan1/);
   assert.doesNotMatch(text, /ip -6 .* table 202/, "isp2 has no IPv6");
 });
 
@@ -123,6 +123,6 @@ balance: { local: balance }
   const text = renderRouting(desiredState(c, allHealthy(c), facts).routing);
   assert.match(
     text,
-    /default nexthop via 100\.64\.1\.1 dev wan1 weight 3 nexthop via 100\.64\.2\.1 dev wan2 weight 1 table 200/,
+    /default table 200 proto 110 nexthop via 100\.64\.1\.1 dev wan1 weight 3 nexthop via 100\.64\.2\.1 dev wan2 weight 1/,
   );
 });

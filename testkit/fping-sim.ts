@@ -1,11 +1,11 @@
 // A simulated fping for unit tests and the probe bench's model: every process a prober spawns is
 // played on the manual clock, in loop mode (-l) and count mode (-c N), with the lines fping 5.1
 // prints. Not a test file itself (no `.test.ts`).
-import { uplinkSchema } from "../../src/config/schema.ts";
-import { ManualClock } from "../../src/health/probe-clock.ts";
-import { fakeSpawn, type FakeProcess } from "../../src/health/probe-fakes.ts";
-import type { UplinkObservation } from "../../src/health/types.ts";
-import { createUplinkMonitor } from "../../src/health/uplink-monitor.ts";
+import { uplinkSchema } from "../src/config/schema.ts";
+import { ManualClock } from "../src/health/probe-clock.ts";
+import { fakeSpawn, type FakeProcess } from "./probe-fakes.ts";
+import type { UplinkObservation } from "../src/health/types.ts";
+import { createUplinkMonitor } from "../src/health/uplink-monitor.ts";
 
 /**
  * Plays fping for every process the prober spawns: loop mode (-l) and count mode (-c N) on the

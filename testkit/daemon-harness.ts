@@ -4,11 +4,11 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { UplinkLab } from "../../src/lab/uplink-lab.ts";
-import type { TrackedProcess } from "../../src/lab/processes.ts";
-import type { StatusJson } from "../../src/daemon/status.ts";
+import type { UplinkLab } from "../src/lab/uplink-lab.ts";
+import type { TrackedProcess } from "../src/lab/processes.ts";
+import type { StatusJson } from "../src/daemon/status.ts";
 
-export const NFLB = fileURLToPath(new URL("../../bin/nflb", import.meta.url));
+export const NFLB = fileURLToPath(new URL("../bin/nflb", import.meta.url));
 export const API_PORT = 9110;
 
 export interface LabConfigOptions {

@@ -1,4 +1,4 @@
-import type { LineProcess, SpawnLines } from "./probe-process.ts";
+import type { LineProcess, SpawnLines } from "../src/health/probe-process.ts";
 
 /** A scripted stand-in for a helper process: tests push its stdout lines and decide when it exits. */
 export class FakeProcess implements LineProcess {

@@ -28,3 +28,15 @@ export function uplinkMark(layout: MarkLayout, index: number): number {
 export function hex(n: number): string {
   return "0x" + (n >>> 0).toString(16);
 }
+
+/** Offsets from rule_priority_base; gaps leave room for an admin's own rules between ours. */
+export const RULE_OFFSETS = {
+  mainSuppress: 0,
+  mainMark: 1,
+  fwmark: 10,
+  from: 500,
+  /** After each `from ADDR lookup TABLE`: `from ADDR unreachable`, so nothing falls through. */
+  fromGuard: 700,
+  defaultTable: 900,
+  span: 1000,
+} as const;

@@ -1,0 +1,67 @@
+/**
+ * The JSON of `GET /api/v1/status` (the contract's fields plus a few extensions), shared by the
+ * daemon that builds it and `nflb status` that prints it.
+ */
+export interface UplinkStatus {
+  name: string;
+  interface: string;
+  state: "up" | "down" | "disabled";
+  /** Why the last transition happened. */
+  reason: string;
+  /** ISO time of the last transition, when known. */
+  since: string | null;
+  /** Configured weight. */
+  weight: number;
+  /** The weight the split uses now (`weights: auto` scales it; 0 when not live). */
+  effective_weight: number;
+  share: number;
+  rtt_ms: number | null;
+  jitter_ms: number | null;
+  loss: number;
+  /** New connections that left by this uplink (kernel counter). */
+  connections: number | null;
+  /** False when no prober watches this uplink (it is assumed up). */
+  probed: boolean;
+}
+
+export interface BackendStatus {
+  address: string;
+  state: "up" | "down" | "draining";
+  weight: number;
+  connections: number | null;
+  /** Bytes forwarded to the backend / received from it (kernel counters). */
+  bytes_to_backend: number | null;
+  bytes_from_backend: number | null;
+  reason: string;
+  since: string | null;
+}
+
+export interface ServiceStatus {
+  name: string;
+  listen: string;
+  protocol: string;
+  backends: BackendStatus[];
+}
+
+export interface ClusterStatus {
+  node: string;
+  members: unknown[];
+  buckets_owned: number;
+  [extra: string]: unknown;
+}
+
+export interface StatusJson {
+  uplinks: UplinkStatus[];
+  services: ServiceStatus[];
+  cluster: ClusterStatus | null;
+  /** ISO time of the last change to the kernel. */
+  applied_at: string | null;
+  /** Short hash of the running config's text. */
+  config_version: string;
+  config_file: string;
+  started_at: string;
+  /** Why the last SIGHUP reload was refused; null once a reload succeeds. */
+  last_reload_error: string | null;
+  /** Every uplink is down and the last data plane is kept as it was. */
+  keeping_last_data_plane: boolean;
+}
