@@ -4,6 +4,7 @@ import type { StatusJson } from "../daemon/status.ts";
 import { authorize } from "./auth.ts";
 import { dashboardAsset } from "./dashboard/assets.ts";
 import { EventStreams, HEARTBEAT_MS, type EventFeed } from "./events.ts";
+import { registerControlRoutes } from "./routes-control.ts";
 import { srcPath } from "../paths.ts";
 
 export type ActionResult =
@@ -116,6 +117,8 @@ export function buildApi(d: ApiDaemon, opts: ApiOptions = {}): FastifyInstance {
       return answer(reply, r, { service: name, backend: address, action, from: req.socket.remoteAddress });
     },
   );
+
+  registerControlRoutes(app, d, guard, opts.onAction);
 
   app.get("/api/v1/events", (req, reply) => {
     const last = req.headers["last-event-id"];

@@ -1,0 +1,96 @@
+import { readFile } from "node:fs/promises";
+import { parse } from "yaml";
+import { parseHostPort } from "../net/ip.ts";
+import { DEFAULT_API } from "./defaults.ts";
+import { CliError, EXIT } from "./exit.ts";
+
+/** Where the running daemon answers, and the token its POSTs need. */
+export interface ApiTarget {
+  /** `http://HOST:PORT` */
+  base: string;
+  token: string | null;
+}
+
+export interface ApiOpts {
+  config: string;
+  api?: string;
+}
+
+/**
+ * The daemon's address: `--api`, else the config's `api.listen`, else the default. The config is
+ * read leniently (YAML only, no validation): `nflb reload` must find the daemon precisely when the
+ * file on disk has just become invalid. The token: the config's `api.token`, else NFLB_API_TOKEN.
+ */
+export async function apiTarget(o: ApiOpts): Promise<ApiTarget> {
+  const api = await readApiSection(o.config);
+  const listen = o.api ?? (typeof api.listen === "string" ? api.listen : DEFAULT_API);
+  const hp = parseHostPort(listen);
+  if ("error" in hp) throw new CliError(`${o.api !== undefined ? "--api" : "api.listen"}: ${hp.error}`);
+  const host = hp.addr.family === 6 ? `[${hp.addr.text}]` : hp.addr.text;
+  const token = typeof api.token === "string" ? api.token : process.env.NFLB_API_TOKEN || null;
+  return { base: `http://${host}:${hp.port}`, token };
+}
+
+async function readApiSection(file: string): Promise<Record<string, unknown>> {
+  try {
+    const doc: unknown = parse(await readFile(file, "utf8"), { maxAliasCount: 100 });
+    const api = (doc as { api?: unknown } | null)?.api;
+    return api && typeof api === "object" ? (api as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+export interface Answer<T> {
+  code: number;
+  body: T;
+}
+
+/** The daemon did not answer at all (nothing listens, a timeout): distinct from an HTTP error. */
+export class NoDaemonError extends CliError {
+  constructor(url: string, cause: string, exitCode: number = EXIT.failure) {
+    super(`no daemon answers at ${url}: ${cause}`, exitCode);
+  }
+}
+
+/** One request to the daemon; a JSON body both ways. Throws NoDaemonError when nothing answers. */
+export async function call<T = Record<string, unknown>>(
+  t: ApiTarget,
+  method: "GET" | "POST",
+  path: string,
+  o: { body?: unknown; timeoutMs?: number; noDaemonExit?: number } = {},
+): Promise<Answer<T>> {
+  const url = `${t.base}${path}`;
+  const headers: Record<string, string> = {};
+  if (t.token && method === "POST") headers.authorization = `Bearer ${t.token}`;
+  if (o.body !== undefined) headers["content-type"] = "application/json";
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method,
+      headers,
+      ...(o.body !== undefined ? { body: JSON.stringify(o.body) } : {}),
+      signal: AbortSignal.timeout(o.timeoutMs ?? 5000),
+    });
+  } catch (e) {
+    const err = e as Error & { cause?: { code?: string } };
+    const why = err.name === "TimeoutError" ? "timed out" : (err.cause?.code ?? err.message);
+    throw new NoDaemonError(url, why, o.noDaemonExit);
+  }
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = text ? JSON.parse(text) : {};
+  } catch {
+    body = { error: text.slice(0, 500) };
+  }
+  return { code: res.status, body: body as T };
+}
+
+/** The `error` of a refused request, for a one-line message. */
+export function errorText(a: Answer<unknown>): string {
+  const e = (a.body as { error?: unknown } | null)?.error;
+  return typeof e === "string" ? e : `HTTP ${a.code}`;
+}
+
+export const pathPart = (s: string): string => encodeURIComponent(s);
