@@ -1,5 +1,4 @@
 import { readFile } from "node:fs/promises";
-import { parse } from "yaml";
 import { parseHostPort } from "../net/ip.ts";
 import { DEFAULT_API } from "./defaults.ts";
 import { CliError, EXIT } from "./exit.ts";
@@ -21,19 +20,24 @@ export interface ApiOpts {
  * read leniently (YAML only, no validation): `nflb reload` must find the daemon precisely when the
  * file on disk has just become invalid. The token: the config's `api.token`, else NFLB_API_TOKEN.
  */
-export async function apiTarget(o: ApiOpts): Promise<ApiTarget> {
-  const api = await readApiSection(o.config);
+export async function apiTarget(o: ApiOpts, needs: { token?: boolean } = {}): Promise<ApiTarget> {
+  // The YAML parser only when the config has something to tell (a cold start costs it ~20 ms).
+  const envToken = process.env.NFLB_API_TOKEN || null;
+  const read = o.api === undefined || (needs.token !== false && !envToken);
+  const api = read ? await readApiSection(o.config) : {};
   const listen = o.api ?? (typeof api.listen === "string" ? api.listen : DEFAULT_API);
   const hp = parseHostPort(listen);
   if ("error" in hp) throw new CliError(`${o.api !== undefined ? "--api" : "api.listen"}: ${hp.error}`);
   const host = hp.addr.family === 6 ? `[${hp.addr.text}]` : hp.addr.text;
-  const token = typeof api.token === "string" ? api.token : process.env.NFLB_API_TOKEN || null;
+  const token = typeof api.token === "string" ? api.token : envToken;
   return { base: `http://${host}:${hp.port}`, token };
 }
 
 async function readApiSection(file: string): Promise<Record<string, unknown>> {
   try {
-    const doc: unknown = parse(await readFile(file, "utf8"), { maxAliasCount: 100 });
+    const text = await readFile(file, "utf8");
+    const { parse } = await import("yaml");
+    const doc: unknown = parse(text, { maxAliasCount: 100 });
     const api = (doc as { api?: unknown } | null)?.api;
     return api && typeof api === "object" ? (api as Record<string, unknown>) : {};
   } catch {

@@ -37,7 +37,7 @@ export function registerDaemonVerbs(program: Command): void {
         "\nExample:\n  nflb run -c /etc/nflb/nflb.yaml --api 127.0.0.1:9110\n\n" +
         "Exit status: runs until SIGTERM/SIGINT, then 0; 2 the config is invalid at start; 1 it could not start.",
     )
-    .action(async (o: RunOpts) => (await import("./actions-daemon.ts")).run(o));
+    .action(async (o: RunOpts) => (await import("./actions-run.ts")).run(o));
 
   program
     .command("status")
@@ -49,7 +49,7 @@ export function registerDaemonVerbs(program: Command): void {
       "after",
       `\nExamples:\n  nflb status\n  nflb status --json | jq '.uplinks[].state'\n  nflb status >/dev/null || echo "not all up"\n\n${EXIT_HELP.status}`,
     )
-    .action(async (o: StatusOpts) => (await import("./actions-daemon.ts")).status(o));
+    .action(async (o: StatusOpts) => (await import("./actions-status.ts")).status(o));
 
   program
     .command("reload")
@@ -67,7 +67,7 @@ export function registerDaemonVerbs(program: Command): void {
         `\nExample:\n  nflb reload -c /etc/nflb/nflb.yaml\n\n${EXIT_HELP.reload}`,
     )
     .action(async (o: ReloadOpts, cmd: Command) =>
-      (await import("./actions-daemon.ts")).reload({
+      (await import("./actions-status.ts")).reload({
         ...o,
         configGiven: cmd.getOptionValueSource("config") === "cli",
       }),
