@@ -108,7 +108,7 @@ describe("cluster and etcd", { skip, timeout: 170_000 }, () => {
       // `push` itself refuses a config that does not validate.
       const broken = await lab.writeFile("broken.yaml", lab.configText(1, "uplinks: {}\n"));
       const refused = await lab.exec("node1", [NFLB, "cluster", "push", "-c", broken]);
-      assert.equal(refused.code, 1, refused.stdout);
+      assert.equal(refused.code, 2, `an invalid config: exit 2\n${refused.stderr}`);
       // A broken record written behind push's back (an old client, a hand edit): every member refuses it.
       const kernelBefore = await kernel();
       const bad = JSON.stringify({
