@@ -189,3 +189,20 @@ test("journal lines start with the syslog priority of their level", () => {
   createLogger({ write: (l: string) => void plain.push(l) }, "info", false).info("x");
   assert.match(plain[0] ?? "", /^\{"level":"info"/);
 });
+
+test("run --node NAME replaces cluster.node of every config the daemon loads", async () => {
+  const { withNode } = await import("../../src/cli/actions-run.ts");
+  const { parseConfigSource } = await import("../../src/config/load.ts");
+  const loaded = parseConfigSource(
+    "version: 1\ncluster: { name: web, node: node-a, vip: 192.0.2.2, interface: eth0 }\n",
+  );
+  const over = withNode(loaded, "node-b");
+  assert.equal(over.config.cluster?.node, "node-b");
+  assert.equal(over.text, loaded.text, "the config's version (a hash of its text) does not change");
+  assert.equal(loaded.config.cluster?.node, "node-a", "the loaded config is not modified");
+  assert.equal(withNode(loaded, undefined), loaded);
+  const plain = parseConfigSource(
+    "version: 1\nuplinks: { isp1: { interface: wan1, gateway: 100.64.1.1 } }\n",
+  );
+  assert.equal(withNode(plain, "node-b"), plain, "no cluster: nothing to override");
+});
