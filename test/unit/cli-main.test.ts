@@ -206,3 +206,24 @@ test("run --node NAME replaces cluster.node of every config the daemon loads", a
   );
   assert.equal(withNode(plain, "node-b"), plain, "no cluster: nothing to override");
 });
+
+test("the status table: a backend's connections now and in total, maint coloured like draining", async () => {
+  const { formatStatus } = await import("../../src/daemon/status-table.ts");
+  const s = {
+    ...base(),
+    services: [
+      {
+        name: "web",
+        listen: "203.0.113.1:80",
+        protocol: "tcp",
+        backends: [
+          { ...backend("maint"), connections: 2, connections_total: 40, reason: "maint through the API" },
+        ],
+      },
+    ],
+  };
+  const text = formatStatus(s, false);
+  assert.match(text, /^BACKEND +STATE +WEIGHT +CONNS +TOTAL +BYTES TO\/FROM +REASON$/m);
+  assert.match(text, /^10\.0\.0\.1:80 +maint +1 +2 +40 +- +maint through the API$/m);
+  assert.ok(formatStatus(s, true).includes("\u001b[33mmaint"), "maint in yellow");
+});
