@@ -35,6 +35,8 @@ registerLabVerbs(program);
 program.parseAsync(process.argv).catch((e: unknown) => {
   const text = isPlain(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
   process.stderr.write(`nflb: ${text}\n`);
-  if (process.argv.includes("--json")) process.stdout.write(JSON.stringify(errorJson(e), null, 2) + "\n");
+  // `--json` of nflb's own options, not of a command after `--` (exec).
+  const own = process.argv.slice(2, (process.argv.indexOf("--") + 1 || process.argv.length + 1) - 1);
+  if (own.includes("--json")) process.stdout.write(JSON.stringify(errorJson(e), null, 2) + "\n");
   process.exit(exitCodeOf(e));
 });
