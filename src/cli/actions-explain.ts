@@ -15,8 +15,8 @@ import { allHealthy } from "../plan/desired.ts";
 import type { Facts } from "../plan/types.ts";
 import { allUp, planUplinks } from "../plan/uplinks.ts";
 import { stickyMap } from "../render/nft-uplinks.ts";
-import { EtcdClient } from "../system/etcd.ts";
 import { listJson } from "../system/nft.ts";
+import { call } from "./api-client.ts";
 import { readFacts } from "./load.ts";
 import type { ExplainOpts } from "./verbs-explain.ts";
 
@@ -99,13 +99,12 @@ async function askDaemon(api: string): Promise<{ status: StatusJson } | { error:
   if ("error" in hp) return { error: hp.error };
   const host = hp.addr.family === 6 ? `[${hp.addr.text}]` : hp.addr.text;
   try {
-    const res = await fetch(`http://${host}:${hp.port}/api/v1/status`, {
-      signal: AbortSignal.timeout(ASK_TIMEOUT_MS),
-    });
-    if (!res.ok) return { error: `HTTP ${res.status}` };
-    return { status: (await res.json()) as StatusJson };
+    const t = { base: `http://${host}:${hp.port}`, token: null };
+    const a = await call<StatusJson>(t, "GET", "/api/v1/status", { timeoutMs: ASK_TIMEOUT_MS });
+    return a.code === 200 ? { status: a.body } : { error: `HTTP ${a.code}` };
   } catch (e) {
-    return { error: (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message };
+    // NoDaemonError says "no daemon answers at URL: WHY"; the caller names the address itself.
+    return { error: (e as Error).message.replace(/^no daemon answers at \S+: /, "") };
   }
 }
 
@@ -125,6 +124,8 @@ async function readSticky(c: Config, q: Query, facts: Facts): Promise<Map<number
 async function readAssignment(c: Config): Promise<Assignment | null | undefined> {
   if (!c.cluster) return undefined;
   try {
+    // The etcd client loads only when a cluster VIP is explained.
+    const { EtcdClient } = await import("../system/etcd.ts");
     const kv = await new EtcdClient(c.cluster.etcd, { timeoutMs: ASK_TIMEOUT_MS }).get(
       assignmentKey(c.cluster.name),
     );
