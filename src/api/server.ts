@@ -14,6 +14,7 @@ import {
   clientKey,
   type EventFeed,
 } from "./events.ts";
+import { registerControlRoutes } from "./routes-control.ts";
 import { srcPath } from "../paths.ts";
 
 export type ActionResult =
@@ -206,6 +207,8 @@ export function buildApi(d: ApiDaemon, opts: ApiOptions = {}): FastifyInstance {
       return answer(reply, r, { service: name, backend: address, action, from: req.socket.remoteAddress });
     },
   );
+
+  registerControlRoutes(app, d, guard, opts.onAction);
 
   app.get("/api/v1/events", (req, reply) => {
     const last = req.headers["last-event-id"];

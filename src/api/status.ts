@@ -26,9 +26,16 @@ export interface UplinkStatus {
 
 export interface BackendStatus {
   address: string;
-  state: "up" | "down" | "draining";
+  /** maint: no new connections and no health checks, set by an operator. */
+  state: "up" | "down" | "draining" | "maint";
+  /** The weight in use now (0 when drained or in maint; a runtime weight when one is set). */
   weight: number;
+  /** The weight the config gives it. */
+  configured_weight?: number;
+  /** Connections it holds now (conntrack: TCP until closing, UDP flows); null when unknown. */
   connections: number | null;
+  /** New connections sent to it since the table was installed (kernel counter). */
+  connections_total?: number | null;
   /** Bytes forwarded to the backend / received from it (kernel counters). */
   bytes_to_backend: number | null;
   bytes_from_backend: number | null;

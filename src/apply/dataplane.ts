@@ -77,7 +77,12 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
   } catch (e) {
     throw await withRollback(e, undo());
   }
-  await applyRoutingOps(ip, ops.filter((o) => !isAddition(o)), range, before);
+  await applyRoutingOps(
+    ip,
+    ops.filter((o) => !isAddition(o)),
+    range,
+    before,
+  );
 
   const sysctls: ApplyReport["sysctls"] = [];
   for (const s of want.sysctls) {

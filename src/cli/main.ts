@@ -1,8 +1,12 @@
+// The CLI's entry: it only registers the verbs (options and help); each verb's action imports its
+// implementation when it runs, so `nflb --help` or `nflb status` never load the daemon, the HTTP
+// server, the metrics or the etcd client (the bundle splits every dynamic import into a chunk).
 import { Command } from "commander";
-import { ConfigError } from "../config/issues.ts";
-import { NftError } from "../system/nft.ts";
+import { VERSION } from "./defaults.ts";
+import { errorJson, exitCodeOf, isPlain } from "./exit.ts";
 import { registerConfigVerbs } from "./verbs-config.ts";
 import { registerClusterVerbs } from "./verbs-cluster.ts";
+import { registerControlVerbs } from "./verbs-control.ts";
 import { registerDaemonVerbs } from "./verbs-daemon.ts";
 import { registerExplainVerbs } from "./verbs-explain.ts";
 import { registerExecVerbs } from "./verbs-exec.ts";
@@ -10,22 +14,29 @@ import { registerLabVerbs } from "./verbs-lab.ts";
 
 const program = new Command("nflb")
   .description("Load balancing with the kernel's own data plane: nftables, conntrack and policy routing.")
+  .version(VERSION, "-V, --version", "print nflb's version")
   .showHelpAfterError()
-  .configureHelp({ sortSubcommands: false });
+  .configureHelp({ sortSubcommands: false })
+  .addHelpText(
+    "after",
+    "\nExit status: 0 ok; 2 an invalid config (the error names its YAML path and line); 1 a runtime failure.\n" +
+      "`nflb status`: 0 all up, 1 degraded, 2 down or no daemon. Each verb's --help says more.",
+  );
 
 registerConfigVerbs(program);
-registerClusterVerbs(program);
 registerDaemonVerbs(program);
+registerControlVerbs(program);
+registerClusterVerbs(program);
 registerExplainVerbs(program);
 registerExecVerbs(program);
 registerLabVerbs(program);
 
-/** Errors the user can act on are printed plainly, with exit 1; anything else is a bug and shows its stack. */
+/** Errors the user can act on are printed plainly; anything else is a bug and shows its stack. */
 program.parseAsync(process.argv).catch((e: unknown) => {
-  if (e instanceof ConfigError || e instanceof NftError) {
-    process.stderr.write(`nflb: ${e.message}\n`);
-  } else {
-    process.stderr.write(`nflb: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  }
-  process.exit(1);
+  const text = isPlain(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
+  process.stderr.write(`nflb: ${text}\n`);
+  // `--json` of nflb's own options, not of a command after `--` (exec).
+  const own = process.argv.slice(2, (process.argv.indexOf("--") + 1 || process.argv.length + 1) - 1);
+  if (own.includes("--json")) process.stdout.write(JSON.stringify(errorJson(e), null, 2) + "\n");
+  process.exit(exitCodeOf(e));
 });

@@ -1,118 +1,75 @@
 import type { Command } from "commander";
-import { Option } from "commander";
-import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.ts";
-import { parseHostPort } from "../net/ip.ts";
-import { Daemon, DEFAULT_API } from "../daemon/daemon.ts";
-import { realFactories } from "../daemon/factories.ts";
-import { createLogger } from "../daemon/log.ts";
-import { notifyReady } from "../system/sd-notify.ts";
-import type { StatusJson } from "../daemon/status.ts";
-import { formatStatus } from "../daemon/status-table.ts";
-import { holdStateLock } from "../system/lock.ts";
-import { loadChecked } from "./load.ts";
+import { DEFAULT_API } from "./defaults.ts";
+import { EXIT_HELP } from "./exit.ts";
+import { configOption, jsonOption } from "./verbs-config.ts";
 
-const cfg = () => new Option("-c, --config <file>", "config file").default(DEFAULT_CONFIG_PATH);
+export interface RunOpts {
+  config: string;
+  api?: string;
+  node?: string;
+}
+export interface StatusOpts {
+  config: string;
+  api?: string;
+  json?: boolean;
+}
+export interface ReloadOpts extends StatusOpts {
+  timeout: string;
+}
 
-/** run (the daemon) and status (ask it). */
+const apiOption = `API address (default: the config's api.listen, ${DEFAULT_API})`;
+
+/** run (the daemon), status and reload (ask it). */
 export function registerDaemonVerbs(program: Command): void {
   program
     .command("run")
     .description(
       "the daemon: apply, probe, fail over, serve the API; SIGHUP reloads, SIGTERM leaves the data plane in place",
     )
-    .addOption(cfg())
+    .addOption(configOption())
     .option("--api <host:port>", `API address (default: api.listen, ${DEFAULT_API})`)
-    .addHelpText("after", "\nExample:\n  nflb run -c /etc/nflb/nflb.yaml --api 127.0.0.1:9110")
-    .action(async (o: { config: string; api?: string }) => {
-      const log = createLogger();
-      // Signals are taken over before anything else: a SIGHUP while starting must not kill us.
-      const running: { daemon?: Daemon } = {};
-      let started = false;
-      let hupPending = false;
-      let exiting = false;
-      const stopAndExit = () =>
-        void (running.daemon?.stop() ?? Promise.resolve()).then(
-          () => process.exit(0),
-          (e: unknown) => {
-            log.error({ err: (e as Error).message }, "error while stopping");
-            process.exit(0);
-          },
-        );
-      const exit = (signal: string) => {
-        if (exiting) return;
-        exiting = true;
-        log.info({ reason: signal }, "stopping");
-        // While starting, let the start finish (it is bounded) and stop right after it.
-        if (started || !running.daemon) stopAndExit();
-      };
-      process.on("SIGHUP", () => {
-        if (!started) hupPending = true;
-        else void running.daemon?.reload();
-      });
-      process.once("SIGTERM", () => exit("SIGTERM"));
-      process.once("SIGINT", () => exit("SIGINT"));
-
-      await holdStateLock(); // until this process exits: apply/down/another run refuse meanwhile
-      const daemon = await Daemon.create({
-        configFile: o.config,
-        ...(o.api ? { api: o.api } : {}),
-        factories: realFactories(log),
-        load: async (file) => (await loadChecked(file)).loaded,
-        log,
-      });
-      running.daemon = daemon;
-      try {
-        await daemon.start();
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        if (err.code === "EADDRINUSE" || err.code === "EADDRNOTAVAIL")
-          throw new Error(`cannot serve the API on ${o.api ?? "api.listen"}: ${err.message}`);
-        throw e;
-      }
-      started = true;
-      notifyReady().catch((e: unknown) =>
-        log.warn(
-          { err: (e as Error).message, reason: "systemd" },
-          "could not notify systemd that nflb is ready",
-        ),
-      );
-      if (exiting) stopAndExit();
-      else if (hupPending) void daemon.reload();
-    });
+    .option("--node <name>", "this node's name in the cluster (overrides cluster.node)")
+    .addHelpText(
+      "after",
+      "\nLogs: one JSON line per event on stdout. Under systemd (JOURNAL_STREAM) or with\n" +
+        "NFLB_LOG_FORMAT=journal each line starts with its syslog priority (<3> error, <4> warn,\n" +
+        "<6> info, <7> debug), so `journalctl -p warning` finds every uplink or backend going down.\n" +
+        "\nExample:\n  nflb run -c /etc/nflb/nflb.yaml --api 127.0.0.1:9110\n\n" +
+        "Exit status: runs until SIGTERM/SIGINT, then 0; 2 the config is invalid at start; 1 it could not start.",
+    )
+    .action(async (o: RunOpts) => (await import("./actions-run.ts")).run(o));
 
   program
     .command("status")
     .description("ask the running daemon; a table for people, JSON for scripts")
-    .addOption(cfg())
+    .addOption(configOption())
     .option("--json", "print the daemon's JSON")
-    .option("--api <host:port>", `API address (default: the config's api.listen, ${DEFAULT_API})`)
-    .addHelpText("after", "\nExamples:\n  nflb status\n  nflb status --json | jq '.uplinks[].state'")
-    .action(async (o: { config: string; json?: boolean; api?: string }) => {
-      const api = o.api ?? (await configuredApi(o.config)) ?? DEFAULT_API;
-      const hp = parseHostPort(api);
-      if ("error" in hp) throw new Error(`--api: ${hp.error}`);
-      const host = hp.addr.family === 6 ? `[${hp.addr.text}]` : hp.addr.text;
-      const url = `http://${host}:${hp.port}/api/v1/status`;
-      let s: StatusJson;
-      try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        s = (await res.json()) as StatusJson;
-      } catch (e) {
-        const cause = (e as { cause?: { code?: string } }).cause?.code;
-        process.stderr.write(`nflb: no daemon answers at ${url}: ${cause ?? (e as Error).message}\n`);
-        process.exit(1);
-      }
-      if (o.json) process.stdout.write(JSON.stringify(s, null, 2) + "\n");
-      else process.stdout.write(formatStatus(s, process.stdout.isTTY === true && !process.env.NO_COLOR));
-    });
-}
+    .option("--api <host:port>", apiOption)
+    .addHelpText(
+      "after",
+      `\nExamples:\n  nflb status\n  nflb status --json | jq '.uplinks[].state'\n  nflb status >/dev/null || echo "not all up"\n\n${EXIT_HELP.status}`,
+    )
+    .action(async (o: StatusOpts) => (await import("./actions-status.ts")).status(o));
 
-/** The config's api.listen, when the config can be read; status works without a config too. */
-async function configuredApi(file: string): Promise<string | null> {
-  try {
-    return (await loadConfig(file)).config.api.listen;
-  } catch {
-    return null;
-  }
+  program
+    .command("reload")
+    .description(
+      "make the running daemon re-read its config and wait for the outcome (what SIGHUP does, with an answer)",
+    )
+    .addOption(configOption())
+    .option("--api <host:port>", apiOption)
+    .option("--timeout <duration>", "give up waiting after this long", "60s")
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      "\nThe daemon re-reads the file it was started with; -c names that file (it also tells where\n" +
+        "the API listens). A config that is invalid or that the kernel refuses changes nothing.\n" +
+        `\nExample:\n  nflb reload -c /etc/nflb/nflb.yaml\n\n${EXIT_HELP.reload}`,
+    )
+    .action(async (o: ReloadOpts, cmd: Command) =>
+      (await import("./actions-status.ts")).reload({
+        ...o,
+        configGiven: cmd.getOptionValueSource("config") === "cli",
+      }),
+    );
 }

@@ -7,14 +7,17 @@ import { parseHostPort } from "../net/ip.ts";
 import { buildApi, type ActionResult, type ApiDaemon } from "../api/server.ts";
 import { Metrics } from "../metrics/registry.ts";
 import { backendCounter } from "../render/nft-services.ts";
+import { countServiceConnections } from "../system/conntrack.ts";
 import { readLinkBytes, type LinkBytes } from "../system/linkstats.ts";
 import { kernelOps, readNflbCounters } from "./dataplane-ops.ts";
 import { EventLog, type NewEvent } from "./events.ts";
-import { findBackend } from "./health-view.ts";
+import { backendState, findBackend } from "./health-view.ts";
 import type { Log } from "./log.ts";
-import { DaemonModel, type ClusterView, type Counters } from "./model.ts";
+import { DaemonModel, type ActiveConnections, type ClusterView, type Counters } from "./model.ts";
 import { MonitorSet, type MonitorFactories } from "./monitors.ts";
 import { OnChangeHook, type HookRunner } from "./on-change.ts";
+import { loadOverrides, saveOverrides } from "./overrides-store.ts";
+import type { ControlDaemon, ReloadOutcome } from "../api/routes-control.ts";
 import {
   Reconciler,
   sharesOf,
@@ -29,6 +32,8 @@ export const DEFAULT_API = "127.0.0.1:9110";
 const RESYNC_MS = 30_000;
 /** Status requests within this window share one read of the kernel counters. */
 const COUNTER_CACHE_MS = 500;
+/** Status requests within this window share one conntrack count per service. */
+const ACTIVE_CACHE_MS = 1000;
 
 export interface DaemonOptions {
   configFile: string;
@@ -47,6 +52,10 @@ export interface DaemonOptions {
   backendCounter?: (service: string, backend: string) => string | null;
   hookRunner?: HookRunner;
   resyncMs?: number;
+  /** Connections open now per backend of a service (default: conntrack). */
+  countConnections?: typeof countServiceConnections;
+  /** Where the operator's overrides are kept across restarts; none: not kept. */
+  overridesFile?: string;
 }
 
 /**
@@ -54,7 +63,7 @@ export interface DaemonOptions {
  * serves the API. Owns the lifecycle (start, reload, stop); the kernel is changed only by the
  * Reconciler.
  */
-export class Daemon implements ApiDaemon {
+export class Daemon implements ApiDaemon, ControlDaemon {
   readonly events = new EventLog();
   readonly metricsRegistry: Metrics;
   readonly reconciler: Reconciler;
@@ -66,6 +75,7 @@ export class Daemon implements ApiDaemon {
   private resync: NodeJS.Timeout | undefined;
   private reloading: Promise<unknown> = Promise.resolve();
   private counterCache: { at: number; value: Promise<Counters> } | null = null;
+  private activeCache: { at: number; value: Promise<ActiveConnections | null> } | null = null;
   private stopped = false;
 
   private constructor(
@@ -83,6 +93,7 @@ export class Daemon implements ApiDaemon {
           : null,
       readCounters: () => this.counters(),
       readLinkBytes: opts.readLinkBytes ?? readLinkBytes,
+      activeConnections: () => this.activeConnections(),
     });
     this.reconciler = new Reconciler(() => this.reconcileInput(), ops, {
       log: this.log,
@@ -137,6 +148,7 @@ export class Daemon implements ApiDaemon {
         "cluster: the filter is installed but accepts no bucket (no agent to coordinate it)",
       );
     if (this.opts.serveApi !== false) await this.listen();
+    if (this.opts.overridesFile) this.model.restoreOverrides(await loadOverrides(this.opts.overridesFile));
     await this.adoptMonitors();
     const r = await this.reconciler.reconcile("start", { force: true });
     if (r.action === "failed") {
@@ -163,14 +175,20 @@ export class Daemon implements ApiDaemon {
   }
 
   /** SIGHUP: a valid config replaces the running one; an invalid one is refused and changes nothing. */
-  reload(): Promise<{ ok: boolean; error?: string }> {
+  async reload(): Promise<{ ok: boolean; error?: string }> {
+    const r = await this.reloadConfig();
+    return r.ok ? { ok: true } : { ok: false, error: r.error };
+  }
+
+  /** The same reload, answered in full (`POST /api/v1/reload`): resolves once the kernel has it. */
+  reloadConfig(): Promise<ReloadOutcome> {
     const next = this.reloading.then(() => this.reloadNow());
     this.reloading = next.catch(() => undefined);
     return next;
   }
 
-  private async reloadNow(): Promise<{ ok: boolean; error?: string }> {
-    if (this.stopped) return { ok: false, error: "stopping" };
+  private async reloadNow(): Promise<ReloadOutcome> {
+    if (this.stopped) return { ok: false, kind: "stopping", error: "stopping" };
     let loaded: LoadedConfig;
     try {
       loaded = await this.opts.load(this.model.loaded.file);
@@ -182,7 +200,9 @@ export class Daemon implements ApiDaemon {
         "reload refused; the running config keeps serving",
       );
       this.publish({ kind: "daemon", name: "config", state: "reload-refused", reason: error });
-      return { ok: false, error };
+      if (e instanceof ConfigError)
+        return { ok: false, kind: "config", error, file: e.file, issues: e.issues };
+      return { ok: false, kind: "config", error };
     }
     const previous = this.model.loaded;
     this.model.reloadError = null;
@@ -197,7 +217,7 @@ export class Daemon implements ApiDaemon {
         "reload refused; the running config keeps serving",
       );
       this.publish({ kind: "daemon", name: "config", state: "reload-refused", reason: error });
-      return { ok: false, error };
+      return { ok: false, kind: "apply", error };
     }
     if (!this.opts.api && loaded.config.api.listen !== previous.config.api.listen)
       this.log.warn({ listen: loaded.config.api.listen }, "api.listen changes take effect at the next start");
@@ -211,7 +231,7 @@ export class Daemon implements ApiDaemon {
       { config_version: this.model.version, action: r.action, reason: "reload" },
       "config reloaded",
     );
-    return { ok: true };
+    return { ok: true, config_version: this.model.version, applied: r.action };
   }
 
   private async switchConfig(loaded: LoadedConfig, reason: string): Promise<ReconcileResult> {
@@ -268,7 +288,8 @@ export class Daemon implements ApiDaemon {
   // ---- monitors -------------------------------------------------------------------------
 
   private async adoptMonitors(): Promise<void> {
-    const fresh = await this.monitors.update(this.model.config);
+    const maint = this.model.overrides.maint;
+    const fresh = await this.monitors.update(this.model.config, (s, b) => maint.get(s)?.has(b) ?? false);
     for (const o of fresh.uplinks) this.model.uplinkObs.set(o.name, o);
     for (const o of fresh.backends) this.model.observeBackend(o);
     this.model.probed.clear();
@@ -374,12 +395,8 @@ export class Daemon implements ApiDaemon {
 
   async status(): Promise<StatusJson> {
     const applied = this.reconciler.last;
-    return this.model.status(
-      applied,
-      this.reconciler.keepingLast,
-      await this.counters(),
-      this.backendCounter,
-    );
+    const [counters, active] = await Promise.all([this.counters(), this.activeConnections()]);
+    return this.model.status(applied, this.reconciler.keepingLast, counters, this.backendCounter, active);
   }
 
   async metrics(): Promise<{ contentType: string; body: string }> {
@@ -398,27 +415,81 @@ export class Daemon implements ApiDaemon {
       this.log.info({ uplink: name, state, reason }, `uplink ${name} ${enabled ? "enabled" : "disabled"}`);
       this.publish({ kind: "uplink", name, state, reason });
     }
+    if (changed) await this.saveOverrides();
     const r = await this.reconciler.reconcile(`api: ${enabled ? "enable" : "disable"} uplink ${name}`);
     return this.actionResult(r, { uplink: name, state, changed });
   }
 
-  async setBackendDrained(service: string, backend: string, drained: boolean): Promise<ActionResult> {
-    if (!Object.hasOwn(this.model.config.services ?? {}, service))
-      return { ok: false, status: 404, error: `no service ${service}` };
-    const address = findBackend(this.model.config, service, backend);
-    if (!address) return { ok: false, status: 404, error: `service ${service} has no backend ${backend}` };
-    let set = this.model.overrides.drained.get(service);
-    if (!set) this.model.overrides.drained.set(service, (set = new Set()));
-    const changed = drained ? !set.has(address) && Boolean(set.add(address)) : set.delete(address);
-    const svc = this.model.config.services?.[service];
-    const weight = svc?.backends.find((b) => b.address === address)?.weight ?? 0;
-    const obs = this.model.backendObs.get(service)?.get(address);
-    const state = obs?.state === "down" ? "down" : drained || weight === 0 ? "draining" : "up";
+  setBackendDrained(service: string, backend: string, drained: boolean): Promise<ActionResult> {
+    return this.setBackendAdmin(service, backend, drained ? "drain" : "enable");
+  }
+
+  setBackendMaint(service: string, backend: string): Promise<ActionResult> {
+    return this.setBackendAdmin(service, backend, "maint");
+  }
+
+  /**
+   * drain: no new connections; maint: that, and its checks stopped; enable: clears both. Both
+   * sets are exclusive: a backend is drained or in maint, never both.
+   */
+  private async setBackendAdmin(
+    service: string,
+    backend: string,
+    action: "drain" | "maint" | "enable",
+  ): Promise<ActionResult> {
+    const found = this.findBackendOf(service, backend);
+    if ("error" in found) return found.error;
+    const address = found.address;
+    const o = this.model.overrides;
+    const before = this.model.backendReason(service, address, "");
+    const set = (m: Map<string, Set<string>>, on: boolean) => {
+      let s = m.get(service);
+      if (!s) m.set(service, (s = new Set()));
+      if (on) s.add(address);
+      else s.delete(address);
+    };
+    const wasMaint = o.maint.get(service)?.has(address) ?? false;
+    set(o.drained, action === "drain");
+    set(o.maint, action === "maint");
+    const changed = this.model.backendReason(service, address, "") !== before;
+    // Checks stop on entering maint and start again (from scratch) on leaving it.
+    if ((action === "maint") !== wasMaint) {
+      await this.adoptMonitors();
+      await this.monitors.start();
+    }
+    const state = this.backendStateNow(service, address);
     if (changed) {
-      const reason = drained ? "drained through the API" : "enabled through the API";
+      const reason = `${action === "drain" ? "drained" : action === "maint" ? "put in maint" : "enabled"} through the API`;
+      this.log.info({ service, backend: address, state, reason }, `backend ${service}/${address} ${action}`);
+      this.publish({
+        kind: "backend",
+        name: `${service}/${address}`,
+        service,
+        backend: address,
+        state,
+        reason,
+      });
+      await this.saveOverrides();
+    }
+    const r = await this.reconciler.reconcile(`api: ${action} backend ${service}/${address}`);
+    return this.actionResult(r, { service, backend: address, state, changed });
+  }
+
+  /** A runtime weight in place of the configured one (0..10000); kept across reloads and restarts. */
+  async setBackendWeight(service: string, backend: string, weight: number): Promise<ActionResult> {
+    const found = this.findBackendOf(service, backend);
+    if ("error" in found) return found.error;
+    const address = found.address;
+    let m = this.model.overrides.weights.get(service);
+    if (!m) this.model.overrides.weights.set(service, (m = new Map()));
+    const changed = m.get(address) !== weight;
+    m.set(address, weight);
+    const state = this.backendStateNow(service, address);
+    if (changed) {
+      const reason = `weight ${weight} set through the API`;
       this.log.info(
-        { service, backend: address, state, reason },
-        `backend ${service}/${address} ${drained ? "drained" : "enabled"}`,
+        { service, backend: address, state, weight, reason },
+        `backend ${service}/${address} weight ${weight}`,
       );
       this.publish({
         kind: "backend",
@@ -428,11 +499,43 @@ export class Daemon implements ApiDaemon {
         state,
         reason,
       });
+      await this.saveOverrides();
     }
-    const r = await this.reconciler.reconcile(
-      `api: ${drained ? "drain" : "enable"} backend ${service}/${address}`,
+    const r = await this.reconciler.reconcile(`api: weight ${weight} for backend ${service}/${address}`);
+    return this.actionResult(r, { service, backend: address, state, weight, changed });
+  }
+
+  private findBackendOf(service: string, backend: string): { address: string } | { error: ActionResult } {
+    if (!Object.hasOwn(this.model.config.services ?? {}, service))
+      return { error: { ok: false, status: 404, error: `no service ${service}` } };
+    const address = findBackend(this.model.config, service, backend);
+    if (!address)
+      return { error: { ok: false, status: 404, error: `service ${service} has no backend ${backend}` } };
+    return { address };
+  }
+
+  private backendStateNow(service: string, address: string) {
+    const weight =
+      this.model.config.services?.[service]?.backends.find((b) => b.address === address)?.weight ?? 0;
+    return backendState(
+      service,
+      address,
+      weight,
+      this.model.backendObs.get(service)?.get(address),
+      this.model.overrides,
     );
-    return this.actionResult(r, { service, backend: address, state, changed });
+  }
+
+  /** Keep the operator's overrides across a restart; a failed write is logged, the change stands. */
+  private async saveOverrides(): Promise<void> {
+    const file = this.opts.overridesFile;
+    if (!file) return;
+    await saveOverrides(file, this.model.overrides).catch((e: unknown) =>
+      this.log.warn(
+        { file, err: (e as Error).message, reason: "state file" },
+        "could not keep the overrides",
+      ),
+    );
   }
 
   private actionResult(r: ReconcileResult, body: Record<string, unknown>): ActionResult {
@@ -457,6 +560,33 @@ export class Daemon implements ApiDaemon {
       this.counterCache = { at: now, value: read().catch(() => new Map()) };
     }
     return this.counterCache.value;
+  }
+
+  /**
+   * Connections each backend holds now, from conntrack (one listing per service, filtered by its
+   * VIP and port), computed on request and shared for a second. Services that cannot be counted
+   * are left out (their backends report null).
+   */
+  private activeConnections(): Promise<ActiveConnections | null> {
+    const services = Object.entries(this.model.config.services ?? {});
+    if (services.length === 0) return Promise.resolve(null);
+    const now = Date.now();
+    if (!this.activeCache || now - this.activeCache.at > ACTIVE_CACHE_MS) {
+      const count = this.opts.countConnections ?? countServiceConnections;
+      const value = (async () => {
+        const out = new Map<string, ReadonlyMap<string, number>>();
+        for (const [name, s] of services) {
+          const hp = parseHostPort(s.listen);
+          if ("error" in hp) continue;
+          const flows = { family: hp.addr.family, protocol: s.protocol, vip: hp.addr.text, port: hp.port };
+          const counts = await count(flows).catch(() => null);
+          if (counts) out.set(name, counts);
+        }
+        return out;
+      })();
+      this.activeCache = { at: now, value };
+    }
+    return this.activeCache.value;
   }
 
   private uplinkMetrics() {

@@ -5,17 +5,32 @@ import type { HealthView } from "../plan/desired.ts";
 import type { BackendHealth } from "../plan/types.ts";
 import { effectiveWeight } from "./auto-weights.ts";
 
-/** What the API changed by hand; survives reloads for names that still exist. */
+/** What the API changed by hand; survives reloads (and restarts) for names that still exist. */
 export interface Overrides {
   disabledUplinks: Set<string>;
   /** service → backend keys (as written in the config) drained by the API. */
   drained: Map<string, Set<string>>;
+  /** service → backends in maintenance: no new connections and no health checks (HAProxy's maint). */
+  maint: Map<string, Set<string>>;
+  /** service → backend → weight set at run time, in place of the configured one. */
+  weights: Map<string, Map<string, number>>;
 }
 
-export const emptyOverrides = (): Overrides => ({ disabledUplinks: new Set(), drained: new Map() });
+export const emptyOverrides = (): Overrides => ({
+  disabledUplinks: new Set(),
+  drained: new Map(),
+  maint: new Map(),
+  weights: new Map(),
+});
 
 export type UplinkState = "up" | "down" | "disabled";
-export type BackendState = "up" | "down" | "draining";
+export type BackendState = "up" | "down" | "draining" | "maint";
+
+/** The weight a backend has now: 0 when drained or in maint, else the runtime weight or the configured one. */
+export function backendWeight(svc: string, address: string, configured: number, o: Overrides): number {
+  if (o.drained.get(svc)?.has(address) || o.maint.get(svc)?.has(address)) return 0;
+  return o.weights.get(svc)?.get(address) ?? configured;
+}
 
 /**
  * Monitor observations + API overrides → the planner's HealthView. Pure. An uplink or backend
@@ -38,8 +53,9 @@ export function buildHealthView(
     const out: Record<string, BackendHealth> = {};
     for (const b of s.backends) {
       const obs = backends.get(svc)?.get(b.address);
-      const drained = o.drained.get(svc)?.has(b.address) ?? false;
-      out[b.address] = { up: obs?.state !== "down", weight: drained ? 0 : b.weight };
+      // In maint the checks are stopped: the last observation says nothing any more.
+      const up = o.maint.get(svc)?.has(b.address) || obs?.state !== "down";
+      out[b.address] = { up, weight: backendWeight(svc, b.address, b.weight, o) };
     }
     view.services[svc] = out;
   }
@@ -58,8 +74,9 @@ export function backendState(
   obs: BackendObservation | undefined,
   o: Overrides,
 ): BackendState {
+  if (o.maint.get(svc)?.has(address)) return "maint";
   if (obs?.state === "down") return "down";
-  return configuredWeight === 0 || o.drained.get(svc)?.has(address) ? "draining" : "up";
+  return backendWeight(svc, address, configuredWeight, o) === 0 ? "draining" : "up";
 }
 
 /**

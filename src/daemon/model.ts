@@ -3,6 +3,7 @@ import type { Config } from "../config/schema.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import type { Desired } from "../plan/desired.ts";
+import { formatHostPort, parseHostPort } from "../net/ip.ts";
 import { connCounter } from "../render/nft-uplinks.ts";
 import { autoLevel } from "./auto-weights.ts";
 import {
@@ -59,11 +60,46 @@ export class DaemonModel {
     for (const n of this.overrides.disabledUplinks)
       if (!uplinks.has(n)) this.overrides.disabledUplinks.delete(n);
     for (const n of this.probed) if (!uplinks.has(n)) this.probed.delete(n);
-    for (const [svc, set] of [...this.overrides.drained, ...this.backendObs]) {
+    const o = this.overrides;
+    for (const [svc, set] of [...o.drained, ...o.maint, ...o.weights, ...this.backendObs]) {
       const backends = new Set(c.services?.[svc]?.backends.map((b) => b.address) ?? []);
       for (const b of set.keys()) if (!backends.has(b)) set.delete(b);
     }
     if (!c.cluster) this.cluster = null;
+  }
+
+  /** Overrides kept from an earlier run, for the names this config still has. */
+  restoreOverrides(saved: Overrides): void {
+    const c = this.config;
+    const o = this.overrides;
+    for (const n of saved.disabledUplinks) if (c.uplinks?.[n]) o.disabledUplinks.add(n);
+    const backendsOf = (svc: string) =>
+      new Set(Object.hasOwn(c.services ?? {}, svc) ? c.services?.[svc]?.backends.map((b) => b.address) : []);
+    for (const [from, to] of [
+      [saved.drained, o.drained],
+      [saved.maint, o.maint],
+    ] as const)
+      for (const [svc, set] of from) {
+        const known = backendsOf(svc);
+        const keep = new Set([...set].filter((b) => known.has(b)));
+        if (keep.size) to.set(svc, keep);
+      }
+    for (const [svc, m] of saved.weights) {
+      const known = backendsOf(svc);
+      const keep = new Map([...m].filter(([b]) => known.has(b)));
+      if (keep.size) o.weights.set(svc, keep);
+    }
+  }
+
+  /** Why a backend is in its state: an operator's action wins over the last check. */
+  backendReason(service: string, address: string, observed: string): string {
+    const o = this.overrides;
+    if (o.maint.get(service)?.has(address)) return "maint through the API (checks stopped)";
+    if (o.drained.get(service)?.has(address)) return "drained through the API";
+    const w = o.weights.get(service)?.get(address);
+    if (w !== undefined)
+      return observed ? `${observed}; weight ${w} set through the API` : `weight ${w} set through the API`;
+    return observed;
   }
 
   uplinkState(name: string): UplinkState {
@@ -103,6 +139,8 @@ export class DaemonModel {
     keeping: boolean,
     counters: Counters,
     backendCounter: (service: string, backend: string) => string | null,
+    /** service → backend (canonical ADDRESS:PORT) → connections open now (conntrack); null: unknown. */
+    active: ActiveConnections | null = null,
   ): StatusJson {
     const c = this.config;
     const shares = sharesOf(applied?.desired);
@@ -135,6 +173,7 @@ export class DaemonModel {
         listen: s.listen,
         protocol: s.protocol,
         backends: s.backends.map((b) => {
+          const open = active?.get(name);
           const obs = this.backendObs.get(name)?.get(b.address);
           const counter = backendCounter(name, b.address);
           const state = backendState(name, b.address, b.weight, obs, this.overrides);
@@ -142,13 +181,13 @@ export class DaemonModel {
             address: b.address,
             state,
             weight: health.services[name]?.[b.address]?.weight ?? b.weight,
-            connections: counter ? (counters.get(counter)?.packets ?? null) : null,
+            configured_weight: b.weight,
+            connections: open ? (open.get(canonicalBackend(b.address)) ?? 0) : null,
+            connections_total: counter ? (counters.get(counter)?.packets ?? null) : null,
             // Bytes of DNATed packets forwarded to/from it (src/render/nft-services.ts).
             bytes_to_backend: counter ? (counters.get(`${counter}_to`)?.bytes ?? null) : null,
             bytes_from_backend: counter ? (counters.get(`${counter}_from`)?.bytes ?? null) : null,
-            reason: this.overrides.drained.get(name)?.has(b.address)
-              ? "drained through the API"
-              : (obs?.reason ?? ""),
+            reason: this.backendReason(name, b.address, obs?.reason ?? ""),
             since: obs ? new Date(obs.since).toISOString() : null,
           };
         }),
@@ -162,6 +201,15 @@ export class DaemonModel {
       keeping_last_data_plane: keeping,
     };
   }
+}
+
+/** service → backend (canonical ADDRESS:PORT, as conntrack reports it) → connections open now. */
+export type ActiveConnections = ReadonlyMap<string, ReadonlyMap<string, number>>;
+
+/** `ADDRESS:PORT` as `formatHostPort` writes it (IPv6 compressed, in brackets). */
+export function canonicalBackend(address: string): string {
+  const hp = parseHostPort(address);
+  return "error" in hp ? address : formatHostPort(hp.addr, hp.port);
 }
 
 export function versionOf(text: string): string {

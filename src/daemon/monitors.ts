@@ -90,9 +90,12 @@ export class MonitorSet {
 
   /**
    * Create monitors for `c` (replacing changed ones, stopping vanished ones), not started yet.
-   * Returns the initial snapshots of the new monitors.
+   * Returns the initial snapshots of the new monitors. A backend `paused` (in maint) has none.
    */
-  async update(c: Config): Promise<{ uplinks: UplinkObservation[]; backends: BackendObservation[] }> {
+  async update(
+    c: Config,
+    paused: (service: string, backend: string) => boolean = () => false,
+  ): Promise<{ uplinks: UplinkObservation[]; backends: BackendObservation[] }> {
     const fresh = { uplinks: [] as UplinkObservation[], backends: [] as BackendObservation[] };
     const stops: Promise<void>[] = [];
 
@@ -121,6 +124,7 @@ export class MonitorSet {
     const wantBackends = new Map<string, [string, BackendMonitorContext]>();
     for (const [service, svc] of Object.entries(c.services ?? {})) {
       for (const backend of svc.backends) {
+        if (paused(service, backend.address)) continue;
         const key = JSON.stringify([svc.listen, svc.protocol, svc.check, backend.address]);
         wantBackends.set(`${service}\0${backend.address}`, [
           key,

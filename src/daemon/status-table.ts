@@ -1,6 +1,6 @@
 import type { StatusJson } from "./status.ts";
 
-const COLOURS = { up: "32", down: "31", disabled: "33", draining: "33", warn: "31" } as const;
+const COLOURS = { up: "32", down: "31", disabled: "33", draining: "33", maint: "33", warn: "31" } as const;
 
 /** `nflb status` for people: aligned columns, colour only when asked (a TTY). */
 export function formatStatus(s: StatusJson, colour: boolean): string {
@@ -35,6 +35,7 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
       b.state,
       String(b.weight),
       b.connections === null ? "-" : String(b.connections),
+      b.connections_total === null || b.connections_total === undefined ? "-" : String(b.connections_total),
       b.bytes_to_backend === null
         ? "-"
         : `${bytesText(b.bytes_to_backend)}/${bytesText(b.bytes_from_backend ?? 0)}`,
@@ -42,8 +43,10 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
     ]);
     out.push(`service ${svc.name} (${svc.protocol} ${svc.listen})`);
     out.push(
-      ...table(["BACKEND", "STATE", "WEIGHT", "CONNS", "BYTES TO/FROM", "REASON"], rows, (r, i, t) =>
-        i === 1 ? paint(t, r[1] as keyof typeof COLOURS) : t,
+      ...table(
+        ["BACKEND", "STATE", "WEIGHT", "CONNS", "TOTAL", "BYTES TO/FROM", "REASON"],
+        rows,
+        (r, i, t) => (i === 1 ? paint(t, r[1] as keyof typeof COLOURS) : t),
       ),
     );
   }

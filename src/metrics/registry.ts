@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { LinkBytes } from "../system/linkstats.ts";
+import { formatHostPort, parseHostPort } from "../net/ip.ts";
 import { connCounter } from "../render/nft-uplinks.ts";
 
 /** What the metrics read from the daemon at scrape time. */
@@ -18,6 +19,8 @@ export interface MetricsSource {
   /** nft named counters of table inet nflb. */
   readCounters(): Promise<Map<string, { packets: number; bytes: number }>>;
   readLinkBytes(iface: string): Promise<LinkBytes | null>;
+  /** service → backend (canonical ADDRESS:PORT) → connections open now (conntrack), read per scrape. */
+  activeConnections?(): Promise<ReadonlyMap<string, ReadonlyMap<string, number>> | null>;
 }
 
 export const APPLY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -40,14 +43,20 @@ export class Monotonic {
 interface Snapshot {
   counters: Map<string, { packets: number; bytes: number }>;
   links: Map<string, LinkBytes>;
+  active: ReadonlyMap<string, ReadonlyMap<string, number>> | null;
 }
+
+const canonical = (address: string) => {
+  const hp = parseHostPort(address);
+  return "error" in hp ? address : formatHostPort(hp.addr, hp.port);
+};
 
 /** Every metric of the contract, in one registry; kernel counters are read once per scrape. */
 export class Metrics {
   readonly registry = new Registry();
   readonly applySeconds: Histogram<"kind">;
   readonly transitions: Counter<"uplink" | "to">;
-  private snap: Snapshot = { counters: new Map(), links: new Map() };
+  private snap: Snapshot = { counters: new Map(), links: new Map(), active: null };
   private readonly mono = new Monotonic();
 
   constructor(private readonly src: MetricsSource) {
@@ -153,6 +162,20 @@ export class Metrics {
         }
       },
     });
+    new Gauge({
+      name: "nflb_backend_active_connections",
+      help: "connections the backend holds now (conntrack)",
+      labelNames: ["service", "backend"],
+      registers,
+      collect() {
+        this.reset();
+        const active = snap().active;
+        for (const b of src.backends()) {
+          const per = active?.get(b.service);
+          if (per) this.set({ service: b.service, backend: b.backend }, per.get(canonical(b.backend)) ?? 0);
+        }
+      },
+    });
     new Counter({
       name: "nflb_backend_bytes_total",
       help: "bytes of the backend's DNATed connections forwarded, by direction (to_backend, from_backend)",
@@ -218,7 +241,8 @@ export class Metrics {
         if (b) links.set(u.iface, b);
       }),
     );
-    this.snap = { counters, links };
+    const active = (await this.src.activeConnections?.().catch(() => null)) ?? null;
+    this.snap = { counters, links, active };
     return this.registry.metrics();
   }
 }

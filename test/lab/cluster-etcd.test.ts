@@ -139,7 +139,7 @@ describe("cluster and etcd", { skip, timeout: 170_000 }, () => {
         "--signing-key",
         lab.pushKeyPath,
       ]);
-      assert.equal(refused.code, 1, refused.stdout);
+      assert.equal(refused.code, 2, `an invalid config: exit 2\n${refused.stderr}`);
       const unsignedPush = await lab.exec("node1", [NFLB, "cluster", "push", "-c", changed]);
       assert.notEqual(unsignedPush.code, 0);
 

@@ -156,7 +156,7 @@ describe("nflb run: API, reload, restart (2 uplinks)", { skip, timeout: 240_000 
         "balancing goes on without the daemon",
       );
       const none = await lab.exec("router", [NFLB, "status", "-c", fx.file]);
-      assert.equal(none.code, 1, "nflb status: no daemon answers");
+      assert.equal(none.code, 2, "nflb status: no daemon answers");
       assert.match(none.stderr, /no daemon answers/);
 
       fx.daemon = await startDaemon(lab, fx.file);

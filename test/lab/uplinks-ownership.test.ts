@@ -123,7 +123,7 @@ rules:
     },
   );
 
-  test("bad configs: exit 1, the YAML path and line, nothing touched", { timeout: 60_000 }, async () => {
+  test("bad configs: exit 2, the YAML path and line, nothing touched", { timeout: 60_000 }, async () => {
     const before = await snapshot(lab, "router");
     const base = `version: 1
 uplinks:
@@ -162,7 +162,7 @@ uplinks:
       const file = cfg.write(yaml);
       for (const verb of ["check", "apply"]) {
         const r = await nflb(lab, "router", [verb, "-c", file]);
-        assert.equal(r.code, 1, `${what}: ${verb} exit code`);
+        assert.equal(r.code, 2, `${what}: ${verb} exit code`);
         assert.match(r.stderr, want, `${what}: ${verb} message`);
       }
     }

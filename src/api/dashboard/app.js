@@ -36,7 +36,10 @@
     const d = iso ? new Date(iso) : new Date();
     return d.toLocaleTimeString([], { hour12: false });
   };
-  const badgeClass = (state) => (["up", "down", "disabled", "draining"].includes(state) ? state : "other");
+  const badgeClass = (state) =>
+    ["up", "down", "disabled", "draining", "maint"].includes(state) ? state : "other";
+  // drained or in maint (no new connections): the button puts it back.
+  const heldBack = (state) => state === "draining" || state === "maint";
 
   // ---- toast, banner, live indicator ---------------------------------------------------------
 
@@ -361,7 +364,7 @@
           r.reason = el("p", { className: "reason backend-reason" });
           r.button = el("button", { type: "button" });
           r.button.addEventListener("click", () => {
-            const drain = r.state !== "draining";
+            const drain = !heldBack(r.state);
             const path = `/api/v1/services/${encodeURIComponent(r.service)}/backends/${encodeURIComponent(r.address)}/${drain ? "drain" : "enable"}`;
             act(path, r.button, `${drain ? "drain" : "enable"} ${r.address}`);
           });
@@ -406,7 +409,7 @@
         r.weight.textContent = String(b.weight);
         r.conns.textContent = num(b.connections);
         r.reason.textContent = (b.reason || "") + (b.since ? ` · since ${clock(b.since)}` : "");
-        r.button.textContent = b.state === "draining" ? "Enable" : "Drain";
+        r.button.textContent = heldBack(b.state) ? "Enable" : "Drain";
       }
     }
   }

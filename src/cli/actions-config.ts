@@ -1,0 +1,76 @@
+import { applyDesired } from "../apply/dataplane.ts";
+import { down as takeDown } from "../apply/down.ts";
+import { loadConfig } from "../config/load.ts";
+import { allHealthy, desiredState } from "../plan/desired.ts";
+import { renderRouting } from "../render/routes.ts";
+import { withStateLock } from "../system/lock.ts";
+import { checkWarnings, formatWarning } from "../config/warnings.ts";
+import { loadChecked } from "./load.ts";
+import { printJson, say } from "./output.ts";
+import type { CheckOpts, DownOpts } from "./verbs-config.ts";
+
+export async function check(o: CheckOpts): Promise<void> {
+  const { loaded, facts } = await loadChecked(o.config, { offline: o.offline === true });
+  const c = loaded.config;
+  const warnings = checkWarnings(loaded, o.offline ? null : facts);
+  const counts = {
+    uplinks: Object.keys(c.uplinks ?? {}).length,
+    rules: c.rules.length,
+    services: Object.keys(c.services ?? {}).length,
+    cluster: c.cluster?.name ?? null,
+  };
+  if (o.json) return printJson({ ok: true, valid: true, file: o.config, ...counts, warnings });
+  for (const w of warnings) process.stderr.write(formatWarning(o.config, w) + "\n");
+  const parts = [
+    c.uplinks && `${counts.uplinks} uplinks`,
+    counts.rules && `${counts.rules} rules`,
+    c.services && `${counts.services} services`,
+    c.cluster && `cluster ${c.cluster.name}`,
+  ].filter(Boolean);
+  say(`${o.config}: valid (${parts.join(", ")})`);
+}
+
+export async function plan(o: CheckOpts): Promise<void> {
+  const { loaded, facts } = await loadChecked(o.config, { offline: o.offline === true });
+  const want = desiredState(loaded.config, allHealthy(loaded.config), facts);
+  const routing = renderRouting(want.routing);
+  const sysctls = want.sysctls.map((s) => ({ key: s.key.replaceAll("/", "."), value: s.value, why: s.why }));
+  if (o.json)
+    return printJson({
+      ok: true,
+      nft: want.nft,
+      routing: routing ? routing.split("\n") : [],
+      sysctls,
+    });
+  const out = ["# nftables (one transaction: nft -f -)", want.nft.trimEnd(), "", "# policy routing"];
+  out.push(routing || "# (none)", "", "# sysctls");
+  out.push(...sysctls.map((s) => `${s.key} = ${s.value}    # ${s.why}`));
+  say(out.join("\n"));
+}
+
+export async function apply(o: CheckOpts): Promise<void> {
+  const { loaded, facts } = await loadChecked(o.config);
+  const want = desiredState(loaded.config, allHealthy(loaded.config), facts);
+  const r = await withStateLock("nflb apply", () => applyDesired(want));
+  const d = r.routing;
+  const sysctls = r.sysctls.map((s) => ({ key: s.key.replaceAll("/", "."), value: s.to }));
+  if (o.json)
+    return printJson({
+      ok: true,
+      seconds: r.seconds,
+      rules: { added: d.addRules.length, deleted: d.delRules.length },
+      routes: { replaced: d.replaceRoutes.length, deleted: d.delRoutes.length },
+      sysctls,
+    });
+  say(
+    `applied in ${r.seconds.toFixed(3)} s: nft table inet nflb; rules +${d.addRules.length} -${d.delRules.length}; ` +
+      `routes ~${d.replaceRoutes.length} -${d.delRoutes.length}; sysctls ${sysctls.map((s) => `${s.key}=${s.value}`).join(", ") || "unchanged"}`,
+  );
+}
+
+export async function down(o: DownOpts): Promise<void> {
+  const c = o.config ? (await loadConfig(o.config)).config : null;
+  const done = await takeDown(c ? { tableBase: c.table_base, ruleBase: c.rule_priority_base } : {});
+  if (o.json) return printJson({ ok: true, done });
+  say(done.map((d) => `  ${d}`).join("\n") + "\nnflb is down");
+}

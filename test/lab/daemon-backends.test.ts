@@ -1,0 +1,166 @@
+// `nflb backend drain|maint|enable|weight` against `nflb run` balancing a VIP over two real
+// backends, with real conntrack: status counts the connections a backend holds now; drain --wait
+// returns once the last one closes; maint stops the checks (a dead backend stays "maint", not
+// "down") and is kept across a daemon restart; enable restarts them. Needs root.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { StatusJson } from "../../src/daemon/status.ts";
+import { labUnavailableReason } from "../../src/lab/netns.ts";
+import type { TrackedProcess } from "../../src/lab/processes.ts";
+import { SERVICE_LAB as L, ServiceLab, backendAddress } from "../../src/lab/service-lab.ts";
+import { NFLB, STATE_DIR, nflb } from "./support/nflb.ts";
+
+const unavailable = await labUnavailableReason();
+const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
+const b1 = `${backendAddress(1).v4}:80`;
+const b2 = `${backendAddress(2).v4}:80`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe(
+  "nflb backend verbs against a running daemon (1 VIP, 2 backends)",
+  { skip, timeout: 300_000 },
+  () => {
+    const lab = new ServiceLab({ backends: 2 });
+    let file = "";
+    let daemon: TrackedProcess | undefined;
+    const cli = (args: string[], timeoutMs = 60_000) => nflb(lab, "lb", [...args, "-c", file], timeoutMs);
+
+    async function status(): Promise<StatusJson> {
+      const r = await cli(["status", "--json"]);
+      return JSON.parse(r.stdout) as StatusJson;
+    }
+    const backend = async (address: string) => {
+      const b = (await status()).services[0]?.backends.find((x) => x.address === address);
+      assert.ok(b, address);
+      return b;
+    };
+    async function until(what: string, ok: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await ok())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await sleep(200);
+      }
+    }
+    /** 12 new connections from the client: which backends answered. */
+    async function spread(): Promise<Record<string, number>> {
+      const r = await lab.runClient({
+        from: "client",
+        dst: L.vip4,
+        port: 80,
+        count: 12,
+        parallel: 4,
+        timeoutMs: 1000,
+        deadlineMs: 15_000,
+      });
+      assert.equal(r.failed, 0, r.errors.join("; "));
+      const out: Record<string, number> = {};
+      for (const [line, n] of Object.entries(r.bySeen)) {
+        const name = line.split(" ")[0] ?? "";
+        out[name] = (out[name] ?? 0) + n;
+      }
+      return out;
+    }
+    async function startDaemon(): Promise<void> {
+      daemon = lab.spawn("lb", ["env", `NFLB_STATE_DIR=${STATE_DIR}`, NFLB, "run", "-c", file]);
+      await daemon.waitForLine(/"msg":"nflb running"/, 20_000);
+    }
+
+    before(
+      async () => {
+        await lab.build();
+        await lab.startBackend(1);
+        await lab.startBackend(2);
+        file = await lab.writeConfig(
+          "nflb.yaml",
+          `version: 1
+services:
+  web:
+    listen: ${L.vip4}:80
+    scheduler: round-robin
+    check: { method: tcp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }
+    backends:
+      - { address: ${b1} }
+      - { address: ${b2} }
+`,
+        );
+        await startDaemon();
+      },
+      { timeout: 90_000 },
+    );
+    after(
+      async () => {
+        await daemon?.stop(5000);
+        await lab.destroy();
+      },
+      { timeout: 60_000 },
+    );
+
+    test(
+      "status counts what each backend holds now; drain --wait returns when the last one closes",
+      { timeout: 90_000 },
+      async () => {
+        const held = lab.startConnections("client", { dst: L.vip4, port: 80, count: 4, durationMs: 60_000 });
+        const greetings = await held.opened();
+        assert.equal(greetings.filter((g) => g.startsWith("b1 ")).length, 2, greetings.join(", "));
+        await until("2 connections on b1", async () => (await backend(b1)).connections === 2, 5000);
+        const before = await backend(b1);
+        assert.ok((before.connections_total ?? 0) >= 2, `connections_total ${before.connections_total}`);
+
+        const t0 = Date.now();
+        const draining = cli(["backend", "drain", "web", b1, "--wait", "--timeout", "30s", "--json"]);
+        await until("b1 draining", async () => (await backend(b1)).state === "draining", 10_000);
+        assert.deepEqual(await spread(), { b2: 12 }, "no new connection to a drained backend");
+        assert.equal((await backend(b1)).connections, 2, "established connections stay");
+        await sleep(1000);
+        await held.stop();
+        const closedAt = Date.now();
+        const r = await draining;
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(
+          Date.now() >= closedAt && closedAt - t0 >= 1000,
+          "returned only after the connections closed",
+        );
+        const doc = JSON.parse(r.stdout) as { backend_status: { connections: number; state: string } };
+        assert.deepEqual([doc.backend_status.connections, doc.backend_status.state], [0, "draining"]);
+
+        const en = await cli(["backend", "enable", "web", b1]);
+        assert.equal(en.code, 0, en.stderr);
+        assert.deepEqual(await spread(), { b1: 6, b2: 6 });
+      },
+    );
+
+    test(
+      "maint stops the checks and survives a restart; enable starts them again; weight at run time",
+      { timeout: 120_000 },
+      async () => {
+        const m = await cli(["backend", "maint", "web", b2]);
+        assert.equal(m.code, 0, m.stderr);
+        assert.deepEqual(await spread(), { b1: 12 });
+        // A backend in maint is not checked: stopping its server does not make it "down".
+        await lab.stopBackend(2);
+        await sleep(1500);
+        const inMaint = await backend(b2);
+        assert.equal(inMaint.state, "maint", inMaint.reason);
+        assert.equal((await cli(["status"])).code, 1, "a backend in maint: degraded");
+
+        await daemon?.stop(5000);
+        await startDaemon();
+        assert.equal((await backend(b2)).state, "maint", "kept across a restart");
+        assert.deepEqual(await spread(), { b1: 12 });
+
+        // enable: checks again, and the dead server is found down.
+        assert.equal((await cli(["backend", "enable", "web", b2])).code, 0);
+        await until("b2 down", async () => (await backend(b2)).state === "down", 10_000);
+        await lab.startBackend(2);
+        await until("b2 up", async () => (await backend(b2)).state === "up", 10_000);
+        assert.equal((await cli(["status"])).code, 0);
+
+        const w = await cli(["backend", "weight", "web", b2, "3", "--json"]);
+        assert.equal(w.code, 0, w.stderr);
+        const b = await backend(b2);
+        assert.deepEqual([b.weight, b.configured_weight], [3, 1]);
+        assert.deepEqual(await spread(), { b1: 3, b2: 9 });
+      },
+    );
+  },
+);
