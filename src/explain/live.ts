@@ -3,7 +3,7 @@ import type { StatusJson } from "../daemon/status.ts";
 import type { HealthView } from "../plan/desired.ts";
 import type { BackendHealth } from "../plan/types.ts";
 import { STICKY_SEED } from "../render/nft-uplinks.ts";
-import { nftJhash } from "./jhash.ts";
+import { nftJhash } from "../nft/ruleset/jhash.ts";
 import { addrBytes, concatKey, type Query } from "./packet.ts";
 
 /**

@@ -1,6 +1,6 @@
 import type { PlannedService, ServicesPlan } from "../plan/services.ts";
 import { hex } from "../render/nft-text.ts";
-import { nftJhash } from "./jhash.ts";
+import { nftJhash } from "../nft/ruleset/jhash.ts";
 import { addrBytes, type Query } from "./packet.ts";
 import { countShares, type Share } from "./uplinks.ts";
 

@@ -4,7 +4,7 @@ import type { Addr } from "../net/ip.ts";
 import { carries } from "../plan/uplinks.ts";
 import type { PlannedRule, PlannedUplink, UplinkPlan } from "../plan/types.ts";
 import { hex } from "../render/nft-text.ts";
-import { nftJhash } from "./jhash.ts";
+import { nftJhash } from "../nft/ruleset/jhash.ts";
 import { addrBytes, concatKey, inAny, isMulticastOrBroadcast, type Query } from "./packet.ts";
 
 /**

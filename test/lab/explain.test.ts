@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { explain } from "../../src/explain/explain.ts";
-import { nftJhash } from "../../src/explain/jhash.ts";
+import { nftJhash } from "../../src/nft/ruleset/jhash.ts";
 import { addrBytes, concatKey, parseQuery, portBytes } from "../../src/explain/packet.ts";
 import type { UplinkOutcome } from "../../src/explain/uplinks.ts";
 import { labUnavailableReason } from "../../src/lab/netns.ts";

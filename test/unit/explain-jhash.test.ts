@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { jhash, nftJhash, reciprocalScale } from "../../src/explain/jhash.ts";
+import { jhash, nftJhash, reciprocalScale } from "../../src/nft/ruleset/jhash.ts";
 import { addrBytes, concatKey, inPrefix, parseQuery, portBytes } from "../../src/explain/packet.ts";
 import { parseAddr, type Addr } from "../../src/net/ip.ts";
 

@@ -5,7 +5,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import type { StatusJson } from "../../src/daemon/status.ts";
 import { explain, type ExplainInputs } from "../../src/explain/explain.ts";
 import { formatExplanation } from "../../src/explain/format.ts";
-import { nftJhash } from "../../src/explain/jhash.ts";
+import { nftJhash } from "../../src/nft/ruleset/jhash.ts";
 import { healthFromStatus, stickyKey6, stickyMarkOf } from "../../src/explain/live.ts";
 import { addrBytes, concatKey, parseQuery, portBytes, type Query } from "../../src/explain/packet.ts";
 import { parseAddr } from "../../src/net/ip.ts";

@@ -4,7 +4,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { explain, type ExplainInputs } from "../../src/explain/explain.ts";
 import { formatExplanation } from "../../src/explain/format.ts";
-import { nftJhash } from "../../src/explain/jhash.ts";
+import { nftJhash } from "../../src/nft/ruleset/jhash.ts";
 import { addrBytes, concatKey, parseQuery, type Query } from "../../src/explain/packet.ts";
 import { explainUplinks, type UplinkAnswer } from "../../src/explain/uplinks.ts";
 import { parseAddr, type Addr } from "../../src/net/ip.ts";
