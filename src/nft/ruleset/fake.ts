@@ -1,15 +1,7 @@
 import { parseSetType, type Expr, type Rule, type SetRef, type Stmt, type Verdict } from "./rule.ts";
 import { parseScript, type BaseHook, type ChainDecl, type Command, type SetDecl } from "./script.ts";
 import { NftSyntaxError, type Token } from "./tokens.ts";
-import {
-  NftValueError,
-  parseAtom,
-  parseDuration,
-  sameAtom,
-  type Atom,
-  type Val,
-  type VType,
-} from "./values.ts";
+import { NftValueError, parseAtom, parseDuration, type Atom, type Val, type VType } from "./values.ts";
 
 /**
  * An in-memory nftables ruleset and a fake `nft -f` that applies scripts to it the way the kernel
@@ -296,11 +288,15 @@ export function parseElement(s: NSet, toks: Token[]): Elem {
   return e;
 }
 
-function findElem(s: NSet, key: Atom[]): number {
-  return s.elements.findIndex((e) => e.key.every((a, i) => sameAtom(a, key[i] as Atom)));
+const keyOf = (key: Atom[]) => key.map((a) => `${a.lo}-${a.hi}`).join("|");
+
+/** Position of each element by key: one pass, so a transaction of n elements costs O(n). */
+function indexOf(s: NSet): Map<string, number> {
+  return new Map(s.elements.map((e, i) => [keyOf(e.key), i]));
 }
 
 function addElements(t: Table, s: NSet, elems: Token[][], fail: (m: string) => never, create = false): void {
+  const index = indexOf(s);
   for (const toks of elems) {
     const e = parseElement(s, toks);
     if (e.value && "verdict" in e.value && e.value.chain) {
@@ -312,7 +308,7 @@ function addElements(t: Table, s: NSet, elems: Token[][], fail: (m: string) => n
       fail(`${ENOENT}: element of ${s.name} names counter ${String(e.value.val)}, which is not defined`);
     if (!s.flags.includes("interval") && e.key.some((a) => a.lo !== a.hi))
       fail(`set ${s.name} has no interval flag: ranges and prefixes need it`);
-    const at = findElem(s, e.key);
+    const at = index.get(keyOf(e.key)) ?? -1;
     if (at >= 0) {
       const old = s.elements[at] as Elem;
       if (create) fail(`File exists: element of ${s.name}`);
@@ -324,6 +320,7 @@ function addElements(t: Table, s: NSet, elems: Token[][], fail: (m: string) => n
       const clash = s.elements.find((o) => o.key.every((a, i) => overlaps(a, e.key[i] as Atom)));
       if (clash) fail(`File exists: interval of ${s.name} overlaps another element`);
     }
+    index.set(keyOf(e.key), s.elements.length);
     s.elements.push(e);
   }
 }
@@ -336,11 +333,15 @@ function overlaps(a: Atom, b: Atom): boolean {
 }
 
 function deleteElements(s: NSet, elems: Token[][], fail: (m: string) => never): void {
+  const gone = new Set<number>();
+  const index = indexOf(s);
   for (const toks of elems) {
-    const at = findElem(s, parseElement({ ...s, map: false }, toks.slice(0, keyEnd(toks))).key);
-    if (at < 0) fail(`${ENOENT}: element ${toks.map((t) => t.t).join(" ")} is not in ${s.name}`);
-    s.elements.splice(at, 1);
+    const at = index.get(keyOf(parseElement({ ...s, map: false }, toks.slice(0, keyEnd(toks))).key));
+    if (at === undefined || gone.has(at))
+      fail(`${ENOENT}: element ${toks.map((t) => t.t).join(" ")} is not in ${s.name}`);
+    gone.add(at);
   }
+  s.elements = s.elements.filter((_, i) => !gone.has(i));
 }
 
 /** A delete names the key only; nft accepts (and ignores) a value after it. */
