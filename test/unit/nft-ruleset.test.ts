@@ -141,7 +141,9 @@ describe("packet tracer over the rendered table", () => {
     const all = traceAll(r, lan({ daddr: "198.51.100.10", dport: 80, oif: "wan2" }));
     assert.deepEqual(
       all.map((t) =>
-        t.nat.map((n) => ("port" in n ? `${n.kind} ${n.addr}:${n.port}` : `${n.kind} ${n.addr ?? ""}`)),
+        t.nat.map((n) =>
+          "port" in n ? `${n.kind} ${n.addr}:${n.port}` : n.kind === "snat" ? `snat ${n.addr}` : n.kind,
+        ),
       ),
       [
         ["dnat 192.0.2.11:80", "snat 100.64.2.2"],
