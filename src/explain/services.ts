@@ -55,7 +55,7 @@ export function explainService(s: PlannedService, q: Query, outcomes: Trace[]): 
     return { service: s.name, outcome: { kind: "drop" }, trace };
   }
   const names = [...new Set(picks.map((p) => p.backend ?? "drop"))];
-  if (names.length === 1 && outcomes.length === 1) {
+  if (names.length === 1 && !first?.choices.length) {
     return { service: s.name, outcome: { kind: "backend", backend: names[0] ?? "" }, trace };
   }
   const choice = first?.choices[0];

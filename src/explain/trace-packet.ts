@@ -1,5 +1,5 @@
 import type { Addr } from "../net/ip.ts";
-import { parseRuleset } from "../nft/ruleset/fake.ts";
+import { parseRuleset, type Ruleset } from "../nft/ruleset/fake.ts";
 import { traceAll, type Hook, type Packet, type Trace, type TraceStep } from "../nft/ruleset/trace.ts";
 import type { Query } from "./packet.ts";
 
@@ -42,8 +42,13 @@ export function packetOf(q: Query, o: PathOptions, path: Path): Packet {
 export function tracePacket(rulesetText: string, pkt: Packet): Trace[] {
   const hooks: Hook[] =
     pkt.path === "output" ? ["output"] : pkt.path === "input" ? ["prerouting", "input"] : ["prerouting"];
-  return traceAll(parseRuleset(rulesetText), pkt, { hooks });
+  // One parse per table text: a maglev table has tens of thousands of elements, and a test or a
+  // script asks many questions of the same table (the walk never changes it).
+  if (cached?.text !== rulesetText) cached = { text: rulesetText, ruleset: parseRuleset(rulesetText) };
+  return traceAll(cached.ruleset, pkt, { hooks });
 }
+
+let cached: { text: string; ruleset: Ruleset } | null = null;
 
 /** A step of the walk for people: the chain, the rule, and what it did. */
 export function stepLine(s: TraceStep): string {

@@ -1,6 +1,6 @@
 import { isIPv4 } from "node:net";
 import type { Chain, Elem, NSet, Ruleset, Table } from "./fake.ts";
-import { nftJhash } from "./jhash.ts";
+import { concatKey, nftJhash } from "./jhash.ts";
 import {
   typeOfExpr,
   type Expr,
@@ -493,16 +493,7 @@ class Walk {
           return toBytes(v, x.len);
         });
         // Each field of a concatenation fills whole 32-bit registers.
-        const len =
-          parts.length > 1
-            ? bytes.reduce((s, b) => s + Math.ceil(b.length / 4) * 4, 0)
-            : (bytes[0]?.length ?? 0);
-        const key = new Uint8Array(len);
-        let at = 0;
-        for (const b of bytes) {
-          key.set(b, at);
-          at += parts.length > 1 ? Math.ceil(b.length / 4) * 4 : b.length;
-        }
+        const key = bytes.length > 1 ? concatKey(...bytes) : (bytes[0] ?? new Uint8Array());
         const v = nftJhash(key, e.mod, e.seed) + e.offset;
         this.t.hashes.push({ expr: exprText(e), value: v });
         this.effects.push(`${exprText(e)} = ${v}`);
