@@ -95,7 +95,7 @@ export type NatResult =
 
 export interface Trace {
   verdict: "accept" | "drop";
-  /** The chain whose drop ended the walk. */
+  /** The chain whose rule (or policy) dropped the packet. */
   droppedIn?: string;
   steps: TraceStep[];
   mark: number;
@@ -212,10 +212,8 @@ class Walk {
         if (chain.base?.type === "nat" && (this.p.ctState ?? "new") !== "new") continue;
         this.table = table;
         this.baseType = chain.base?.type ?? "";
-        const v = this.runBase(hook, chain);
-        if (v === "drop") {
+        if (this.runBase(hook, chain) === "drop") {
           this.t.verdict = "drop";
-          this.t.droppedIn = chain.name;
           return this.t;
         }
       }
@@ -243,16 +241,17 @@ class Walk {
       const rule = cur.rules[i++];
       if (!rule) {
         const back = stack.pop();
-        if (!back) return base.base?.policy ?? "accept";
+        if (!back) return this.policy(base);
         [cur, i] = back;
         continue;
       }
       const flow = this.runRule(hook, table, cur, rule);
       if (!flow || flow.v === "continue") continue;
+      if (flow.v === "drop") this.t.droppedIn = cur.name;
       if (flow.v === "accept" || flow.v === "drop") return flow.v;
       if (flow.v === "return") {
         const back = stack.pop();
-        if (!back) return base.base?.policy ?? "accept";
+        if (!back) return this.policy(base);
         [cur, i] = back;
         continue;
       }
@@ -265,6 +264,12 @@ class Walk {
       cur = target;
       i = 0;
     }
+  }
+
+  private policy(base: Chain): "accept" | "drop" {
+    const p = base.base?.policy ?? "accept";
+    if (p === "drop") this.t.droppedIn = base.name;
+    return p;
   }
 
   private runRule(hook: Hook, table: Table, chain: Chain, rule: Rule): Flow {
@@ -473,14 +478,15 @@ class Walk {
       }
       case "numgen": {
         let v: number;
-        if (this.nextChoice < this.choices.length) v = this.choices[this.nextChoice++] ?? 0;
+        if (e.mod === 1) v = 0;
+        else if (this.nextChoice < this.choices.length) v = this.choices[this.nextChoice++] ?? 0;
         else if (this.enumerate) throw new NeedChoice(e.mod);
         else if (this.opts.numgen !== undefined) v = this.opts.numgen % e.mod;
         else
           throw new TraceError(
             `${exprText(e)} picks at random or in turn: give a value (numgen) or use traceAll`,
           );
-        if (this.enumerate) this.t.share /= e.mod;
+        if (this.enumerate && e.mod > 1) this.t.share /= e.mod;
         this.t.choices.push({ expr: exprText(e), value: v, of: e.mod });
         this.effects.push(`${exprText(e)} = ${v}`);
         return BigInt(v + e.offset);
