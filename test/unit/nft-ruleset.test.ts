@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { NftFake, NftFakeError, parseRuleset } from "../../src/nft/ruleset/fake.ts";
@@ -163,4 +164,18 @@ describe("packet tracer over the rendered table", () => {
       /limit/,
     );
   });
+});
+
+describe("every example config's table loads in the fake", () => {
+  const dir = new URL("../../examples/", import.meta.url);
+  for (const f of readdirSync(dir).filter((x) => x.endsWith(".yaml"))) {
+    test(f, () => {
+      const c = parseConfig(readFileSync(new URL(f, dir), "utf8"), f);
+      const d = desiredState(c, allHealthy(c), { interfaces: new Map() });
+      const k = new NftFake();
+      k.apply(d.nft);
+      k.apply(d.update);
+      assert.ok(k.ruleset.table("inet", "nflb"));
+    });
+  }
 });
