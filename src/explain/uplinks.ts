@@ -162,11 +162,12 @@ export function routed(
   return { outcome: { kind: "main" }, trace };
 }
 
-/** Outcomes' shares summed by name, in order of first appearance. */
+/** Outcomes' shares summed by name, in order of first appearance (k of n equal outcomes: exactly k/n). */
 export function sharesOf(items: readonly Share[]): Share[] {
+  const equal = items.every((i) => i.share === items[0]?.share);
   const out = new Map<string, number>();
-  for (const i of items) out.set(i.name, (out.get(i.name) ?? 0) + i.share);
-  return [...out].map(([name, share]) => ({ name, share: Math.round(share * 1e9) / 1e9 }));
+  for (const i of items) out.set(i.name, (out.get(i.name) ?? 0) + (equal ? 1 : i.share));
+  return [...out].map(([name, share]) => ({ name, share: equal ? share / items.length : share }));
 }
 
 function weightShares(ups: PlannedUplink[]): Share[] {
