@@ -154,6 +154,38 @@ describe("packet tracer over the rendered table", () => {
     assert.ok(all.every((t) => t.mark === 0 && t.counters.some((c) => /^svc_web_b\d$/.test(c))));
   });
 
+  test("sticky rules: the kernel's update of the pair's map, remembered with `remember`", () => {
+    const c = parseConfig(`version: 1
+uplinks:
+  isp1: { interface: wan1, gateway: 100.64.1.1 }
+  isp2: { interface: wan2, gateway: 100.64.2.1 }
+rules:
+  - { name: web, destination: [93.184.216.0/24], sticky: 30m }
+`);
+    const k = new NftFake();
+    k.apply(desiredState(c, allHealthy(c), { interfaces: new Map() }).nft);
+    const pkt = lan({ daddr: "93.184.216.34", iif: "eth7" });
+    const first = trace(k.ruleset, pkt, { numgen: 1, remember: true, hooks: ["prerouting"] });
+    assert.equal(first.mark, 0x200);
+    assert.ok(first.steps.some((st) => st.effects.some((e) => e.startsWith("update @rule_0_sticky4"))));
+    // The next connection of the pair finds the remembered uplink, whatever the numgen says.
+    const again = trace(k.ruleset, pkt, { numgen: 0, hooks: ["prerouting"] });
+    assert.equal(again.mark, 0x200);
+    assert.equal(trace(k.ruleset, lan({ daddr: "93.184.216.35", iif: "eth7" }), { numgen: 0 }).mark, 0x100);
+  });
+
+  test("the router's own traffic: output then postrouting; a pinned connection keeps its uplink", () => {
+    const out = trace(
+      r,
+      lan({ path: "output", iif: undefined, oif: "wan1", ctState: "established", ctMark: 0x200 }),
+    );
+    assert.equal(out.mark, 0x200);
+    const fresh = trace(r, lan({ path: "output", iif: undefined, oif: "wan1" }));
+    assert.equal(fresh.mark, 0, "unbound: left to policy routing");
+    assert.equal(fresh.ctMark, 0x100, "pinned to the uplink it leaves by, at postrouting");
+    assert.deepEqual(fresh.counters, ["up_isp1_conns"]);
+  });
+
   test("an expression outside nflb's subset is an error naming it, never skipped", () => {
     assert.throws(
       () => parseRuleset("table inet x {\n\tchain c {\n\t\tmeta skuid 0 accept\n\t}\n}\n"),
