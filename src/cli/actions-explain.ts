@@ -8,14 +8,12 @@ import type { StatusJson } from "../daemon/status.ts";
 import { isClusterVip } from "../explain/cluster.ts";
 import { explain, type ExplainInputs } from "../explain/explain.ts";
 import { formatExplanation } from "../explain/format.ts";
-import { healthFromStatus, statusSummary, stickyMarkOf } from "../explain/live.ts";
+import { healthFromStatus, statusSummary } from "../explain/live.ts";
 import { parseQuery, type Query } from "../explain/packet.ts";
 import { parseHostPort } from "../net/ip.ts";
 import { allHealthy } from "../plan/desired.ts";
 import type { Facts } from "../plan/types.ts";
-import { allUp, planUplinks } from "../plan/uplinks.ts";
-import { stickyMap } from "../render/nft-uplinks.ts";
-import { listJson } from "../system/nft.ts";
+import { listTableText } from "../system/nft.ts";
 import { call } from "./api-client.ts";
 import { readFacts } from "./load.ts";
 import type { ExplainOpts } from "./verbs-explain.ts";
@@ -88,8 +86,10 @@ async function gather(
       );
   }
 
-  const sticky = await readSticky(c, q, facts);
-  if (sticky) inputs.sticky = sticky;
+  // The kernel's own table: the trace then sees exactly what packets meet, sticky memory included.
+  const table = await listTableText("inet", "nflb").catch(() => null);
+  if (table !== null) inputs.ruleset = table;
+  else notes.push("the kernel's nflb table could not be read: traced over the table the config renders");
   if (c.cluster && isClusterVip(c.cluster, q)) inputs.assignment = await readAssignment(c);
   return { inputs, notes };
 }
@@ -106,19 +106,6 @@ async function askDaemon(api: string): Promise<{ status: StatusJson } | { error:
     // NoDaemonError says "no daemon answers at URL: WHY"; the caller names the address itself.
     return { error: (e as Error).message.replace(/^no daemon answers at \S+: /, "") };
   }
-}
-
-/** What each sticky rule's kernel map remembers for this pair; a map that cannot be read is left out. */
-async function readSticky(c: Config, q: Query, facts: Facts): Promise<Map<number, number | null> | null> {
-  const plan = c.uplinks ? planUplinks(c, allUp(c), facts) : null;
-  const rules = plan?.rules.filter((r) => r.stickyMs !== undefined) ?? [];
-  if (rules.length === 0) return null;
-  const out = new Map<number, number | null>();
-  for (const r of rules) {
-    const items = await listJson(["map", "inet", "nflb", stickyMap(r, q.src.family)]).catch(() => []);
-    if (items.length) out.set(r.id, stickyMarkOf(items, q));
-  }
-  return out;
 }
 
 async function readAssignment(c: Config): Promise<Assignment | null | undefined> {

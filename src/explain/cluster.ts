@@ -1,13 +1,13 @@
 import type { ClusterConfig } from "../config/schema.ts";
 import type { Assignment } from "../cluster/ownership.ts";
 import { planCluster } from "../cluster/render.ts";
-import { hex } from "../render/nft-text.ts";
-import { nftJhash } from "./jhash.ts";
-import { addrBytes, concatKey, portBytes, type Query } from "./packet.ts";
+import type { Trace } from "../nft/ruleset/trace.ts";
+import type { Query } from "./packet.ts";
+import { stepLine } from "./trace-packet.ts";
 
 /**
- * Which cluster node takes a new connection to the cluster's VIP: the bucket the kernel's
- * `jhash … mod buckets seed S` gives (src/cluster/render.ts), and that bucket's owner in the
+ * Which cluster node takes a new connection to the cluster's VIP: the bucket the traced
+ * `jhash … mod buckets seed S` of the input filter gives, and that bucket's owner in the
  * assignment the nodes keep in etcd. Pure.
  */
 export interface ClusterAnswer {
@@ -28,20 +28,22 @@ export function isClusterVip(c: ClusterConfig | undefined, q: Query): boolean {
 export function explainCluster(
   c: ClusterConfig,
   q: Query,
+  t: Trace | undefined,
   assignment: Assignment | null | undefined,
+  live: boolean,
 ): ClusterAnswer {
   const p = planCluster(c);
   const trace = [`cluster ${p.name}: ${q.dst.text} is its VIP; every node sees the packet, one accepts it`];
-  const ip = q.src.family === 4 ? "ip" : "ip6";
-  const withPort = p.hash === "source-port" && (q.proto === "tcp" || q.proto === "udp");
-  if (withPort && q.sport === undefined) {
-    trace.push(`hash source-port: the bucket depends on the source port (give --sport N)`);
+  const steps = (t?.steps ?? []).filter((s) => s.chain === "cluster_in" || s.chain === "input_filter");
+  trace.push(...steps.map(stepLine));
+  const hash = t?.hashes.find((h) => h.expr.includes(`mod ${p.buckets} seed`));
+  if (!hash) {
+    trace.push(`the bucket depends on the source port (give --sport N)`);
     return { bucket: null, node: null, trace };
   }
-  const key = withPort ? concatKey(addrBytes(q.src), portBytes(q.sport ?? 0)) : addrBytes(q.src);
-  const expr = withPort ? `${ip} saddr . th sport` : `${ip} saddr`;
-  const bucket = nftJhash(key, p.buckets, p.seed);
-  trace.push(`jhash ${expr} mod ${p.buckets} seed ${hex(p.seed)} = bucket ${bucket}`);
+  const bucket = hash.value;
+  trace.push(`${hash.expr} = bucket ${bucket}`);
+  if (live) trace.push(`this node ${t?.verdict === "accept" ? "owns" : "does not own"} bucket ${bucket} now`);
   if (assignment === undefined) {
     trace.push("the bucket's owner is kept in etcd, which did not answer");
     return { bucket, node: null, trace };

@@ -8,19 +8,24 @@ import { planUplinks } from "../plan/uplinks.ts";
 import { explainCluster, isClusterVip, type ClusterAnswer } from "./cluster.ts";
 import { describeQuery, type Query } from "./packet.ts";
 import { explainService, findService, servicesOn, type ServiceAnswer } from "./services.ts";
+import { packetOf, pathOf, tracePacket } from "./trace-packet.ts";
 import { explainUplinks, type UplinkAnswer } from "./uplinks.ts";
+import { desiredState } from "../plan/desired.ts";
+import { planCluster } from "../cluster/render.ts";
 
 /**
- * `nflb explain`: where a new connection goes, and why, computed from the same plan the data
- * plane is rendered from (src/plan), with the health the daemon reports. Pure.
+ * `nflb explain`: where a new connection goes, and why. The packet is traced through nflb's nft
+ * table by the same tracer the unit tests use (src/nft/ruleset): the kernel's own table when it
+ * could be read, else the table rendered from the config with the health the daemon reports.
+ * The plan only names what the trace found (marks → uplinks, DNAT → backends). Pure.
  */
 export interface ExplainInputs {
   health: HealthView;
   /** Where the health came from, for people ("live from the daemon at …" or "assumed …"). */
   healthSource: string;
   facts: Facts;
-  /** Sticky rules' memory for this pair, read from the kernel (see UplinkContext.sticky). */
-  sticky?: ReadonlyMap<number, number | null>;
+  /** `nft list table inet nflb` as the kernel prints it; missing: rendered from the config. */
+  ruleset?: string;
   /** The cluster's bucket assignment from etcd: undefined when unknown, null when there is none. */
   assignment?: Assignment | null;
 }
@@ -59,18 +64,32 @@ export function explain(c: Config, q: Query, inp: ExplainInputs): Explanation {
     uplinkDetails: [],
     notes: [],
   };
+  const local: Addr[] = [...inp.facts.interfaces.values()].flatMap((i) => i.addresses);
+  const text = inp.ruleset ?? desiredState(c, inp.health, inp.facts).nft;
+  const live = inp.ruleset !== undefined;
+  const plan = planUplinks(c, inp.health.uplinks, inp.facts);
 
   if (c.cluster && isClusterVip(c.cluster, q) && (q.iif === undefined || q.iif === c.cluster.interface)) {
+    const cl = planCluster(c.cluster);
+    const pkt = packetOf(
+      q,
+      { localAddresses: [...local, ...vipAddrs(cl)], iif: c.cluster.interface },
+      "input",
+    );
+    const outcomes = tracePacket(text, pkt);
     out.kind = "cluster";
-    out.cluster = explainCluster(c.cluster, q, inp.assignment);
+    out.cluster = explainCluster(c.cluster, q, outcomes[0], inp.assignment, live);
     return out;
   }
 
+  const iif = plan?.balanceFrom?.[0];
+  const pkt = packetOf(q, { localAddresses: local, ...(iif !== undefined ? { iif } : {}) }, pathOf(q, local));
+  const outcomes = tracePacket(text, pkt);
   const services = planServices(c, inp.health.services, inp.facts);
   const svc = findService(services, q);
   if (svc) {
     out.kind = "service";
-    out.service = explainService(svc, q);
+    out.service = explainService(svc, q, outcomes);
     out.notes.push("the DNATed connection is routed to the backend by the main table's routes");
     return out;
   }
@@ -81,17 +100,12 @@ export function explain(c: Config, q: Query, inp: ExplainInputs): Explanation {
     );
   }
 
-  const plan = planUplinks(c, inp.health.uplinks, inp.facts);
   if (!plan) {
     out.notes.push("the config balances no uplinks: the routing table decides");
     return out;
   }
-  const local: Addr[] = [...inp.facts.interfaces.values()].flatMap((i) => i.addresses);
   out.kind = "uplinks";
-  out.uplinks = explainUplinks(c, plan, q, {
-    localAddresses: local,
-    ...(inp.sticky ? { sticky: inp.sticky } : {}),
-  });
+  out.uplinks = explainUplinks(plan, q, outcomes, { localAddresses: local, live });
   out.rule = out.uplinks.rule;
   const o = out.uplinks.outcome;
   const names = o.kind === "uplink" ? [o.uplink] : o.kind === "spread" ? o.shares.map((s) => s.name) : [];
@@ -109,5 +123,12 @@ export function explain(c: Config, q: Query, inp: ExplainInputs): Explanation {
       up: u.live,
     });
   }
+  return out;
+}
+
+function vipAddrs(p: { vip4: string | null; vip6: string | null }): Addr[] {
+  const out: Addr[] = [];
+  if (p.vip4) out.push({ family: 4, text: p.vip4 });
+  if (p.vip6) out.push({ family: 6, text: p.vip6 });
   return out;
 }

@@ -1,4 +1,4 @@
-import { parseAddr, parsePrefix, type Addr } from "../net/ip.ts";
+import { parseAddr, type Addr } from "../net/ip.ts";
 
 /** The first packet of a connection, as `nflb explain` is asked about it. */
 export interface Query {
@@ -58,65 +58,6 @@ export function parseQuery(q: QueryInput): Query | { error: string } {
   if (q.iif !== undefined) out.iif = q.iif;
   if (q.local) out.local = true;
   return out;
-}
-
-/** An address in network byte order: the bytes nft loads into a register. */
-export function addrBytes(a: Addr): Uint8Array {
-  if (a.family === 4) return Uint8Array.from(a.text.split(".").map(Number));
-  const [head = "", tail] = a.text.split("::");
-  const h = head ? head.split(":") : [];
-  const t = tail ? tail.split(":") : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
-  const out = new Uint8Array(16);
-  groups.forEach((g, i) => {
-    const n = parseInt(g, 16);
-    out[2 * i] = n >> 8;
-    out[2 * i + 1] = n & 0xff;
-  });
-  return out;
-}
-
-/** A port in network byte order. */
-export function portBytes(p: number): Uint8Array {
-  return Uint8Array.from([p >> 8, p & 0xff]);
-}
-
-/** An nft concatenation `a . b . …`: every field padded with zeros to whole 32-bit registers. */
-export function concatKey(...fields: Uint8Array[]): Uint8Array {
-  const len = fields.reduce((s, f) => s + Math.ceil(f.length / 4) * 4, 0);
-  const out = new Uint8Array(len);
-  let at = 0;
-  for (const f of fields) {
-    out.set(f, at);
-    at += Math.ceil(f.length / 4) * 4;
-  }
-  return out;
-}
-
-/** Whether `a` lies in `prefix` (an address or network/len, as the config writes it). */
-export function inPrefix(a: Addr, prefix: string): boolean {
-  const p = parsePrefix(prefix);
-  if ("error" in p || p.family !== a.family) return false;
-  const [net = ""] = p.text.split("/");
-  const n = parseAddr(net);
-  if (!n) return false;
-  const x = addrBytes(a);
-  const y = addrBytes(n);
-  let bits = p.len;
-  for (let i = 0; bits > 0; i++, bits -= 8) {
-    const m = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
-    if (((x[i] ?? 0) & m) !== ((y[i] ?? 0) & m)) return false;
-  }
-  return true;
-}
-
-export const inAny = (a: Addr, prefixes: readonly string[]) => prefixes.some((p) => inPrefix(a, p));
-
-/** Multicast and the limited broadcast: never balanced (`fib daddr type … return`). */
-export function isMulticastOrBroadcast(a: Addr): boolean {
-  return a.family === 4
-    ? inPrefix(a, "224.0.0.0/4") || a.text === "255.255.255.255"
-    : inPrefix(a, "ff00::/8");
 }
 
 export function describeQuery(q: Query): string {

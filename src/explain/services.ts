@@ -1,13 +1,10 @@
 import type { PlannedService, ServicesPlan } from "../plan/services.ts";
-import { hex } from "../render/nft-text.ts";
-import { nftJhash } from "./jhash.ts";
-import { addrBytes, type Query } from "./packet.ts";
-import { countShares, type Share } from "./uplinks.ts";
+import type { Trace } from "../nft/ruleset/trace.ts";
+import type { Query } from "./packet.ts";
+import { stepLine } from "./trace-packet.ts";
+import { sharesOf, type Share } from "./uplinks.ts";
 
-/**
- * Which backend a new connection to a service's VIP:port gets: the service's slot table indexed
- * the way src/render/nft-services.ts makes the kernel index it. Pure.
- */
+/** Which backend a new connection to a service's VIP:port gets: read off the traced DNAT. Pure. */
 export type BackendOutcome =
   | { kind: "backend"; backend: string }
   | { kind: "spread"; method: "random" | "round-robin" | "least-conn"; shares: Share[]; rotation?: string[] }
@@ -37,54 +34,45 @@ export function servicesOn(p: ServicesPlan | null, q: Query): PlannedService[] {
   return p?.services.filter((s) => s.vip.family === q.dst.family && s.vip.text === q.dst.text) ?? [];
 }
 
-export function explainService(s: PlannedService, q: Query): ServiceAnswer {
-  const trace: string[] = [];
-  trace.push(
+export function explainService(s: PlannedService, q: Query, outcomes: Trace[]): ServiceAnswer {
+  const trace: string[] = [
     `service ${s.name}: ${q.dst.text} ${s.protocol}/${s.port} is its listen address; new connections are DNATed`,
+    `backends: ${s.backends.map((b) => `${b.key} ${b.state}${b.state === "up" ? ` (weight ${b.weight})` : ""}`).join(", ")}`,
+  ];
+  const first = outcomes[0];
+  trace.push(
+    ...(first?.steps ?? []).filter((st) => st.hook === "prerouting" || st.hook === "output").map(stepLine),
   );
-  const states = s.backends.map(
-    (b) => `${b.key} ${b.state}${b.state === "up" ? ` (weight ${b.weight})` : ""}`,
-  );
-  trace.push(`backends: ${states.join(", ")}`);
-  const n = s.slots.length;
-  if (n === 0) {
+  const backendOf = (t: Trace): string | null => {
+    const d = t.nat.find((n) => n.kind === "dnat");
+    if (!d || d.kind !== "dnat") return null;
+    const b = s.backends.find((x) => x.addr.text === d.addr && x.port === (d.port ?? s.port));
+    return b?.key ?? `${d.addr}:${d.port ?? s.port}`;
+  };
+  const picks = outcomes.map((t) => ({ backend: backendOf(t), share: t.share }));
+  if (picks.every((p) => p.backend === null)) {
     trace.push("no backend may take new connections: they are dropped");
     return { service: s.name, outcome: { kind: "drop" }, trace };
   }
-  const shares = countShares(s.slots);
-  switch (s.scheduler) {
-    case "random":
-      trace.push(
-        `scheduler random: numgen random mod ${n} picks each backend with its share of the ${n} slots`,
-      );
-      return { service: s.name, outcome: { kind: "spread", method: "random", shares }, trace };
-    case "round-robin":
-      trace.push(
-        `scheduler round-robin: numgen inc mod ${n} walks the weighted rotation; the connection gets the next backend`,
-      );
-      return {
-        service: s.name,
-        outcome: { kind: "spread", method: "round-robin", shares, rotation: s.slots },
-        trace,
-      };
-    case "least-conn":
-      trace.push(
-        `scheduler least-conn: the next ${n} connections are placed ahead from the connection counts; the kernel walks that sequence`,
-      );
-      return {
-        service: s.name,
-        outcome: { kind: "spread", method: "least-conn", shares, rotation: s.slots },
-        trace,
-      };
-    case "source-hash":
-    case "maglev": {
-      const ip = s.family === 4 ? "ip" : "ip6";
-      const slot = nftJhash(addrBytes(q.src), n, s.hashSeed);
-      const backend = s.slots[slot] ?? "";
-      trace.push(
-        `scheduler ${s.scheduler}: jhash ${ip} saddr mod ${n} seed ${hex(s.hashSeed)} = ${slot}; slot ${slot} is ${backend}`,
-      );
-      return { service: s.name, outcome: { kind: "backend", backend }, trace };
-    }
+  const names = [...new Set(picks.map((p) => p.backend ?? "drop"))];
+  if (names.length === 1 && !first?.choices.length) {
+    return { service: s.name, outcome: { kind: "backend", backend: names[0] ?? "" }, trace };
   }
+  const choice = first?.choices[0];
+  const shares = sharesOf(picks.map((p) => ({ name: p.backend ?? "drop", share: p.share })));
+  if (choice?.expr.startsWith("numgen random")) {
+    trace.push(`${choice.expr} picks each backend with its share of the ${choice.of} slots`);
+    return { service: s.name, outcome: { kind: "spread", method: "random", shares }, trace };
+  }
+  const method = s.scheduler === "least-conn" ? "least-conn" : "round-robin";
+  trace.push(
+    method === "least-conn"
+      ? `scheduler least-conn: the next ${choice?.of ?? 0} connections are placed ahead from the connection counts; the kernel walks that sequence (${choice?.expr ?? ""})`
+      : `${choice?.expr ?? "numgen inc"} walks the weighted rotation; the connection gets the next backend`,
+  );
+  return {
+    service: s.name,
+    outcome: { kind: "spread", method, shares, rotation: picks.map((p) => p.backend ?? "drop") },
+    trace,
+  };
 }

@@ -1,17 +1,14 @@
-import type { Config } from "../config/schema.ts";
-import { formatNftDuration } from "../config/duration.ts";
 import type { Addr } from "../net/ip.ts";
+import type { Trace } from "../nft/ruleset/trace.ts";
 import { carries } from "../plan/uplinks.ts";
-import type { PlannedRule, PlannedUplink, UplinkPlan } from "../plan/types.ts";
-import { hex } from "../render/nft-text.ts";
-import { nftJhash } from "./jhash.ts";
-import { addrBytes, concatKey, inAny, isMulticastOrBroadcast, type Query } from "./packet.ts";
+import type { PlannedUplink, UplinkPlan } from "../plan/types.ts";
+import type { Query } from "./packet.ts";
+import { stepLine } from "./trace-packet.ts";
 
 /**
- * Which uplink a new connection gets, walking the same decisions as the kernel (see
- * src/render/nft-uplinks.ts): `inbound` for connections arriving on an uplink, then the `decide`
- * chain (balance.from / sources exclusions, local destinations, rules in order, balance), and for
- * the router's own or unbalanced traffic the policy routing of src/render/routes.ts. Pure.
+ * Which uplink a new connection gets: the mark the traced walk of nflb's table leaves on the
+ * packet (see trace-packet.ts), and for the router's own or unmarked traffic the policy routing
+ * of src/render/routes.ts. Pure.
  */
 export interface Share {
   name: string;
@@ -36,71 +33,99 @@ export interface UplinkAnswer {
 export interface UplinkContext {
   /** The router's own addresses (when known): delivered locally, and the router's own sources. */
   localAddresses: readonly Addr[];
-  /**
-   * What a sticky rule remembers for this pair, read from the kernel: rule id → the uplink's mark,
-   * null when the kernel remembers nothing. A rule missing from the map: not known.
-   */
-  sticky?: ReadonlyMap<number, number | null>;
+  /** Whether the trace ran over the kernel's own table (sticky memory included). */
+  live: boolean;
 }
 
-export function explainUplinks(c: Config, p: UplinkPlan, q: Query, ctx: UplinkContext): UplinkAnswer {
-  const trace: string[] = [];
-  const fam = q.src.family;
-  const isLocal = (a: Addr) => ctx.localAddresses.some((l) => l.family === a.family && l.text === a.text);
+type Pick = { kind: "uplink"; uplink: string } | { kind: "main" } | { kind: "drop" } | { kind: "none" };
 
-  if (q.local || isLocal(q.src)) {
-    trace.push(
+export function explainUplinks(p: UplinkPlan, q: Query, outcomes: Trace[], ctx: UplinkContext): UplinkAnswer {
+  const first = outcomes[0];
+  const trace = (first?.steps ?? []).map(stepLine);
+  if (q.local || ctx.localAddresses.some((l) => l.family === q.src.family && l.text === q.src.text))
+    trace.unshift(
       `${q.src.text} is the router's own address: its own traffic leaves by the output path, where rules and balance do not apply`,
     );
+  const ruleId = first?.steps.map((s) => /^rule_(\d+)$/.exec(s.chain)?.[1]).find((x) => x !== undefined);
+  const rule = ruleId === undefined ? null : (p.rules.find((r) => r.id === Number(ruleId)) ?? null);
+  if (rule) trace.push(`rule ${rule.name} matches (first match wins)`);
+  if (rule?.stickyMs !== undefined) {
+    const hit = first?.steps.some(
+      (s) =>
+        s.chain === `rule_${rule.id}` &&
+        s.effects.some((e) => e.startsWith("ct mark set")) &&
+        /map @rule_\d+_sticky/.test(s.rule),
+    );
+    if (hit) trace.push("sticky: the kernel remembers an uplink for this source+destination pair");
+    else if (ctx.live)
+      trace.push("sticky: nothing remembered (or the remembered uplink is down): the pair chooses");
+    else
+      trace.push(
+        "sticky: a pair seen before keeps its uplink (the kernel's memory could not be read: run on the router as root); a new pair chooses",
+      );
+  }
+
+  const picks = outcomes.map((t) => ({ pick: pickOf(p, t), share: t.share }));
+  const kinds = new Set(picks.map((x) => (x.pick.kind === "uplink" ? `u:${x.pick.uplink}` : x.pick.kind)));
+  const one = picks[0]?.pick ?? { kind: "none" };
+  if (kinds.size === 1) {
+    if (one.kind === "uplink") return { rule: rule?.name ?? null, outcome: one, trace };
+    if (one.kind === "main") {
+      trace.push("the main routing table decides (mark of `via: main`)");
+      return { rule: rule?.name ?? null, outcome: { kind: "main" }, trace };
+    }
+    if (one.kind === "drop") {
+      trace.push(`dropped in ${first?.droppedIn ?? "?"}: no uplink is up`);
+      return { rule: rule?.name ?? null, outcome: { kind: "drop" }, trace };
+    }
+    if (isLocalDst(q, ctx.localAddresses)) {
+      trace.push(
+        `${q.dst.text} is the router's own, broadcast or multicast: delivered locally, not balanced`,
+      );
+      return { rule: null, outcome: { kind: "local" }, trace };
+    }
     return { rule: null, ...routed(p, q, trace) };
   }
+  const choice = first?.choices[0];
+  const names = picks.map((x) => (x.pick.kind === "uplink" ? x.pick.uplink : x.pick.kind));
+  const shares = sharesOf(names.map((name, i) => ({ name, share: picks[i]?.share ?? 0 })));
+  if (choice?.expr.startsWith("numgen random")) {
+    trace.push(`${choice.expr} picks each uplink with its share of the ${choice.of} slots`);
+    return { rule: rule?.name ?? null, outcome: { kind: "spread", method: "random", shares }, trace };
+  }
+  trace.push(
+    `${choice?.expr ?? "numgen inc"} walks the weighted rotation; the connection gets the next uplink in it`,
+  );
+  return {
+    rule: rule?.name ?? null,
+    outcome: { kind: "spread", method: "round-robin", shares, rotation: names },
+    trace,
+  };
+}
 
-  const inbound = q.iif === undefined ? undefined : p.uplinks.find((u) => u.iface === q.iif);
-  if (inbound) {
-    trace.push(
-      `arrives on ${inbound.iface}, uplink ${inbound.name}: a connection that comes in by an uplink is answered by the same uplink`,
-    );
-    return { rule: null, outcome: { kind: "uplink", uplink: inbound.name }, trace };
-  }
+/** The uplink a traced packet's mark selects (policy routing's fwmark rules). */
+function pickOf(p: UplinkPlan, t: Trace): Pick {
+  if (t.verdict === "drop") return { kind: "drop" };
+  const m = t.mark & p.layout.mask;
+  if (m === 0) return { kind: "none" };
+  if (m === p.layout.main) return { kind: "main" };
+  const u = p.uplinks.find((x) => x.mark === m);
+  return u ? { kind: "uplink", uplink: u.name } : { kind: "none" };
+}
 
-  if (p.balanceFrom) {
-    if (q.iif === undefined) {
-      trace.push(
-        `assumed to arrive on a balanced interface (balance.from: ${p.balanceFrom.join(", ")}); --iif tells otherwise`,
-      );
-    } else if (!p.balanceFrom.includes(q.iif)) {
-      trace.push(`arrives on ${q.iif}, not in balance.from (${p.balanceFrom.join(", ")}): not balanced`);
-      return { rule: null, ...routed(p, q, trace) };
-    } else trace.push(`arrives on ${q.iif}, in balance.from`);
-  }
-  if (p.balanceSources) {
-    const list = fam === 4 ? p.balanceSources.v4 : p.balanceSources.v6;
-    if (!inAny(q.src, list)) {
-      trace.push(`${q.src.text} is not in balance.sources (${listOrNone(list)}): not balanced`);
-      return { rule: null, ...routed(p, q, trace) };
-    }
-    trace.push(`${q.src.text} is in balance.sources`);
-  }
-  if (isLocal(q.dst) || isMulticastOrBroadcast(q.dst)) {
-    trace.push(`${q.dst.text} is the router's own, broadcast or multicast: delivered locally, not balanced`);
-    return { rule: null, outcome: { kind: "local" }, trace };
-  }
-
-  for (const r of p.rules) {
-    const m = matchRule(r, q);
-    if (m !== true) {
-      trace.push(`rule ${r.name}: ${m}`);
-      continue;
-    }
-    trace.push(`rule ${r.name}: matches (first match wins)`);
-    return { rule: r.name, ...ruleOutcome(c, p, r, q, ctx, trace) };
-  }
-  if (p.rules.length === 0) trace.push("no rules");
-  return { rule: null, outcome: balance(p, q, trace), trace };
+function isLocalDst(q: Query, local: readonly Addr[]): boolean {
+  if (local.some((l) => l.family === q.dst.family && l.text === q.dst.text)) return true;
+  if (q.dst.family === 4)
+    return q.dst.text === "255.255.255.255" || Number(q.dst.text.split(".")[0]) >> 4 === 14;
+  return q.dst.text.toLowerCase().startsWith("ff");
 }
 
 /** Not decided by nflb's chains: policy routing sends it by nflb's default table (or the main one). */
-function routed(p: UplinkPlan, q: Query, trace: string[]): { outcome: UplinkOutcome; trace: string[] } {
+export function routed(
+  p: UplinkPlan,
+  q: Query,
+  trace: string[],
+): { outcome: UplinkOutcome; trace: string[] } {
   const fam = q.src.family;
   const bound = p.uplinks.find((u) => u.addresses.some((a) => a.family === fam && a.text === q.src.text));
   if (bound) {
@@ -110,7 +135,7 @@ function routed(p: UplinkPlan, q: Query, trace: string[]): { outcome: UplinkOutc
     return { outcome: { kind: "uplink", uplink: bound.name }, trace };
   }
   trace.push(
-    "connected and other specific routes of the main table come first (ip rule suppress_prefixlength 0)",
+    "no uplink mark: connected and other specific routes of the main table come first (ip rule suppress_prefixlength 0)",
   );
   const ups = p.uplinks.filter((u) => carries(u, fam));
   if (p.local === "balance") {
@@ -119,7 +144,7 @@ function routed(p: UplinkPlan, q: Query, trace: string[]): { outcome: UplinkOutc
       trace.push(
         `balance.local: balance: a weighted multipath route in table ${p.tableBase}; the kernel hashes each flow onto one nexthop`,
       );
-      return { outcome: { kind: "spread", method: "multipath", shares: sharesOf(live) }, trace };
+      return { outcome: { kind: "spread", method: "multipath", shares: weightShares(live) }, trace };
     }
     if (live[0]) {
       trace.push(`balance.local: balance, and only ${live[0].name} is up`);
@@ -137,130 +162,15 @@ function routed(p: UplinkPlan, q: Query, trace: string[]): { outcome: UplinkOutc
   return { outcome: { kind: "main" }, trace };
 }
 
-/** true, or why the rule does not match this query. */
-export function matchRule(r: PlannedRule, q: Query): true | string {
-  const fam = q.dst.family;
-  const dst = fam === 4 ? r.dst4 : r.dst6;
-  const src = fam === 4 ? r.src4 : r.src6;
-  if (r.hasDst && !inAny(q.dst, dst)) return `destination ${q.dst.text} not in ${listOrNone(dst)}`;
-  if (r.hasSrc && !inAny(q.src, src)) return `source ${q.src.text} not in ${listOrNone(src)}`;
-  const ports = r.ports === undefined ? null : portsText(r.ports);
-  const wants = r.protocol
-    ? `${r.protocol}${ports ? ` port ${ports}` : ""}`
-    : ports
-      ? `tcp or udp port ${ports}`
-      : null;
-  if (!wants) return true;
-  if (q.proto === undefined) return `only ${wants} (give PROTO PORT to check it)`;
-  if (r.protocol && q.proto !== r.protocol) return `only ${wants}`;
-  if (r.ports !== undefined) {
-    if (q.proto !== "tcp" && q.proto !== "udp") return `only ${wants}`;
-    if (q.port === undefined) return `only ${wants} (give the PORT to check it)`;
-    if (!portIn(q.port, r.ports)) return `only ${wants}`;
-  }
-  return true;
+/** Outcomes' shares summed by name, in order of first appearance (k of n equal outcomes: exactly k/n). */
+export function sharesOf(items: readonly Share[]): Share[] {
+  const equal = items.every((i) => i.share === items[0]?.share);
+  const out = new Map<string, number>();
+  for (const i of items) out.set(i.name, (out.get(i.name) ?? 0) + (equal ? 1 : i.share));
+  return [...out].map(([name, share]) => ({ name, share: equal ? share / items.length : share }));
 }
 
-function ruleOutcome(
-  c: Config,
-  p: UplinkPlan,
-  r: PlannedRule,
-  q: Query,
-  ctx: UplinkContext,
-  trace: string[],
-): { outcome: UplinkOutcome; trace: string[] } {
-  if (r.stickyMs !== undefined) {
-    const t = formatNftDuration(r.stickyMs);
-    const known = ctx.sticky?.has(r.id) ?? false;
-    const mark = ctx.sticky?.get(r.id);
-    const remembered = mark == null ? undefined : p.uplinks.find((u) => u.mark === mark);
-    if (remembered?.live) {
-      trace.push(`sticky ${t}: the kernel remembers ${remembered.name} for this source+destination pair`);
-      return { outcome: { kind: "uplink", uplink: remembered.name }, trace };
-    }
-    if (remembered)
-      trace.push(`sticky ${t}: the remembered ${remembered.name} is down, so the pair chooses again`);
-    else if (known)
-      trace.push(`sticky ${t}: nothing remembered for this pair yet; its first connection chooses`);
-    else
-      trace.push(
-        `sticky ${t}: a pair seen in the last ${t} keeps its uplink (the kernel's memory could not be read: run on the router as root); a new pair chooses`,
-      );
-  }
-  const via = c.rules[r.id]?.via;
-  if (r.target.kind === "main") {
-    trace.push("via main: not balanced; the main routing table decides");
-    return { outcome: { kind: "main" }, trace };
-  }
-  if (r.target.kind === "uplink") {
-    const name = r.target.uplink;
-    const order = Array.isArray(via) ? via : [];
-    const down = order.slice(0, Math.max(0, order.indexOf(name)));
-    trace.push(
-      `via [${order.join(", ")}]: ${down.length ? `${down.join(", ")} ${down.length > 1 ? "are" : "is"} down, ` : ""}${name} is the first one up`,
-    );
-    return { outcome: { kind: "uplink", uplink: name }, trace };
-  }
-  if (Array.isArray(via)) trace.push(`via [${via.join(", ")}]: none is up, so the connection is balanced`);
-  return { outcome: balance(p, q, trace), trace };
-}
-
-/** The `balance` chain: the split map indexed by numgen or jhash. */
-export function balance(p: UplinkPlan, q: Query, trace: string[]): UplinkOutcome {
-  const s = p.split;
-  if (!s) {
-    trace.push("balance: no uplink is up, so new connections are dropped");
-    return { kind: "drop" };
-  }
-  const n = s.slots.length;
-  if (s.method === "random" || s.method === "round-robin") {
-    const shares = countShares(s.slots);
-    if (shares.length === 1 && shares[0]) {
-      trace.push(`balance (${s.method}): ${shares[0].name} is the only uplink in the split`);
-      return { kind: "uplink", uplink: shares[0].name };
-    }
-    if (s.method === "random") {
-      trace.push(
-        `balance (random): numgen random mod ${n} picks each uplink with its share of the ${n} slots`,
-      );
-      return { kind: "spread", method: "random", shares };
-    }
-    trace.push(
-      `balance (round-robin): numgen inc mod ${n} walks the weighted rotation; the connection gets the next uplink in it`,
-    );
-    return { kind: "spread", method: "round-robin", shares, rotation: s.slots };
-  }
-  const src = addrBytes(q.src);
-  const key = s.method === "source-hash" ? src : concatKey(src, addrBytes(q.dst));
-  const ip = q.src.family === 4 ? "ip" : "ip6";
-  const expr = s.method === "source-hash" ? `${ip} saddr` : `${ip} saddr . ${ip} daddr`;
-  const slot = nftJhash(key, n, p.hashSeed);
-  const name = s.slots[slot] ?? "";
-  trace.push(
-    `balance (${s.method}): jhash ${expr} mod ${n} seed ${hex(p.hashSeed)} = ${slot}; slot ${slot} is ${name}`,
-  );
-  return { kind: "uplink", uplink: name };
-}
-
-export function countShares(slots: string[]): Share[] {
-  const counts = new Map<string, number>();
-  for (const n of slots) counts.set(n, (counts.get(n) ?? 0) + 1);
-  return [...counts].map(([name, k]) => ({ name, share: k / slots.length }));
-}
-
-function sharesOf(ups: PlannedUplink[]): Share[] {
+function weightShares(ups: PlannedUplink[]): Share[] {
   const total = ups.reduce((s, u) => s + u.weight, 0);
   return ups.map((u) => ({ name: u.name, share: u.weight / total }));
-}
-
-function portIn(port: number, ports: NonNullable<PlannedRule["ports"]>): boolean {
-  return Array.isArray(ports) ? ports.includes(port) : port >= ports.from && port <= ports.to;
-}
-
-function portsText(ports: NonNullable<PlannedRule["ports"]>): string {
-  return Array.isArray(ports) ? ports.join(", ") : `${ports.from}-${ports.to}`;
-}
-
-function listOrNone(list: readonly string[]): string {
-  return list.length ? list.join(", ") : "(none of this family)";
 }

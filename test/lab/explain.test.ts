@@ -1,16 +1,16 @@
 // Issue 6, "what it must show" 4: `nflb explain` agrees with where real connections go, for every
 // rule kind of the example configs (pinned via list, via main, protocol/port, sticky, the router's
-// own bound and unbound traffic, source-hash and source-dest-hash, round-robin, random), and its
-// jhash is the kernel's.
+// own bound and unbound traffic, source-hash and source-dest-hash, round-robin, random), for a
+// service's backends (source-hash and round-robin), and its jhash is the kernel's.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { explain } from "../../src/explain/explain.ts";
-import { nftJhash } from "../../src/explain/jhash.ts";
-import { addrBytes, concatKey, parseQuery, portBytes } from "../../src/explain/packet.ts";
+import { parseQuery } from "../../src/explain/packet.ts";
 import type { UplinkOutcome } from "../../src/explain/uplinks.ts";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
+import { addrBytes, concatKey, nftJhash, portBytes } from "../../src/nft/ruleset/jhash.ts";
 import { parseAddr } from "../../src/net/ip.ts";
 import { allHealthy } from "../../src/plan/desired.ts";
 import { bySourceSeen, ConfigDir, nflbOk } from "./support/nflb.ts";
@@ -201,6 +201,77 @@ ${rules}`;
     const dist = bySourceSeen(await seen("lan", lab.addr.server4, echo, 200));
     assert.equal(dist[peerOf(3)] ?? 0, 0, "isp3 has no share");
     for (const i of [1, 2]) assert.ok((dist[peerOf(i)] ?? 0) >= 60, JSON.stringify(dist));
+  });
+
+  test("services: explain names the backend each connection is DNATed to", { timeout: 120_000 }, async () => {
+    const [t1 = "", t2 = ""] = lab.addr.targets4;
+    const vip = lab.addr.lan.router4;
+    const text = `${configText("  method: random", "", [1, 1, 1])}
+services:
+  hashed:
+    listen: ${vip}:7001
+    scheduler: source-hash
+    backends: [{ address: ${t1}:${echo} }, { address: ${t2}:${echo} }]
+  rr:
+    listen: ${vip}:7002
+    scheduler: round-robin
+    backends: [{ address: ${t1}:${echo}, weight: 2 }, { address: ${t2}:${echo} }]
+`;
+    const file = await applyText(text);
+    const config = parseConfig(text);
+    // DNATed connections follow the main table, whose default goes by isp1 here.
+    await lab.run("router", ["ip", "route", "replace", "default", "via", lab.uplink(1).gateway4]);
+    /** Where the router's conntrack says each connection to the VIP port went: source → backends. */
+    const dnatted = async (port: number) => {
+      const out = await lab.run("router", ["conntrack", "-L", "-p", "tcp", "--dport", String(port)]);
+      const by = new Map<string, string[]>();
+      for (const line of out.split("\n")) {
+        const m = /src=(\S+) dst=\S+ sport=\d+ dport=(\d+) .*?src=(\S+) dst=/.exec(line);
+        if (!m || Number(m[2]) !== port) continue;
+        by.set(m[1] ?? "", [...(by.get(m[1] ?? "") ?? []), `${m[3]}:${echo}`]);
+      }
+      return by;
+    };
+    try {
+      await lab.run("router", ["conntrack", "-F"]);
+      const sources = lab.addr.lan.extra.slice(0, 20);
+      await seen("lan", vip, 7001, sources.length, sources);
+      const got = await dnatted(7001);
+      const backends = new Set<string>();
+      for (const src of sources) {
+        const q = parseQuery({ src, dst: vip, proto: "tcp", port: "7001" });
+        assert.ok(!("error" in q));
+        const e = explain(config, q, {
+          health: allHealthy(config),
+          healthSource: "test",
+          facts: { interfaces: new Map() },
+        });
+        const o = e.service?.outcome;
+        assert.ok(o?.kind === "backend", JSON.stringify(e));
+        assert.deepEqual(got.get(src), [o.backend], src);
+        backends.add(o.backend);
+      }
+      assert.equal(backends.size, 2, "the sources spread over both backends");
+      const one = await cli(file, [sources[0] ?? "", vip, "tcp", "7001"]);
+      assert.equal(one.kind, "service");
+
+      const rr = (await cli(file, [lab.addr.lan.clients[0]?.v4 ?? "", vip, "tcp", "7002"])) as ExplainJson & {
+        service?: {
+          outcome: { kind: string; shares?: { name: string; share: number }[]; rotation?: string[] };
+        };
+      };
+      const o = rr.service?.outcome;
+      assert.ok(o?.kind === "spread" && o.rotation && o.shares, JSON.stringify(rr));
+      const n = o.rotation.length * 10;
+      await seen("lan", vip, 7002, n);
+      const counts: Record<string, number> = {};
+      for (const list of (await dnatted(7002)).values())
+        for (const b of list) counts[b] = (counts[b] ?? 0) + 1;
+      for (const s of o.shares)
+        assert.equal(counts[s.name] ?? 0, s.share * n, `${s.name}: ${JSON.stringify(counts)}`);
+    } finally {
+      await lab.run("router", ["ip", "route", "del", "default"]);
+    }
   });
 
   test(

@@ -5,9 +5,9 @@ import { parseConfig } from "../../src/config/load.ts";
 import type { StatusJson } from "../../src/daemon/status.ts";
 import { explain, type ExplainInputs } from "../../src/explain/explain.ts";
 import { formatExplanation } from "../../src/explain/format.ts";
-import { nftJhash } from "../../src/explain/jhash.ts";
-import { healthFromStatus, stickyKey6, stickyMarkOf } from "../../src/explain/live.ts";
-import { addrBytes, concatKey, parseQuery, portBytes, type Query } from "../../src/explain/packet.ts";
+import { healthFromStatus } from "../../src/explain/live.ts";
+import { parseQuery, type Query } from "../../src/explain/packet.ts";
+import { addrBytes, concatKey, nftJhash, portBytes } from "../../src/nft/ruleset/jhash.ts";
 import { parseAddr } from "../../src/net/ip.ts";
 import { allHealthy, desiredState, type HealthView } from "../../src/plan/desired.ts";
 import { planServices } from "../../src/plan/services.ts";
@@ -207,28 +207,5 @@ services:
         },
       },
     });
-  });
-
-  test("a sticky map's element for the pair, IPv4 by address pair, IPv6 by its hash", () => {
-    const v4 = q("198.18.0.10", "203.0.113.10");
-    const items = [
-      {
-        map: {
-          name: "rule_0_sticky4",
-          elem: [
-            [{ elem: { val: { concat: ["198.18.0.11", "203.0.113.10"] }, expires: 100 } }, 256],
-            [{ elem: { val: { concat: ["198.18.0.10", "203.0.113.10"] }, expires: 100 } }, 512],
-          ],
-        },
-      },
-    ];
-    assert.equal(stickyMarkOf(items, v4), 512);
-    assert.equal(stickyMarkOf(items, q("198.18.0.12", "203.0.113.10")), null);
-    const v6 = q("2001:db8:1::a", "2001:db8:203::10");
-    const items6 = [
-      { map: { name: "rule_0_sticky6", elem: [[{ elem: { val: stickyKey6(v6), expires: 5 } }, 768]] } },
-    ];
-    assert.equal(stickyMarkOf(items6, v6), 768);
-    assert.equal(stickyMarkOf([], v4), null);
   });
 });

@@ -4,9 +4,9 @@ import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { explain, type ExplainInputs } from "../../src/explain/explain.ts";
 import { formatExplanation } from "../../src/explain/format.ts";
-import { nftJhash } from "../../src/explain/jhash.ts";
-import { addrBytes, concatKey, parseQuery, type Query } from "../../src/explain/packet.ts";
-import { explainUplinks, type UplinkAnswer } from "../../src/explain/uplinks.ts";
+import { parseQuery, type Query } from "../../src/explain/packet.ts";
+import type { UplinkAnswer } from "../../src/explain/uplinks.ts";
+import { addrBytes, concatKey, nftJhash } from "../../src/nft/ruleset/jhash.ts";
 import { parseAddr, type Addr } from "../../src/net/ip.ts";
 import { allHealthy, desiredState, type HealthView } from "../../src/plan/desired.ts";
 import type { Facts, Health } from "../../src/plan/types.ts";
@@ -40,16 +40,10 @@ function q(src: string, dst: string, proto?: string, port?: string, more: Partia
   return { ...r, ...more };
 }
 
-function ask(
-  c: Config,
-  query: Query,
-  health: Health = allUp(c),
-  sticky?: Map<number, number | null>,
-): UplinkAnswer {
-  const plan = planUplinks(c, health, facts);
-  assert.ok(plan);
-  const local = [...facts.interfaces.values()].flatMap((i) => i.addresses);
-  return explainUplinks(c, plan, query, { localAddresses: local, ...(sticky ? { sticky } : {}) });
+function ask(c: Config, query: Query, health: Health = allUp(c)): UplinkAnswer {
+  const e = explain(c, query, { health: { uplinks: health, services: {} }, healthSource: "test", facts });
+  assert.ok(e.uplinks, JSON.stringify(e));
+  return e.uplinks;
 }
 
 const uplinkOf = (a: UplinkAnswer) => (a.outcome.kind === "uplink" ? a.outcome.uplink : a.outcome.kind);
@@ -74,7 +68,7 @@ rules:
       isp3: { up: true },
     });
     assert.equal(uplinkOf(down), "isp2");
-    assert.match(down.trace.join("\n"), /isp1 is down, isp2 is the first one up/);
+    assert.match(down.trace.join("\n"), /rule_0_via: `goto up_isp2_pin`/);
   });
 
   test("a via list with nothing up falls back to the balance", () => {
@@ -85,7 +79,7 @@ rules:
     });
     assert.equal(a.rule, "bank");
     assert.equal(uplinkOf(a), "isp3");
-    assert.match(a.trace.join("\n"), /none is up, so the connection is balanced/);
+    assert.match(a.trace.join("\n"), /rule_0_via: `goto balance`/);
   });
 
   test("protocol and port rules need PROTO PORT, and match only them", () => {
@@ -93,7 +87,7 @@ rules:
     assert.equal(uplinkOf(ask(c, q("198.18.0.20", "93.184.216.34", "tcp", "25"))), "isp2");
     assert.notEqual(ask(c, q("198.18.0.20", "93.184.216.34", "udp", "25")).rule, "smtp");
     const none = ask(c, q("198.18.0.20", "93.184.216.34"));
-    assert.match(none.trace.join("\n"), /rule smtp: only tcp port 25 \(give PROTO PORT/);
+    assert.match(none.trace.join("\n"), /`tcp dport 25 goto rule_1` needs meta l4proto/);
     assert.equal(ask(c, q("198.18.0.20", "93.184.216.34", "udp", "27050")).rule, "games");
     assert.equal(ask(c, q("198.18.0.20", "93.184.216.34", "tcp", "27101")).rule, null);
     assert.notEqual(ask(c, q("198.18.0.20", "93.184.216.34", "icmp")).rule, "games");
@@ -110,25 +104,25 @@ rules:
     assert.notEqual(ask(c, q("2001:db8:1::5", "2001:db8:203::1", "tcp", "22")).rule, "peers");
   });
 
-  test("sticky: the kernel's remembered uplink wins while it is up", () => {
+  test("sticky: the kernel's remembered uplink (in the live table) wins while it is up", () => {
     const plan = planUplinks(c, allUp(c), facts);
     const rule = plan?.rules.find((r) => r.name === "sticky");
     const isp3 = plan?.uplinks.find((u) => u.name === "isp3");
     assert.ok(rule && isp3);
     const query = q("198.18.0.5", "93.184.216.34", "tcp", "443");
-    const kept = ask(c, query, allUp(c), new Map([[rule.id, isp3.mark]]));
-    assert.equal(kept.rule, "sticky");
-    assert.equal(uplinkOf(kept), "isp3");
-    const dead = ask(
-      c,
-      query,
-      { isp1: { up: true }, isp2: { up: true }, isp3: { up: false } },
-      new Map([[rule.id, isp3.mark]]),
-    );
-    assert.equal(dead.outcome.kind, "spread", "the remembered uplink is down: the pair is balanced again");
-    assert.match(dead.trace.join("\n"), /remembered isp3 is down/);
-    const fresh = ask(c, query, allUp(c), new Map([[rule.id, null]]));
-    assert.match(fresh.trace.join("\n"), /nothing remembered for this pair yet/);
+    // The kernel's table: what the config renders, plus the pair the sticky map remembers.
+    const live = (h: Health) =>
+      desiredState(c, { uplinks: h, services: {} }, facts).nft +
+      `add element inet nflb rule_${rule.id}_sticky4 { 198.18.0.5 . 93.184.216.34 : 0x${isp3.mark.toString(16)} }\n`;
+    const run = (h: Health) =>
+      explain(c, query, { health: { uplinks: h, services: {} }, healthSource: "t", facts, ruleset: live(h) })
+        .uplinks;
+    const kept = run(allUp(c));
+    assert.equal(kept?.rule, "sticky");
+    assert.equal(kept && uplinkOf(kept), "isp3");
+    assert.match(kept?.trace.join("\n") ?? "", /kernel remembers an uplink/);
+    const dead = run({ isp1: { up: true }, isp2: { up: true }, isp3: { up: false } });
+    assert.equal(dead?.outcome.kind, "spread", "the remembered uplink is down: the pair is balanced again");
     assert.match(ask(c, query).trace.join("\n"), /could not be read/);
   });
 });

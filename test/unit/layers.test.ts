@@ -16,6 +16,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const RANKS: string[][] = [
   ["net"], // addresses, interface facts, repo paths: pure helpers everyone uses
   ["config"], // YAML → validated Config
+  ["nft"], // the typed nft model, its serializer and diff; the ruleset parser, fake nft and tracer (pure)
   ["plan"], // Config + health + facts → what the kernel should hold (pure)
   ["render"], // plan → nft / ip text (pure)
   ["system"], // the only modules that run nft, ip, conntrack, sysctl (argv and stdin, no shell)

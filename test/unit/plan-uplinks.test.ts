@@ -6,6 +6,7 @@ import { planUplinks } from "../../src/plan/uplinks.ts";
 import { renderRouting } from "../../src/render/routes.ts";
 import { diffRouting, isEmptyDiff } from "../../src/apply/diff-routing.ts";
 import type { Facts } from "../../src/plan/types.ts";
+import { kernelWith, tcp, trace, traceAll, udp, type Packet } from "./tracer-support.ts";
 
 const cfg = parseConfig(`version: 1
 uplinks:
@@ -72,24 +73,40 @@ test("health moves rules down their via list and shrinks the split", () => {
   );
 });
 
-test("the nft script is O(1) per packet: a vmap for the split, one rule per match", () => {
+test("the nft ruleset: rules by destination and port, marks only inside the mask, NAT per uplink", () => {
   const d = desiredState(cfg, allHealthy(cfg), facts);
-  assert.match(d.nft, /^add table inet nflb\ndelete table inet nflb\ntable inet nflb \{/);
-  assert.match(d.nft, /numgen inc mod 10 vmap @split/);
-  assert.match(d.nft, /ct mark and 0x0000ff00 vmap @restore_mark/);
-  assert.match(d.nft, /type filter hook prerouting priority mangle/);
-  assert.match(d.nft, /type route hook output priority mangle/);
-  assert.match(d.nft, /type nat hook postrouting priority srcnat/);
-  assert.match(d.nft, /ip daddr @rule_0_dst4 goto rule_0/);
-  assert.match(d.nft, /ip6 daddr @rule_0_dst6 goto rule_0/);
-  assert.match(d.nft, /tcp dport 25 goto rule_1/);
-  assert.match(d.nft, /meta nfproto ipv4 snat ip to 100\.64\.2\.2/);
-  assert.match(d.nft, /set meta mark and 0xffff00ff or 0x00000100/, "marks touch only the mask's bits");
-  // the split map has one element per slot, not a rule per uplink
-  const splitRules = d.nft.split("\n").filter((l) => l.includes("vmap @split"));
-  assert.equal(splitRules.length, 1);
-  assert.doesNotMatch(d.update, /table inet nflb \{/);
-  assert.match(d.update, /flush map inet nflb split/);
+  const k = kernelWith(d.nft);
+  const pre = { hooks: ["prerouting"] as const, numgen: 0 };
+  const mark = (pkt: Packet) => trace(k.ruleset, pkt, { ...pre, hooks: [...pre.hooks] }).mark;
+  assert.equal(mark(tcp("192.0.2.7", "66.218.70.1", 443)), 0x200, "bank via isp2");
+  assert.equal(mark(tcp("2001:db8:1::7", "2001:db8:66::1", 443)), 0x200, "bank, IPv6");
+  assert.equal(mark(tcp("192.0.2.7", "93.184.216.34", 25)), 0x300, "smtp via isp3");
+  assert.equal(mark(udp("192.0.2.7", "93.184.216.34", 25)), 0x100, "udp/25 is balanced (slot 0: isp1)");
+  assert.equal(mark(tcp("192.0.2.7", "203.0.113.9", 22)), 0xff00, "peers via main");
+  assert.equal(
+    mark(tcp("192.0.2.7", "66.218.70.1", 443, { mark: 0x12340001 })),
+    0x12340201,
+    "bits outside the mask kept",
+  );
+  // A packet of a pinned connection gets its uplink back from the conntrack mark.
+  assert.equal(mark(tcp("192.0.2.7", "93.184.216.34", 80, { ctState: "established", ctMark: 0x300 })), 0x300);
+  // Leaving by isp2: SNAT to its address; by isp1: masquerade; wg0 (nat: none): nothing.
+  const nat = (oif: string) =>
+    trace(k.ruleset, tcp("192.0.2.7", "93.184.216.34", 80, { oif }), { numgen: 0 }).nat.map((n) =>
+      n.kind === "snat" ? `snat ${n.addr}` : n.kind,
+    );
+  assert.deepEqual(nat("wan2"), ["snat 100.64.2.2"]);
+  assert.deepEqual(nat("wan1"), ["masquerade"]);
+  assert.deepEqual(nat("wg0"), []);
+  // The round-robin split: one lookup in a 10-slot map, the rotation in the plan's order.
+  const rotation = traceAll(k.ruleset, tcp("192.0.2.7", "93.184.216.34", 80), { hooks: ["prerouting"] });
+  const p = planUplinks(cfg, allHealthy(cfg).uplinks, facts);
+  assert.deepEqual(
+    rotation.map((t) => p?.uplinks.find((u) => u.mark === t.mark)?.name),
+    p?.split?.slots,
+  );
+  // The in-place update loads on top of the table (its references all resolve).
+  k.apply(d.update);
 });
 
 test("routing: suppress main default, fwmark + from rules per uplink, primary default table", () => {

@@ -1,10 +1,14 @@
+// The services' nft ruleset, asserted by what it does to packets (the tracer of src/nft/ruleset).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/load.ts";
+import { nftJhash } from "../../src/nft/ruleset/jhash.ts";
+import { ipv6ToInt, toBytes } from "../../src/nft/ruleset/values.ts";
 import { allHealthy, desiredState } from "../../src/plan/desired.ts";
 import { planServices, type ServicesPlan } from "../../src/plan/services.ts";
 import type { Facts, ServiceHealth } from "../../src/plan/types.ts";
-import { backendCounters, renderServices, renderServicesUpdate } from "../../src/render/nft-services.ts";
+import { backendCounters, renderServicesUpdate } from "../../src/render/nft-services.ts";
+import { dnatOf, kernelWith, sharesBy, tcp, trace, traceAll, udp } from "./tracer-support.ts";
 
 const T = "inet nflb";
 const cfg = parseConfig(`version: 1
@@ -30,126 +34,143 @@ const planOf = (h: ServiceHealth = {}): ServicesPlan => {
   assert.ok(p);
   return p;
 };
+const table = () => desiredState(cfg, allHealthy(cfg), facts).nft;
+const web = (more = {}) => tcp("192.0.2.7", "203.0.113.10", 80, more);
+const dns = (src = "2001:db8:1::7", more = {}) => udp(src, "2001:db8:203::10", 53, more);
 
-test("one dispatch lookup per family in the nat chains at dstnat (prerouting and output)", () => {
-  const r = renderServices(planOf());
-  assert.deepEqual(r.dnat.prerouting, [
-    "meta nfproto ipv4 ip daddr . meta l4proto . th dport vmap @svc_dispatch4",
-    "meta nfproto ipv6 ip6 daddr . meta l4proto . th dport vmap @svc_dispatch6",
-  ]);
-  assert.deepEqual(r.dnat.output, r.dnat.prerouting);
-  const body = r.section.body.join("\n");
-  assert.match(body, /203\.0\.113\.10 \. tcp \. 80 : goto svc_web\b/);
-  assert.match(body, /2001:db8:203::10 \. udp \. 53 : goto svc_dns\b/);
+test("a connection to a VIP:port is DNATed to a backend, from the LAN and from the router itself", () => {
+  const k = kernelWith(table());
+  for (const path of ["forward", "output"] as const) {
+    const rotation = traceAll(k.ruleset, web({ path }), {
+      hooks: [path === "output" ? "output" : "prerouting"],
+    });
+    assert.deepEqual(
+      rotation.map(dnatOf),
+      ["198.51.100.12:8080", "198.51.100.11:80", "198.51.100.12:8080"],
+      path,
+    );
+    assert.equal(dnatOf(trace(k.ruleset, dns("2001:db8:1::7", { path }))) !== null, true);
+  }
+  // Another port, protocol or address of the VIP is none of the services' business.
+  assert.equal(dnatOf(trace(k.ruleset, web({ dport: 81 }))), null);
+  assert.equal(dnatOf(trace(k.ruleset, udp("192.0.2.7", "203.0.113.10", 80))), null);
+  assert.equal(dnatOf(trace(k.ruleset, dns("2001:db8:1::7", { daddr: "2001:db8:203::11" }))), null);
 });
 
-test("each backend: a chain with its named counter and the DNAT", () => {
-  const body = renderServices(planOf()).section.body.join("\n");
-  assert.match(body, /counter svc_web_b0 \{/);
-  assert.match(body, /meta l4proto tcp counter name svc_web_b1 dnat ip to 198\.51\.100\.12:8080/);
-  assert.match(body, /meta l4proto udp counter name svc_dns_b0 dnat ip6 to \[2001:db8:51::11\]:53/);
+test("each backend's new connections are counted in its named counter; weights give the shares", () => {
+  const k = kernelWith(table());
+  const all = traceAll(k.ruleset, web());
+  const shares = sharesBy(all, dnatOf);
+  assert.ok(Math.abs((shares["198.51.100.12:8080"] ?? 0) - 2 / 3) < 1e-6, JSON.stringify(shares));
+  assert.ok(Math.abs((shares["198.51.100.11:80"] ?? 0) - 1 / 3) < 1e-6, JSON.stringify(shares));
+  for (const t of all) {
+    const b = dnatOf(t) === "198.51.100.11:80" ? "svc_web_b0" : "svc_web_b1";
+    assert.ok(t.counters.includes(b), `${dnatOf(t)}: ${t.counters.join(", ")}`);
+  }
 });
 
-test("decision rules: numgen for rotations, jhash of the source for hashing", () => {
-  const body = renderServices(planOf()).section.body.join("\n");
-  assert.match(body, /numgen inc mod 3 vmap @svc_web_slots/);
-  assert.match(body, /jhash ip6 saddr mod 1024 seed 0x[0-9a-f]{8} vmap @svc_dns_slots/);
+test("source-hash: jhash of the source over the slots, so a source always gets the same backend", () => {
+  const k = kernelWith(table());
+  const slots = planOf().services[1]?.slots ?? [];
+  const seed = planOf().services[1]?.hashSeed ?? 0;
+  const seen = new Set<string>();
+  for (let i = 1; i < 30; i++) {
+    const src = `2001:db8:1::${i.toString(16)}`;
+    const t = trace(k.ruleset, dns(src));
+    const want = slots[nftJhash(toBytes(ipv6ToInt(src), 16), slots.length, seed)];
+    assert.equal(dnatOf(t), want);
+    assert.equal(dnatOf(trace(k.ruleset, dns(src, { sport: 50000 }))), want, "the port does not matter");
+    seen.add(want ?? "");
+  }
+  assert.equal(seen.size, 2);
 });
 
-test("postrouting: snat services and hairpin masquerade, only for our own services", () => {
-  const r = renderServices(planOf());
-  const key = (f: 4 | 6) =>
-    `meta nfproto ipv${f} meta l4proto { tcp, udp } ct status dnat ct original ip${f === 6 ? "6" : ""} daddr . meta l4proto . ct original proto-dst`;
-  assert.deepEqual(r.section.postroutingNat, [
-    `${key(6)} @svc_snat6 masquerade`,
-    `iifname . oifname @svc_hairpin ${key(4)} @svc_vips4 masquerade`,
-    `iifname . oifname @svc_hairpin ${key(6)} @svc_vips6 masquerade`,
-  ]);
-  const body = r.section.body.join("\n");
-  assert.match(
-    body,
-    /set svc_snat6 \{\n\t\ttype ipv6_addr \. inet_proto \. inet_service\n\t\telements = \{ 2001:db8:203::10 \. udp \. 53 \}/,
-  );
-  assert.match(
-    body,
-    /set svc_vips4 \{\n\t\ttype ipv4_addr \. inet_proto \. inet_service\n\t\telements = \{ 203\.0\.113\.10 \. tcp \. 80 \}/,
-  );
-  assert.match(body, /"srv0" \. "srv0"/);
+test("masquerade: snat services always, others only when the connection hairpins, only our own DNAT", () => {
+  const k = kernelWith(table());
+  const masq = (t: ReturnType<typeof trace>) => t.nat.some((n) => n.kind === "masquerade");
+  assert.ok(masq(trace(k.ruleset, dns("2001:db8:1::7", { oif: "srv0" }))), "snat: true");
+  assert.ok(!masq(traceAll(k.ruleset, web({ iif: "lan0", oif: "srv0" }))[0]!), "a LAN client: no SNAT");
+  assert.ok(masq(traceAll(k.ruleset, web({ iif: "srv0", oif: "srv0" }))[0]!), "a client beside the backends");
+  // Someone else's DNAT on the same interfaces is left alone.
+  const other = tcp("198.51.100.30", "198.51.100.40", 80, { iif: "srv0", oif: "srv0", ctStatus: 0x20 });
+  assert.ok(!masq(trace(k.ruleset, other)));
 });
 
-test("the packet path does not grow with backends: one rule per service chain", () => {
-  const big = parseConfig(`version: 1
+test("the packet path does not grow with backends: the same walk for 2 backends or 300", () => {
+  const big = (n: number) =>
+    parseConfig(`version: 1
 services:
   big:
     listen: 203.0.113.10:80
     backends:
-${Array.from({ length: 300 }, (_, i) => `      - { address: 198.51.${100 + (i >> 8)}.${i & 255}:80 }`).join("\n")}
+${Array.from({ length: n }, (_, i) => `      - { address: 198.51.${100 + (i >> 8)}.${i & 255}:80 }`).join("\n")}
 `);
-  const p = planServices(big, {});
-  assert.ok(p);
-  const body = renderServices(p).section.body;
-  const svcChain = body.slice(body.indexOf("\tchain svc_big {"));
-  assert.deepEqual(svcChain.slice(0, 3), [
-    "\tchain svc_big {",
-    "\t\tnumgen inc mod 300 vmap @svc_big_slots",
-    "\t}",
-  ]);
+  const steps = (n: number) => {
+    const c = big(n);
+    const k = kernelWith(desiredState(c, allHealthy(c), { interfaces: new Map() }).nft);
+    return trace(k.ruleset, web(), { numgen: 1, hooks: ["prerouting"] }).steps.length;
+  };
+  assert.equal(steps(300), steps(2));
 });
 
-test("nothing live: the service drops new connections", () => {
-  const p = planOf({
+test("nothing live: the service drops new connections (after the update, in place)", () => {
+  const down = planOf({
     web: { "198.51.100.11:80": { up: false }, "198.51.100.12:8080": { up: true, weight: 0 } },
   });
-  const lines = renderServicesUpdate(p, T, planOf());
-  assert.deepEqual(lines, [
-    "flush map inet nflb svc_web_slots",
-    "flush chain inet nflb svc_web",
-    "add rule inet nflb svc_web drop",
-  ]);
+  const k = kernelWith(table(), renderServicesUpdate(down, T, planOf()).join("\n") + "\n");
+  const t = trace(k.ruleset, web());
+  assert.equal(t.verdict, "drop");
+  assert.equal(t.droppedIn, "svc_web");
 });
 
-test("update: only services that changed, one map and one rule each", () => {
+test("update: only the service that changed is rewritten, and its rotation follows", () => {
   const before = planOf();
   const after = planOf({ web: { "198.51.100.11:80": { up: false } } });
-  assert.deepEqual(renderServicesUpdate(after, T, before), [
-    "flush map inet nflb svc_web_slots",
-    "add element inet nflb svc_web_slots { 0 : goto svc_web_b1 }",
-    "flush chain inet nflb svc_web",
-    "add rule inet nflb svc_web numgen inc mod 1 vmap @svc_web_slots",
-  ]);
+  const lines = renderServicesUpdate(after, T, before);
+  assert.ok(
+    lines.every((l) => l.includes("svc_web")),
+    lines.join("\n"),
+  );
   assert.deepEqual(renderServicesUpdate(before, T, before), []);
-  // Without the previous plan every service is rewritten.
-  assert.equal(renderServicesUpdate(after, T).filter((l) => l.startsWith("flush map")).length, 2);
+  const k = kernelWith(table(), lines.join("\n") + "\n");
+  assert.deepEqual(traceAll(k.ruleset, web()).map(dnatOf), ["198.51.100.12:8080"]);
+  // Without the previous plan every service is rewritten, which the kernel accepts as well.
+  kernelWith(table(), renderServicesUpdate(after, T).join("\n") + "\n");
 });
 
-test("desiredState carries services in the full table and in the update", () => {
+test("desiredState: the full table and the update both load, with reference checks", () => {
   const d = desiredState(cfg, allHealthy(cfg), facts);
-  assert.ok(d.services);
-  assert.match(d.nft, /chain prerouting_dnat \{\n\t\ttype nat hook prerouting priority dstnat;/);
-  assert.match(d.nft, /chain output_dnat \{\n\t\ttype nat hook output priority -100;/);
-  assert.match(d.nft, /chain postrouting_nat \{/);
-  assert.match(d.update, /^flush map inet nflb svc_web_slots$/m);
-  assert.match(d.update, /^add rule inet nflb svc_dns jhash ip6 saddr mod 1024/m);
+  const k = kernelWith(d.nft, d.update);
+  const nflb = k.ruleset.table("inet", "nflb");
+  assert.deepEqual(
+    [...(nflb?.chains.values() ?? [])]
+      .filter((c) => c.base?.type === "nat")
+      .map((c) => [c.name, c.base?.hook, c.base?.priority]),
+    [
+      ["prerouting_dnat", "prerouting", -100],
+      ["output_dnat", "output", -100],
+      ["postrouting_nat", "postrouting", 100],
+    ],
+  );
+  assert.ok(dnatOf(traceAll(k.ruleset, web())[0]!));
   assert.equal(d.routing.rules.length, 0);
   assert.ok(d.sysctls.some((s) => s.key === "net/ipv6/conf/all/forwarding"));
 });
 
-test("update of a hash scheduler: only the slots that changed", () => {
+test("update of a hash scheduler: only the sources of the failed backend move", () => {
   const before = planOf();
   const after = planOf({ dns: { "[2001:db8:51::11]:53": { up: false } } });
   const lines = renderServicesUpdate(after, T, before);
   assert.equal(lines.length, 2);
-  const del = /^delete element inet nflb svc_dns_slots \{ (.*) \}$/.exec(lines[0] ?? "");
-  const add = /^add element inet nflb svc_dns_slots \{ (.*) \}$/.exec(lines[1] ?? "");
-  assert.ok(del && add, lines.join("\n"));
-  const keys = (del[1] ?? "").split(", ");
-  // Only b0's buckets move, all of them to b1.
-  const old = before.services[1]?.slots ?? [];
-  assert.deepEqual(
-    keys.map(Number),
-    old.flatMap((b, i) => (b === "[2001:db8:51::11]:53" ? [i] : [])),
-  );
-  assert.ok((add[1] ?? "").split(", ").every((e) => e.endsWith(": goto svc_dns_b1")));
+  const old = kernelWith(table());
+  const now = kernelWith(table(), lines.join("\n") + "\n");
+  for (let i = 1; i < 40; i++) {
+    const src = `2001:db8:1::${i.toString(16)}`;
+    const was = dnatOf(trace(old.ruleset, dns(src)));
+    const is = dnatOf(trace(now.ruleset, dns(src)));
+    assert.equal(is, "[2001:db8:51::12]:53", src);
+    if (was === "[2001:db8:51::12]:53") assert.equal(is, was);
+  }
 });
 
 test("backend counters: one per backend, named after service and position", () => {
@@ -168,21 +189,32 @@ uplinks:
 services:
   web: { listen: 198.51.100.10:80, backends: [{ address: 203.0.113.11:80 }] }
 `);
-  const d = desiredState(c, allHealthy(c), { interfaces: new Map() });
-  const decide = /chain decide \{\n([^]*?)\n\t\}/.exec(d.nft)?.[1] ?? "";
-  assert.match(decide, /ip daddr \. meta l4proto \. th dport @svc_vips4 return\n[^]*goto balance/);
-  assert.doesNotMatch(decide, /svc_vips6/, "no IPv6 service, no IPv6 set");
+  const k = kernelWith(desiredState(c, allHealthy(c), { interfaces: new Map() }).nft);
+  const t = trace(k.ruleset, tcp("192.0.2.7", "198.51.100.10", 80), { hooks: ["prerouting"] });
+  assert.equal(t.mark, 0, "not balanced");
+  assert.equal(dnatOf(t), "203.0.113.11:80");
+  const other = trace(k.ruleset, tcp("192.0.2.7", "198.51.100.10", 81), { hooks: ["prerouting"] });
+  assert.equal(other.mark, 0x100, "another port of the same address is balanced");
+  assert.ok(!k.ruleset.table("inet", "nflb")?.sets.has("svc_vips6"), "no IPv6 service, no IPv6 set");
 });
 
-test("bytes per backend: one counter-map lookup per direction, an element per backend, in the forward hook", () => {
+test("bytes per backend: counted in each direction in the forward hook, keyed by the backend", () => {
   const c = parseConfig(`version: 1
 services:
   web: { listen: 198.51.100.10:80, backends: [{ address: 203.0.113.11:80 }, { address: 203.0.113.12:8080 }] }
 `);
-  const nft = desiredState(c, allHealthy(c), { interfaces: new Map() }).nft;
-  const chain = /chain svc_bytes \{\n([^]*?)\n\t\}/.exec(nft)?.[1] ?? "";
-  assert.match(chain, /type filter hook forward priority filter;/);
-  assert.equal(chain.split("\n").filter((l) => l.includes("counter name")).length, 2, chain);
-  assert.match(nft, /198\.51\.100\.10 \. tcp \. 80 \. 203\.0\.113\.12 \. 8080 : "svc_web_b1_to"/);
-  assert.match(nft, /198\.51\.100\.10 \. tcp \. 80 \. 203\.0\.113\.11 \. 80 : "svc_web_b0_from"/);
+  const k = kernelWith(desiredState(c, allHealthy(c), { interfaces: new Map() }).nft);
+  const to = traceAll(k.ruleset, tcp("192.0.2.7", "198.51.100.10", 80));
+  assert.deepEqual(
+    to.map((t) => t.counters.filter((n) => n.endsWith("_to"))),
+    [["svc_web_b0_to"], ["svc_web_b1_to"]],
+  );
+  const reply = tcp("203.0.113.12", "192.0.2.7", 40000, {
+    sport: 8080,
+    ctState: "established",
+    ctDirection: "reply",
+    ctStatus: 0x20,
+    ctOriginal: { saddr: "192.0.2.7", daddr: "198.51.100.10", sport: 40000, dport: 80 },
+  });
+  assert.deepEqual(trace(k.ruleset, reply).counters, ["svc_web_b1_from"]);
 });

@@ -8,6 +8,8 @@
  * jhash reads its 32-bit words with the CPU's byte order; on little-endian machines (x86, arm64)
  * that is byte i of a word weighted by 2^(8i), which is what this module does.
  */
+import type { Addr } from "../../net/ip.ts";
+
 const INITVAL = 0xdeadbeef;
 
 const rol = (x: number, k: number) => ((x << k) | (x >>> (32 - k))) >>> 0;
@@ -98,4 +100,37 @@ export function reciprocalScale(val: number, n: number): number {
 /** What `jhash KEY mod N seed S` evaluates to in nft (offset 0). */
 export function nftJhash(key: Uint8Array, modulus: number, seed: number): number {
   return reciprocalScale(jhash(key, seed), modulus);
+}
+
+/** An address in network byte order: the bytes nft loads into a register. */
+export function addrBytes(a: Addr): Uint8Array {
+  if (a.family === 4) return Uint8Array.from(a.text.split(".").map(Number));
+  const [head = "", tail] = a.text.split("::");
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    const n = parseInt(g, 16);
+    out[2 * i] = n >> 8;
+    out[2 * i + 1] = n & 0xff;
+  });
+  return out;
+}
+
+/** A port in network byte order. */
+export function portBytes(p: number): Uint8Array {
+  return Uint8Array.from([p >> 8, p & 0xff]);
+}
+
+/** An nft concatenation `a . b . …`: every field padded with zeros to whole 32-bit registers. */
+export function concatKey(...fields: Uint8Array[]): Uint8Array {
+  const len = fields.reduce((s, f) => s + Math.ceil(f.length / 4) * 4, 0);
+  const out = new Uint8Array(len);
+  let at = 0;
+  for (const f of fields) {
+    out.set(f, at);
+    at += Math.ceil(f.length / 4) * 4;
+  }
+  return out;
 }
