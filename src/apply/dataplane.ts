@@ -48,8 +48,9 @@ async function applyRoutingDiff(d: RoutingDiff): Promise<void> {
  */
 export async function applyDesired(want: Desired, opts: { nftScript?: string } = {}): Promise<ApplyReport> {
   const t0 = performance.now();
+  // A diff (a reload in place) may be empty: nothing for nft to do.
   const script = opts.nftScript ?? want.nft;
-  await nftApply(script, { check: true });
+  if (script) await nftApply(script, { check: true });
 
   const range = {
     priorities: want.routing.priorities,
@@ -83,7 +84,7 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
 
   try {
     await applyRoutingDiff(diff);
-    await nftApply(script);
+    if (script) await nftApply(script);
   } catch (e) {
     if (!isEmptyDiff(diff))
       await applyRoutingDiff(diffRouting(before, await readRouting(range))).catch(() => undefined);
@@ -98,7 +99,7 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
       sysctls.push({ key: s.key, from: cur, to: s.value });
     }
   }
-  return { nftChanged: true, routing: diff, sysctls, seconds: (performance.now() - t0) / 1000 };
+  return { nftChanged: script !== "", routing: diff, sysctls, seconds: (performance.now() - t0) / 1000 };
 }
 
 /** Only the routing part (the daemon moves the primary's default route without a full apply). */

@@ -1,5 +1,5 @@
 import { RULE_OFFSETS, type Fam } from "../render/routes.ts";
-import { FAMILY, TABLE } from "../render/nft-text.ts";
+import { FAMILY, TABLE } from "../nft/names.ts";
 import * as ip from "../system/iproute.ts";
 import { deleteTable, tableExists } from "../system/nft.ts";
 import { writeSysctl } from "../system/sysctl.ts";

@@ -1,4 +1,4 @@
-import { FAMILY, TABLE } from "../render/nft-text.ts";
+import { FAMILY, TABLE } from "../nft/names.ts";
 import type { Fam } from "../render/routes.ts";
 import { readRules } from "../system/iproute.ts";
 import { tableExists } from "../system/nft.ts";

@@ -15,7 +15,7 @@ import { parseHostPort } from "../net/ip.ts";
 import { allHealthy } from "../plan/desired.ts";
 import type { Facts } from "../plan/types.ts";
 import { allUp, planUplinks } from "../plan/uplinks.ts";
-import { stickyMap } from "../render/nft-uplinks.ts";
+import { stickyMap } from "../nft/names.ts";
 import { EtcdClient } from "../system/etcd.ts";
 import { listJson } from "../system/nft.ts";
 import { readFacts } from "./load.ts";
@@ -160,7 +160,7 @@ async function readSticky(c: Config, q: Query, facts: Facts): Promise<Map<number
   if (rules.length === 0) return null;
   const out = new Map<number, number | null>();
   for (const r of rules) {
-    const items = await listJson(["map", "inet", "nflb", stickyMap(r, q.src.family)]).catch(() => []);
+    const items = await listJson(["map", "inet", "nflb", stickyMap(r.id, q.src.family)]).catch(() => []);
     if (items.length) out.set(r.id, stickyMarkOf(items, q));
   }
   return out;

@@ -6,7 +6,7 @@ import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import { parseHostPort } from "../net/ip.ts";
 import { buildApi, type ActionResult, type ApiDaemon } from "../api/server.ts";
 import { Metrics } from "../metrics/registry.ts";
-import { backendCounter } from "../render/nft-services.ts";
+import { backendCounter } from "../nft/names.ts";
 import { readLinkBytes, type LinkBytes } from "../system/linkstats.ts";
 import { kernelOps, readNflbCounters } from "./dataplane-ops.ts";
 import { EventLog, type NewEvent } from "./events.ts";

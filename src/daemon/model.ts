@@ -3,7 +3,7 @@ import type { Config } from "../config/schema.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import type { Desired } from "../plan/desired.ts";
-import { connCounter } from "../render/nft-uplinks.ts";
+import { connCounter } from "../nft/names.ts";
 import { autoLevel } from "./auto-weights.ts";
 import {
   backendState,
@@ -143,7 +143,7 @@ export class DaemonModel {
             state,
             weight: health.services[name]?.[b.address]?.weight ?? b.weight,
             connections: counter ? (counters.get(counter)?.packets ?? null) : null,
-            // Bytes of DNATed packets forwarded to/from it (src/render/nft-services.ts).
+            // Bytes of DNATed packets forwarded to/from it (src/plan/nft-services.ts).
             bytes_to_backend: counter ? (counters.get(`${counter}_to`)?.bytes ?? null) : null,
             bytes_from_backend: counter ? (counters.get(`${counter}_from`)?.bytes ?? null) : null,
             reason: this.overrides.drained.get(name)?.has(b.address)

@@ -1,7 +1,7 @@
 import type { ClusterConfig } from "../config/schema.ts";
 import type { Assignment } from "../cluster/ownership.ts";
 import { planCluster } from "../cluster/render.ts";
-import { hex } from "../render/nft-text.ts";
+import { hex } from "../nft/text.ts";
 import { nftJhash } from "./jhash.ts";
 import { addrBytes, concatKey, portBytes, type Query } from "./packet.ts";
 

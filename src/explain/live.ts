@@ -2,7 +2,7 @@ import type { Config } from "../config/schema.ts";
 import type { StatusJson } from "../daemon/status.ts";
 import type { HealthView } from "../plan/desired.ts";
 import type { BackendHealth } from "../plan/types.ts";
-import { STICKY_SEED } from "../render/nft-uplinks.ts";
+import { STICKY_SEED } from "../plan/nft-uplinks.ts";
 import { nftJhash } from "./jhash.ts";
 import { addrBytes, concatKey, type Query } from "./packet.ts";
 
@@ -43,7 +43,7 @@ export function statusSummary(s: StatusJson): string {
   return s.uplinks.map((u) => `${u.name} ${u.state}`).join(", ");
 }
 
-/** The key a sticky rule's IPv6 map uses for a pair (a 32-bit hash: see src/render/nft-uplinks.ts). */
+/** The key a sticky rule's IPv6 map uses for a pair (a 32-bit hash: see src/plan/nft-uplinks.ts). */
 export function stickyKey6(q: Query): number {
   return nftJhash(concatKey(addrBytes(q.src), addrBytes(q.dst)), 0xffffffff, STICKY_SEED);
 }

@@ -1,12 +1,12 @@
 import type { PlannedService, ServicesPlan } from "../plan/services.ts";
-import { hex } from "../render/nft-text.ts";
+import { hex } from "../nft/text.ts";
 import { nftJhash } from "./jhash.ts";
 import { addrBytes, type Query } from "./packet.ts";
 import { countShares, type Share } from "./uplinks.ts";
 
 /**
  * Which backend a new connection to a service's VIP:port gets: the service's slot table indexed
- * the way src/render/nft-services.ts makes the kernel index it. Pure.
+ * the way src/plan/nft-services.ts makes the kernel index it. Pure.
  */
 export type BackendOutcome =
   | { kind: "backend"; backend: string }

@@ -3,13 +3,13 @@ import { formatNftDuration } from "../config/duration.ts";
 import type { Addr } from "../net/ip.ts";
 import { carries } from "../plan/uplinks.ts";
 import type { PlannedRule, PlannedUplink, UplinkPlan } from "../plan/types.ts";
-import { hex } from "../render/nft-text.ts";
+import { hex } from "../nft/text.ts";
 import { nftJhash } from "./jhash.ts";
 import { addrBytes, concatKey, inAny, isMulticastOrBroadcast, type Query } from "./packet.ts";
 
 /**
  * Which uplink a new connection gets, walking the same decisions as the kernel (see
- * src/render/nft-uplinks.ts): `inbound` for connections arriving on an uplink, then the `decide`
+ * src/plan/nft-uplinks.ts): `inbound` for connections arriving on an uplink, then the `decide`
  * chain (balance.from / sources exclusions, local destinations, rules in order, balance), and for
  * the router's own or unbalanced traffic the policy routing of src/render/routes.ts. Pure.
  */

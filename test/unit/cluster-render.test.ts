@@ -6,12 +6,13 @@ import {
   clusterSeed,
   clusterSysctls,
   planCluster,
-  renderCluster,
+  buildCluster,
   renderOwnedUpdate,
 } from "../../src/cluster/render.ts";
 import { DaemonClusterHost } from "../../src/cluster/daemon-host.ts";
 import { allHealthy, desiredState } from "../../src/plan/desired.ts";
-import { hex } from "../../src/render/nft-text.ts";
+import { hex } from "../../src/nft/text.ts";
+import { objectsText, serialize } from "../../src/nft/serialize.ts";
 
 const cfg = (extra = "") =>
   parseConfig(`version: 1
@@ -36,8 +37,8 @@ describe("cluster rendering", () => {
   });
 
   test("the filter: established first, no reply to mid-stream packets, owned buckets by jhash", () => {
-    const r = renderCluster(p);
-    const body = r.section.body.join("\n");
+    const r = buildCluster(p);
+    const body = objectsText(r.section.objects);
     assert.match(body, /set cluster_owned \{\n\t\ttypeof numgen random mod 1\n\t\tflags timeout\n\t\}/);
     const chain = body.slice(body.indexOf("chain cluster_in"), body.indexOf("chain cluster_pre"));
     const rules = chain
@@ -62,25 +63,27 @@ describe("cluster rendering", () => {
   });
 
   test("source-port hashing keeps port-less protocols on the source alone", () => {
-    const r = renderCluster(planCluster(cfg("  hash: source-port").cluster!));
-    const body = r.section.body.join("\n");
+    const r = buildCluster(planCluster(cfg("  hash: source-port").cluster!));
+    const body = objectsText(r.section.objects);
     assert.match(body, /meta l4proto \{ tcp, udp \} jhash ip saddr \. th sport mod 256/);
     assert.match(body, /meta l4proto != \{ tcp, udp \} jhash ip saddr mod 256/);
   });
 
   test("ARP answers for the VIP carry the shared MAC", () => {
-    const a = renderCluster(p).arpScript;
+    const t = buildCluster(p).arpTable;
+    assert.ok(t);
+    const a = serialize({ tables: [t], absent: [] });
     assert.match(a, /^add table arp nflb\ndelete table arp nflb\ntable arp nflb \{/);
     assert.match(a, /arp saddr ip 192\.0\.2\.2 arp saddr ether set 03:bf:c0:00:02:02/);
     const v6only = planCluster(
       parseConfig("version: 1\ncluster: { name: x, node: a, vip: '2001:db8::2', interface: eth0 }").cluster!,
     );
-    assert.equal(renderCluster(v6only).arpScript, "");
+    assert.equal(buildCluster(v6only).arpTable, null);
   });
 
   test("owned buckets carry their fence as an element timeout", () => {
-    const r = renderCluster(p, { buckets: [1, 5], timeoutMs: 1666.6 });
-    assert.match(r.section.body.join("\n"), /elements = \{ 1 timeout 1667ms, 5 timeout 1667ms \}/);
+    const r = buildCluster(p, { buckets: [1, 5], timeoutMs: 1666.6 });
+    assert.match(objectsText(r.section.objects), /elements = \{ 1 timeout 1667ms, 5 timeout 1667ms \}/);
     assert.equal(
       renderOwnedUpdate({ buckets: [3, 4], timeoutMs: 900 }),
       "flush set inet nflb cluster_owned\nadd element inet nflb cluster_owned { 3 timeout 900ms, 4 timeout 900ms }\n",

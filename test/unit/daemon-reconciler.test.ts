@@ -32,9 +32,9 @@ function fakeOps(opts: { failNft?: () => boolean; gate?: Promise<void>; tableMis
   const calls: Call[] = [];
   const ops: DataplaneOps = {
     readFacts: async () => facts,
-    applyFull: async (d: Desired) => {
+    applyFull: async (d: Desired, nftScript?: string) => {
       await opts.gate;
-      calls.push({ op: "full", arg: d });
+      calls.push({ op: "full", arg: { d, nftScript } });
     },
     applyNft: async (s: string) => {
       await opts.gate;
@@ -114,9 +114,19 @@ test("a health change is an in-place update, then the dead uplink's conntrack an
   assert.equal(s.calls[2]?.arg, "rule_0_sticky4,rule_0_sticky6@100");
   assert.equal(s.calls[3]?.arg, "100/ff00");
   assert.deepEqual(res.forgotten, [{ uplink: "isp1", conntrack: 7, sticky: 2 }]);
-  const script = String(s.calls[0]?.arg);
-  assert.match(script, /^flush map inet nflb split$/m);
-  assert.doesNotMatch(script, /up_isp1_pin/);
+  // Only what changed: the split (3:1:1 → 1:1), the balance rule's modulus and the live-uplink
+  // map; the rule's target (balance), the sticky maps and everything else stay.
+  assert.equal(
+    String(s.calls[0]?.arg),
+    [
+      "flush chain inet nflb balance",
+      "add rule inet nflb balance numgen random mod 2 vmap @split",
+      "flush map inet nflb split",
+      "add element inet nflb split { 0 : goto up_isp2_pin, 1 : goto up_isp3_pin }",
+      "delete element inet nflb sticky_live { 0x00000100 }",
+      "",
+    ].join("\n"),
+  );
   assert.deepEqual(s.applies, ["full", "update"]);
   assert.deepEqual(Object.fromEntries(sharesOf(s.r.last?.desired)), { isp1: 0, isp2: 0.5, isp3: 0.5 });
 });
@@ -162,14 +172,14 @@ test("every uplink down: the last data plane is kept, and said so once", async (
   await s.r.reconcile("start");
   s.set(health(cfg, ["isp1", "isp2"]));
   await s.r.reconcile("isp1, isp2 down");
-  const before = s.r.last?.update;
+  const before = s.r.last?.model;
   s.calls.length = 0;
   s.set(health(cfg, ["isp1", "isp2", "isp3"]));
   const res = await s.r.reconcile("isp3 down");
   assert.equal(res.action, "none");
   assert.equal(res.keeping, true);
   assert.deepEqual(s.calls, [], "no apply, no flush");
-  assert.equal(s.r.last?.update, before);
+  assert.deepEqual(s.r.last?.model, before);
   await s.r.reconcile("still down");
   assert.deepEqual(s.keeping, [true]);
   // isp3 comes back: balancing over it alone; isp3 was never flushed while it was the last one.
@@ -239,6 +249,7 @@ test("a full replace appends the tail computed at that moment; an exclusive sect
   release();
   await Promise.all([run, ex]);
   assert.deepEqual(order, ["exclusive after 1 apply"]);
-  const full = f.calls[0]?.arg as Desired;
-  assert.ok(full.nft.endsWith("flush set inet nflb cluster_owned\n"), "tail appended to the full script");
+  const full = f.calls[0]?.arg as { d: Desired; nftScript: string };
+  assert.ok(full.nftScript.startsWith(full.d.nft), "the whole table…");
+  assert.ok(full.nftScript.endsWith("flush set inet nflb cluster_owned\n"), "…with the tail appended");
 });

@@ -5,6 +5,7 @@ import { desiredState, allHealthy } from "../../src/plan/desired.ts";
 import { planUplinks } from "../../src/plan/uplinks.ts";
 import { renderRouting } from "../../src/render/routes.ts";
 import { diffRouting, isEmptyDiff } from "../../src/apply/diff-routing.ts";
+import { diff } from "../../src/nft/diff.ts";
 import type { Facts } from "../../src/plan/types.ts";
 
 const cfg = parseConfig(`version: 1
@@ -88,8 +89,15 @@ test("the nft script is O(1) per packet: a vmap for the split, one rule per matc
   // the split map has one element per slot, not a rule per uplink
   const splitRules = d.nft.split("\n").filter((l) => l.includes("vmap @split"));
   assert.equal(splitRules.length, 1);
-  assert.doesNotMatch(d.update, /table inet nflb \{/);
-  assert.match(d.update, /flush map inet nflb split/);
+  // A health change is an in-place update of the split and the balance rule.
+  const down = desiredState(
+    cfg,
+    { ...allHealthy(cfg), uplinks: { ...allHealthy(cfg).uplinks, isp1: { up: false } } },
+    facts,
+  );
+  const update = diff(d.model, down.model).script;
+  assert.doesNotMatch(update, /table inet nflb \{/);
+  assert.match(update, /flush map inet nflb split/);
 });
 
 test("routing: suppress main default, fwmark + from rules per uplink, primary default table", () => {

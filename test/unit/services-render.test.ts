@@ -1,12 +1,23 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/load.ts";
-import { allHealthy, desiredState } from "../../src/plan/desired.ts";
+import { allHealthy, buildModel, desiredState } from "../../src/plan/desired.ts";
 import { planServices, type ServicesPlan } from "../../src/plan/services.ts";
 import type { Facts, ServiceHealth } from "../../src/plan/types.ts";
-import { backendCounters, renderServices, renderServicesUpdate } from "../../src/render/nft-services.ts";
+import { backendCounters, buildServices } from "../../src/plan/nft-services.ts";
+import { diff } from "../../src/nft/diff.ts";
+import { objectsText } from "../../src/nft/serialize.ts";
 
-const T = "inet nflb";
+const renderServices = (p: ServicesPlan) => {
+  const s = buildServices(p);
+  return { ...s, body: objectsText(s.section.objects) };
+};
+/** The transaction that turns `before` into `after` (only the services' objects in both). */
+const update = (after: ServicesPlan, before: ServicesPlan): string[] =>
+  diff(buildModel(null, before, undefined), buildModel(null, after, undefined))
+    .script.split("\n")
+    .filter(Boolean);
+
 const cfg = parseConfig(`version: 1
 services:
   web:
@@ -38,20 +49,20 @@ test("one dispatch lookup per family in the nat chains at dstnat (prerouting and
     "meta nfproto ipv6 ip6 daddr . meta l4proto . th dport vmap @svc_dispatch6",
   ]);
   assert.deepEqual(r.dnat.output, r.dnat.prerouting);
-  const body = r.section.body.join("\n");
+  const body = r.body;
   assert.match(body, /203\.0\.113\.10 \. tcp \. 80 : goto svc_web\b/);
   assert.match(body, /2001:db8:203::10 \. udp \. 53 : goto svc_dns\b/);
 });
 
 test("each backend: a chain with its named counter and the DNAT", () => {
-  const body = renderServices(planOf()).section.body.join("\n");
+  const body = renderServices(planOf()).body;
   assert.match(body, /counter svc_web_b0 \{/);
   assert.match(body, /meta l4proto tcp counter name svc_web_b1 dnat ip to 198\.51\.100\.12:8080/);
   assert.match(body, /meta l4proto udp counter name svc_dns_b0 dnat ip6 to \[2001:db8:51::11\]:53/);
 });
 
 test("decision rules: numgen for rotations, jhash of the source for hashing", () => {
-  const body = renderServices(planOf()).section.body.join("\n");
+  const body = renderServices(planOf()).body;
   assert.match(body, /numgen inc mod 3 vmap @svc_web_slots/);
   assert.match(body, /jhash ip6 saddr mod 1024 seed 0x[0-9a-f]{8} vmap @svc_dns_slots/);
 });
@@ -65,7 +76,7 @@ test("postrouting: snat services and hairpin masquerade, only for our own servic
     `iifname . oifname @svc_hairpin ${key(4)} @svc_vips4 masquerade`,
     `iifname . oifname @svc_hairpin ${key(6)} @svc_vips6 masquerade`,
   ]);
-  const body = r.section.body.join("\n");
+  const body = r.body;
   assert.match(
     body,
     /set svc_snat6 \{\n\t\ttype ipv6_addr \. inet_proto \. inet_service\n\t\telements = \{ 2001:db8:203::10 \. udp \. 53 \}/,
@@ -87,7 +98,7 @@ ${Array.from({ length: 300 }, (_, i) => `      - { address: 198.51.${100 + (i >>
 `);
   const p = planServices(big, {});
   assert.ok(p);
-  const body = renderServices(p).section.body;
+  const body = renderServices(p).body.split("\n");
   const svcChain = body.slice(body.indexOf("\tchain svc_big {"));
   assert.deepEqual(svcChain.slice(0, 3), [
     "\tchain svc_big {",
@@ -100,36 +111,31 @@ test("nothing live: the service drops new connections", () => {
   const p = planOf({
     web: { "198.51.100.11:80": { up: false }, "198.51.100.12:8080": { up: true, weight: 0 } },
   });
-  const lines = renderServicesUpdate(p, T, planOf());
-  assert.deepEqual(lines, [
-    "flush map inet nflb svc_web_slots",
+  assert.deepEqual(update(p, planOf()), [
     "flush chain inet nflb svc_web",
     "add rule inet nflb svc_web drop",
+    "flush map inet nflb svc_web_slots",
   ]);
 });
 
 test("update: only services that changed, one map and one rule each", () => {
   const before = planOf();
   const after = planOf({ web: { "198.51.100.11:80": { up: false } } });
-  assert.deepEqual(renderServicesUpdate(after, T, before), [
-    "flush map inet nflb svc_web_slots",
-    "add element inet nflb svc_web_slots { 0 : goto svc_web_b1 }",
+  assert.deepEqual(update(after, before), [
     "flush chain inet nflb svc_web",
     "add rule inet nflb svc_web numgen inc mod 1 vmap @svc_web_slots",
+    // Slot 0 already goes to b1: only b0's slots (1, 2 of 3) go.
+    "delete element inet nflb svc_web_slots { 1, 2 }",
   ]);
-  assert.deepEqual(renderServicesUpdate(before, T, before), []);
-  // Without the previous plan every service is rewritten.
-  assert.equal(renderServicesUpdate(after, T).filter((l) => l.startsWith("flush map")).length, 2);
+  assert.deepEqual(update(before, before), []);
 });
 
-test("desiredState carries services in the full table and in the update", () => {
+test("desiredState carries services in the full table", () => {
   const d = desiredState(cfg, allHealthy(cfg), facts);
   assert.ok(d.services);
   assert.match(d.nft, /chain prerouting_dnat \{\n\t\ttype nat hook prerouting priority dstnat;/);
   assert.match(d.nft, /chain output_dnat \{\n\t\ttype nat hook output priority -100;/);
   assert.match(d.nft, /chain postrouting_nat \{/);
-  assert.match(d.update, /^flush map inet nflb svc_web_slots$/m);
-  assert.match(d.update, /^add rule inet nflb svc_dns jhash ip6 saddr mod 1024/m);
   assert.equal(d.routing.rules.length, 0);
   assert.ok(d.sysctls.some((s) => s.key === "net/ipv6/conf/all/forwarding"));
 });
@@ -137,7 +143,7 @@ test("desiredState carries services in the full table and in the update", () => 
 test("update of a hash scheduler: only the slots that changed", () => {
   const before = planOf();
   const after = planOf({ dns: { "[2001:db8:51::11]:53": { up: false } } });
-  const lines = renderServicesUpdate(after, T, before);
+  const lines = update(after, before);
   assert.equal(lines.length, 2);
   const del = /^delete element inet nflb svc_dns_slots \{ (.*) \}$/.exec(lines[0] ?? "");
   const add = /^add element inet nflb svc_dns_slots \{ (.*) \}$/.exec(lines[1] ?? "");
