@@ -88,13 +88,18 @@ export function objectKey(o: NftObject): string {
   return `${o.kind === "map" ? "set" : o.kind} ${o.name}`;
 }
 
+type ObjectOfKind<K extends NftObject["kind"]> = K extends "set" | "map"
+  ? NftSet
+  : K extends "chain"
+    ? NftChain
+    : NftCounter;
+
 export function findObject<K extends NftObject["kind"]>(
   t: NftTable,
   kind: K,
   name: string,
-): Extract<NftObject, { kind: K }> | undefined {
-  return t.objects.find((o) => o.kind === kind && o.name === name) as
-    Extract<NftObject, { kind: K }> | undefined;
+): ObjectOfKind<K> | undefined {
+  return t.objects.find((o) => o.kind === kind && o.name === name) as ObjectOfKind<K> | undefined;
 }
 
 /** A copy of `r` whose set or map `name` in table `table` holds `elements` (for external writers). */
