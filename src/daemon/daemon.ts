@@ -219,7 +219,9 @@ export class Daemon implements ApiDaemon {
     this.hook.setCommand(loaded.config.on_change);
     this.metricsRegistry.declareUplinks(Object.keys(loaded.config.uplinks ?? {}));
     await this.adoptMonitors();
-    const r = await this.reconciler.reconcile(reason, { force: true });
+    // Not forced: the reconciler applies the diff from the table it holds (sticky maps, counters
+    // and rotation positions stay), and replaces the table only when its shape cannot change in place.
+    const r = await this.reconciler.reconcile(reason);
     await this.monitors.start();
     this.refreshCluster();
     return r;
