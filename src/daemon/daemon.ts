@@ -6,7 +6,7 @@ import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import { parseHostPort } from "../net/ip.ts";
 import { buildApi, type ActionResult, type ApiDaemon } from "../api/server.ts";
 import { Metrics } from "../metrics/registry.ts";
-import { backendCounter } from "../nft/names.ts";
+import { backendCounter, OWNED_SET, TABLE_REF } from "../nft/names.ts";
 import { readLinkBytes, type LinkBytes } from "../system/linkstats.ts";
 import { kernelOps, readNflbCounters } from "./dataplane-ops.ts";
 import { EventLog, type NewEvent } from "./events.ts";
@@ -228,7 +228,10 @@ export class Daemon implements ApiDaemon {
   }
 
   private reconcileInput(): ReconcileInput {
-    return { ...this.model.input(), fullTail: () => this.monitors.clusterFullTail() };
+    return {
+      ...this.model.input(),
+      external: () => [{ table: TABLE_REF, set: OWNED_SET, elements: this.monitors.clusterOwnedElements() }],
+    };
   }
 
   /**

@@ -3,8 +3,9 @@ import { desiredState, type Desired, type HealthView } from "../plan/desired.ts"
 import type { Facts, Health } from "../plan/types.ts";
 import { allUp } from "../plan/uplinks.ts";
 import { stickyMaps } from "../plan/nft-uplinks.ts";
-import type { Ruleset } from "../nft/model.ts";
+import { withElements, type Element, type Ruleset } from "../nft/model.ts";
 import { diff } from "../nft/diff.ts";
+import { serialize } from "../nft/serialize.ts";
 import type { Log } from "./log.ts";
 
 /** What the reconciler needs to know at the moment it runs; read fresh on every run. */
@@ -14,10 +15,18 @@ export interface ReconcileInput {
   /** Uplinks the probes call down (not merely disabled): what `flush_on_down` acts on. */
   probeDown: ReadonlySet<string>;
   /**
-   * nft commands appended to a full replace, in the same transaction, computed at that moment:
-   * the cluster's owned buckets with what is left of their fence timeouts.
+   * Elements of sets another writer owns (`owner: "external"`), as they must be at this moment:
+   * a full replace writes them in the same transaction (the cluster's owned buckets with what is
+   * left of their fence timeouts). A diff never touches them.
    */
-  fullTail?: () => string;
+  external?: () => ExternalElements[];
+}
+
+export interface ExternalElements {
+  /** `family name` of the table. */
+  table: string;
+  set: string;
+  elements: readonly Element[];
 }
 
 /** The kernel side, injected so the loop can be tested against a fake. */
@@ -210,8 +219,9 @@ export class Reconciler {
         kind = "full";
       } else {
         if (d) log.info({ replaced: d.replaced }, "the table changes shape; replacing it");
-        const tail = input.fullTail?.() ?? "";
-        await this.ops.applyFull(desired, desired.nft + tail);
+        let model = desired.model;
+        for (const x of input.external?.() ?? []) model = withElements(model, x.table, x.set, x.elements);
+        await this.ops.applyFull(desired, model === desired.model ? desired.nft : serialize(model));
         kind = "full";
       }
       const seconds = (performance.now() - t1) / 1000;

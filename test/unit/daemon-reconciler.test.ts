@@ -234,22 +234,31 @@ test("a failed update is retried as a full replace", async () => {
   await s.r.close();
 });
 
-test("a full replace appends the tail computed at that moment; an exclusive section never overlaps a run", async () => {
+test("a full replace writes the external elements of that moment; an exclusive section never overlaps a run", async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const f = fakeOps({ gate });
-  let tail = "flush set inet nflb cluster_owned\n";
-  const r = new Reconciler(() => ({ ...health(cfg), fullTail: () => tail }), f.ops, { log: silentLog });
+  // `exec_via` stands for any set another writer owns (the cluster's buckets are the daemon's).
+  let elements = [{ key: '"nflb-exec-1"', value: "goto up_isp1_pin" }];
+  const external = () => [{ table: "inet nflb", set: "exec_via", elements }];
+  const r = new Reconciler(() => ({ ...health(cfg), external }), f.ops, { log: silentLog });
   const run = r.reconcile("start");
   const order: string[] = [];
   const ex = r.exclusive(async () => {
     order.push(`exclusive after ${f.calls.length} apply`);
-    tail = "";
+    elements = [];
   });
   release();
   await Promise.all([run, ex]);
   assert.deepEqual(order, ["exclusive after 1 apply"]);
   const full = f.calls[0]?.arg as { d: Desired; nftScript: string };
-  assert.ok(full.nftScript.startsWith(full.d.nft), "the whole table…");
-  assert.ok(full.nftScript.endsWith("flush set inet nflb cluster_owned\n"), "…with the tail appended");
+  assert.match(full.nftScript, /^add table inet nflb\ndelete table inet nflb\n/);
+  assert.match(
+    full.nftScript,
+    /\tmap exec_via \{\n.*\n\t\telements = \{ "nflb-exec-1" : goto up_isp1_pin \}/,
+  );
+  // A later health change is a diff: the external elements are not the reconciler's to touch.
+  f.calls.length = 0;
+  await r.reconcile("again");
+  assert.deepEqual(f.calls, []);
 });
