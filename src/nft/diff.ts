@@ -18,9 +18,11 @@ import { baseSpec, elementText, objectLines, setDeclaration, tableReplace } from
  *   1. new sets, maps, counters and chains (with their rules and elements), in one `table {…}`
  *      block, where nft resolves references among them;
  *   2. chains whose rules changed: `flush chain` + `add rule` (their new rules may use step 1);
- *   3. elements of sets and maps that stayed: `delete element` + `add element` of those that
- *      changed (a changed map value is both), or `flush` + re-add when most of them are new or
- *      the set merges intervals (a merged element cannot be deleted by its old bounds);
+ *   3. elements of sets and maps that stayed: `delete element` of those that went or changed,
+ *      then the set declared again in a `table {…}` block with the elements to add (a changed
+ *      map value is both); or `flush` + the whole set when most elements are new, when the set
+ *      merges intervals (a merged element cannot be deleted by its old bounds), or when nft
+ *      would read back more elements for a deletion than the set holds (see dumpCost);
  *   4. objects that went: their chains flushed first (dropping the rules' references), then sets
  *      and maps, chains, counters deleted.
  *
@@ -68,7 +70,9 @@ function tableOps(old: NftTable, want: NftTable, out: string[]): string | null {
   const added: NftObject[] = [];
   const changedChains: NftChain[] = [];
   const elementOps: string[] = [];
+  const additions: NftSet[] = [];
   const changedSets = new Set<string>();
+  const dump = dumpCost(old);
   const restarts: NftChain[] = [];
 
   for (const o of want.objects) {
@@ -87,7 +91,8 @@ function tableOps(old: NftTable, want: NftTable, out: string[]): string | null {
     } else if ((o.kind === "set" || o.kind === "map") && (b.kind === "set" || b.kind === "map")) {
       if (!sameList(setDeclaration(o), setDeclaration(b)) || (o.owner ?? "model") !== (b.owner ?? "model"))
         return `${o.kind} ${o.name} changed its declaration`;
-      if ((o.owner ?? "model") === "model" && elementsOps(ref, b, o, elementOps)) changedSets.add(o.name);
+      if ((o.owner ?? "model") === "model" && elementsOps(ref, b, o, dump, elementOps, additions))
+        changedSets.add(o.name);
     }
   }
   for (const c of restarts) if (c.restartWith && changedSets.has(c.restartWith)) changedChains.push(c);
@@ -103,6 +108,11 @@ function tableOps(old: NftTable, want: NftTable, out: string[]): string | null {
     for (const r of c.rules) out.push(`add rule ${ref} ${c.name} ${r}`);
   }
   for (const line of elementOps) out.push(line);
+  if (additions.length) {
+    out.push(`table ${ref} {`);
+    for (const a of additions) objectLines(a, out);
+    out.push("}");
+  }
   for (const o of gone) if (o.kind === "chain") out.push(`flush chain ${ref} ${o.name}`);
   for (const o of gone)
     if (o.kind === "set" || o.kind === "map") out.push(`delete ${o.kind} ${ref} ${o.name}`);
@@ -111,8 +121,38 @@ function tableOps(old: NftTable, want: NftTable, out: string[]): string | null {
   return null;
 }
 
-/** Appends element operations turning `old`'s elements into `want`'s; true when there were any. */
-function elementsOps(ref: string, old: NftSet, want: NftSet, out: string[]): boolean {
+/**
+ * Elements nft 1.0.6 reads back from the kernel before any `add element`/`delete element` in this
+ * table: those of every single-field interval set (cache.c, NFT_CACHE_SETELEM_MAYBE), 10,000 rule
+ * prefixes included. A `table {…}` block that declares the set again with new elements, and a
+ * `flush`, read none; so additions are written that way, and deletions by key only when that
+ * costs less than writing the set again.
+ */
+function dumpCost(t: NftTable): number {
+  let n = 0;
+  for (const o of t.objects)
+    if ((o.kind === "set" || o.kind === "map") && o.flags?.includes("interval") && !isConcat(o))
+      n += o.elements.length;
+  return n;
+}
+
+function isConcat(s: NftSet): boolean {
+  const key = (s.typeof ?? s.type ?? "").split(" : ")[0] ?? "";
+  return key.includes(" . ");
+}
+
+/**
+ * Appends the flushes and deletions that turn `old`'s elements into `want`'s to `out`, and the
+ * set with the elements to add to `additions`; true when anything changed.
+ */
+function elementsOps(
+  ref: string,
+  old: NftSet,
+  want: NftSet,
+  dump: number,
+  out: string[],
+  additions: NftSet[],
+): boolean {
   if (sameElements(old.elements, want.elements)) return false;
   const was = new Map(old.elements.map((e) => [e.key, elementText(e)]));
   const adds: Element[] = [];
@@ -123,14 +163,21 @@ function elementsOps(ref: string, old: NftSet, want: NftSet, out: string[]): boo
   }
   // What is left in `was` is gone or changed: deleted by key (a changed value is re-added).
   const dels = [...was.keys()];
-  // Most elements new (or none left): flush and write the set whole, it is no longer.
-  if (want.autoMerge || adds.length * 2 > want.elements.length || want.elements.length === 0) {
-    out.push(...replaceLines(ref, want.kind, want.name, want.elements));
+  // Most elements new (or none left), merged intervals, or deletions that would make nft read
+  // back more than the whole set: flush it and write it again.
+  const whole =
+    want.autoMerge ||
+    adds.length * 2 > want.elements.length ||
+    want.elements.length === 0 ||
+    (dels.length > 0 && dump > want.elements.length);
+  if (whole) {
+    out.push(`flush ${want.kind} ${ref} ${want.name}`);
+    if (want.elements.length) additions.push(want);
     return true;
   }
   for (let i = 0; i < dels.length; i += CHUNK)
     out.push(`delete element ${ref} ${want.name} { ${dels.slice(i, i + CHUNK).join(", ")} }`);
-  out.push(...addLines(ref, want.name, adds));
+  if (adds.length) additions.push({ ...want, elements: adds });
   return true;
 }
 

@@ -122,8 +122,20 @@ test("a health change is an in-place update, then the dead uplink's conntrack an
       "flush chain inet nflb balance",
       "add rule inet nflb balance numgen random mod 2 vmap @split",
       "flush map inet nflb split",
-      "add element inet nflb split { 0 : goto up_isp2_pin, 1 : goto up_isp3_pin }",
-      "delete element inet nflb sticky_live { 0x00000100 }",
+      // Deleting one element would make nft 1.0.6 read back every interval set of the table
+      // (here more elements than sticky_live holds): writing sticky_live again costs less.
+      "flush map inet nflb sticky_live",
+      "table inet nflb {",
+      "\tmap split {",
+      "\t\ttypeof numgen random mod 1 : verdict",
+      "\t\tflags interval",
+      "\t\telements = { 0 : goto up_isp2_pin, 1 : goto up_isp3_pin }",
+      "\t}",
+      "\tmap sticky_live {",
+      "\t\ttypeof ct mark : verdict",
+      "\t\telements = { 0x00000200 : goto up_isp2_pin, 0x00000300 : goto up_isp3_pin }",
+      "\t}",
+      "}",
       "",
     ].join("\n"),
   );
