@@ -85,6 +85,9 @@ export interface OwnedElements {
   timeoutMs: number;
 }
 
+/** The owned set, declared once: the full table and the agent's updates write the same declaration. */
+const OWNED_DECL = set(OWNED_SET, "numgen random mod 1", [], { flags: ["timeout"], owner: "external" });
+
 /** The owned buckets as elements, each lapsing by itself (the kernel-side fence). */
 export function ownedElements(owned: OwnedElements | undefined | null): Element[] {
   if (!owned || owned.timeoutMs < 1) return [];
@@ -126,8 +129,7 @@ export interface ClusterNft {
  * agent holds at that moment.
  */
 export function buildCluster(p: ClusterPlan, owned?: OwnedElements): ClusterNft {
-  const ownedSet = set(OWNED_SET, "numgen random mod 1", [], { flags: ["timeout"], owner: "external" });
-  const objects: NftObject[] = [{ ...ownedSet, elements: ownedElements(owned) }];
+  const objects: NftObject[] = [{ ...OWNED_DECL, elements: ownedElements(owned) }];
   // Mid-stream packets of connections another node holds look NEW to this node's conntrack
   // (tcp_loose) or INVALID: both are dropped, never answered with a reset.
   const filter = [
@@ -182,7 +184,7 @@ export function buildArpTable(p: ClusterPlan): NftTable | null {
 
 /** Replace the owned buckets atomically, each element expiring by itself (the kernel-side fence). */
 export function renderOwnedUpdate(owned: OwnedElements): string {
-  return replaceElements(TABLE_REF, "set", OWNED_SET, ownedElements(owned));
+  return replaceElements(TABLE_REF, { ...OWNED_DECL, elements: ownedElements(owned) });
 }
 
 export interface SysctlWant {

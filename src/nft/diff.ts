@@ -37,7 +37,7 @@ export interface NftDiff {
   replaced: { table: string; reason: string }[];
 }
 
-/** Elements per `add element`/`delete element` line. */
+/** Keys per `delete element` line. */
 const CHUNK = 512;
 
 export function diff(old: Ruleset, want: Ruleset): NftDiff {
@@ -181,39 +181,20 @@ function elementsOps(
   return true;
 }
 
-function addLines(ref: string, name: string, elements: readonly Element[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < elements.length; i += CHUNK)
-    out.push(
-      `add element ${ref} ${name} { ${elements
-        .slice(i, i + CHUNK)
-        .map(elementText)
-        .join(", ")} }`,
-    );
-  return out;
-}
-
-function replaceLines(
-  ref: string,
-  kind: "set" | "map",
-  name: string,
-  elements: readonly Element[],
-): string[] {
-  return [`flush ${kind} ${ref} ${name}`, ...addLines(ref, name, elements)];
-}
-
 /**
  * All elements of one set or map replaced atomically, as a transaction of its own: for a writer
  * that owns a set's elements (`owner: "external"`), e.g. the cluster agent's buckets, whose
- * timeouts restart with every write.
+ * timeouts restart with every write. `set` is the set as the model declares it, with the new
+ * elements (written as a block, like the diff's additions, so nft reads no element back).
  */
-export function replaceElements(
-  tableRef: string,
-  kind: "set" | "map",
-  name: string,
-  elements: readonly Element[],
-): string {
-  return replaceLines(tableRef, kind, name, elements).join("\n") + "\n";
+export function replaceElements(tableRef: string, set: NftSet): string {
+  const out = [`flush ${set.kind} ${tableRef} ${set.name}`];
+  if (set.elements.length) {
+    out.push(`table ${tableRef} {`);
+    objectLines(set, out);
+    out.push("}");
+  }
+  return out.join("\n") + "\n";
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {

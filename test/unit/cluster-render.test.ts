@@ -86,7 +86,7 @@ describe("cluster rendering", () => {
     assert.match(objectsText(r.section.objects), /elements = \{ 1 timeout 1667ms, 5 timeout 1667ms \}/);
     assert.equal(
       renderOwnedUpdate({ buckets: [3, 4], timeoutMs: 900 }),
-      "flush set inet nflb cluster_owned\nadd element inet nflb cluster_owned { 3 timeout 900ms, 4 timeout 900ms }\n",
+      "flush set inet nflb cluster_owned\ntable inet nflb {\n\tset cluster_owned {\n\t\ttypeof numgen random mod 1\n\t\tflags timeout\n\t\telements = { 3 timeout 900ms, 4 timeout 900ms }\n\t}\n}\n",
     );
     assert.equal(renderOwnedUpdate({ buckets: [3], timeoutMs: 0 }), "flush set inet nflb cluster_owned\n");
   });

@@ -168,16 +168,27 @@ test("a change nft cannot make in place replaces that table only; a table no lon
   assert.equal(diff(base("mangle"), base("mangle - 5")).replaced[0]?.reason, "chain pre changed its hook");
 });
 
-test("an external writer replaces its set whole, in chunks", () => {
-  const els = Array.from({ length: 600 }, (_, i) => ({ key: `${i}`, timeout: "900ms" }));
-  const script = replaceElements("inet nflb", "set", "cluster_owned", els);
-  const l = lines(script);
-  assert.equal(l[0], "flush set inet nflb cluster_owned");
-  assert.equal(l.length, 3);
-  assert.match(
-    l[2] ?? "",
-    /^add element inet nflb cluster_owned \{ 512 timeout 900ms, .* 599 timeout 900ms \}$/,
+test("an external writer replaces its set whole: flush, then the set declared again with its elements", () => {
+  const owned = set("cluster_owned", "numgen random mod 1", [], { flags: ["timeout"], owner: "external" });
+  const els = [
+    { key: "3", timeout: "900ms" },
+    { key: "4", timeout: "900ms" },
+  ];
+  assert.equal(
+    replaceElements("inet nflb", { ...owned, elements: els }),
+    [
+      "flush set inet nflb cluster_owned",
+      "table inet nflb {",
+      "\tset cluster_owned {",
+      "\t\ttypeof numgen random mod 1",
+      "\t\tflags timeout",
+      "\t\telements = { 3 timeout 900ms, 4 timeout 900ms }",
+      "\t}",
+      "}",
+      "",
+    ].join("\n"),
   );
+  assert.equal(replaceElements("inet nflb", owned), "flush set inet nflb cluster_owned\n");
 });
 
 // The daemon's changes, end to end through planning: each is a transaction of only what changed.
