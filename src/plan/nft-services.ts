@@ -169,8 +169,26 @@ function backendRule(s: PlannedService, b: PlannedBackend): string {
   return `meta l4proto ${s.protocol} counter name ${backendCounter(s.name, b.index)} dnat ${IP[s.family]} to ${to}`;
 }
 
-/** The health- and load-dependent elements of one service's slot map. */
+/**
+ * The elements of a service's slot map, built once per slot table: hash tables are cached by the
+ * planner (src/plan/maglev.ts), so after one backend's change the other services hand the diff
+ * the very same element arrays and cost nothing to build or compare (100 maglev services hold
+ * 1.6 million slots).
+ */
+const slotMemo = new WeakMap<readonly string[], Map<string, Element[]>>();
+
 function slotElements(s: PlannedService): Element[] {
+  const id = `${s.name}|${s.scheduler}|${s.backends.map((b) => `${b.key}#${b.index}`).join(",")}`;
+  let bySlots = slotMemo.get(s.slots);
+  const hit = bySlots?.get(id);
+  if (hit) return hit;
+  const out = buildSlotElements(s);
+  if (!bySlots) slotMemo.set(s.slots, (bySlots = new Map()));
+  bySlots.set(id, out);
+  return out;
+}
+
+function buildSlotElements(s: PlannedService): Element[] {
   const chainOf = chains(s);
   if (s.scheduler === "random")
     return runs(s.slots).map((r) =>
