@@ -8,10 +8,8 @@
 import { parseArgs } from "node:util";
 import { parseConfig } from "../src/config/load.ts";
 import { allHealthy, desiredState } from "../src/plan/desired.ts";
-import { planServices } from "../src/plan/services.ts";
 import type { ServiceHealth } from "../src/plan/types.ts";
-import { renderServicesUpdate } from "../src/render/nft-services.ts";
-import { TABLE_REF } from "../src/render/nft.ts";
+import { diff } from "../src/nft/diff.ts";
 import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
 import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
 import { fmtSummaryMs, markdownTable, repeat, summarize } from "./lib/stats.ts";
@@ -63,7 +61,7 @@ await withBenchNet(async (net: BenchNet) => {
   say();
   say(`${dateLine()}; ${await machineLine()}; ${loadLine()} at start.`);
   say(
-    `nft runs in a throw-away namespace (\`ip netns exec … nft -f -\`, process start included). ${RUNS} recorded runs after one warm-up; min / median / max in ms. "One backend down" is the in-place update a reconcile loop applies: re-plan every service, render only what changed against the previous plan.`,
+    `nft runs in a throw-away namespace (\`ip netns exec … nft -f -\`, process start included). ${RUNS} recorded runs after one warm-up; min / median / max in ms. "One backend down" is the in-place update a reconcile loop applies: re-plan every service, diff the new model against the applied one (src/nft/diff.ts).`,
   );
   say();
   const rows: string[][] = [];
@@ -85,54 +83,43 @@ await withBenchNet(async (net: BenchNet) => {
     const renderUpd = await repeat(
       RUNS,
       async () => {
-        const next = planServices(config, failed, facts);
-        update = renderServicesUpdate(next ?? { services: [], hairpinIfaces: [] }, TABLE_REF, full.services)
-          .join("\n")
-          .concat("\n");
+        update = diff(full.model, desiredState(config, { ...healthy, services: failed }, facts).model).script;
       },
       { warmup: 1 },
     );
-    const restore =
-      renderServicesUpdate(
-        full.services ?? { services: [], hairpinIfaces: [] },
-        TABLE_REF,
-        down.services,
-      ).join("\n") + "\n";
+    const restore = diff(down.model, full.model).script;
     // Alternate down and up so every run changes the kernel's state.
     const applyUpd = await repeat(RUNS, (i) => nft(i % 2 === 0 || i < 0 ? update : restore), {
       warmup: 1,
       between: async () => undefined,
     });
-    const wholeUpdate = await repeat(RUNS, () => nft(down.update), { warmup: 1 });
     await dropTable();
     rows.push(
-      [c.label, "plan + render the whole table (`desiredState`)", fmtSummaryMs(summarize(plan))],
+      [
+        c.label,
+        "plan the whole model (`desiredState`; its script is rendered only when used)",
+        fmtSummaryMs(summarize(plan)),
+      ],
       [c.label, "`nft -f` whole table, first load", fmtSummaryMs(summarize(fresh))],
       [c.label, "`nft -f` whole table, replacing itself", fmtSummaryMs(summarize(again))],
       [
         c.label,
-        "one backend down: `planServices` + `renderServicesUpdate` (against the previous plan)",
+        "one backend down: `desiredState` + `diff` (against the applied model)",
         fmtSummaryMs(summarize(renderUpd)),
       ],
       [c.label, "one backend down: `nft -f` the update", fmtSummaryMs(summarize(applyUpd))],
-      [
-        c.label,
-        "`nft -f` `desiredState(…).update` (every service rewritten)",
-        fmtSummaryMs(summarize(wholeUpdate)),
-      ],
     );
     sizes.push([
       c.label,
       `${(full.nft.length / 1024).toFixed(0)} KiB, ${full.nft.split("\n").length} lines`,
       `${update.length} B, ${update.trim().split("\n").length} lines`,
-      `${(down.update.length / 1024).toFixed(0)} KiB`,
     ]);
   }
   say(markdownTable(["config", "step", "ms"], rows));
   say();
   say("Sizes:");
   say();
-  say(markdownTable(["config", "whole table", "one-backend update", "full update script"], sizes));
+  say(markdownTable(["config", "whole table", "one-backend update"], sizes));
   say();
   say(`${loadLine()} at end.`);
 });

@@ -9,6 +9,8 @@ import { loadConfig } from "../../src/config/load.ts";
 import { readFacts } from "../../src/cli/load.ts";
 import { allHealthy, desiredState, type HealthView } from "../../src/plan/desired.ts";
 import { nftApply } from "../../src/system/nft.ts";
+import { diff } from "../../src/nft/diff.ts";
+import type { Ruleset } from "../../src/nft/model.ts";
 import { applyDesired, readRouting } from "../../src/apply/dataplane.ts";
 import { down } from "../../src/apply/down.ts";
 import type { Config } from "../../src/config/schema.ts";
@@ -59,10 +61,20 @@ await applyDesired(want);
 await measure("applyDesired, nothing to change", () => applyDesired(want));
 
 const views = [degraded(loaded), allHealthy(loaded)];
-await measure("health update: plan + render", (i) =>
-  Promise.resolve(desiredState(loaded, views[Math.abs(i) % 2] as HealthView, facts)),
+const models = views.map((v) => desiredState(loaded, v, facts).model);
+await measure("health update: plan + diff", (i) =>
+  Promise.resolve(
+    diff(
+      models[(Math.abs(i) + 1) % 2] as Ruleset,
+      desiredState(loaded, views[Math.abs(i) % 2] as HealthView, facts).model,
+    ),
+  ),
 );
-const updates = views.map((v) => desiredState(loaded, v, facts).update);
+// Alternate: degraded → healthy → degraded, each the diff from the state before.
+const updates = [
+  diff(models[1] as Ruleset, models[0] as Ruleset).script,
+  diff(models[0] as Ruleset, models[1] as Ruleset).script,
+];
 await measure("health update: nft -f update script", (i) => nftApply(updates[Math.abs(i) % 2] as string));
 await down();
 

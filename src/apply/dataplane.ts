@@ -29,11 +29,16 @@ export async function readRouting(range: OwnedRange, ip: IpPort = systemIp) {
  */
 export async function applyDesired(want: Desired, opts: { nftScript?: string } = {}): Promise<ApplyReport> {
   const t0 = performance.now();
+  // A diff (a reload in place) may be empty: nothing for nft to do.
   const script = opts.nftScript ?? want.nft;
   const ip = systemIp;
   // The dry run, the state file and the reads are independent: run them together (process start
   // dominates each). Everything is read, then filtered to nflb's own objects in its range.
-  const [, saved, kernel] = await Promise.all([nftApply(script, { check: true }), loadState(), readAll(ip)]);
+  const [, saved, kernel] = await Promise.all([
+    script ? nftApply(script, { check: true }) : undefined,
+    loadState(),
+    readAll(ip),
+  ]);
   const state = await ownedState(saved, kernel);
 
   const range = {
@@ -73,7 +78,7 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
   const ops = diffOps(diff, before);
   const undo = await applyRoutingOps(ip, ops.filter(isAddition), range, before);
   try {
-    await nftApply(script);
+    if (script) await nftApply(script);
   } catch (e) {
     throw await withRollback(e, undo());
   }
@@ -92,7 +97,7 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
       sysctls.push({ key: s.key, from: cur, to: s.value });
     }
   }
-  return { nftChanged: true, routing: diff, sysctls, seconds: (performance.now() - t0) / 1000 };
+  return { nftChanged: script !== "", routing: diff, sysctls, seconds: (performance.now() - t0) / 1000 };
 }
 
 /** Only the routing part (the daemon moves the primary's default route without a full apply). */

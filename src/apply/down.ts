@@ -1,5 +1,5 @@
 import { ROUTE_PROTO, RULE_OFFSETS, type Fam } from "../plan/routing.ts";
-import { FAMILY, TABLE } from "../render/nft-text.ts";
+import { FAMILY, TABLE } from "../nft/names.ts";
 import { ipRaw, systemIp, type IpPort, type KernelRouting } from "../system/iproute.ts";
 import { listTables, nftApply } from "../system/nft.ts";
 import { writeSysctl } from "../system/sysctl.ts";

@@ -1,5 +1,5 @@
 import { ROUTE_PROTO, type Fam } from "../plan/routing.ts";
-import { FAMILY, TABLE } from "../render/nft-text.ts";
+import { FAMILY, TABLE } from "../nft/names.ts";
 import { systemIp, type KernelRouting } from "../system/iproute.ts";
 import { tableExists } from "../system/nft.ts";
 import { emptyState, loadState, type State } from "../system/state.ts";

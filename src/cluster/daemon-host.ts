@@ -4,12 +4,13 @@ import type { Log } from "../daemon/log.ts";
 import { nftApply } from "../system/nft.ts";
 import { ClusterAgent } from "./agent.ts";
 import { KernelHost } from "./host.ts";
-import { planCluster, renderOwnedUpdate, type OwnedElements } from "./render.ts";
+import type { Element } from "../nft/model.ts";
+import { ownedElements, planCluster, renderOwnedUpdate, type OwnedElements } from "./render.ts";
 
 /**
  * The cluster agent's host inside `nflb run`: the daemon's reconcile loop owns the table, so the
  * agent never replaces it. The cluster filter is part of every full replace (desiredState), and
- * the owned buckets ride along with what is left of their fence timeouts (`fullTail`); bucket
+ * the owned buckets ride along with what is left of their fence timeouts (`ownedElements`); bucket
  * updates are element-only transactions taken while no reconcile runs.
  */
 export class DaemonClusterHost extends KernelHost {
@@ -47,12 +48,10 @@ export class DaemonClusterHost extends KernelHost {
     });
   }
 
-  /** The element commands a full replace appends, or "" when nothing is fenced in any more. */
-  fullTail(): string {
-    if (!this.owned) return "";
-    const left = this.owned.until - this.now();
-    if (left < 1 || this.owned.buckets.length === 0) return "";
-    return renderOwnedUpdate({ buckets: this.owned.buckets, timeoutMs: left });
+  /** The owned set's elements a full replace writes: what is left of each fence (none once lapsed). */
+  ownedElements(): Element[] {
+    if (!this.owned) return [];
+    return ownedElements({ buckets: this.owned.buckets, timeoutMs: this.owned.until - this.now() });
   }
 
   private record(owned: OwnedElements): void {
@@ -80,6 +79,6 @@ export function daemonClusterPart(ctx: { config: Config; log: Log; daemon: Clust
     // The status API's `cluster` object is the agent's snapshot as is.
     snapshot: () => ({ ...agent.snapshot() }),
     on: (event, listener) => agent.on(event, (s) => listener({ ...s })),
-    fullTail: () => host.fullTail(),
+    ownedElements: () => host.ownedElements(),
   };
 }

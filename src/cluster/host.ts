@@ -7,7 +7,10 @@ import { run } from "../system/exec.ts";
 import { ipRaw, readInterfaces } from "../system/iproute.ts";
 import { nftApply } from "../system/nft.ts";
 import { loadState, saveState } from "../system/state.ts";
-import { planCluster, renderOwnedUpdate, type OwnedElements } from "./render.ts";
+import { withElements } from "../nft/model.ts";
+import { OWNED_SET, TABLE_REF } from "../nft/names.ts";
+import { serialize } from "../nft/serialize.ts";
+import { ownedElements, planCluster, renderOwnedUpdate, type OwnedElements } from "./render.ts";
 
 /** What the agent needs from the machine it runs on; the daemon may supply its own. */
 export interface ClusterHost {
@@ -38,7 +41,8 @@ export class KernelHost implements ClusterHost {
     const plan = planCluster(cl);
     const want = desiredState(config, allHealthy(config), facts);
     // The filter goes in first: once the VIP is up, only owned buckets are answered.
-    await applyDesired(want, { nftScript: want.nft + (owned ? renderOwnedUpdate(owned) : "") });
+    const model = owned ? withElements(want.model, TABLE_REF, OWNED_SET, ownedElements(owned)) : want.model;
+    await applyDesired(want, { nftScript: serialize(model) });
     await this.ensureAddresses(cl.interface, cl.vip, facts);
     for (const mac of [plan.mac4, plan.mac6]) if (mac) await this.ensureMaddr(cl.interface, mac);
   }

@@ -1,19 +1,30 @@
 import type { Config, ClusterConfig } from "../config/schema.ts";
 import { canonicalV6, parseAddr } from "../net/ip.ts";
-import { chainBlock, hex, q, setBlock, TABLE } from "../render/nft-text.ts";
-import type { NftSection } from "../render/nft-uplinks.ts";
+import type { Element, NftObject, NftTable } from "../nft/model.ts";
+import {
+  ARP_TABLE_REF,
+  BASE_CHAINS,
+  CLUSTER_ARP_OUT,
+  CLUSTER_IN,
+  OWNED_SET,
+  TABLE,
+  TABLE_REF,
+} from "../nft/names.ts";
+import { chain, set } from "../nft/objects.ts";
+import { replaceElements } from "../nft/diff.ts";
+import { hex, q } from "../nft/text.ts";
+import type { NftSection } from "../plan/nft-table.ts";
 import { fnv1a } from "./ownership.ts";
 
 /**
- * The cluster's data plane, as nft text. Pure.
+ * The cluster's data plane, as model objects (src/nft/model.ts). Pure.
  *
  * Every node receives every packet for the VIP (frames go to a shared multicast MAC, which a
  * switch floods). The input filter lets a node take a NEW connection only when `jhash` of the
  * source falls in a bucket of `cluster_owned`; packets of connections it holds pass; everything
  * else for the VIP is dropped silently so that no node ever resets another node's connection.
  */
-export const OWNED_SET = "cluster_owned";
-export const ARP_TABLE_REF = `arp ${TABLE}`;
+export { ARP_TABLE_REF, OWNED_SET };
 
 export interface ClusterPlan {
   name: string;
@@ -74,10 +85,14 @@ export interface OwnedElements {
   timeoutMs: number;
 }
 
-function elements(owned: OwnedElements | undefined): string[] {
+/** The owned set, declared once: the full table and the agent's updates write the same declaration. */
+const OWNED_DECL = set(OWNED_SET, "numgen random mod 1", [], { flags: ["timeout"], owner: "external" });
+
+/** The owned buckets as elements, each lapsing by itself (the kernel-side fence). */
+export function ownedElements(owned: OwnedElements | undefined | null): Element[] {
   if (!owned || owned.timeoutMs < 1) return [];
-  const t = Math.round(owned.timeoutMs);
-  return owned.buckets.map((b) => `${b} timeout ${t}ms`);
+  const timeout = `${Math.round(owned.timeoutMs)}ms`;
+  return owned.buckets.map((b) => ({ key: `${b}`, timeout }));
 }
 
 /** The bucket lookups: one per family; source-port hashing keeps port-less protocols on the source. */
@@ -104,13 +119,17 @@ export interface ClusterNft {
   section: NftSection;
   /** Rules for the table's input base chain. */
   input: string[];
-  /** A second, ARP-only table (`arp nflb`); empty without an IPv4 VIP. */
-  arpScript: string;
+  /** A second, ARP-only table (`arp nflb`); null without an IPv4 VIP. */
+  arpTable: NftTable | null;
 }
 
-export function renderCluster(p: ClusterPlan, owned?: OwnedElements): ClusterNft {
-  const body: string[] = [];
-  body.push(...setBlock(OWNED_SET, "numgen random mod 1", elements(owned), ["timeout"]));
+/**
+ * The owned set's elements belong to the cluster agent, not to the plan: the daemon's diff leaves
+ * them alone, the agent replaces them (`renderOwnedUpdate`), and a full replace carries what the
+ * agent holds at that moment.
+ */
+export function buildCluster(p: ClusterPlan, owned?: OwnedElements): ClusterNft {
+  const objects: NftObject[] = [{ ...OWNED_DECL, elements: ownedElements(owned) }];
   // Mid-stream packets of connections another node holds look NEW to this node's conntrack
   // (tcp_loose) or INVALID: both are dropped, never answered with a reset.
   const filter = [
@@ -120,30 +139,35 @@ export function renderCluster(p: ClusterPlan, owned?: OwnedElements): ClusterNft
     ...lookups(p),
     "drop",
   ];
-  body.push(...chainBlock("cluster_in", filter));
+  objects.push(chain(CLUSTER_IN, filter));
   // TCP discards frames that arrived for a multicast MAC; the VIP's do, by design (xt_cluster does
   // the same). pkttype can only be set before routing, hence a base chain of its own.
   const pre: string[] = [];
   if (p.vip4) pre.push(`ip daddr ${p.vip4} meta pkttype multicast meta pkttype set host`);
   if (p.vip6) pre.push(`ip6 daddr ${p.vip6} meta pkttype multicast meta pkttype set host`);
-  body.push(
-    ...chainBlock("cluster_pre", pre, "type filter hook prerouting priority mangle - 5; policy accept;"),
+  objects.push(
+    chain(BASE_CHAINS.cluster_pre, pre, {
+      type: "filter",
+      hook: "prerouting",
+      priority: "mangle - 5",
+      policy: "accept",
+    }),
   );
 
   const input: string[] = [];
-  if (p.vip4) input.push(`iifname ${q(p.iface)} ip daddr ${p.vip4} jump cluster_in`);
+  if (p.vip4) input.push(`iifname ${q(p.iface)} ip daddr ${p.vip4} jump ${CLUSTER_IN}`);
   if (p.vip6) {
     // A neighbour advertisement would carry this node's unicast MAC: the router needs a static entry.
     const target = `0x${v6Bytes(p.vip6)
       .map((b) => b.toString(16).padStart(2, "0"))
       .join("")}`;
     input.push(`iifname ${q(p.iface)} icmpv6 type nd-neighbor-solicit @th,64,128 ${target} drop`);
-    input.push(`iifname ${q(p.iface)} ip6 daddr ${p.vip6} jump cluster_in`);
+    input.push(`iifname ${q(p.iface)} ip6 daddr ${p.vip6} jump ${CLUSTER_IN}`);
   }
   return {
-    section: { body, prerouting: [], output: [], postroutingNat: [] },
+    section: { objects, prerouting: [], output: [], postroutingNat: [] },
     input,
-    arpScript: renderArpTable(p),
+    arpTable: buildArpTable(p),
   };
 }
 
@@ -151,26 +175,16 @@ export function renderCluster(p: ClusterPlan, owned?: OwnedElements): ClusterNft
  * Every node answers ARP for the VIP (the kernel does, the VIP being local), and every answer is
  * rewritten to carry the shared multicast MAC, so whichever reply the router keeps is right.
  */
-export function renderArpTable(p: ClusterPlan): string {
-  if (!p.vip4 || !p.mac4) return "";
+export function buildArpTable(p: ClusterPlan): NftTable | null {
+  if (!p.vip4 || !p.mac4) return null;
   const rules = [`arp saddr ip ${p.vip4} arp saddr ether set ${p.mac4}`];
-  return [
-    `add table ${ARP_TABLE_REF}`,
-    `delete table ${ARP_TABLE_REF}`,
-    `table ${ARP_TABLE_REF} {`,
-    ...chainBlock("cluster_arp_out", rules, "type filter hook output priority filter; policy accept;"),
-    "}",
-    "",
-  ].join("\n");
+  const base = { type: "filter", hook: "output", priority: "filter", policy: "accept" } as const;
+  return { family: "arp", name: TABLE, objects: [chain(CLUSTER_ARP_OUT, rules, base)] };
 }
 
 /** Replace the owned buckets atomically, each element expiring by itself (the kernel-side fence). */
 export function renderOwnedUpdate(owned: OwnedElements): string {
-  const lines = [`flush set inet ${TABLE} ${OWNED_SET}`];
-  const el = elements(owned);
-  for (let i = 0; i < el.length; i += 512)
-    lines.push(`add element inet ${TABLE} ${OWNED_SET} { ${el.slice(i, i + 512).join(", ")} }`);
-  return lines.join("\n") + "\n";
+  return replaceElements(TABLE_REF, { ...OWNED_DECL, elements: ownedElements(owned) });
 }
 
 export interface SysctlWant {

@@ -6,7 +6,7 @@ import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import { parseHostPort } from "../net/ip.ts";
 import { buildApi, type ActionResult, type ApiDaemon } from "../api/server.ts";
 import { Metrics } from "../metrics/registry.ts";
-import { backendCounter } from "../render/nft-services.ts";
+import { backendCounter, OWNED_SET, TABLE_REF } from "../nft/names.ts";
 import { countServiceConnections } from "../system/conntrack.ts";
 import { readLinkBytes, type LinkBytes } from "../system/linkstats.ts";
 import { kernelOps, readNflbCounters } from "./dataplane-ops.ts";
@@ -239,14 +239,19 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.hook.setCommand(loaded.config.on_change);
     this.metricsRegistry.declareUplinks(Object.keys(loaded.config.uplinks ?? {}));
     await this.adoptMonitors();
-    const r = await this.reconciler.reconcile(reason, { force: true });
+    // Not forced: the reconciler applies the diff from the table it holds (sticky maps, counters
+    // and rotation positions stay), and replaces the table only when its shape cannot change in place.
+    const r = await this.reconciler.reconcile(reason);
     await this.monitors.start();
     this.refreshCluster();
     return r;
   }
 
   private reconcileInput(): ReconcileInput {
-    return { ...this.model.input(), fullTail: () => this.monitors.clusterFullTail() };
+    return {
+      ...this.model.input(),
+      external: () => [{ table: TABLE_REF, set: OWNED_SET, elements: this.monitors.clusterOwnedElements() }],
+    };
   }
 
   /**

@@ -1,5 +1,5 @@
 import { applyDesired, applyRoutingOnly } from "../apply/dataplane.ts";
-import { FAMILY, TABLE } from "../render/nft-text.ts";
+import { FAMILY, TABLE } from "../nft/names.ts";
 import { deleteConntrackByMark, purgeStickyMark } from "../system/conntrack-marks.ts";
 import { readInterfaces } from "../system/iproute.ts";
 import { nftApply, readCounters, tableExists } from "../system/nft.ts";
@@ -8,8 +8,8 @@ import type { DataplaneOps } from "./reconciler.ts";
 /** The reconcile loop's kernel operations on this host (or the namespace the daemon runs in). */
 export const kernelOps: DataplaneOps = {
   readFacts: async () => ({ interfaces: await readInterfaces() }),
-  applyFull: async (d) => {
-    await applyDesired(d);
+  applyFull: async (d, nftScript) => {
+    await applyDesired(d, nftScript !== undefined ? { nftScript } : {});
   },
   applyNft: (script) => nftApply(script),
   applyRouting: async (d) => {

@@ -4,7 +4,7 @@ import type { LoadedConfig } from "../config/load.ts";
 import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import type { Desired } from "../plan/desired.ts";
 import { formatHostPort, parseHostPort } from "../net/ip.ts";
-import { connCounter } from "../render/nft-uplinks.ts";
+import { connCounter } from "../nft/names.ts";
 import { autoLevel } from "./auto-weights.ts";
 import {
   backendState,
@@ -184,7 +184,7 @@ export class DaemonModel {
             configured_weight: b.weight,
             connections: open ? (open.get(canonicalBackend(b.address)) ?? 0) : null,
             connections_total: counter ? (counters.get(counter)?.packets ?? null) : null,
-            // Bytes of DNATed packets forwarded to/from it (src/render/nft-services.ts).
+            // Bytes of DNATed packets forwarded to/from it (src/plan/nft-services.ts).
             bytes_to_backend: counter ? (counters.get(`${counter}_to`)?.bytes ?? null) : null,
             bytes_from_backend: counter ? (counters.get(`${counter}_from`)?.bytes ?? null) : null,
             reason: this.backendReason(name, b.address, obs?.reason ?? ""),

@@ -5,6 +5,7 @@ import type {
   UplinkMonitor,
   UplinkObservation,
 } from "../health/types.ts";
+import type { Element } from "../nft/model.ts";
 import type { Log } from "./log.ts";
 import type { ClusterView } from "./model.ts";
 
@@ -31,8 +32,8 @@ export interface ClusterPart {
   stop(): void | Promise<void>;
   snapshot(): ClusterView;
   on(event: "change", listener: (snapshot: ClusterView) => void): unknown;
-  /** nft commands a full replace appends (the owned buckets), computed when it runs. */
-  fullTail?(): string;
+  /** The owned buckets as set elements, with what is left of their fences, for a full replace. */
+  ownedElements?(): Element[];
 }
 
 /** What a cluster agent hosted by the daemon may ask of it. */
@@ -188,9 +189,9 @@ export class MonitorSet {
     return this.uplinks.has(uplink);
   }
 
-  /** What a full replace must append for the cluster (its owned buckets), or "". */
-  clusterFullTail(): string {
-    return this.cluster?.monitor.fullTail?.() ?? "";
+  /** The elements a full replace must write in the cluster's owned set (none without a cluster). */
+  clusterOwnedElements(): Element[] {
+    return this.cluster?.monitor.ownedElements?.() ?? [];
   }
 
   clusterSnapshot(): ClusterView | null {

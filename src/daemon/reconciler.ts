@@ -1,9 +1,11 @@
 import type { Config } from "../config/schema.ts";
-import { allHealthy, desiredState, type Desired, type HealthView } from "../plan/desired.ts";
+import { desiredState, type Desired, type HealthView } from "../plan/desired.ts";
 import type { Facts, Health } from "../plan/types.ts";
 import { allUp } from "../plan/uplinks.ts";
-import type { TableSections } from "../render/nft.ts";
-import { stickyMap } from "../render/nft-uplinks.ts";
+import { stickyMaps } from "../plan/nft-uplinks.ts";
+import { withElements, type Element, type Ruleset } from "../nft/model.ts";
+import { diff } from "../nft/diff.ts";
+import { serialize } from "../nft/serialize.ts";
 import type { Log } from "./log.ts";
 
 /** What the reconciler needs to know at the moment it runs; read fresh on every run. */
@@ -12,20 +14,30 @@ export interface ReconcileInput {
   health: HealthView;
   /** Uplinks the probes call down (not merely disabled): what `flush_on_down` acts on. */
   probeDown: ReadonlySet<string>;
-  extra?: Partial<TableSections>;
   /**
-   * nft commands appended to a full replace, in the same transaction, computed at that moment:
-   * the cluster's owned buckets with what is left of their fence timeouts.
+   * Elements of sets another writer owns (`owner: "external"`), as they must be at this moment:
+   * a full replace writes them in the same transaction (the cluster's owned buckets with what is
+   * left of their fence timeouts). A diff never touches them.
    */
-  fullTail?: () => string;
+  external?: () => ExternalElements[];
+}
+
+export interface ExternalElements {
+  /** `family name` of the table. */
+  table: string;
+  set: string;
+  elements: readonly Element[];
 }
 
 /** The kernel side, injected so the loop can be tested against a fake. */
 export interface DataplaneOps {
   readFacts(): Promise<Facts>;
-  /** Whole table + routing + sysctls, as `nflb apply` does. */
-  applyFull(d: Desired): Promise<void>;
-  /** One nft transaction (the in-place update script). */
+  /**
+   * Routing + sysctls as `nflb apply` does, with `nftScript` as the nft transaction: the whole
+   * table when omitted, or the diff from what the kernel holds (a reload).
+   */
+  applyFull(d: Desired, nftScript?: string): Promise<void>;
+  /** One nft transaction (a diff of the model). */
   applyNft(script: string): Promise<void>;
   /** Only the policy routing of `d` (moves the primary's default route). */
   applyRouting(d: Desired): Promise<void>;
@@ -36,8 +48,9 @@ export interface DataplaneOps {
 
 export interface Applied {
   config: Config;
-  /** The full table as it would be with everything healthy: equal structures allow an in-place update. */
-  structure: string;
+  /** What the kernel holds (as far as nflb wrote it); null when unknown (after a failure): replace it all. */
+  model: Ruleset | null;
+  /** The last in-place transaction sent ("" when the last change replaced the table). */
   update: string;
   routingKey: string;
   desired: Desired;
@@ -82,13 +95,13 @@ const RETRY_MAX_MS = 30_000;
 
 /**
  * The one place that changes the kernel at runtime. Runs are serialized; requests that arrive
- * during a run are coalesced into the next one. A health change with the same table structure is
- * an in-place update (one nft transaction + routing if it moved); anything else is a full replace.
+ * during a run are coalesced into the next one. Every run plans the whole model and applies its
+ * diff from the model last applied (src/nft/diff.ts): a health change is a few elements, a reload
+ * the objects that changed (with routing and sysctls reconciled as `apply` does). The first run,
+ * a forced one (retry after a failure) and one that finds the table gone replace the table.
  */
 export class Reconciler {
   private applied: Applied | null = null;
-  /** The last structure rendered, with what it was rendered from: most runs change health only. */
-  private structureMemo: { config: Config; key: string; nft: string } | undefined;
   private keeping = false;
   private probeDownSeen: ReadonlySet<string> | null = null;
   private current: Promise<ReconcileResult> | null = null;
@@ -182,23 +195,33 @@ export class Reconciler {
       const names = Object.keys(c.uplinks ?? {});
       const keeping = names.length > 0 && !names.some((n) => input.health.uplinks[n]?.up);
       const health: HealthView = keeping ? { ...input.health, uplinks: this.keptUplinks(c) } : input.health;
-      const desired = desiredState(c, health, facts, input.extra);
-      const structure = this.structureOf(c, facts, input.extra);
+      const desired = desiredState(c, health, facts);
       const routingKey = JSON.stringify(desired.routing);
       const prev = this.applied;
       const missing = opts.verify === true && prev !== null && !(await this.ops.tableExists());
       if (missing) log.warn({ reason: reasons.join("; ") }, "table inet nflb is gone; installing it again");
 
+      const d = prev?.model && !opts.force && !missing ? diff(prev.model, desired.model) : null;
       const t1 = performance.now();
       let tNft = t1;
-      if (prev && !opts.force && !missing && prev.config === c && prev.structure === structure) {
-        if (prev.update !== desired.update) await this.ops.applyNft(desired.update);
+      let update = "";
+      if (d && d.replaced.length === 0 && prev?.config === c) {
+        update = d.script;
+        if (update) await this.ops.applyNft(update);
         tNft = performance.now();
         if (prev.routingKey !== routingKey) await this.ops.applyRouting(desired);
-        if (prev.update !== desired.update || prev.routingKey !== routingKey) kind = "update";
+        if (update || prev.routingKey !== routingKey) kind = "update";
+      } else if (d && d.replaced.length === 0) {
+        // A reload: the objects that changed, in one transaction; sticky maps, counters and the
+        // other services' positions stay. Routing and sysctls as a full apply reconciles them.
+        update = d.script;
+        await this.ops.applyFull(desired, update);
+        kind = "full";
       } else {
-        const tail = input.fullTail?.() ?? "";
-        await this.ops.applyFull(tail ? { ...desired, nft: desired.nft + tail } : desired);
+        if (d) log.info({ replaced: d.replaced }, "the table changes shape; replacing it");
+        let model = desired.model;
+        for (const x of input.external?.() ?? []) model = withElements(model, x.table, x.set, x.elements);
+        await this.ops.applyFull(desired, model === desired.model ? desired.nft : serialize(model));
         kind = "full";
       }
       const seconds = (performance.now() - t1) / 1000;
@@ -209,8 +232,8 @@ export class Reconciler {
 
       this.applied = {
         config: c,
-        structure,
-        update: desired.update,
+        model: desired.model,
+        update,
         routingKey,
         desired,
         health,
@@ -244,23 +267,11 @@ export class Reconciler {
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
       // The kernel may now hold something other than what we last recorded: next time replace it all.
-      if (this.applied) this.applied = { ...this.applied, structure: "" };
+      if (this.applied) this.applied = { ...this.applied, model: null };
       log.error({ err: error.message, reason: reasons.join("; ") }, "reconcile failed; will retry");
       this.scheduleRetry();
       return result("failed", { error });
     }
-  }
-
-  /** The full table with everything healthy, rendered again only when what it depends on changed. */
-  private structureOf(c: Config, facts: Facts, extra: Partial<TableSections> | undefined): string {
-    const key = JSON.stringify([facts, extra ?? null], (_, v: unknown) =>
-      v instanceof Map ? [...(v as Map<unknown, unknown>)] : v,
-    );
-    const memo = this.structureMemo;
-    if (memo && memo.config === c && memo.key === key) return memo.nft;
-    const nft = desiredState(c, allHealthy(c), facts, extra).nft;
-    this.structureMemo = { config: c, key, nft };
-    return nft;
   }
 
   /** The uplink health the kernel reflects now, for names of the current config. */
@@ -278,20 +289,18 @@ export class Reconciler {
     const plan = this.applied?.desired.uplinks;
     if (!plan || !c.uplinks) return [];
     const liveBefore = new Set(prev?.desired.uplinks?.uplinks.filter((u) => u.live).map((u) => u.name));
-    const stickyMaps = plan.rules
-      .filter((r) => r.stickyMs !== undefined)
-      .flatMap((r) => [stickyMap(r, 4), stickyMap(r, 6)]);
+    const sticky = stickyMaps(plan);
     const out: Forgotten[] = [];
     for (const u of plan.uplinks) {
       if (u.live) continue;
       // A first run has seen no transition: never flush what an earlier daemon left established.
       const wentDown = seen !== null && input.probeDown.has(u.name) && !seen.has(u.name);
       const flush = wentDown && c.balance.flush_on_down && !keeping;
-      const purge = liveBefore.has(u.name) && stickyMaps.length > 0;
+      const purge = liveBefore.has(u.name) && sticky.length > 0;
       if (!flush && !purge) continue;
       const f: Forgotten = { uplink: u.name, conntrack: 0, sticky: 0 };
       try {
-        if (purge) f.sticky = await this.ops.purgeSticky(stickyMaps, u.mark, plan.layout.mask);
+        if (purge) f.sticky = await this.ops.purgeSticky(sticky, u.mark, plan.layout.mask);
         if (flush) f.conntrack = await this.ops.flushConntrack(u.mark, plan.layout.mask);
         this.hooks.log.info(
           { uplink: u.name, conntrack: f.conntrack, sticky: f.sticky, reason: "uplink left the split" },

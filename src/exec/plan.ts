@@ -1,7 +1,5 @@
 import type { Config } from "../config/schema.ts";
-import { EXEC_MAP } from "../render/nft-exec.ts";
-import { TABLE_REF } from "../render/nft.ts";
-import { pinChain } from "../render/nft-uplinks.ts";
+import { EXEC_MAP, pinChain, TABLE_REF } from "../nft/names.ts";
 
 /**
  * `nflb exec --via UPLINK -- COMMAND`, the pure part: which chain the command's traffic is sent

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
 import type { Config } from "../config/schema.ts";
-import { EXEC_MAP } from "../render/nft-exec.ts";
+import { EXEC_MAP } from "../nft/names.ts";
 import {
   createCgroup,
   moveProcess,

@@ -1,10 +1,9 @@
 import type { Config } from "../config/schema.ts";
 import { formatHostPort } from "../net/ip.ts";
-import { allHealthy, desiredState } from "../plan/desired.ts";
+import { allHealthy, buildModel, desiredState } from "../plan/desired.ts";
 import { planServices, type BackendState, type ServicesPlan } from "../plan/services.ts";
 import type { BackendHealth, Facts, ServiceHealth } from "../plan/types.ts";
-import { renderServicesUpdate } from "../render/nft-services.ts";
-import { TABLE_REF } from "../render/nft.ts";
+import { diff } from "../nft/diff.ts";
 import { countServiceConnections, deleteBackendFlows } from "../system/conntrack.ts";
 import { nftApply } from "../system/nft.ts";
 import { backendCheckers, type BackendChecker, type BackendCheckerOptions } from "./backend-checker.ts";
@@ -155,12 +154,14 @@ export class ServiceHealthLoop {
     const t0 = performance.now();
     const next = planServices(this.config, this.health(), this.facts());
     if (!next) return;
-    const lines = renderServicesUpdate(next, TABLE_REF, this.current);
-    if (lines.length) {
-      await this.apply(lines.join("\n") + "\n");
+    // Both models hold only the services' objects: their diff touches nothing else in the table.
+    const script = diff(buildModel(null, this.current, undefined), buildModel(null, next, undefined)).script;
+    const lines = script ? script.split("\n").length - 1 : 0;
+    if (script) {
+      await this.apply(script);
       const prev = this.current;
       this.current = next;
-      this.emitApplied("update", t0, lines.length);
+      this.emitApplied("update", t0, lines);
       await this.flushUdp(prev, next);
     } else {
       this.current = next;

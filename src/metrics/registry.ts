@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { LinkBytes } from "../system/linkstats.ts";
 import { formatHostPort, parseHostPort } from "../net/ip.ts";
-import { connCounter } from "../render/nft-uplinks.ts";
+import { connCounter } from "../nft/names.ts";
 
 /** What the metrics read from the daemon at scrape time. */
 export interface MetricsSource {

@@ -1,9 +1,12 @@
-import type { Config } from "../config/schema.ts";
-import { ARP_TABLE_REF, clusterSysctls, planCluster, renderCluster } from "../cluster/render.ts";
-import { renderTable, TABLE_REF, type TableSections } from "../render/nft.ts";
-import { renderUplinks, renderUplinkUpdate } from "../render/nft-uplinks.ts";
-import { renderExec } from "../render/nft-exec.ts";
-import { renderServices, renderServicesUpdate } from "../render/nft-services.ts";
+import type { ClusterConfig, Config } from "../config/schema.ts";
+import { clusterSysctls, planCluster, buildCluster } from "../cluster/render.ts";
+import type { Ruleset } from "../nft/model.ts";
+import { serialize } from "../nft/serialize.ts";
+import { TABLE } from "../nft/names.ts";
+import { buildTable } from "./nft-table.ts";
+import { buildUplinks } from "./nft-uplinks.ts";
+import { buildExec } from "./nft-exec.ts";
+import { buildServices } from "./nft-services.ts";
 import { planRouting, type RoutingPlan } from "./routing.ts";
 import { planSysctls, type SysctlSpec } from "./sysctls.ts";
 import { allUp, planUplinks } from "./uplinks.ts";
@@ -25,13 +28,10 @@ export function allHealthy(c: Config): HealthView {
 export interface Desired {
   uplinks: UplinkPlan | null;
   services: ServicesPlan | null;
-  /** The whole table: replaces whatever `inet nflb` holds, in one transaction. */
-  nft: string;
-  /**
-   * Only the health-dependent maps and decision chains, rewritten in place in one transaction;
-   * valid when the table was built from the same config (same `nft` structure).
-   */
-  update: string;
+  /** Every nft object nflb wants (src/nft/model.ts): the daemon diffs it against what it applied. */
+  model: Ruleset;
+  /** `model` as one script that replaces whatever nflb's tables hold, in one transaction (computed on first use). */
+  readonly nft: string;
   routing: RoutingPlan;
   sysctls: SysctlSpec[];
 }
@@ -43,55 +43,53 @@ export const EMPTY_ROUTING = (c: Config): RoutingPlan => ({
   priorities: { from: c.rule_priority_base, to: c.rule_priority_base + 999 },
 });
 
-export function desiredState(
-  c: Config,
-  health: HealthView,
-  facts: Facts,
-  extra: Partial<TableSections> = {},
-): Desired {
+export function desiredState(c: Config, health: HealthView, facts: Facts): Desired {
   const uplinks = planUplinks(c, health.uplinks, facts);
   const routing = uplinks ? planRouting(uplinks) : EMPTY_ROUTING(c);
   const services = planServices(c, health.services, facts);
-  const svc = services ? renderServices(services) : null;
-  // The cluster filter with no bucket accepted: the agent adds its buckets (with their fence
-  // timeouts) in the same transaction, or later as an element update (src/cluster/render.ts).
-  const cluster = c.cluster ? renderCluster(planCluster(c.cluster)) : null;
-  const sections = [
-    ...(uplinks ? [renderUplinks(uplinks, serviceFamilies(services)), renderExec()] : []),
-    ...(svc ? [svc.section] : []),
-    ...(cluster ? [cluster.section] : []),
-    ...(extra.sections ?? []),
-  ];
-  const dnat = {
-    prerouting: [...(svc?.dnat.prerouting ?? []), ...(extra.dnat?.prerouting ?? [])],
-    output: [...(svc?.dnat.output ?? []), ...(extra.dnat?.output ?? [])],
-  };
-  const nft = renderTable({
-    ...extra,
-    sections,
-    dnat,
-    input: [...(cluster?.input ?? []), ...(extra.input ?? [])],
-    comment: "managed by nflb: edit the config, not this table",
-  });
+  const model = buildModel(uplinks, services, c.cluster);
   const sysctls = planSysctls(c, uplinks ? routing : null);
   for (const s of clusterSysctls(c)) if (!sysctls.some((w) => w.key === s.key)) sysctls.push(s);
-  const updateLines = [
-    ...(uplinks ? renderUplinkUpdate(uplinks, TABLE_REF) : []),
-    ...(services ? renderServicesUpdate(services, TABLE_REF) : []),
-  ];
+  return withScript({ uplinks, services, model, routing, sysctls });
+}
+
+/** `d` with its `nft` script rendered from `d.model` on first use (a diff never needs it). */
+export function withScript(d: Omit<Desired, "nft">): Desired {
+  let script: string | undefined;
   return {
-    uplinks,
-    services,
-    // The ARP rewrite lives in its own `arp nflb` table, replaced in the same transaction; without
-    // one (no cluster, or no IPv4 VIP) a table left by an earlier config goes in that transaction.
-    nft: nft + (cluster?.arpScript || NO_ARP_TABLE),
-    update: updateLines.join("\n") + "\n",
-    routing,
-    sysctls,
+    ...d,
+    get nft() {
+      return (script ??= serialize(d.model));
+    },
   };
 }
 
-const NO_ARP_TABLE = `add table ${ARP_TABLE_REF}\ndelete table ${ARP_TABLE_REF}\n`;
+/** Plans → the model of every table nflb owns. Pure. */
+export function buildModel(
+  uplinks: UplinkPlan | null,
+  services: ServicesPlan | null,
+  clusterConfig: ClusterConfig | undefined,
+): Ruleset {
+  const svc = services ? buildServices(services) : null;
+  // The cluster filter with no bucket accepted: the agent owns the owned set's elements (its
+  // buckets with their fence timeouts), written in the same transaction as a full replace.
+  const cluster = clusterConfig ? buildCluster(planCluster(clusterConfig)) : null;
+  const sections = [
+    ...(uplinks ? [buildUplinks(uplinks, serviceFamilies(services)), buildExec()] : []),
+    ...(svc ? [svc.section] : []),
+    ...(cluster ? [cluster.section] : []),
+  ];
+  const inet = buildTable({
+    sections,
+    dnat: { prerouting: svc?.dnat.prerouting ?? [], output: svc?.dnat.output ?? [] },
+    input: cluster?.input ?? [],
+    comment: "managed by nflb: edit the config, not this table",
+  });
+  // The ARP rewrite lives in its own `arp nflb` table; without one (no cluster, or no IPv4 VIP)
+  // a table left by an earlier config goes in the same transaction.
+  const arp = cluster?.arpTable;
+  return { tables: arp ? [inet, arp] : [inet], absent: arp ? [] : [{ family: "arp", name: TABLE }] };
+}
 
 /** Families that have at least one service (and so a `svc_vips` set). */
 function serviceFamilies(p: ServicesPlan | null): (4 | 6)[] {

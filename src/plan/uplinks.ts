@@ -101,17 +101,30 @@ function planSplit(c: Config, uplinks: PlannedUplink[]): PlannedSplit | null {
   return { method, slots: hashBuckets(configured, liveSet, pool) };
 }
 
-function planRule(r: RuleConfig, id: number, resolve: (names: string[]) => string | null): PlannedRule {
-  const split = (list: string[] | undefined) => {
-    const ps = (list ?? []).map((s) => parsePrefix(s)).filter((p) => !("error" in p)) as {
-      family: 4 | 6;
-      text: string;
-    }[];
-    return {
-      v4: ps.filter((p) => p.family === 4).map((p) => p.text),
-      v6: ps.filter((p) => p.family === 6).map((p) => p.text),
-    };
+/**
+ * A rule's prefixes by family, parsed once per loaded config: the daemon re-plans on every health
+ * change, and 10,000 prefixes cost more to parse than the rest of the plan.
+ */
+const prefixMemo = new WeakMap<readonly string[], { v4: string[]; v6: string[] }>();
+
+function prefixesByFamily(list: string[] | undefined): { v4: string[]; v6: string[] } {
+  if (!list) return { v4: [], v6: [] };
+  const known = prefixMemo.get(list);
+  if (known) return known;
+  const ps = list.map((s) => parsePrefix(s)).filter((p) => !("error" in p)) as {
+    family: 4 | 6;
+    text: string;
+  }[];
+  const out = {
+    v4: ps.filter((p) => p.family === 4).map((p) => p.text),
+    v6: ps.filter((p) => p.family === 6).map((p) => p.text),
   };
+  prefixMemo.set(list, out);
+  return out;
+}
+
+function planRule(r: RuleConfig, id: number, resolve: (names: string[]) => string | null): PlannedRule {
+  const split = prefixesByFamily;
   const dst = split(r.destination);
   const src = split(r.source);
   let target: Target;

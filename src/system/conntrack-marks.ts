@@ -1,6 +1,6 @@
 import { exec } from "./exec.ts";
 import { listJson, nftApply } from "./nft.ts";
-import { FAMILY, TABLE } from "../render/nft-text.ts";
+import { FAMILY, TABLE } from "../nft/names.ts";
 
 /**
  * Forgetting one uplink's connections after it went down: its conntrack entries (selected by

@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
+import { diff } from "../../src/nft/diff.ts";
+import type { Ruleset } from "../../src/nft/model.ts";
 import { allHealthy, desiredState } from "../../src/plan/desired.ts";
 import type { Facts, ServiceHealth } from "../../src/plan/types.ts";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
@@ -48,13 +50,21 @@ describe("services (DNAT balancing) in a lab", { skip, timeout: 180_000 }, () =>
   const lab = new ServiceLab({ backends: BACKENDS, clientSources: SOURCES });
   let facts: Facts = { interfaces: new Map() };
 
+  /** What the kernel holds: updates are the diff from it, as the daemon sends them. */
+  let applied: Ruleset | null = null;
   const apply = async (c: Config, services: ServiceHealth = {}) => {
     const d = desiredState(c, { ...allHealthy(c), services }, facts);
     await lab.nft(d.nft);
+    applied = d.model;
     return d;
   };
-  const update = async (c: Config, services: ServiceHealth) =>
-    lab.nft(desiredState(c, { ...allHealthy(c), services }, facts).update);
+  const update = async (c: Config, services: ServiceHealth) => {
+    const d = desiredState(c, { ...allHealthy(c), services }, facts);
+    if (!applied) throw new Error("update before apply");
+    const script = diff(applied, d.model).script;
+    if (script) await lab.nft(script);
+    applied = d.model;
+  };
   const client = (o: Partial<Parameters<ServiceLab["runClient"]>[0]> & { port: number }) =>
     lab.runClient({ from: "client", dst: L.vip4, timeoutMs: 1000, deadlineMs: 30_000, ...o });
 

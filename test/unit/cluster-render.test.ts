@@ -6,7 +6,7 @@ import {
   clusterSeed,
   clusterSysctls,
   planCluster,
-  renderCluster,
+  buildCluster,
   renderOwnedUpdate,
 } from "../../src/cluster/render.ts";
 import { DaemonClusterHost } from "../../src/cluster/daemon-host.ts";
@@ -14,6 +14,7 @@ import { allHealthy, desiredState } from "../../src/plan/desired.ts";
 import { addrBytes, concatKey, nftJhash, portBytes } from "../../src/nft/ruleset/jhash.ts";
 import { parseAddr } from "../../src/net/ip.ts";
 import { kernelWith, tcp, trace } from "./tracer-support.ts";
+import { objectsText, serialize } from "../../src/nft/serialize.ts";
 
 const cfg = (extra = "") =>
   parseConfig(`version: 1
@@ -123,7 +124,7 @@ describe("cluster rendering", () => {
   });
 
   test("ARP answers for the VIP carry the shared MAC, in a table of their own", () => {
-    const k = kernelWith(renderCluster(p).arpScript);
+    const k = kernelWith(serialize({ tables: [buildCluster(p).arpTable!], absent: [] }));
     const chain = k.ruleset.table("arp", "nflb")?.chains.get("cluster_arp_out");
     assert.equal(chain?.base?.hook, "output");
     const set = chain?.rules[0]?.stmts.find((s) => s.k === "set");
@@ -132,7 +133,7 @@ describe("cluster rendering", () => {
     const v6only = planCluster(
       parseConfig("version: 1\ncluster: { name: x, node: a, vip: '2001:db8::2', interface: eth0 }").cluster!,
     );
-    assert.equal(renderCluster(v6only).arpScript, "");
+    assert.equal(buildCluster(v6only).arpTable, null);
   });
 
   test("owned buckets carry their fence as an element timeout", () => {
@@ -148,7 +149,7 @@ describe("cluster rendering", () => {
     );
     k.apply(renderOwnedUpdate({ buckets: [3], timeoutMs: 0 }));
     assert.equal(owned && k.ruleset.table("inet", "nflb")?.sets.get("cluster_owned")?.elements.length, 0);
-    const fenced = renderCluster(p, { buckets: [1, 5], timeoutMs: 1666.6 }).section.body.join("\n");
+    const fenced = objectsText(buildCluster(p, { buckets: [1, 5], timeoutMs: 1666.6 }).section.objects);
     assert.ok(fenced.includes("1 timeout 1667ms, 5 timeout 1667ms"));
   });
 
@@ -204,7 +205,7 @@ describe("cluster in the whole data plane", () => {
       () => now,
       (script) => Promise.resolve(applied.push(script)),
     );
-    assert.equal(host.fullTail(), "");
+    assert.deepEqual(host.ownedElements(), []);
     await host.setOwned({ buckets: [3, 7], timeoutMs: 2000 });
     const k = kernelWith(desiredState(c, allHealthy(c), { interfaces: new Map() }).nft, applied[0] ?? "");
     const owned = () => k.ruleset.table("inet", "nflb")?.sets.get("cluster_owned")?.elements;
@@ -216,15 +217,12 @@ describe("cluster in the whole data plane", () => {
       ],
     );
     now += 1500;
-    k.apply(desiredState(c, allHealthy(c), { interfaces: new Map() }).nft + host.fullTail());
-    assert.deepEqual(
-      owned()?.map((e) => [e.key[0]?.lo, e.timeoutMs]),
-      [
-        [3n, 500],
-        [7n, 500],
-      ],
-    );
+    // A full replace now writes what is left of each fence into the model's owned set.
+    assert.deepEqual(host.ownedElements(), [
+      { key: "3", timeout: "500ms" },
+      { key: "7", timeout: "500ms" },
+    ]);
     now += 600;
-    assert.equal(host.fullTail(), "", "a lapsed fence is not renewed by a re-apply");
+    assert.deepEqual(host.ownedElements(), [], "a lapsed fence is not renewed by a re-apply");
   });
 });

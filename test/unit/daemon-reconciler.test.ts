@@ -32,9 +32,9 @@ function fakeOps(opts: { failNft?: () => boolean; gate?: Promise<void>; tableMis
   const calls: Call[] = [];
   const ops: DataplaneOps = {
     readFacts: async () => facts,
-    applyFull: async (d: Desired) => {
+    applyFull: async (d: Desired, nftScript?: string) => {
       await opts.gate;
-      calls.push({ op: "full", arg: d });
+      calls.push({ op: "full", arg: { d, nftScript } });
     },
     applyNft: async (s: string) => {
       await opts.gate;
@@ -114,9 +114,31 @@ test("a health change is an in-place update, then the dead uplink's conntrack an
   assert.equal(s.calls[2]?.arg, "rule_0_sticky4,rule_0_sticky6@100");
   assert.equal(s.calls[3]?.arg, "100/ff00");
   assert.deepEqual(res.forgotten, [{ uplink: "isp1", conntrack: 7, sticky: 2 }]);
-  const script = String(s.calls[0]?.arg);
-  assert.match(script, /^flush map inet nflb split$/m);
-  assert.doesNotMatch(script, /up_isp1_pin/);
+  // Only what changed: the split (3:1:1 → 1:1), the balance rule's modulus and the live-uplink
+  // map; the rule's target (balance), the sticky maps and everything else stay.
+  assert.equal(
+    String(s.calls[0]?.arg),
+    [
+      "flush chain inet nflb balance",
+      "add rule inet nflb balance numgen random mod 2 vmap @split",
+      "flush map inet nflb split",
+      // Deleting one element would make nft 1.0.6 read back every interval set of the table
+      // (here more elements than sticky_live holds): writing sticky_live again costs less.
+      "flush map inet nflb sticky_live",
+      "table inet nflb {",
+      "\tmap split {",
+      "\t\ttypeof numgen random mod 1 : verdict",
+      "\t\tflags interval",
+      "\t\telements = { 0 : goto up_isp2_pin, 1 : goto up_isp3_pin }",
+      "\t}",
+      "\tmap sticky_live {",
+      "\t\ttypeof ct mark : verdict",
+      "\t\telements = { 0x00000200 : goto up_isp2_pin, 0x00000300 : goto up_isp3_pin }",
+      "\t}",
+      "}",
+      "",
+    ].join("\n"),
+  );
   assert.deepEqual(s.applies, ["full", "update"]);
   assert.deepEqual(Object.fromEntries(sharesOf(s.r.last?.desired)), { isp1: 0, isp2: 0.5, isp3: 0.5 });
 });
@@ -162,14 +184,14 @@ test("every uplink down: the last data plane is kept, and said so once", async (
   await s.r.reconcile("start");
   s.set(health(cfg, ["isp1", "isp2"]));
   await s.r.reconcile("isp1, isp2 down");
-  const before = s.r.last?.update;
+  const before = s.r.last?.model;
   s.calls.length = 0;
   s.set(health(cfg, ["isp1", "isp2", "isp3"]));
   const res = await s.r.reconcile("isp3 down");
   assert.equal(res.action, "none");
   assert.equal(res.keeping, true);
   assert.deepEqual(s.calls, [], "no apply, no flush");
-  assert.equal(s.r.last?.update, before);
+  assert.deepEqual(s.r.last?.model, before);
   await s.r.reconcile("still down");
   assert.deepEqual(s.keeping, [true]);
   // isp3 comes back: balancing over it alone; isp3 was never flushed while it was the last one.
@@ -224,21 +246,31 @@ test("a failed update is retried as a full replace", async () => {
   await s.r.close();
 });
 
-test("a full replace appends the tail computed at that moment; an exclusive section never overlaps a run", async () => {
+test("a full replace writes the external elements of that moment; an exclusive section never overlaps a run", async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const f = fakeOps({ gate });
-  let tail = "flush set inet nflb cluster_owned\n";
-  const r = new Reconciler(() => ({ ...health(cfg), fullTail: () => tail }), f.ops, { log: silentLog });
+  // `exec_via` stands for any set another writer owns (the cluster's buckets are the daemon's).
+  let elements = [{ key: '"nflb-exec-1"', value: "goto up_isp1_pin" }];
+  const external = () => [{ table: "inet nflb", set: "exec_via", elements }];
+  const r = new Reconciler(() => ({ ...health(cfg), external }), f.ops, { log: silentLog });
   const run = r.reconcile("start");
   const order: string[] = [];
   const ex = r.exclusive(async () => {
     order.push(`exclusive after ${f.calls.length} apply`);
-    tail = "";
+    elements = [];
   });
   release();
   await Promise.all([run, ex]);
   assert.deepEqual(order, ["exclusive after 1 apply"]);
-  const full = f.calls[0]?.arg as Desired;
-  assert.ok(full.nft.endsWith("flush set inet nflb cluster_owned\n"), "tail appended to the full script");
+  const full = f.calls[0]?.arg as { d: Desired; nftScript: string };
+  assert.match(full.nftScript, /^add table inet nflb\ndelete table inet nflb\n/);
+  assert.match(
+    full.nftScript,
+    /\tmap exec_via \{\n.*\n\t\telements = \{ "nflb-exec-1" : goto up_isp1_pin \}/,
+  );
+  // A later health change is a diff: the external elements are not the reconciler's to touch.
+  f.calls.length = 0;
+  await r.reconcile("again");
+  assert.deepEqual(f.calls, []);
 });

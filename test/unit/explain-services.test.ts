@@ -11,7 +11,8 @@ import { addrBytes, concatKey, nftJhash, portBytes } from "../../src/nft/ruleset
 import { parseAddr } from "../../src/net/ip.ts";
 import { allHealthy, desiredState, type HealthView } from "../../src/plan/desired.ts";
 import { planServices } from "../../src/plan/services.ts";
-import { planCluster, renderCluster } from "../../src/cluster/render.ts";
+import { planCluster, buildCluster } from "../../src/cluster/render.ts";
+import { objectsText } from "../../src/nft/serialize.ts";
 
 const noFacts = { interfaces: new Map() };
 
@@ -119,7 +120,7 @@ cluster: { name: web, node: node-a, vip: 192.0.2.2, interface: eth0, buckets: 10
     const c = cfg("source");
     const p = planCluster(c.cluster!);
     assert.match(
-      renderCluster(p).section.body.join("\n"),
+      objectsText(buildCluster(p).section.objects),
       new RegExp(`mod 100 seed 0x${p.seed.toString(16).padStart(8, "0")}`),
     );
     for (const src of ["198.51.100.7", "198.51.100.8", "203.0.113.99"]) {

@@ -5,6 +5,7 @@ import { desiredState, allHealthy } from "../../src/plan/desired.ts";
 import { planUplinks } from "../../src/plan/uplinks.ts";
 import { renderRouting } from "../../src/render/routes.ts";
 import { diffRouting, isEmptyDiff } from "../../src/apply/diff-routing.ts";
+import { diff } from "../../src/nft/diff.ts";
 import type { Facts } from "../../src/plan/types.ts";
 import { kernelWith, tcp, trace, traceAll, udp, type Packet } from "./tracer-support.ts";
 
@@ -105,8 +106,10 @@ test("the nft ruleset: rules by destination and port, marks only inside the mask
     rotation.map((t) => p?.uplinks.find((u) => u.mark === t.mark)?.name),
     p?.split?.slots,
   );
-  // The in-place update loads on top of the table (its references all resolve).
-  k.apply(d.update);
+  // A health change (isp1 down) as the daemon writes it loads on top (its references all resolve).
+  const h = allHealthy(cfg);
+  h.uplinks.isp1 = { up: false };
+  k.apply(diff(d.model, desiredState(cfg, h, facts).model).script);
 });
 
 test("routing: suppress main default, fwmark + from rules per uplink, primary default table", () => {

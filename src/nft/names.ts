@@ -1,0 +1,74 @@
+/**
+ * Every name nflb gives an nftables object, in one place (docs/DATAPLANE.md lists them with what
+ * they do). Names built from user input are prefixed, so no uplink or service name can collide
+ * with an nft keyword or with another kind of object.
+ */
+
+export const TABLE = "nflb";
+export const FAMILY = "inet";
+export const TABLE_REF = `${FAMILY} ${TABLE}`;
+/** The cluster's ARP rewrite lives in a table of its own (the inet family cannot see ARP). */
+export const ARP_TABLE_REF = `arp ${TABLE}`;
+
+/** Base chains of `inet nflb`. */
+export const BASE_CHAINS = {
+  prerouting: "prerouting",
+  output: "output",
+  prerouting_dnat: "prerouting_dnat",
+  output_dnat: "output_dnat",
+  postrouting_nat: "postrouting_nat",
+  input_filter: "input_filter",
+  svc_bytes: "svc_bytes",
+  cluster_pre: "cluster_pre",
+} as const;
+
+// Uplinks (src/plan/nft-uplinks.ts).
+export const UPLINK_IFACES = "uplink_ifaces";
+export const BALANCE_FROM = "balance_from";
+export const balanceSources = (fam: 4 | 6) => `balance_src${fam}`;
+export const RESTORE_MARK = "restore_mark";
+export const INBOUND = "inbound";
+export const EGRESS = "egress";
+export const SPLIT = "split";
+export const STICKY_LIVE = "sticky_live";
+export const MAIN_MARK = "main_mark";
+export const MAIN_PIN = "main_pin";
+export const BALANCE = "balance";
+export const DECIDE = "decide";
+export const pinChain = (u: string) => `up_${u}_pin`;
+export const markChain = (u: string) => `up_${u}_mark`;
+export const egressChain = (u: string) => `up_${u}_egress`;
+/** Named counter of an uplink's new connections (nflb_uplink_connections_total). */
+export const connCounter = (u: string) => `up_${u}_conns`;
+export const ruleChain = (id: number) => `rule_${id}`;
+export const ruleTargetChain = (id: number) => `rule_${id}_via`;
+export const ruleSet = (id: number, what: "dst" | "src", fam: 4 | 6) => `rule_${id}_${what}${fam}`;
+export const stickyMap = (id: number, fam: 4 | 6) => `rule_${id}_sticky${fam}`;
+
+// `nflb exec --via` (src/plan/nft-exec.ts).
+export const EXEC_MAP = "exec_via";
+
+// Services (src/plan/nft-services.ts).
+export const serviceChain = (s: string) => `svc_${s}`;
+export const slotsMap = (s: string) => `svc_${s}_slots`;
+/** Chain and named counter of one backend (the counter counts new connections sent to it). */
+export const backendChain = (s: string, index: number) => `svc_${s}_b${index}`;
+export const backendCounter = backendChain;
+/** Named counters of the bytes sent to a backend and received from it. */
+export const backendBytesCounters = (s: string, index: number) => ({
+  to: `${backendChain(s, index)}_to`,
+  from: `${backendChain(s, index)}_from`,
+});
+export const SVC_BYTES = {
+  to: { 4: "svc_bytes_to4", 6: "svc_bytes_to6" },
+  from: { 4: "svc_bytes_from4", 6: "svc_bytes_from6" },
+} as const;
+export const SVC_DISPATCH = { 4: "svc_dispatch4", 6: "svc_dispatch6" } as const;
+export const SVC_SNAT = { 4: "svc_snat4", 6: "svc_snat6" } as const;
+export const SVC_VIPS = { 4: "svc_vips4", 6: "svc_vips6" } as const;
+export const SVC_HAIRPIN = "svc_hairpin";
+
+// Cluster (src/cluster/render.ts).
+export const OWNED_SET = "cluster_owned";
+export const CLUSTER_IN = "cluster_in";
+export const CLUSTER_ARP_OUT = "cluster_arp_out";
