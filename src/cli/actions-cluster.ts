@@ -1,6 +1,5 @@
 import { loadConfig } from "../config/load.ts";
-import { clusterPrefix, parseView } from "../cluster/keys.ts";
-import { bucketsOf } from "../cluster/ownership.ts";
+import { clusterPrefix, memberRows, parseView } from "../cluster/keys.ts";
 import { clusterEtcdClient, readPushPublicKey, readPushSigningKey } from "../cluster/secrets.ts";
 import { pushConfig, sharedDocument, validateShared } from "../cluster/shared-config.ts";
 import { signConfig, verifyConfig } from "../cluster/signing.ts";
@@ -49,16 +48,7 @@ export async function status(o: ClusterOpts): Promise<void> {
   const { cl, etcd } = await clusterOf(o.config);
   const r = await etcd.rangePrefix(clusterPrefix(cl.name));
   const v = parseView(cl.name, r.revision, r.kvs);
-  const members = [...v.members.values()]
-    .sort((a, b) => (a.node < b.node ? -1 : 1))
-    .map((m) => ({
-      node: m.node,
-      address: m.address,
-      buckets: v.holds.get(m.node)?.size ?? 0,
-      target: bucketsOf(v.assignment, m.node).length,
-      config_version: m.config_version,
-      config_error: m.config_error,
-    }));
+  const members = memberRows(v);
   const status = {
     cluster: cl.name,
     buckets: cl.buckets,

@@ -21,6 +21,7 @@ import {
   membersPrefix,
   paramsKey,
   parseParams,
+  memberRows,
   parseView,
   sameParams,
   type ClusterParams,
@@ -219,16 +220,10 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
   snapshot(): ClusterSnapshot {
     const v = this.view;
     const members = v
-      ? [...v.members.values()]
-          .sort((a, b) => (a.node < b.node ? -1 : 1))
-          .map((m) => ({
-            node: m.node,
-            address: m.address,
-            buckets: v.holds.get(m.node)?.size ?? 0,
-            target: bucketsOf(v.assignment, m.node).length,
-            config_version: m.config_version,
-            config_error: m.config_error ? `v${m.config_error.version}: ${m.config_error.message}` : null,
-          }))
+      ? memberRows(v).map((m) => ({
+          ...m,
+          config_error: m.config_error ? `v${m.config_error.version}: ${m.config_error.message}` : null,
+        }))
       : [];
     const live = this.now() < this.kernelUntil;
     return {

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { KeyValue } from "../system/etcd.ts";
-import type { Assignment } from "./ownership.ts";
+import { bucketsOf, type Assignment } from "./ownership.ts";
 
 /**
  * The cluster's keys in etcd, all under one prefix per cluster name:
@@ -120,4 +120,18 @@ export function parseView(name: string, revision: number, kvs: readonly KeyValue
     }
   }
   return view;
+}
+
+/** Each member as `nflb cluster status` and the daemon's status show it, sorted by node name. */
+export function memberRows(v: ClusterView) {
+  return [...v.members.values()]
+    .sort((a, b) => (a.node < b.node ? -1 : 1))
+    .map((m) => ({
+      node: m.node,
+      address: m.address,
+      buckets: v.holds.get(m.node)?.size ?? 0,
+      target: bucketsOf(v.assignment, m.node).length,
+      config_version: m.config_version,
+      config_error: m.config_error,
+    }));
 }

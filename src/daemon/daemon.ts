@@ -465,16 +465,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     const state = this.backendStateNow(service, address);
     if (changed) {
       const reason = `${action === "drain" ? "drained" : action === "maint" ? "put in maint" : "enabled"} through the API`;
-      this.log.info({ service, backend: address, state, reason }, `backend ${service}/${address} ${action}`);
-      this.publish({
-        kind: "backend",
-        name: `${service}/${address}`,
-        service,
-        backend: address,
-        state,
-        reason,
-      });
-      await this.saveOverrides();
+      await this.announceOverride(service, address, state, reason, {}, action);
     }
     const r = await this.reconciler.reconcile(`api: ${action} backend ${service}/${address}`);
     return this.actionResult(r, { service, backend: address, state, changed });
@@ -490,22 +481,15 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     const changed = m.get(address) !== weight;
     m.set(address, weight);
     const state = this.backendStateNow(service, address);
-    if (changed) {
-      const reason = `weight ${weight} set through the API`;
-      this.log.info(
-        { service, backend: address, state, weight, reason },
-        `backend ${service}/${address} weight ${weight}`,
-      );
-      this.publish({
-        kind: "backend",
-        name: `${service}/${address}`,
+    if (changed)
+      await this.announceOverride(
         service,
-        backend: address,
+        address,
         state,
-        reason,
-      });
-      await this.saveOverrides();
-    }
+        `weight ${weight} set through the API`,
+        { weight },
+        `weight ${weight}`,
+      );
     const r = await this.reconciler.reconcile(`api: weight ${weight} for backend ${service}/${address}`);
     return this.actionResult(r, { service, backend: address, state, weight, changed });
   }
@@ -529,6 +513,30 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       this.model.backendObs.get(service)?.get(address),
       this.model.overrides,
     );
+  }
+
+  /** An operator's change to a backend: logged, published as an event, and kept across restarts. */
+  private async announceOverride(
+    service: string,
+    address: string,
+    state: string,
+    reason: string,
+    fields: Record<string, unknown>,
+    what: string,
+  ): Promise<void> {
+    this.log.info(
+      { service, backend: address, state, ...fields, reason },
+      `backend ${service}/${address} ${what}`,
+    );
+    this.publish({
+      kind: "backend",
+      name: `${service}/${address}`,
+      service,
+      backend: address,
+      state,
+      reason,
+    });
+    await this.saveOverrides();
   }
 
   /** Keep the operator's overrides across a restart; a failed write is logged, the change stands. */
