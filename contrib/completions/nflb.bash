@@ -37,7 +37,7 @@ _nflb() {
   local verb=${words[1]} sub=${words[2]:-} opts=""
   case $verb in
     check) opts="$common --offline --json" ;;
-    plan) opts="$common --offline --json" ;;
+    plan) opts="$common --offline --json --diff" ;;
     apply | down) opts="$common --json" ;;
     run) opts="$common --api --node" ;;
     reload) opts="$common --api --timeout --json" ;;

@@ -1,7 +1,7 @@
 import { applyDesired } from "../apply/dataplane.ts";
 import { down as takeDown } from "../apply/down.ts";
 import { loadConfig } from "../config/load.ts";
-import { allHealthy, desiredState } from "../plan/desired.ts";
+import { allHealthy, desiredState, type Desired } from "../plan/desired.ts";
 import { renderRouting } from "../render/routes.ts";
 import { withStateLock } from "../system/lock.ts";
 import { checkWarnings, formatWarning } from "../config/warnings.ts";
@@ -30,9 +30,10 @@ export async function check(o: CheckOpts): Promise<void> {
   say(`${o.config}: valid (${parts.join(", ")})`);
 }
 
-export async function plan(o: CheckOpts): Promise<void> {
+export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
   const { loaded, facts } = await loadChecked(o.config, { offline: o.offline === true });
   const want = desiredState(loaded.config, allHealthy(loaded.config), facts);
+  if (o.diff) return planDiff(o, want);
   const routing = renderRouting(want.routing);
   const sysctls = want.sysctls.map((s) => ({ key: s.key.replaceAll("/", "."), value: s.value, why: s.why }));
   if (o.json)
@@ -73,4 +74,55 @@ export async function down(o: DownOpts): Promise<void> {
   const done = await takeDown(c ? { tableBase: c.table_base, ruleBase: c.rule_priority_base } : {});
   if (o.json) return printJson({ ok: true, done });
   say(done.map((d) => `  ${d}`).join("\n") + "\nnflb is down");
+}
+
+/**
+ * `plan --diff`: what `apply` would change in the live kernel, object by object. nft: the kernel's
+ * tables and the ones apply would install, both parsed by the same parser (src/nft/ruleset), so
+ * only real differences show; elements nflb does not own (sticky maps, cluster buckets, exec
+ * entries) are left out. Routing: nflb's tagged rules and routes against the plan, as apply
+ * computes them. Sysctls: the current values against the wanted ones.
+ */
+async function planDiff(o: CheckOpts, want: Desired): Promise<void> {
+  const [{ listTableText }, { parseRuleset }, { compareRulesets }, routing, { readSysctl }] =
+    await Promise.all([
+      import("../system/nft.ts"),
+      import("../nft/ruleset/fake.ts"),
+      import("../nft/ruleset/compare.ts"),
+      import("../apply/routing-batch.ts"),
+      import("../system/sysctl.ts"),
+    ]);
+  const { diffOps, diffRouting } = await import("../apply/diff-routing.ts");
+  const { opLine } = await import("../render/routes.ts");
+  const { systemIp } = await import("../system/iproute.ts");
+  const live = (await Promise.all(want.model.tables.map((t) => listTableText(t.family, t.name))))
+    .filter((t): t is string => t !== null)
+    .join("\n");
+  const foreign = new Set(
+    want.model.tables.flatMap((t) =>
+      t.objects
+        .filter((x) => x.kind !== "counter" && x.kind !== "chain" && (x.owner ?? "model") !== "model")
+        .map((x) => `${t.family} ${t.name}|${x.name}`),
+    ),
+  );
+  const nft = compareRulesets(parseRuleset(live), parseRuleset(want.nft), {
+    foreignElements: (table, set) => foreign.has(`${table}|${set}`),
+  });
+  const before = await routing.readOwned(systemIp, want.routing);
+  const ops = diffOps(diffRouting(want.routing, before), before).map(
+    (op) => `ip -${"rule" in op ? op.rule.family : op.route.family} ${opLine(op)}`,
+  );
+  const sysctls: { key: string; from: string | null; to: string }[] = [];
+  for (const s of want.sysctls) {
+    const cur = await readSysctl(s.key);
+    if (cur !== s.value) sysctls.push({ key: s.key.replaceAll("/", "."), from: cur, to: s.value });
+  }
+  const same = !nft.length && !ops.length && !sysctls.length;
+  if (o.json) return printJson({ ok: true, same, nft, routing: ops, sysctls });
+  if (same) return say("the kernel holds what apply would install: nothing to change");
+  const out = [`# nftables (${nft.length} difference(s); + apply adds, - apply removes, ~ apply changes)`];
+  out.push(...nft.map((c) => `${c.op} ${c.object}: ${c.detail}`));
+  out.push("", `# policy routing (${ops.length} op(s))`, ...ops, "", `# sysctls (${sysctls.length})`);
+  out.push(...sysctls.map((s) => `${s.key}: ${s.from ?? "(unset)"} → ${s.to}`));
+  say(out.join("\n"));
 }

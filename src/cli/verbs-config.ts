@@ -34,9 +34,16 @@ export function registerConfigVerbs(program: Command): void {
     )
     .addOption(configOption())
     .option("--offline", "plan without reading this host's interfaces")
+    .option(
+      "--diff",
+      "show only what apply would change in the live kernel (nft objects and elements, ip rules and routes, sysctls)",
+    )
     .addOption(jsonOption())
-    .addHelpText("after", `\nExample:\n  nflb plan -c /etc/nflb/nflb.yaml | less\n\n${EXIT_HELP.common}`)
-    .action(async (o: CheckOpts) => (await import("./actions-config.ts")).plan(o));
+    .addHelpText(
+      "after",
+      `\nExamples:\n  nflb plan -c /etc/nflb/nflb.yaml | less\n  nflb plan --diff       # after a hand edit, or before an apply: what would change\n\n${EXIT_HELP.common}`,
+    )
+    .action(async (o: CheckOpts & { diff?: boolean }) => (await import("./actions-config.ts")).plan(o));
 
   program
     .command("apply")

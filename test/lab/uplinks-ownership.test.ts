@@ -186,6 +186,35 @@ uplinks:
   });
 
   test(
+    "plan --diff names a hand-edited map element and a deleted rule; nothing after apply",
+    { timeout: 60_000 },
+    async () => {
+      const file = good();
+      await nflbOk(lab, "router", ["apply", "-c", file]);
+      const same = JSON.parse(await nflbOk(lab, "router", ["plan", "--diff", "--json", "-c", file])) as {
+        same: boolean;
+      };
+      assert.equal(same.same, true, "right after apply the kernel holds what apply would install");
+      // By hand: slot 0 of the split sent to isp2 instead of isp1, and isp2's fwmark rule deleted.
+      const split = await lab.run("router", ["nft", "list", "map", "inet", "nflb", "split"]);
+      assert.match(split, /\b0(-\d+)? : goto up_isp1_pin/, split);
+      await lab.run("router", ["nft", "delete", "element", "inet", "nflb", "split", "{ 0 }"]);
+      await lab.run("router", ["nft", "add", "element", "inet", "nflb", "split", "{ 0 : goto up_isp2_pin }"]);
+      await lab.run("router", ["ip", "-4", "rule", "del", "priority", "10011"]);
+      const text = await nflbOk(lab, "router", ["plan", "--diff", "-c", file]);
+      assert.match(
+        text,
+        /~ map inet nflb split: element 0 : goto up_isp2_pin, wanted : goto up_isp1_pin/,
+        text,
+      );
+      assert.match(text, /ip -4 rule add priority 10011 fwmark 0x200\/0xff00 lookup 202 protocol 110/, text);
+      await nflbOk(lab, "router", ["apply", "-c", file]);
+      assert.match(await nflbOk(lab, "router", ["plan", "--diff", "-c", file]), /nothing to change/);
+      await nflbOk(lab, "router", ["down"]);
+    },
+  );
+
+  test(
     "down without a state file removes only nflb's tagged rules and routes; other tools' survive",
     { timeout: 60_000 },
     async () => {
