@@ -1,6 +1,7 @@
 // Packet-path cost: new TCP connections per second from a client through a router to a server
 // behind N uplinks, comparing in the same run
-//   plain forwarding | one-link nft masquerade | nflb (random, masquerade) | the seeds' iptables nth recipe
+//   plain forwarding | one-link nft masquerade | nflb (random, masquerade) | the bare numgen map design
+//   | the seeds' iptables nth recipe
 // for N = 2, 8, 32. Every configuration has its own router namespace, installed once, side by side
 // between one client and one upstream namespace; one client process then interleaves short
 // measurements over all of them (A B C … then … C B A, ROUNDS times), and each figure is also
@@ -60,6 +61,7 @@ const SPECS: RouterConfigSpec[] = [
   { kind: "masq1", uplinks: 1 },
   ...NS.flatMap((n): RouterConfigSpec[] => [
     { kind: "nflb", uplinks: n },
+    { kind: "numgen", uplinks: n },
     { kind: "iptables", uplinks: n },
   ]),
 ];
@@ -165,6 +167,20 @@ await withBenchNet(async (net) => {
     ];
   });
 
+  // nflb against its references, round by round (the same round's measurements are next to each other).
+  const rateOf = (i: number, round: number) =>
+    samples.find((s) => s.target === i && s.round === round)?.perSecond ?? NaN;
+  const versus = (a: number, b: number) => {
+    const rs = summarize(samples.filter((s) => s.target === a).map((s) => s.perSecond / rateOf(b, s.round)));
+    return `${rs.median.toFixed(3)} (${rs.min.toFixed(3)}–${rs.max.toFixed(3)})`;
+  };
+  const masq = SPECS.findIndex((s) => s.kind === "masq1");
+  const paired = NS.map((n) => {
+    const nflb = SPECS.findIndex((s) => s.kind === "nflb" && s.uplinks === n);
+    const ng = SPECS.findIndex((s) => s.kind === "numgen" && s.uplinks === n);
+    return [String(n), versus(nflb, ng), versus(nflb, masq)];
+  });
+
   const iptVersion = (await exec(["iptables", "--version"])).stdout.trim();
   say(`### Packet path: new TCP connections per second through the router`);
   say();
@@ -189,6 +205,10 @@ await withBenchNet(async (net) => {
       rows,
     ),
   );
+  say();
+  say("nflb's rate over a reference's in the same round, median (min–max) of the per-round ratios:");
+  say();
+  say(markdownTable(["uplinks", "nflb / bare numgen map", "nflb / one-link masquerade"], paired));
   say();
   say(`${loadLine()} at end; whole run ${((performance.now() - started) / 1000).toFixed(0)} s.`);
 });

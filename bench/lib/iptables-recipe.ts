@@ -32,6 +32,9 @@ export function iptablesRestoreInput(uplinks: readonly BenchUplink[], lanIf: str
   return [...mangle, ...nat].join("\n") + "\n";
 }
 
+/** The mark (and so the fwmark rule) of link k. */
+export const recipeMark = (k: number): number => MARK_BASE + k;
+
 export function recipeRoutingUp(uplinks: readonly BenchUplink[]): string[] {
   return uplinks.flatMap((u, k) => [
     `route add default via ${u.gateway} dev ${u.iface} table ${TABLE_BASE + k}`,

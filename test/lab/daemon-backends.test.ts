@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { StatusJson } from "../../src/daemon/status.ts";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
-import type { TrackedProcess } from "../../src/lab/processes.ts";
+import { spawnTracked, type TrackedProcess } from "../../src/lab/processes.ts";
 import { SERVICE_LAB as L, ServiceLab, backendAddress } from "../../src/lab/service-lab.ts";
 import { NFLB, STATE_DIR, nflb } from "./support/nflb.ts";
 
@@ -93,6 +93,54 @@ services:
         await lab.destroy();
       },
       { timeout: 60_000 },
+    );
+
+    test(
+      "a drain is an element update of its service, never a table, chain or set replace (nft monitor)",
+      { timeout: 60_000 },
+      async () => {
+        const monitor = spawnTracked(["nft", "monitor"], { netns: lab.netns("lb") });
+        try {
+          await sleep(300);
+          const d = await cli(["backend", "drain", "web", b1]);
+          assert.equal(d.code, 0, d.stderr);
+          assert.deepEqual(await spread(), { b2: 12 }, "no new connection to a drained backend");
+          await sleep(300);
+        } finally {
+          await monitor.stop();
+        }
+        const events = monitor.stdout().split("\n").filter(Boolean);
+        const nflb = events.filter((l) => / inet nflb /.test(l));
+        const all = nflb.join("\n");
+        // Seen on nft 1.0.6: the dispatch rule's modulus (delete + add rule in svc_web), the slot
+        // map declared again (a no-op `add map`) and its new elements; the flush prints nothing.
+        assert.ok(
+          nflb.some((l) => /^add element inet nflb svc_web_slots /.test(l)),
+          `the drain reached the kernel as slot-map elements:\n${events.join("\n")}`,
+        );
+        // Nothing deleted or created anew; a map the diff declares again to add its elements is
+        // a no-op the kernel still reports as `add map`, so only the service's own may show.
+        const replaced = nflb.filter(
+          (l) =>
+            /^delete (table|chain|set|map|flowtable) /.test(l) || /^add (table|chain|flowtable) /.test(l),
+        );
+        assert.deepEqual(replaced, [], `no table, chain, set or map was deleted or created:\n${all}`);
+        const touched = new Set(
+          nflb.flatMap((l) => /^(?:add|delete) (?:set|map|element|rule) inet nflb (\S+)/.exec(l)?.[1] ?? []),
+        );
+        assert.ok(
+          [...touched].every((name) => name === "svc_web" || name.startsWith("svc_web_")),
+          `only the service's objects changed (${[...touched].join(", ")}):\n${all}`,
+        );
+        assert.ok(
+          nflb.every((l) => /^(add|delete) (set|map|element|rule) /.test(l)),
+          `only elements and rules:\n${all}`,
+        );
+
+        const en = await cli(["backend", "enable", "web", b1]);
+        assert.equal(en.code, 0, en.stderr);
+        assert.deepEqual(await spread(), { b1: 6, b2: 6 });
+      },
     );
 
     test(
