@@ -152,7 +152,21 @@ export class MonitorSet {
     // Only the cluster's identity restarts the agent; it follows other changes (a pushed config,
     // a reload) itself, keeping its lease and buckets.
     const cl = c.cluster;
-    const clusterKey = cl ? JSON.stringify([cl.name, cl.node, cl.buckets, cl.hash, cl.etcd]) : null;
+    // The agent reads its identity, etcd endpoints, credentials and keys when it starts: a reload
+    // that changes any of them starts a new agent (a pushed config cannot: they are node-local).
+    const clusterKey = cl
+      ? JSON.stringify([
+          cl.name,
+          cl.node,
+          cl.buckets,
+          cl.hash,
+          cl.etcd,
+          cl.etcd_tls,
+          cl.etcd_auth,
+          cl.key_file,
+          cl.push_public_key,
+        ])
+      : null;
     if (this.cluster && this.cluster.key !== clusterKey) {
       stops.push(Promise.resolve(this.cluster.monitor.stop()));
       this.cluster = null;
