@@ -1,6 +1,7 @@
 import { applyDesired, applyRoutingOnly } from "../apply/dataplane.ts";
 import { FAMILY, TABLE } from "../nft/names.ts";
 import { deleteConntrackByMark, purgeStickyMark } from "../system/conntrack-marks.ts";
+import { deleteBackendFlows } from "../system/conntrack.ts";
 import { readInterfaces } from "../system/iproute.ts";
 import { nftApply, readCounters, tableExists } from "../system/nft.ts";
 import type { DataplaneOps } from "./reconciler.ts";
@@ -18,6 +19,7 @@ export const kernelOps: DataplaneOps = {
   tableExists: () => tableExists(FAMILY, TABLE),
   flushConntrack: deleteConntrackByMark,
   purgeSticky: purgeStickyMark,
+  deleteBackendFlows: (f, to) => deleteBackendFlows(f, to),
 };
 
 export const readNflbCounters = () => readCounters(FAMILY, TABLE);

@@ -1,3 +1,4 @@
+import { udpBackendsGoneDown, type PinnedFlows, type ServicesPlan } from "../plan/services.ts";
 import type { Config } from "../config/schema.ts";
 import { desiredState, type Desired, type HealthView } from "../plan/desired.ts";
 import type { Facts, Health } from "../plan/types.ts";
@@ -44,6 +45,8 @@ export interface DataplaneOps {
   tableExists(): Promise<boolean>;
   flushConntrack(mark: number, mask: number): Promise<number>;
   purgeSticky(maps: string[], mark: number, mask: number): Promise<number>;
+  /** Delete a UDP service's conntrack entries pinned to one backend; how many went. */
+  deleteBackendFlows?(f: PinnedFlows["flows"], to: PinnedFlows["to"]): Promise<number>;
 }
 
 export interface Applied {
@@ -263,6 +266,7 @@ export class Reconciler {
       }
       // Only after the new split is in place: connections of a dead uplink re-choose among live ones.
       const forgotten = await this.forget(prev, input, keeping);
+      await this.forgetUdpFlows(prev?.desired.services ?? null, desired.services);
       return result(kind ?? "none", { forgotten });
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
@@ -312,6 +316,26 @@ export class Reconciler {
       out.push(f);
     }
     return out;
+  }
+
+  /** After the slots moved: UDP flows pinned to a backend that just went down are balanced again. */
+  private async forgetUdpFlows(prev: ServicesPlan | null, next: ServicesPlan | null): Promise<void> {
+    const del = this.ops.deleteBackendFlows?.bind(this.ops);
+    if (!del || !prev) return;
+    for (const f of udpBackendsGoneDown(prev, next)) {
+      try {
+        const deleted = await del(f.flows, f.to);
+        this.hooks.log.info(
+          { service: f.service, backend: f.backend, conntrack: deleted, reason: "backend down" },
+          "deleted the UDP flows of a dead backend",
+        );
+      } catch (e) {
+        this.hooks.log.error(
+          { service: f.service, backend: f.backend, err: (e as Error).message },
+          "could not delete the UDP flows of a dead backend",
+        );
+      }
+    }
   }
 
   private scheduleRetry(): void {

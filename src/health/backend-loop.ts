@@ -1,7 +1,7 @@
 import type { Config } from "../config/schema.ts";
 import { formatHostPort } from "../net/ip.ts";
 import { allHealthy, buildModel, desiredState } from "../plan/desired.ts";
-import { planServices, type BackendState, type ServicesPlan } from "../plan/services.ts";
+import { planServices, udpBackendsGoneDown, type BackendState, type ServicesPlan } from "../plan/services.ts";
 import type { BackendHealth, Facts, ServiceHealth } from "../plan/types.ts";
 import { diff } from "../nft/diff.ts";
 import { countServiceConnections, deleteBackendFlows } from "../system/conntrack.ts";
@@ -171,17 +171,9 @@ export class ServiceHealthLoop {
   /** UDP has no end of connection: flows pinned to a backend that went down would never move. */
   private async flushUdp(prev: ServicesPlan | null, next: ServicesPlan): Promise<void> {
     const del = this.opts.deleteFlows ?? deleteBackendFlows;
-    for (const s of next.services) {
-      if (s.protocol !== "udp") continue;
-      const before = new Map(
-        prev?.services.find((p) => p.name === s.name)?.backends.map((b) => [b.key, b.state]),
-      );
-      for (const b of s.backends) {
-        if (b.state !== "down" || before.get(b.key) === "down") continue;
-        const flows = { family: s.family, protocol: s.protocol, vip: s.vip.text, port: s.port };
-        const deleted = await del(flows, { address: b.addr.text, port: b.port });
-        this.emit({ type: "flushed", service: s.name, backend: b.key, deleted });
-      }
+    for (const f of udpBackendsGoneDown(prev, next)) {
+      const deleted = await del(f.flows, f.to);
+      this.emit({ type: "flushed", service: f.service, backend: f.backend, deleted });
     }
   }
 

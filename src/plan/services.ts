@@ -168,3 +168,36 @@ function seedOf(s: string): number {
   for (const ch of s) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
   return h;
 }
+
+/** One UDP service's flows that conntrack pins to one backend (what `conntrack -D` selects). */
+export interface PinnedFlows {
+  service: string;
+  backend: string;
+  flows: { family: 4 | 6; protocol: "udp"; vip: string; port: number };
+  to: { address: string; port: number };
+}
+
+/**
+ * UDP backends that went down between two plans. UDP has no end of connection: a flow pinned to
+ * a dead backend would keep sending there until conntrack's timeout, so its entries are deleted
+ * and the client's next datagram is balanced again. Pure.
+ */
+export function udpBackendsGoneDown(prev: ServicesPlan | null, next: ServicesPlan | null): PinnedFlows[] {
+  const out: PinnedFlows[] = [];
+  for (const s of next?.services ?? []) {
+    if (s.protocol !== "udp") continue;
+    const before = new Map(
+      prev?.services.find((p) => p.name === s.name)?.backends.map((b) => [b.key, b.state]),
+    );
+    for (const b of s.backends) {
+      if (b.state !== "down" || before.get(b.key) === "down") continue;
+      out.push({
+        service: s.name,
+        backend: b.key,
+        flows: { family: s.family, protocol: "udp", vip: s.vip.text, port: s.port },
+        to: { address: b.addr.text, port: b.port },
+      });
+    }
+  }
+  return out;
+}

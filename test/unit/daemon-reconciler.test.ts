@@ -274,3 +274,49 @@ test("a full replace writes the external elements of that moment; an exclusive s
   await r.reconcile("again");
   assert.deepEqual(f.calls, []);
 });
+
+test("a UDP backend that goes down has its pinned flows deleted, once, after the slots moved", async () => {
+  const c = parseConfig(`version: 1
+services:
+  dns:
+    listen: 203.0.113.53:53
+    protocol: udp
+    backends: [{ address: 198.51.100.11:53 }, { address: 198.51.100.12:53 }]
+  web:
+    listen: 203.0.113.80:80
+    backends: [{ address: 198.51.100.21:80 }, { address: 198.51.100.22:80 }]
+`);
+  const f = fakeOps();
+  const deleted: string[] = [];
+  f.ops.deleteBackendFlows = async (flows, to) => {
+    f.calls.push({ op: "udp" });
+    deleted.push(`${flows.vip}:${flows.port} → ${to.address}:${to.port}`);
+    return 3;
+  };
+  const down = (backends: string[]): ReconcileInput => ({
+    config: c,
+    health: {
+      uplinks: {},
+      services: {
+        dns: Object.fromEntries(backends.filter((b) => b.endsWith(":53")).map((b) => [b, { up: false }])),
+        web: Object.fromEntries(backends.filter((b) => b.endsWith(":80")).map((b) => [b, { up: false }])),
+      },
+    },
+    probeDown: new Set(),
+  });
+  let input = down([]);
+  const r = new Reconciler(() => input, f.ops, { log: silentLog });
+  await r.reconcile("start");
+  assert.deepEqual(deleted, [], "nothing went down yet");
+  input = down(["198.51.100.11:53", "198.51.100.21:80"]);
+  await r.reconcile("dns and web backends down");
+  assert.deepEqual(
+    deleted,
+    ["203.0.113.53:53 → 198.51.100.11:53"],
+    "UDP only: TCP connections end by themselves",
+  );
+  const ops = f.calls.map((x) => x.op);
+  assert.ok(ops.lastIndexOf("nft") < ops.indexOf("udp"), "flows go after the slots moved");
+  await r.reconcile("still down");
+  assert.equal(deleted.length, 1, "not again while it stays down");
+});
