@@ -1,5 +1,6 @@
 // Running `nflb run` inside a lab's router namespace and watching LAN connections while links
 // fail: shared by the daemon lab tests and bench/failover.ts. Every loop here is bounded.
+import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -136,6 +137,21 @@ export async function waitStatus(
     await sleep(100);
   }
   throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last?.uplinks)}`);
+}
+
+/** 24 short connections from the LAN, all of which must succeed: which uplinks carried them. */
+export async function lanBatch(lab: UplinkLab): Promise<Record<string, number>> {
+  const r = await lab.runClient({
+    from: "lan",
+    dst: lab.addr.server4,
+    port: lab.ports.echo,
+    count: 24,
+    parallel: 8,
+    timeoutMs: 1000,
+    deadlineMs: 10_000,
+  });
+  assert.equal(r.failed, 0, `failed connections: ${r.errors.join("; ")}`);
+  return r.bySeen;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -12,7 +12,7 @@ import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
 import type { StatusJson } from "../../src/daemon/status.ts";
-import { API_PORT, NFLB, allUp, labConfig, waitStatus } from "../../testkit/daemon-harness.ts";
+import { API_PORT, NFLB, allUp, labConfig, waitStatus, lanBatch } from "../../testkit/daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -27,20 +27,7 @@ describe("nflb CLI against a running daemon (2 uplinks)", { skip, timeout: 300_0
   const via = (n: number) => `inet ${lab.uplink(n).router4}`;
   const nflb = (args: string[]) => lab.exec("router", [NFLB, ...args, "-c", file], { timeoutMs: 60_000 });
 
-  /** 24 short connections from the LAN: which uplinks carried them. */
-  async function batch(): Promise<Record<string, number>> {
-    const r = await lab.runClient({
-      from: "lan",
-      dst: lab.addr.server4,
-      port: lab.ports.echo,
-      count: 24,
-      parallel: 8,
-      timeoutMs: 1000,
-      deadlineMs: 10_000,
-    });
-    assert.equal(r.failed, 0, `failed connections: ${r.errors.join("; ")}`);
-    return r.bySeen;
-  }
+  const batch = () => lanBatch(lab);
 
   /** The daemon's log lines as journald would receive them: `<N>{json}`. */
   const journal = (): Record<string, unknown>[] =>

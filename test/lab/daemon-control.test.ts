@@ -19,6 +19,7 @@ import {
   status,
   waitStatus,
   DaemonFixture,
+  lanBatch,
 } from "../../testkit/daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
@@ -32,20 +33,7 @@ describe("nflb run: API, reload, restart (2 uplinks)", { skip, timeout: 240_000 
   const fromLan = (path: string) => `http://${lab.addr.lan.router4}:${API_PORT}${path}`;
   const via = (n: number) => `inet ${lab.uplink(n).router4}`;
 
-  /** 24 short connections from the LAN: which uplinks carried them. */
-  async function batch() {
-    const r = await lab.runClient({
-      from: "lan",
-      dst: lab.addr.server4,
-      port: lab.ports.echo,
-      count: 24,
-      parallel: 8,
-      timeoutMs: 1000,
-      deadlineMs: 10_000,
-    });
-    assert.equal(r.failed, 0, `failed connections: ${r.errors.join("; ")}`);
-    return r.bySeen;
-  }
+  const batch = () => lanBatch(lab);
 
   before(() => fx.up(), { timeout: 90_000 });
   after(() => fx.down(), { timeout: 60_000 });
