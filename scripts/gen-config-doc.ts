@@ -23,6 +23,7 @@ const EXAMPLES: Record<string, string> = {
   "uplinks.*.gateway": "gateway: [100.64.1.1, 2001:db8:1::1]",
   "uplinks.*.weight": "weight: 3",
   "uplinks.*.nat": "nat: none",
+  "uplinks.*.id": "id: 3",
   "uplinks.*.probe": "probe: { targets: [198.18.100.1, 198.18.100.2], interval: 500ms }",
   "uplinks.*.probe.method": "method: tcp",
   "uplinks.*.probe.targets": "targets: [198.18.100.1, 198.18.100.2]",

@@ -68,7 +68,7 @@ export function planRouting(p: UplinkPlan): RoutingPlan {
     for (const u of ups) {
       rules.push({
         family: fam,
-        priority: base + RULE_OFFSETS.fwmark + u.index,
+        priority: base + RULE_OFFSETS.fwmark + u.slot - 1,
         table: u.table,
         fwmark: { value: u.mark, mask: p.layout.mask },
       });
@@ -98,7 +98,7 @@ export function planRouting(p: UplinkPlan): RoutingPlan {
   return {
     rules,
     routes,
-    tables: { from: p.tableBase, to: p.tableBase + p.uplinks.length },
+    tables: { from: p.tableBase, to: p.tableBase + Math.max(0, ...p.uplinks.map((u) => u.slot)) },
     priorities: { from: base, to: base + RULE_OFFSETS.span - 1 },
   };
 }
