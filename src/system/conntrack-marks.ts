@@ -20,12 +20,19 @@ export async function deleteConntrackByMark(mark: number, mask: number): Promise
   const m = markArg(mark, mask);
   let deleted = 0;
   for (const fam of ["ipv4", "ipv6"]) {
-    const r = await exec(["conntrack", "-D", "-f", fam, "-m", m], { timeoutMs: 10_000 });
-    const out = `${r.stdout}\n${r.stderr}`;
-    const n = /(\d+) flow entries have been deleted/.exec(out);
-    // conntrack exits 1 when nothing matched; that is success here.
-    if (r.code !== 0 && !n) throw new Error(`conntrack -D -f ${fam} -m ${m} exited ${r.code}: ${out.trim()}`);
-    deleted += n ? Number(n[1]) : 0;
+    for (let attempt = 1; ; attempt++) {
+      const r = await exec(["conntrack", "-D", "-f", fam, "-m", m], { timeoutMs: 10_000 });
+      const out = `${r.stdout}\n${r.stderr}`;
+      const n = /(\d+) flow entries have been deleted/.exec(out);
+      // An entry that ends between conntrack's dump and its delete stops the whole run
+      // ("such conntrack doesn't exist"), leaving the rest: run it again for those (bounded).
+      if (!n && /doesn't exist/.test(out) && attempt < 5) continue;
+      // conntrack exits 1 when nothing matched; that is success here.
+      if (r.code !== 0 && !n)
+        throw new Error(`conntrack -D -f ${fam} -m ${m} exited ${r.code}: ${out.trim()}`);
+      deleted += n ? Number(n[1]) : 0;
+      break;
+    }
   }
   return deleted;
 }
