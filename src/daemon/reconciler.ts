@@ -6,7 +6,7 @@ import { removedSlots } from "../plan/uplink-ids.ts";
 import { uplinkMark } from "../config/marks.ts";
 import { TABLE_REF } from "../nft/names.ts";
 import type { SlotFacts } from "../apply/uplink-slots.ts";
-import { allUp } from "../plan/uplinks.ts";
+import { allUp, layoutOf } from "../plan/uplinks.ts";
 import { stickyMaps } from "../plan/nft-uplinks.ts";
 import { findObject, tableRef, withElements, type Element, type Ruleset } from "../nft/model.ts";
 import type { StickyElement } from "../system/conntrack-marks.ts";
@@ -294,7 +294,7 @@ export class Reconciler {
       }
       // Only after the new split is in place: connections of a dead uplink re-choose among live ones.
       const forgotten = await this.forget(prev, input, keeping);
-      forgotten.push(...(await this.forgetRemoved(removed, desired.uplinks)));
+      forgotten.push(...(await this.forgetRemoved(removed, desired.uplinks, c)));
       await this.forgetUdpFlows(prev?.desired.services ?? null, desired.services);
       return result(kind ?? "none", { forgotten });
     } catch (e) {
@@ -349,11 +349,15 @@ export class Reconciler {
    * only those) and sticky choices go, after the new table is in place. A restart with an uplink
    * removed from the config does the same (the state file names it).
    */
-  private async forgetRemoved(removed: [string, number][], plan: UplinkPlan | null): Promise<Forgotten[]> {
+  private async forgetRemoved(
+    removed: [string, number][],
+    plan: UplinkPlan | null,
+    c: Config,
+  ): Promise<Forgotten[]> {
     const out: Forgotten[] = [];
     if (removed.length === 0) return out;
-    const layout = plan?.layout ?? this.applied?.desired.uplinks?.layout;
-    if (!layout) return out;
+    // Every uplink removed: the config's mask still says which bits are nflb's.
+    const layout = plan?.layout ?? layoutOf(c);
     const sticky = plan ? stickyMaps(plan) : [];
     for (const [name, slot] of removed) {
       const mark = uplinkMark(layout, slot);

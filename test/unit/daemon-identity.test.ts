@@ -119,3 +119,23 @@ test("a structural change replaces the table with the sticky maps' live elements
   );
   assert.ok(!script.includes("198.18.0.3"), "an element whose uplink is gone is not carried");
 });
+
+test("every uplink removed (a services-only config): each one's connections are forgotten under the config's mask", async () => {
+  const s = setup();
+  await s.r.reconcile("start");
+  s.calls.length = 0;
+  s.set(
+    parseConfig(
+      "version: 1\nservices:\n  web:\n    listen: 203.0.113.10:80\n    backends:\n      - { address: 10.1.1.1:80 }\n",
+    ),
+  );
+  const res = await s.r.reconcile("reload");
+  assert.deepEqual(
+    s.calls.filter((c) => c.op === "conntrack").map((c) => c.arg),
+    ["100/ff00", "200/ff00"],
+  );
+  assert.deepEqual(
+    res.forgotten.map((f) => f.uplink),
+    ["isp1", "isp2"],
+  );
+});
