@@ -19,8 +19,14 @@ export async function readSlotFacts(c: Config, state?: State): Promise<SlotFacts
   return { uplinkSlots: previous, ...(await heldFor(c, previous)) };
 }
 
-/** The held slots when the config has a name without a slot; nothing otherwise (no conntrack read). */
+/**
+ * The held slots when the config has a name without a slot; nothing otherwise (no conntrack read).
+ * Without any recorded slots (a first start, or after `nflb down` removed the state file) marks
+ * left in conntrack are most likely this same config's, given by its order as before: they are
+ * not held against it.
+ */
 export async function heldFor(c: Config, previous: Readonly<Record<string, number>>): Promise<SlotFacts> {
+  if (Object.keys(previous).length === 0) return {};
   const fresh = Object.entries(c.uplinks ?? {}).some(([n, u]) => u.id === undefined && !(n in previous));
   if (!fresh) return {};
   const layout = layoutOf(c);

@@ -10,6 +10,7 @@ import { slotOfMark, markLayout, type MarkLayout } from "../../src/config/marks.
 import { marksIn, stickyElements } from "../../src/system/conntrack-marks.ts";
 import { carried } from "../../src/daemon/reconciler.ts";
 import type { Facts } from "../../src/plan/types.ts";
+import { heldFor } from "../../src/apply/uplink-slots.ts";
 
 const inputs = (o: Partial<SlotInputs>): SlotInputs => ({
   names: [],
@@ -186,4 +187,12 @@ test("conntrack marks and sticky elements are read back as slots and carried ele
   // Never longer than the map's (possibly new, shorter) timeout.
   assert.equal(carried(els[0]!, "2m").timeout, "2m expires 120000ms");
   assert.deepEqual(carried(els[1]!, "30m"), { key: "123456", value: "0x100" });
+});
+
+test("conntrack is read for held marks only when a name is new and slots were recorded before", async () => {
+  const c = yaml(["isp1", "isp2"]);
+  // Nothing recorded (first start, or after nflb down): the config's order, as before; no read.
+  assert.deepEqual(await heldFor(c, {}), {});
+  // Every name has its slot: nothing to decide, no read.
+  assert.deepEqual(await heldFor(c, { isp1: 1, isp2: 2, gone: 3 }), {});
 });
