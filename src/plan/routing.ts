@@ -50,7 +50,10 @@ export function planRouting(p: UplinkPlan): RoutingPlan {
   const routes: RouteSpec[] = [];
   const base = p.ruleBase;
   for (const fam of [4, 6] as const) {
-    const ups = p.uplinks.filter((u) => carries(u, fam) && usesFamily(p, fam));
+    // In slot order, so the `from` rules' priorities follow names too: reordering the YAML moves no rule.
+    const ups = [...p.uplinks]
+      .sort((a, b) => a.slot - b.slot)
+      .filter((u) => carries(u, fam) && usesFamily(p, fam));
     if (ups.length === 0) continue;
     // Connected and LAN routes of the main table beat every uplink table (main without its default).
     rules.push({

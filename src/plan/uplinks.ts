@@ -118,17 +118,19 @@ function hasFamily(u: PlannedUplink, fam: 4 | 6): boolean {
 
 function planSplit(c: Config, uplinks: PlannedUplink[]): PlannedSplit | null {
   const method = c.balance.method;
-  let pool: Weighted[] = uplinks
+  // In slot order: reordering the YAML changes no slot of the split (a reload of it is a no-op).
+  const ordered = bySlot(uplinks);
+  let pool: Weighted[] = ordered
     .filter((u) => u.live && u.weight > 0)
     .map((u) => ({ name: u.name, weight: u.weight }));
   // Weight-0 uplinks are backups: used, equally, only when every weighted uplink is down.
-  if (pool.length === 0) pool = uplinks.filter((u) => u.live).map((u) => ({ name: u.name, weight: 1 }));
+  if (pool.length === 0) pool = ordered.filter((u) => u.live).map((u) => ({ name: u.name, weight: 1 }));
   if (pool.length === 0) return null;
   if (method === "random" || method === "round-robin") {
     return { method, slots: rotationSlots(pool, method === "round-robin") };
   }
   // Dealt by slot, so the buckets follow names, not the YAML's order.
-  const configured = bySlot(uplinks).map((u) => ({ name: u.name, weight: c.uplinks?.[u.name]?.weight ?? 0 }));
+  const configured = ordered.map((u) => ({ name: u.name, weight: c.uplinks?.[u.name]?.weight ?? 0 }));
   const liveSet = new Set(pool.map((p) => p.name));
   return { method, slots: hashBuckets(configured, liveSet, pool) };
 }

@@ -196,3 +196,29 @@ test("conntrack is read for held marks only when a name is new and slots were re
   // Every name has its slot: nothing to decide, no read.
   assert.deepEqual(await heldFor(c, { isp1: 1, isp2: 2, gone: 3 }), {});
 });
+
+test("a reordered config with the recorded slots is the same model and routing: its reload changes nothing", async () => {
+  const { desiredState, allHealthy } = await import("../../src/plan/desired.ts");
+  const { diff } = await import("../../src/nft/diff.ts");
+  const cfg = (order: number[], method: string) =>
+    parseConfig(
+      `version: 1\nuplinks:\n${order.map((i) => `  isp${i}: { interface: wan${i}, gateway: 100.64.${i}.1, weight: ${i} }`).join("\n")}\n` +
+        `balance: { method: ${method}, primary: [isp1, isp2, isp3] }\n`,
+    );
+  for (const method of ["random", "round-robin", "source-hash"]) {
+    const a = cfg([1, 2, 3], method);
+    // With addresses: the `from ADDRESS` rules' priorities must not move either.
+    const interfaces = new Map(
+      [1, 2, 3].map((i) => [
+        `wan${i}`,
+        { name: `wan${i}`, up: true, addresses: [{ family: 4 as const, text: `100.64.${i}.2` }] },
+      ]),
+    );
+    const da = desiredState(a, allHealthy(a), { interfaces });
+    const slots = Object.fromEntries(da.uplinks?.uplinks.map((u) => [u.name, u.slot]) ?? []);
+    const b = cfg([3, 1, 2], method);
+    const db = desiredState(b, allHealthy(b), { interfaces, uplinkSlots: slots });
+    assert.equal(diff(da.model, db.model).script, "", method);
+    assert.deepEqual(db.routing, da.routing, method);
+  }
+});
