@@ -140,7 +140,9 @@ describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 3
         `    probe: { targets: [${lab.addr.targets4.join(", ")}], interval: 200ms, up_after: 3 }`,
       );
     }
-    lines.push("balance: { from: [lan0], method: random }", "rules:");
+    // The primary (the router's own default route) by name too, so a reordered YAML changes nothing.
+    const primary = [...order].sort().map((i) => `isp${i}`);
+    lines.push(`balance: { from: [lan0], method: random, primary: [${primary.join(", ")}] }`, "rules:");
     lines.push(`  - { name: sticky, destination: [${target()}/32], sticky: 30m }`);
     return lines.join("\n") + "\n";
   };
@@ -288,6 +290,44 @@ describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 3
         alive.length,
         onUplink(via(1)) + onUplink(via(3)),
         "every isp1 and isp3 connection is alive",
+      );
+    },
+  );
+
+  const cli = (args: string[]) =>
+    lab.exec("router", [NFLB, ...args], { timeoutMs: 60_000, env: { ...process.env, NFLB_STATE_DIR: dir } });
+
+  test(
+    "nflb apply and plan --diff use the recorded slots: a reordered YAML changes nothing, a new name takes a free slot; down removes it all",
+    { timeout: 120_000 },
+    async () => {
+      // The daemon of the first test is stopped; its data plane (isp1, isp3) and state file stay.
+      await daemon?.stop();
+      daemon = undefined;
+      await writeFile(file, yaml([3, 1]));
+      const same = await cli(["plan", "--diff", "-c", file]);
+      assert.equal(same.code, 0, same.stderr);
+      assert.match(same.stdout, /nothing to change/, same.stdout);
+      const applied = await cli(["apply", "-c", file]);
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.deepEqual(await kernelMarks(), { isp1: "100", isp3: "300" });
+      // isp2 comes back first in the YAML: its old slot is free again (its connections were flushed).
+      await writeFile(file, yaml([2, 3, 1]));
+      const again = await cli(["apply", "-c", file]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(await kernelMarks(), { isp2: "200", isp3: "300", isp1: "100" });
+      assert.deepEqual(await stateSlots(), { isp2: 2, isp3: 3, isp1: 1 });
+      await sleep(1000);
+      assert.deepEqual(brokenOn([via(1), via(3)]), [], "no held connection broke on apply");
+      const down = await cli(["down"]);
+      assert.equal(down.code, 0, down.stderr);
+      const rules = await lab.exec("router", ["ip", "-N", "rule"]);
+      assert.doesNotMatch(rules.stdout, /proto 110/, "no nflb rule left");
+      assert.equal((await lab.exec("router", ["nft", "list", "table", "inet", "nflb"])).code, 1, "no table");
+      assert.equal(
+        (await readdir(dir)).find((n) => /^netns-\d+\.json$/.test(n)),
+        undefined,
+        "state file removed",
       );
     },
   );
