@@ -361,6 +361,7 @@ export class Reconciler {
     const sticky = plan ? stickyMaps(plan) : [];
     for (const [name, slot] of removed) {
       const mark = uplinkMark(layout, slot);
+      const moved = plan?.uplinks.some((u) => u.name === name) ?? false;
       const f: Forgotten = { uplink: name, conntrack: 0, sticky: 0 };
       try {
         if (sticky.length) f.sticky = await this.ops.purgeSticky(sticky, mark, layout.mask);
@@ -371,9 +372,9 @@ export class Reconciler {
             mark: `0x${mark.toString(16)}`,
             conntrack: f.conntrack,
             sticky: f.sticky,
-            reason: "uplink removed from the config",
+            reason: moved ? "uplink moved to another slot (an id pin)" : "uplink removed from the config",
           },
-          "forgot the connections of a removed uplink",
+          moved ? "forgot the connections of a moved uplink" : "forgot the connections of a removed uplink",
         );
       } catch (e) {
         this.hooks.log.error({ uplink: name, err: (e as Error).message }, "could not forget connections");

@@ -62,10 +62,14 @@ function lowestFree(i: SlotInputs, taken: Set<number>, from: number, skipHeld: b
   return null;
 }
 
-/** Names of the previous assignment that are gone now, with the slot each held. */
+/**
+ * Slots whose connections must be forgotten: those of names that are gone, and the old slot of a
+ * name that moved (a new pin took its slot, or it pinned another): its established connections
+ * carry a mark that now names another uplink, or none.
+ */
 export function removedSlots(
   previous: Readonly<Record<string, number>>,
   now: SlotAssignment,
 ): [string, number][] {
-  return Object.entries(previous).filter(([n]) => now[n] === undefined);
+  return Object.entries(previous).filter(([n, s]) => now[n] !== s);
 }

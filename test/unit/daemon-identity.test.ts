@@ -139,3 +139,25 @@ test("every uplink removed (a services-only config): each one's connections are 
     ["isp1", "isp2"],
   );
 });
+
+test("a pin that takes another uplink's slot: that uplink moves, and the connections of both old slots go", async () => {
+  const s = setup();
+  await s.r.reconcile("start");
+  s.calls.length = 0;
+  s.set(
+    parseConfig(
+      `version: 1\nuplinks:\n${uplink("isp1")}\n${uplink("isp2", ", id: 1")}\nrules:\n  - { name: web, source: [198.18.0.0/24], sticky: 30m }\n`,
+    ),
+  );
+  const res = await s.r.reconcile("reload");
+  // A swap: isp1 takes the slot isp2 left.
+  assert.deepEqual(s.marks(), { isp1: "200@202", isp2: "100@201" });
+  assert.deepEqual(
+    s.calls.filter((c) => c.op === "conntrack").map((c) => c.arg),
+    ["100/ff00", "200/ff00"],
+  );
+  assert.deepEqual(
+    res.forgotten.map((f) => f.uplink),
+    ["isp1", "isp2"],
+  );
+});

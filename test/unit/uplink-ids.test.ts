@@ -65,8 +65,13 @@ test("unusable slots (kernel or tool tables) and the bound are skipped; held slo
   assert.deepEqual(slots({ names: ["a"], previous: { a: 9 }, maxSlot: 3 }), { a: 1 });
 });
 
-test("removed names are those of the previous assignment the new one lacks", () => {
+test("forgotten slots: names the new assignment lacks, and the old slot of names that moved", () => {
   assert.deepEqual(removedSlots({ isp1: 1, isp2: 2, isp3: 3 }, { isp1: 1, isp3: 3 }), [["isp2", 2]]);
+  // isp3 pinned to isp1's slot: isp1 moves; both old slots' connections are the wrong uplink's now.
+  assert.deepEqual(removedSlots({ isp1: 1, isp3: 3 }, { isp3: 1, isp1: 2 }), [
+    ["isp1", 1],
+    ["isp3", 3],
+  ]);
 });
 
 const yaml = (order: string[], extra = "") =>
