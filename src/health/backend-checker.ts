@@ -68,6 +68,16 @@ export class BackendChecker extends EventEmitter<BackendMonitorEvents> implement
     };
   }
 
+  /**
+   * Down now, for a reason the checks did not see (passive health): `rise` good checks in a row
+   * bring it back, as after `fall` failed ones.
+   */
+  markDown(reason: string): void {
+    if (this.state === "down") return;
+    this.okRun = 0;
+    this.transition("down", reason);
+  }
+
   /** Checks concluded so far (for tests and status). */
   get checkCount(): number {
     return this.checks;

@@ -5,6 +5,8 @@ import { join } from "node:path";
 
 /** Keep only this much of a helper's stderr, for error messages. */
 const STDERR_LIMIT = 4096;
+/** The longest unfinished line kept from a helper's stdout. */
+const MAX_PARTIAL_LINE = 64 * 1024;
 
 /**
  * A long-lived helper process (fping, `ip monitor`) seen as a stream of stdout lines. Injected so
@@ -49,6 +51,8 @@ export const spawnLines: SpawnLines = (argv, onLine) => {
     buf += d;
     const lines = buf.split("\n");
     buf = lines.pop() ?? "";
+    // A line that never ends is not the tool's: drop it rather than grow without bound.
+    if (buf.length > MAX_PARTIAL_LINE) buf = "";
     for (const line of lines) onLine(line);
     for (const fn of outputListeners) fn();
   });
