@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import type { BackendConfig, Config, ServiceConfig } from "../config/schema.ts";
+import type { BackendConfig, ServiceConfig } from "../config/schema.ts";
 import { parseHostPort } from "../net/ip.ts";
 import {
   defaultProbe,
@@ -179,11 +179,4 @@ export function createBackendChecker(
   opts: BackendCheckerOptions = {},
 ): BackendChecker {
   return new BackendChecker(backendCheckSpec(ctx.service, ctx.svc, ctx.backend), opts);
-}
-
-/** One checker per backend of every service (`check: none` ones never change state). */
-export function backendCheckers(c: Config, opts: BackendCheckerOptions = {}): BackendChecker[] {
-  return Object.entries(c.services ?? {}).flatMap(([service, svc]) =>
-    svc.backends.map((backend) => createBackendChecker({ service, svc, backend }, opts)),
-  );
 }
