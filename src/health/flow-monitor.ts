@@ -66,7 +66,7 @@ export class ConntrackFlowMonitor extends EventEmitter<FlowMonitorEvents> implem
   private synTimeoutMs: number | null = null;
   private changed = new Set<string>();
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
-  private errSeen = "";
+  private errSeen = 0;
   private readonly spawn: SpawnLines;
   private readonly now: () => number;
 
@@ -125,7 +125,7 @@ export class ConntrackFlowMonitor extends EventEmitter<FlowMonitorEvents> implem
       return;
     }
     this.events = proc;
-    this.errSeen = "";
+    this.errSeen = 0;
     const startedAt = this.now();
     void proc.exited.then((e) => {
       if (this.events !== proc) return;
@@ -171,10 +171,14 @@ export class ConntrackFlowMonitor extends EventEmitter<FlowMonitorEvents> implem
 
   /** conntrack says on stderr when its buffer overflowed: the counts may be off, list again. */
   private checkLost(): void {
-    const err = this.events?.stderr() ?? "";
-    if (err === this.errSeen) return;
-    const fresh = err.startsWith(this.errSeen) ? err.slice(this.errSeen.length) : err;
-    this.errSeen = err;
+    const p = this.events;
+    if (!p) return;
+    const err = p.stderr();
+    // The tail is capped and conntrack repeats the same warning: count characters, not compare text.
+    const total = p.stderrTotal?.() ?? err.length;
+    if (total === this.errSeen) return;
+    const fresh = err.slice(-Math.min(err.length, total - this.errSeen));
+    this.errSeen = total;
     if (LOST_EVENTS.test(fresh)) {
       this.opts.log?.("conntrack lost events (ENOBUFS); listing the flows again");
       this.resync();

@@ -17,6 +17,8 @@ export interface LineProcess {
   /** Resolves once the process has gone, with its exit code (null when killed by a signal). */
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
   stderr(): string;
+  /** Characters of stderr received so far (the tail above is capped): tells new text from old. */
+  stderrTotal?(): number;
   /** Signal the process we started (by its own pid, never by name). */
   kill(signal?: NodeJS.Signals): void;
   /**
@@ -62,7 +64,11 @@ export const spawnLines: SpawnLines = (argv, onLine) => {
 /** The parts of a LineProcess every helper shares: exit, the tail of stderr, kill by our own pid. */
 function lineProcess(child: ReturnType<typeof spawn>): LineProcess {
   let err = "";
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => (err = (err + d).slice(-STDERR_LIMIT)));
+  let errTotal = 0;
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    err = (err + d).slice(-STDERR_LIMIT);
+    errTotal += d.length;
+  });
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
     child.on("error", (e) => {
       err = (err + e.message).slice(-STDERR_LIMIT);
@@ -74,6 +80,7 @@ function lineProcess(child: ReturnType<typeof spawn>): LineProcess {
     pid: child.pid,
     exited,
     stderr: () => err,
+    stderrTotal: () => errTotal,
     kill: (signal = "SIGTERM") => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },

@@ -11,7 +11,7 @@ import { formatHostPort, parseAddr } from "../net/ip.ts";
  */
 
 /** `conntrack -E`: every NEW, UPDATE (TCP state changes) and DESTROY of a DNATed flow. */
-export function flowEventsArgv(bufferBytes = 8 * 1024 * 1024): string[] {
+export function flowEventsArgv(bufferBytes = 16 * 1024 * 1024): string[] {
   // A large socket buffer: a burst of new connections must not overflow it (ENOBUFS loses events).
   return ["conntrack", "-E", "-e", "NEW,UPDATE,DESTROY", "-b", String(bufferBytes), "-g", "-o", "id"];
 }

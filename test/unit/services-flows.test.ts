@@ -126,7 +126,13 @@ function fakeConntrack() {
     );
     const p = { argv, onLine, end, err: "" };
     procs.push(p);
-    const lp: LineProcess = { pid: 1, exited, stderr: () => p.err, kill: () => end(143) };
+    const lp: LineProcess = {
+      pid: 1,
+      exited,
+      stderr: () => p.err.slice(-100),
+      stderrTotal: () => p.err.length,
+      kill: () => end(143),
+    };
     return lp;
   };
   return { spawn, procs };
@@ -167,10 +173,25 @@ test("the monitor lists at start, replays events seen meanwhile, and restarts a 
   events.onLine(line("[UPDATE]", 1, "FIN_WAIT"));
   await tick();
   assert.equal(m.open(WEB)?.get("198.51.100.11:80"), 0);
+  // conntrack says it lost events (the same warning again and again: the capped tail alone
+  // would not change): a new listing, within the 2 s stderr check.
+  events.err += "WARNING: We have hit ENOBUFS! We are losing events.\n".repeat(5);
+  await new Promise((r) => setTimeout(r, 2100));
+  assert.equal(procs.length, 3);
+  assert.deepEqual(procs[2]?.argv.slice(0, 2), ["conntrack", "-L"]);
+  procs[2]?.end(0);
   // The stream dies: unknown again, and a new stream and listing after the back-off (1 s).
   events.end(1);
   await tick();
   assert.equal(m.open(WEB), null);
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.deepEqual(
+    procs.slice(3).map((p) => p.argv.slice(0, 2)),
+    [
+      ["conntrack", "-E"],
+      ["conntrack", "-L"],
+    ],
+  );
   await m.stop();
 });
 
