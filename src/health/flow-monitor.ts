@@ -40,6 +40,11 @@ const RESYNC_MS = 600_000;
 const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 30_000;
 const STDERR_CHECK_MS = 2000;
+/**
+ * After lost events, list again at most this often: while a burst overflows the socket, every
+ * listing would be lost work (each costs O(flows)).
+ */
+const LOST_RESYNC_GAP_MS = 5000;
 /** Events kept while a listing runs, replayed on top of it; more means another listing. */
 const REPLAY_LIMIT = 200_000;
 
@@ -67,6 +72,8 @@ export class ConntrackFlowMonitor extends EventEmitter<FlowMonitorEvents> implem
   private changed = new Set<string>();
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
   private errSeen = 0;
+  private lostPending = false;
+  private listedAt = -Infinity;
   private readonly spawn: SpawnLines;
   private readonly now: () => number;
 
@@ -176,10 +183,13 @@ export class ConntrackFlowMonitor extends EventEmitter<FlowMonitorEvents> implem
     const err = p.stderr();
     // The tail is capped and conntrack repeats the same warning: count characters, not compare text.
     const total = p.stderrTotal?.() ?? err.length;
-    if (total === this.errSeen) return;
-    const fresh = err.slice(-Math.min(err.length, total - this.errSeen));
-    this.errSeen = total;
-    if (LOST_EVENTS.test(fresh)) {
+    if (total !== this.errSeen) {
+      const fresh = err.slice(-Math.min(err.length, total - this.errSeen));
+      this.errSeen = total;
+      if (LOST_EVENTS.test(fresh)) this.lostPending = true;
+    }
+    if (this.lostPending && !this.listing && this.now() - this.listedAt >= LOST_RESYNC_GAP_MS) {
+      this.lostPending = false;
       this.opts.log?.("conntrack lost events (ENOBUFS); listing the flows again");
       this.resync();
     }
@@ -193,6 +203,7 @@ export class ConntrackFlowMonitor extends EventEmitter<FlowMonitorEvents> implem
     }
     const next = new FlowTable();
     const t0 = this.now();
+    this.listedAt = t0;
     this.replay = [];
     this.replayOverflow = false;
     let proc: LineProcess;

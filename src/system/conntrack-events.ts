@@ -1,4 +1,4 @@
-import { formatHostPort, parseAddr } from "../net/ip.ts";
+import { parseAddr } from "../net/ip.ts";
 
 /**
  * conntrack's view of DNATed flows, as lines: `conntrack -E` streams one line per event, `conntrack
@@ -39,12 +39,6 @@ export interface FlowEvent {
   backend: string;
 }
 
-const TYPES: Record<string, FlowEventType> = {
-  "[NEW]": "new",
-  "[UPDATE]": "update",
-  "[DESTROY]": "destroy",
-};
-
 const TCP_STATES = new Set([
   "NONE",
   "SYN_SENT",
@@ -63,66 +57,50 @@ export function flowServiceKey(protocol: "tcp" | "udp", vip: string, port: numbe
   return `${protocol} ${vip} ${port}`;
 }
 
+/**
+ * One line: the event, protocol, TCP state, the original direction's dst/dport (the VIP) and the
+ * reply direction's src/sport (the backend), and the id. One regular expression, no splitting:
+ * the daemon parses every event of every service connection.
+ */
+const LINE =
+  /^\s*(?:\[(NEW|UPDATE|DESTROY)\]\s+)?(tcp|udp)\s+\d+\s+(?:\d+\s+)?(?:([A-Z][A-Z_0-9]*)\s+)?src=\S+\s+dst=(\S+)\s+sport=\d+\s+dport=(\d+)\s+(?:\[UNREPLIED\]\s+)?src=(\S+)\s+dst=\S+\s+sport=(\d+)\s+dport=\d+\s(?:.*\s)?id=(\d{1,10})(?:\s|$)/;
+
+/** Address text → canonical, for the few VIPs and backends every line repeats. */
+const canonical = new Map<string, string | null>();
+const CANONICAL_MAX = 4096;
+
+function canon(text: string): { text: string; family: 4 | 6 } | null {
+  let c = canonical.get(text);
+  if (c === undefined) {
+    const a = parseAddr(text);
+    c = a ? `${a.family}${a.text}` : null;
+    if (canonical.size >= CANONICAL_MAX) canonical.clear();
+    canonical.set(text, c);
+  }
+  return c === null ? null : { family: c[0] === "4" ? 4 : 6, text: c.slice(1) };
+}
+
 /** One line of `conntrack -E` or `-L` output; null for anything else (summaries, other protocols, junk). Pure. */
 export function parseFlowLine(line: string): FlowEvent | null {
   if (line.length > MAX_FLOW_LINE) return null;
-  const words = line.trim().split(/\s+/);
-  let i = 0;
-  let type: FlowEventType = "list";
-  const first = words[0] ?? "";
-  if (first.startsWith("[")) {
-    const t = TYPES[first];
-    if (!t) return null;
-    type = t;
-    i = 1;
-  }
-  const protocol = words[i];
-  if (protocol !== "tcp" && protocol !== "udp") return null;
-  let state: string | null = null;
-  const src: string[] = [];
-  const dst: string[] = [];
-  const sport: string[] = [];
-  const dport: string[] = [];
-  let id: number | null = null;
-  for (let k = i + 1; k < words.length; k++) {
-    const w = words[k] as string;
-    const eq = w.indexOf("=");
-    if (eq < 0) {
-      if (protocol === "tcp" && state === null && TCP_STATES.has(w)) state = w;
-      continue;
-    }
-    const v = w.slice(eq + 1);
-    switch (w.slice(0, eq)) {
-      case "src":
-        src.push(v);
-        break;
-      case "dst":
-        dst.push(v);
-        break;
-      case "sport":
-        sport.push(v);
-        break;
-      case "dport":
-        dport.push(v);
-        break;
-      case "id":
-        id = /^\d{1,10}$/.test(v) ? Number(v) : null;
-        break;
-    }
-  }
-  if (id === null || (protocol === "tcp" && state === null)) return null;
-  const vip = parseAddr(dst[0] ?? "");
-  const backend = parseAddr(src[1] ?? "");
-  const vport = port(dport[0]);
-  const bport = port(sport[1]);
+  const m = LINE.exec(line);
+  if (!m) return null;
+  const [, ev, proto, st, dst, dport, rsrc, rsport, id] = m;
+  const protocol = proto as "tcp" | "udp";
+  const state = protocol === "tcp" ? (st ?? null) : null;
+  if (protocol === "tcp" && (state === null || !TCP_STATES.has(state))) return null;
+  const vip = canon(dst ?? "");
+  const backend = canon(rsrc ?? "");
+  const vport = port(dport);
+  const bport = port(rsport);
   if (!vip || !backend || vport === null || bport === null || vip.family !== backend.family) return null;
   return {
-    type,
-    id,
+    type: ev === "NEW" ? "new" : ev === "UPDATE" ? "update" : ev === "DESTROY" ? "destroy" : "list",
+    id: Number(id),
     protocol,
     state,
     service: flowServiceKey(protocol, vip.text, vport),
-    backend: formatHostPort(backend, bport),
+    backend: backend.family === 6 ? `[${backend.text}]:${bport}` : `${backend.text}:${bport}`,
   };
 }
 
