@@ -113,7 +113,7 @@ ${markdownTable(
       "read one service's counts (status, metrics, least-conn), event stream",
       `${f(r.readUs, 2)} µs`,
       "same",
-      `${r.tracked.toLocaleString("en")} flows tracked, ${r.readUs < 100 ? "independent of their number" : ""}`,
+      `${r.tracked.toLocaleString("en")} flows tracked; O(backends), not O(flows)`,
     ],
     [
       "per-request `conntrack -L --orig-dst VIP` + parse (before)",
