@@ -122,7 +122,8 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.hook = new OnChangeHook(model.config.on_change, this.log, opts.hookRunner);
     this.flows = new LiveFlows(opts.factories.flows, {
       log: this.log,
-      leastConnChanged: () => void this.reconciler.reconcile("least-conn: connection counts changed"),
+      leastConnChanged: () =>
+        void this.reconciler.reconcile("least-conn: connection counts changed", { quiet: true }),
       passiveDown: (v) => this.monitors.markBackendDown(v.service, v.backend, v.reason),
     });
     model.connections = (service) => this.flows.connections(service);
