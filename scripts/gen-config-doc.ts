@@ -67,6 +67,7 @@ const EXAMPLES: Record<string, string> = {
   "services.*.check.path": "path: /healthz",
   "services.*.check.expect_status": "expect_status: 204",
   "services.*.check.port": "port: 8081",
+  "services.*.check.passive": "passive: { fall: 5, window: 10, timeout: 1s }",
   "services.*.backends": "backends:\n  - { address: 10.1.1.1:80 }\n  - { address: 10.1.1.2:80, weight: 2 }",
   "services.*.backends.[].address": "address: 10.1.1.1:80",
   "services.*.backends.[].weight": "weight: 0",

@@ -84,6 +84,11 @@ export const DESCRIPTIONS: Record<string, string> = {
   "services.*.check.path": "Path for http checks.",
   "services.*.check.expect_status": "HTTP status an http check expects (default: any 2xx/3xx).",
   "services.*.check.port": "Port to check, when not the backend's own.",
+  "services.*.check.passive":
+    "Passive health from live TCP connections (HAProxy's observe layer4): true, or { fall, window, timeout }. A backend with `fall` refused or unanswered SYNs among its last `window` new connections (default 5 of 10; unanswered = no SYN-ACK within `timeout`, default 1s) is down at once; its active check (needed) brings it back after `rise` good checks.",
+  "services.*.check.passive.fall": "Failed new connections among the last `window` that take a backend down.",
+  "services.*.check.passive.window": "How many of a backend's latest new connections are looked at.",
+  "services.*.check.passive.timeout": "A SYN the backend has not answered by then counts as failed.",
   "services.*.backends": "The servers behind the VIP.",
   "services.*.backends.[].address": "Backend ADDRESS:PORT.",
   "services.*.backends.[].weight":

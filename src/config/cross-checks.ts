@@ -3,7 +3,7 @@ import type { ConfigIssue } from "./issues.ts";
 import { formatHostPort, parseAddr, parseHostPort } from "../net/ip.ts";
 import { markLayout } from "./marks.ts";
 import { checkOwnedRanges, maxSlot, slotUsable } from "./owned-ranges.ts";
-import { LIMITS } from "./schema.ts";
+import { LIMITS, passiveOf } from "./schema.ts";
 import { didYouMean } from "./suggest.ts";
 
 /** Checks that span several keys; the schema has already validated each value on its own. */
@@ -129,6 +129,19 @@ export function crossCheck(c: Config): ConfigIssue[] {
         `${s.protocol} ${s.listen} is already used by service ${prev.name}${prev.text !== s.listen ? ` (written ${prev.text} there)` : ""}: give each service its own address or port`,
       );
     listens.set(key, { name: n, text: s.listen });
+    const pv = passiveOf(s.check);
+    if (pv && s.protocol !== "tcp")
+      err(["services", n, "check", "passive"], "passive checks watch TCP handshakes: remove passive for udp");
+    else if (pv && s.check.method === "none")
+      err(
+        ["services", n, "check", "passive"],
+        "a backend the passive check takes down comes back through the active check: set check.method (tcp or http)",
+      );
+    else if (pv && pv.fall > pv.window)
+      err(
+        ["services", n, "check", "passive", "fall"],
+        `fall (${pv.fall}) exceeds window (${pv.window}): lower it`,
+      );
     const lf = familyOf(s.listen);
     const seen = new Map<string, string>();
     s.backends.forEach((be, i) => {

@@ -223,6 +223,31 @@ export const ruleSchema = z.strictObject({
   sticky: duration(1000, 7 * 86_400_000).optional(),
 });
 
+/**
+ * Passive health (HAProxy's `observe layer4`): new TCP connections a backend refuses or leaves
+ * unanswered take it down before the next active check; `true` means the defaults.
+ */
+export const passiveSchema = z.strictObject({
+  fall: z.number().int().min(1).max(1000).default(5),
+  window: z.number().int().min(1).max(1000).default(10),
+  timeout: duration(10, 60_000).default(1000),
+});
+
+const passive = z
+  .union([z.boolean(), passiveSchema], {
+    error: (iss) =>
+      `expected true, false or { fall, window, timeout }, like passive: true (got ${describeInput(iss.input)})`,
+  })
+  .default(false);
+
+export type PassiveConfig = z.output<typeof passiveSchema>;
+
+/** A service's passive check settings; null when it has none. */
+export function passiveOf(check: { passive: boolean | PassiveConfig }): PassiveConfig | null {
+  const p = check.passive;
+  return p === false ? null : p === true ? passiveSchema.parse({}) : p;
+}
+
 export const checkSchema = z.strictObject({
   method: z.enum(["tcp", "http", "none"]).default("tcp"),
   interval: duration(10, 3_600_000).default(1000),
@@ -232,6 +257,7 @@ export const checkSchema = z.strictObject({
   path: z.string().startsWith("/").max(1024).default("/"),
   expect_status: z.number().int().min(100).max(599).optional(),
   port: port.optional(),
+  passive,
 });
 
 export const backendSchema = z.strictObject({

@@ -38,6 +38,8 @@ export class DaemonModel {
   readonly probed = new Set<string>();
   cluster: ClusterView | null = null;
   reloadError: string | null = null;
+  /** Connections open now per backend of a service (the daemon's live flows), for least-conn. */
+  connections: (service: string) => ReadonlyMap<string, number> | null = () => null;
   readonly startedAt = new Date();
 
   constructor(loaded: LoadedConfig) {
@@ -129,7 +131,14 @@ export class DaemonModel {
     );
     return {
       config: c,
-      health: buildHealthView(c, this.uplinkObs, this.backendObs, this.overrides, this.autoLevels),
+      health: buildHealthView(
+        c,
+        this.uplinkObs,
+        this.backendObs,
+        this.overrides,
+        this.autoLevels,
+        this.connections,
+      ),
       probeDown,
     };
   }

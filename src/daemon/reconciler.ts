@@ -108,6 +108,8 @@ export interface ReconcileOptions {
   force?: boolean;
   /** Check that the table still exists (someone may have flushed the ruleset). */
   verify?: boolean;
+  /** A routine re-plan (least-conn counts moved): its update is logged at debug, not info. */
+  quiet?: boolean;
 }
 
 const RETRY_MIN_MS = 1000;
@@ -290,7 +292,9 @@ export class Reconciler {
                 routing_ms: ms(tNft, t1 + seconds * 1000),
               }
             : { facts_ms: ms(t0, tFacts), plan_ms: ms(tFacts, t1) };
-        log.info({ kind, seconds, ...timing, reason: reasons.join("; ") }, `applied (${kind})`);
+        const fields = { kind, seconds, ...timing, reason: reasons.join("; ") };
+        if (opts.quiet && kind === "update") log.debug(fields, `applied (${kind})`);
+        else log.info(fields, `applied (${kind})`);
       }
       // Only after the new split is in place: connections of a dead uplink re-choose among live ones.
       const forgotten = await this.forget(prev, input, keeping);
@@ -457,7 +461,11 @@ export class Reconciler {
 }
 
 function merge(a: ReconcileOptions, b: ReconcileOptions): ReconcileOptions {
-  return { force: a.force === true || b.force === true, verify: a.verify === true || b.verify === true };
+  return {
+    force: a.force === true || b.force === true,
+    verify: a.verify === true || b.verify === true,
+    quiet: a.quiet === true && b.quiet === true,
+  };
 }
 
 /**
