@@ -57,6 +57,7 @@ const EXAMPLES: Record<string, string> = {
   "services.*.protocol": "protocol: udp",
   "services.*.scheduler": "scheduler: maglev",
   "services.*.snat": "snat: true",
+  "services.*.persistence": "persistence: 5m",
   "services.*.check": "check: { method: http, path: /healthz, interval: 2s }",
   "services.*.check.method": "method: http",
   "services.*.check.interval": "interval: 2s",

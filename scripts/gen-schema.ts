@@ -73,6 +73,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   "services.*.protocol": "tcp or udp.",
   "services.*.scheduler": "round-robin, random, source-hash, maglev (consistent hashing) or least-conn.",
   "services.*.snat": "Also SNAT to the balancer, so backends need no route back through it.",
+  "services.*.persistence":
+    "Keep each client on the backend it got for this long after its last new connection (IPVS persistence_timeout), whatever the scheduler. A client is its IPv4 address, or its IPv6 /64. A backend that is down, drained or in maint keeps nobody: its clients are balanced again and remembered on their new backend.",
   "services.*.check": "Backend health check.",
   "services.*.check.method": "tcp (connect), http (GET path, expect_status) or none.",
   "services.*.check.interval": "Time between checks of one backend.",

@@ -242,6 +242,11 @@ export const serviceSchema = z.strictObject({
   protocol: z.enum(["tcp", "udp"]).default("tcp"),
   scheduler: z.enum(["round-robin", "random", "source-hash", "maglev", "least-conn"]).default("round-robin"),
   snat: z.boolean().default(false),
+  /**
+   * IPVS's persistence_timeout: a client (IPv4 address; IPv6 /64) goes back to the backend it
+   * last got for this long after its last new connection, whatever the scheduler.
+   */
+  persistence: duration(1000, 7 * 86_400_000).optional(),
   check: checkSchema.default(() => checkSchema.parse({})),
   backends: z.array(backendSchema).min(1).max(LIMITS.backends),
 });

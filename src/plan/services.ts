@@ -38,6 +38,8 @@ export interface PlannedService {
   /** Backend key per slot; empty when no backend may take new connections. */
   slots: string[];
   hashSeed: number;
+  /** `persistence`: a client keeps its backend this long after its last new connection. */
+  persistenceMs?: number;
 }
 
 export interface ServicesPlan {
@@ -91,6 +93,7 @@ function planService(name: string, s: ServiceConfig, health: Record<string, Back
     backends,
     slots: slotsFor(s.scheduler, backends),
     hashSeed: seedOf(`service:${name}`),
+    ...(s.persistence !== undefined ? { persistenceMs: s.persistence } : {}),
   };
 }
 

