@@ -76,7 +76,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   "services.*.persistence":
     "Keep each client on the backend it got for this long after its last new connection (IPVS persistence_timeout), whatever the scheduler. A client is its IPv4 address, or its IPv6 /64. A backend that is down, drained or in maint keeps nobody: its clients are balanced again and remembered on their new backend.",
   "services.*.check": "Backend health check.",
-  "services.*.check.method": "tcp (connect), http (GET path, expect_status) or none.",
+  "services.*.check.method":
+    "tcp (connect), http (GET path, expect_status, expect_body), https (the same over TLS, with sni) or none.",
   "services.*.check.interval": "Time between checks of one backend.",
   "services.*.check.timeout": "A check not answered by then failed.",
   "services.*.check.rise": "Consecutive good checks before a backend is up.",
@@ -84,8 +85,17 @@ export const DESCRIPTIONS: Record<string, string> = {
   "services.*.check.path": "Path for http checks.",
   "services.*.check.expect_status": "HTTP status an http check expects (default: any 2xx/3xx).",
   "services.*.check.port": "Port to check, when not the backend's own.",
+  "services.*.check.host": "http/https: the Host header (default: the backend's ADDRESS:PORT).",
+  "services.*.check.sni":
+    "https: the server name sent in the TLS handshake (default: host's name, when it is a name; an address is never sent).",
+  "services.*.check.expect_body":
+    "http/https: text the body must contain; only its first 64 KiB are read, within the check's timeout.",
+  "services.*.check.ca":
+    "https: a PEM CA file; the backend's certificate and name (sni) are then verified. Without it the certificate is not verified: the check asks whether the server at that address answers as it should, and backends often hold certificates for the public name, self-signed or internal ones.",
   "services.*.backends": "The servers behind the VIP.",
   "services.*.backends.[].address": "Backend ADDRESS:PORT.",
+  "services.*.backends.[].backup":
+    "A sorry server (keepalived): it takes new connections only while no regular backend is up; when one comes back, new connections go to it again.",
   "services.*.backends.[].weight":
     "Share of new connections; 0 = draining (no new connections, existing ones finish).",
   cluster: "Several nodes share one virtual IP with no single point of failure.",

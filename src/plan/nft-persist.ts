@@ -23,7 +23,8 @@ import type { PlannedBackend, PlannedService } from "./services.ts";
  * the packet leaves the chain, whichever way it leaves. (IPv4 forwarding overwrites it anyway.)
  *
  * Per new connection this is two hash lookups and one update: O(1) whatever the number of clients
- * and backends. Only backends that are up are in `persist_go`: a client remembered on a backend
+ * and backends. Only backends that are up (and in the pool: regulars, or backups while no regular
+ * is up) are in `persist_go`: a client remembered on a backend
  * that is down, drained or in maint is balanced again, and its stale entry is deleted in the same
  * packet, so the backend it now gets is the one remembered (`update` never overwrites a value).
  * The timeout restarts with every new connection of the client.
@@ -53,7 +54,8 @@ export function persistence(s: PlannedService): Persistence | null {
   const go = persistGoMap(s.name);
   const key = KEY[s.family];
   const timeout = formatNftDuration(s.persistenceMs);
-  const live = s.backends.filter((b) => b.state === "up");
+  // Up and in the pool: a client remembered on a backup goes back to a regular that returned.
+  const live = s.backends.filter((b) => b.state === "up" && b.backup === s.onBackups);
   return {
     objects: [
       map(name, TYPE[s.family], [], {

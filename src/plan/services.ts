@@ -24,6 +24,8 @@ export interface PlannedBackend {
   weight: number;
   state: BackendState;
   connections: number;
+  /** `backup: true`: in the slots only while no regular backend is up. */
+  backup: boolean;
 }
 
 export interface PlannedService {
@@ -40,6 +42,8 @@ export interface PlannedService {
   hashSeed: number;
   /** `persistence`: a client keeps its backend this long after its last new connection. */
   persistenceMs?: number;
+  /** No regular backend is up: the backups hold the slots. */
+  onBackups: boolean;
 }
 
 export interface ServicesPlan {
@@ -80,8 +84,10 @@ function planService(name: string, s: ServiceConfig, health: Record<string, Back
       weight,
       state: !up ? "down" : weight === 0 ? "draining" : "up",
       connections: Math.max(0, h?.connections ?? 0),
+      backup: b.backup === true,
     };
   });
+  const onBackups = !backends.some((b) => !b.backup && b.state === "up");
   return {
     name,
     family: listen.addr.family,
@@ -91,7 +97,12 @@ function planService(name: string, s: ServiceConfig, health: Record<string, Back
     scheduler: s.scheduler,
     snat: s.snat,
     backends,
-    slots: slotsFor(s.scheduler, backends),
+    // The pool is the regular backends, or the backups while none of those is up.
+    slots: slotsFor(
+      s.scheduler,
+      backends.filter((b) => b.backup === onBackups),
+    ),
+    onBackups,
     hashSeed: seedOf(`service:${name}`),
     ...(s.persistence !== undefined ? { persistenceMs: s.persistence } : {}),
   };

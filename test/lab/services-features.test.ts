@@ -9,6 +9,7 @@ import { labUnavailableReason } from "../../src/lab/netns.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
 import { SERVICE_LAB as L, ServiceLab, backendAddress } from "../../src/lab/service-lab.ts";
 import { NFLB, STATE_DIR, nflb } from "./support/nflb.ts";
+import { selfSigned, type SelfSigned } from "../../testkit/self-signed.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -80,6 +81,18 @@ class Fixture {
       out.set(peer, m);
     }
     return out;
+  }
+
+  /** `count` connections from the client: backend name → connections. */
+  async spread(count = 12): Promise<Record<string, number>> {
+    return (await this.connect(count)).get(L.client4) ?? {};
+  }
+
+  /** Write the config again and have the daemon reload it (waits until it is applied). */
+  async reload(yaml: string): Promise<void> {
+    this.file = await this.lab.writeConfig("nflb.yaml", yaml);
+    const r = await this.cli(["reload"]);
+    assert.equal(r.code, 0, r.stderr);
   }
 
   /** The one backend every one of `count` connections from the client reached (fails if several). */
@@ -177,6 +190,172 @@ services:
       await f.lab.startBackend(j);
       await f.until("back up", async () => (await f.backend(addr(j))).state === "up", 10_000);
       assert.equal(await f.stuck(6), third, "a backend coming back takes nobody's memory");
+    });
+  },
+);
+
+describe(
+  "backup: the sorry server takes connections only while no regular backend is up",
+  { skip, timeout: 300_000 },
+  () => {
+    const f = new Fixture(3);
+    before(
+      async () => {
+        await f.lab.build();
+        for (const i of [1, 2, 3]) await f.lab.startBackend(i);
+        await f.start(`version: 1
+services:
+  web:
+    listen: ${L.vip4}:80
+    scheduler: round-robin
+    check: { method: tcp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }
+    backends:
+      - { address: ${addr(1)} }
+      - { address: ${addr(2)} }
+      - { address: ${addr(3)}, backup: true }
+`);
+      },
+      { timeout: 90_000 },
+    );
+    after(
+      async () => {
+        await f.stop();
+        await f.lab.destroy();
+      },
+      { timeout: 60_000 },
+    );
+
+    test("regulars up: the backup gets nothing; all regulars dead: it gets everything; one back: it gets it all", async () => {
+      assert.deepEqual(await f.spread(), { b1: 6, b2: 6 });
+      const standby = await f.backend(addr(3));
+      assert.deepEqual([standby.state, standby.backup, standby.serving], ["up", true, false]);
+      assert.match((await f.cli(["status"])).stdout, /backup \(standby\)/);
+
+      await f.lab.stopBackend(1);
+      await f.until("b1 down", async () => (await f.backend(addr(1))).state === "down", 10_000);
+      assert.deepEqual(await f.spread(), { b2: 12 }, "one regular left: still no backup");
+
+      await f.lab.stopBackend(2);
+      await f.until("b2 down", async () => (await f.backend(addr(2))).state === "down", 10_000);
+      assert.deepEqual(await f.spread(), { b3: 12 });
+      const s = await f.status();
+      assert.equal(s.services[0]?.on_backups, true);
+      assert.equal((await f.backend(addr(3))).serving, true);
+      const text = (await f.cli(["status"])).stdout;
+      assert.match(text, /backup \(serving\)/);
+      assert.match(text, /the backups take new connections/);
+      assert.ok(((await f.backend(addr(3))).connections_total ?? 0) >= 12, "counted at the backup");
+
+      await f.lab.startBackend(2);
+      await f.until("b2 up", async () => (await f.backend(addr(2))).state === "up", 10_000);
+      assert.deepEqual(await f.spread(), { b2: 12 }, "new connections go back to the regular backend");
+      assert.equal((await f.status()).services[0]?.on_backups, false);
+      await f.lab.startBackend(1);
+      await f.until("b1 up", async () => (await f.backend(addr(1))).state === "up", 10_000);
+      assert.deepEqual(await f.spread(), { b1: 6, b2: 6 });
+    });
+  },
+);
+
+/**
+ * An HTTPS health endpoint on a backend's address, port 443: "200 healthy NAME" only when both the
+ * TLS server name and the Host header are `name` (or to any name when `name` is "*"), else 421.
+ */
+const HEALTH_SERVER = `
+import { readFileSync } from "node:fs";
+import { createServer } from "node:https";
+const [address, certFile, keyFile, name, label] = process.argv.slice(1);
+const srv = createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile) }, (req, res) => {
+  const ok = name === "*" || (req.socket.servername === name && req.headers.host === name);
+  res.writeHead(ok ? 200 : 421, { connection: "close" });
+  res.end(ok ? "healthy " + label + "\\n" : "wrong name\\n");
+});
+srv.listen(443, address, () => process.stdout.write("ready\\n"));
+process.on("SIGTERM", () => process.exit(0));
+`;
+
+describe(
+  "https checks: SNI, Host header and expected body decide who takes connections",
+  { skip, timeout: 300_000 },
+  () => {
+    const f = new Fixture(2);
+    let cert: SelfSigned | undefined;
+    const config = (check: string) => `version: 1
+services:
+  web:
+    listen: ${L.vip4}:80
+    scheduler: round-robin
+    check: { method: https, port: 443, path: /health, interval: 200ms, timeout: 500ms, rise: 2, fall: 2, ${check} }
+    backends:
+      - { address: ${addr(1)} }
+      - { address: ${addr(2)} }
+`;
+    const states = async () => (await f.status()).services[0]?.backends.map((b) => b.state).join(",");
+    before(
+      async () => {
+        await f.lab.build();
+        cert = await selfSigned("good.example");
+        for (const i of [1, 2]) await f.lab.startBackend(i);
+        // b1 answers only to good.example; b2 to any name, with another body.
+        for (const [i, name] of [
+          [1, "good.example"],
+          [2, "*"],
+        ] as const) {
+          const p = f.lab.spawn("srv", [
+            process.execPath,
+            "--input-type=module",
+            "-e",
+            HEALTH_SERVER,
+            backendAddress(i).v4,
+            cert.certFile,
+            cert.keyFile,
+            name,
+            `b${i}`,
+          ]);
+          await p.waitForLine(/ready/, 10_000);
+        }
+        await f.start(config("sni: good.example, host: good.example, expect_body: healthy"));
+        await f.until("both up", async () => (await states()) === "up,up", 15_000);
+      },
+      { timeout: 90_000 },
+    );
+    after(
+      async () => {
+        await f.stop();
+        await f.lab.destroy();
+        await cert?.remove();
+      },
+      { timeout: 60_000 },
+    );
+
+    test("the right SNI and Host: both up and serving; status shows the check", async () => {
+      assert.deepEqual(await f.spread(), { b1: 6, b2: 6 });
+      const check = (await f.status()).services[0]?.check;
+      assert.deepEqual(
+        [check?.method, check?.sni, check?.host, check?.expect_body],
+        ["https", "good.example", "good.example", "healthy"],
+      );
+      assert.match(
+        (await f.cli(["status"])).stdout,
+        /check: https GET \/health .*sni good\.example, host good\.example, body "healthy"/,
+      );
+    });
+
+    test("a wrong SNI takes the backend that needs the name down; the right one brings it back", async () => {
+      await f.reload(config("sni: bad.example, host: good.example"));
+      await f.until("b1 down", async () => (await states()) === "down,up", 15_000);
+      assert.match((await f.backend(addr(1))).reason, /421/);
+      assert.deepEqual(await f.spread(), { b2: 12 });
+      await f.reload(config("sni: good.example, host: good.example"));
+      await f.until("b1 up", async () => (await states()) === "up,up", 15_000);
+      assert.deepEqual(await f.spread(), { b1: 6, b2: 6 });
+    });
+
+    test("expect_body: a body without the text is a failed check", async () => {
+      await f.reload(config("sni: good.example, host: good.example, expect_body: healthy b1"));
+      await f.until("b2 down", async () => (await states()) === "up,down", 15_000);
+      assert.match((await f.backend(addr(2))).reason, /no "healthy b1" in the body/);
+      assert.deepEqual(await f.spread(), { b1: 12 });
     });
   },
 );

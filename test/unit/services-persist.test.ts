@@ -145,3 +145,25 @@ services:
   assert.ok(!nft.includes("persist"));
   assert.ok(!nft.includes("meta priority"));
 });
+
+test("backups: a client remembered on a backup goes back to a regular backend that returned", () => {
+  const c = parseConfig(`version: 1
+services:
+  web:
+    listen: 203.0.113.10:80
+    persistence: 5m
+    backends:
+      - { address: 198.51.100.11:80 }
+      - { address: 198.51.100.99:80, backup: true }
+`);
+  const k = kernelWith(desiredState(c, allHealthy(c), facts).nft);
+  const client = (n: number) => tcp("192.0.2.7", "203.0.113.10", 80, { sport: 40000 + n });
+  assert.equal(dnatOf(connect(k, client(0), 0)), "198.51.100.11:80");
+  const down = { web: { "198.51.100.11:80": { up: false } } };
+  k.apply(update(c, down));
+  assert.equal(dnatOf(connect(k, client(1), 0)), "198.51.100.99:80");
+  assert.equal(dnatOf(connect(k, client(2), 0)), "198.51.100.99:80");
+  k.apply(update(c, {}, down));
+  assert.equal(dnatOf(connect(k, client(3), 0)), "198.51.100.11:80");
+  assert.equal(dnatOf(connect(k, client(4), 0)), "198.51.100.11:80");
+});
