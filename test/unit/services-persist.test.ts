@@ -167,3 +167,25 @@ services:
   assert.equal(dnatOf(connect(k, client(3), 0)), "198.51.100.11:80");
   assert.equal(dnatOf(connect(k, client(4), 0)), "198.51.100.11:80");
 });
+
+test("nflb explain: names the persistence and a backup pool, and still traces the scheduler", async () => {
+  const { explain } = await import("../../src/explain/explain.ts");
+  const { formatExplanation } = await import("../../src/explain/format.ts");
+  const { parseQuery } = await import("../../src/explain/packet.ts");
+  const c = parseConfig(`version: 1
+services:
+  web:
+    listen: 203.0.113.10:80
+    persistence: 5m
+    backends:
+      - { address: 198.51.100.11:80 }
+      - { address: 198.51.100.99:80, backup: true }
+`);
+  const q = parseQuery({ src: "192.0.2.7", dst: "203.0.113.10", proto: "tcp", port: "80" });
+  assert.ok(!("error" in q));
+  const health = { uplinks: {}, services: { web: { "198.51.100.11:80": { up: false } } } };
+  const text = formatExplanation(explain(c, q, { health, healthSource: "test", facts }));
+  assert.match(text, /persistence 5m: a client goes back to the backend it got/);
+  assert.match(text, /the backups take new connections/);
+  assert.match(text, /198\.51\.100\.99:80/);
+});
