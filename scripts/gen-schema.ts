@@ -91,11 +91,11 @@ export const DESCRIPTIONS: Record<string, string> = {
   "services.*.check.expect_body":
     "http/https: text the body must contain; only its first 64 KiB are read, within the check's timeout.",
   "services.*.check.ca":
-    "https: a PEM CA file; the backend's certificate and name (sni) are then verified. Without it the certificate is not verified: the check asks whether the server at that address answers as it should, and backends often hold certificates for the public name, self-signed or internal ones.",
+    "https: a PEM CA file; the backend's certificate and name (sni) are then verified. Without it the certificate is not verified: the check asks whether the server at that address answers as it should, and backends often hold certificates for the public name, self-signed or internal ones. A cluster member never takes this path from etcd.",
   "services.*.backends": "The servers behind the VIP.",
   "services.*.backends.[].address": "Backend ADDRESS:PORT.",
   "services.*.backends.[].backup":
-    "A sorry server (keepalived): it takes new connections only while no regular backend is up; when one comes back, new connections go to it again.",
+    "A sorry server (keepalived): it takes new connections only while no regular backend is up (down, drained and maint all count as not up); when one comes back, new connections go to it again.",
   "services.*.backends.[].weight":
     "Share of new connections; 0 = draining (no new connections, existing ones finish).",
   cluster: "Several nodes share one virtual IP with no single point of failure.",

@@ -178,3 +178,36 @@ services:
   assert.equal(serverName({ host: "198.51.100.11" }), undefined);
   assert.equal(serverName({ host: "www.example.com:8443" }), "www.example.com");
 });
+
+test("cluster: a check's ca path is never taken from etcd; the rest of an https check is", async () => {
+  const { validateShared } = await import("../../src/cluster/shared-config.ts");
+  const running = parseConfig(`version: 1
+cluster:
+  name: web
+  node: a
+  vip: 192.0.2.2
+  interface: eth0
+  etcd: [http://192.0.2.250:2379]
+`);
+  const facts = { interfaces: new Map([["eth0", { name: "eth0", up: true, addresses: [] }]]) };
+  const pushed = (check: string) => `version: 1
+cluster: { name: web, vip: 192.0.2.2, buckets: 256, lease: 2s }
+services:
+  web:
+    listen: 192.0.2.2:443
+    check: ${check}
+    backends: [{ address: 192.0.2.20:443, backup: true }, { address: 192.0.2.21:443 }]
+`;
+  const ok = validateShared(
+    pushed("{ method: https, sni: www.example.com, expect_body: ok }"),
+    running,
+    "a",
+    facts,
+  );
+  assert.ok(ok.ok, ok.ok ? "" : ok.message);
+  const refused = validateShared(pushed("{ method: https, ca: /etc/shadow }"), running, "a", facts);
+  assert.deepEqual(refused, {
+    ok: false,
+    message: "services.web.check.ca: a file path is node-local and never taken from etcd",
+  });
+});
