@@ -46,8 +46,9 @@ class Fixture {
     return JSON.parse(r.stdout) as StatusJson;
   }
 
-  async backend(address: string) {
-    const b = (await this.status()).services[0]?.backends.find((x) => x.address === address);
+  async backend(address: string, service?: string) {
+    const svc = (await this.status()).services.find((x) => service === undefined || x.name === service);
+    const b = svc?.backends.find((x) => x.address === address);
     assert.ok(b, address);
     return b;
   }
@@ -61,11 +62,15 @@ class Fixture {
   }
 
   /** `count` new connections one after another: source address → backend name → connections. */
-  async connect(count: number, sources?: readonly string[]): Promise<Map<string, Record<string, number>>> {
+  async connect(
+    count: number,
+    sources?: readonly string[],
+    port = 80,
+  ): Promise<Map<string, Record<string, number>>> {
     const r = await this.lab.runClient({
       from: "client",
       dst: L.vip4,
-      port: 80,
+      port,
       count,
       parallel: 1,
       ...(sources ? { sources } : {}),
@@ -96,8 +101,8 @@ class Fixture {
   }
 
   /** The one backend every one of `count` connections from the client reached (fails if several). */
-  async stuck(count: number): Promise<string> {
-    const seen = (await this.connect(count)).get(L.client4) ?? {};
+  async stuck(count: number, port = 80): Promise<string> {
+    const seen = (await this.connect(count, undefined, port)).get(L.client4) ?? {};
     const names = Object.keys(seen);
     assert.equal(names.length, 1, `one backend for every connection: ${JSON.stringify(seen)}`);
     assert.equal(seen[names[0] ?? ""], count);
@@ -125,6 +130,25 @@ services:
       - { address: ${addr(1)} }
       - { address: ${addr(2)} }
       - { address: ${addr(3)} }
+  # Long enough that the CLI calls of a test never outlast it.
+  sticky:
+    listen: ${L.vip4}:81
+    scheduler: round-robin
+    persistence: 10m
+    check: { method: tcp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }
+    backends:
+      - { address: ${addr(1)} }
+      - { address: ${addr(2)} }
+      - { address: ${addr(3)} }
+  web6:
+    listen: "[${L.vip6}]:80"
+    scheduler: random
+    persistence: 1m
+    check: { method: tcp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }
+    backends:
+      - { address: "[${backendAddress(1).v6}]:80" }
+      - { address: "[${backendAddress(2).v6}]:80" }
+      - { address: "[${backendAddress(3).v6}]:80" }
 `);
       },
       { timeout: 90_000 },
@@ -138,10 +162,10 @@ services:
     );
 
     test("round-robin: every connection of one client reaches one backend; clients are spread", async () => {
-      const first = await f.stuck(12);
-      assert.equal(await f.stuck(6), first, "still there a moment later");
+      const first = await f.stuck(12, 81);
+      assert.equal(await f.stuck(6, 81), first, "still there a moment later");
       // Six other clients, three connections each, interleaved: each keeps one backend.
-      const by = await f.connect(18, f.lab.sources);
+      const by = await f.connect(18, f.lab.sources, 81);
       const chosen = new Set<string>();
       for (const src of f.lab.sources) {
         const seen = by.get(src) ?? {};
@@ -150,7 +174,7 @@ services:
       }
       assert.ok(chosen.size > 1, `the clients are still balanced: ${[...chosen].join(", ")}`);
       // Counted by the kernel at the backends too.
-      const total = (await f.status()).services[0]?.backends.reduce(
+      const total = (await f.status()).services[1]?.backends.reduce(
         (n, b) => n + (b.connections_total ?? 0),
         0,
       );
@@ -168,28 +192,45 @@ services:
     });
 
     test("a drained or dead backend keeps nobody; the client stays on the one it gets instead", async () => {
-      const on = await f.stuck(3);
+      const on = await f.stuck(3, 81);
       const i = Number(on.slice(1));
-      const d = await f.cli(["backend", "drain", "web", addr(i)]);
+      const d = await f.cli(["backend", "drain", "sticky", addr(i)]);
       assert.equal(d.code, 0, d.stderr);
-      const next = await f.stuck(6);
+      const next = await f.stuck(6, 81);
       assert.notEqual(next, on, "not on the drained backend");
       // Back in service: the client stays where it was sent meanwhile (its memory was replaced).
-      assert.equal((await f.cli(["backend", "enable", "web", addr(i)])).code, 0);
-      assert.equal(await f.stuck(6), next);
+      assert.equal((await f.cli(["backend", "enable", "sticky", addr(i)])).code, 0);
+      assert.equal(await f.stuck(6, 81), next);
 
       const j = Number(next.slice(1));
       await f.lab.stopBackend(j);
       await f.until(
         "the client's backend down",
-        async () => (await f.backend(addr(j))).state === "down",
+        async () => (await f.backend(addr(j), "sticky")).state === "down",
         10_000,
       );
-      const third = await f.stuck(6);
+      const third = await f.stuck(6, 81);
       assert.notEqual(third, next, "not on the dead backend");
       await f.lab.startBackend(j);
-      await f.until("back up", async () => (await f.backend(addr(j))).state === "up", 10_000);
-      assert.equal(await f.stuck(6), third, "a backend coming back takes nobody's memory");
+      await f.until("back up", async () => (await f.backend(addr(j), "sticky")).state === "up", 10_000);
+      assert.equal(await f.stuck(6, 81), third, "a backend coming back takes nobody's memory");
+    });
+
+    test("IPv6, random: every connection of the client reaches one backend, remembered by its /64", async () => {
+      const r = await f.lab.runClient({
+        from: "client",
+        dst: L.vip6,
+        port: 80,
+        count: 12,
+        parallel: 1,
+        timeoutMs: 1000,
+        deadlineMs: 20_000,
+      });
+      assert.equal(r.failed, 0, r.errors.join("; "));
+      const names = new Set(Object.keys(r.bySeen).map((line) => line.split(" ")[0]));
+      assert.equal(names.size, 1, JSON.stringify(r.bySeen));
+      const table = await f.lab.run("lb", ["nft", "list", "table", "inet", "nflb"]);
+      assert.match(table, /2001:db8:1:: timeout 1m expires [^:]*: fffe:[0-2] /);
     });
   },
 );
