@@ -52,6 +52,9 @@ export function backendExtras(
   const at = planned?.backends[index];
   const p = at?.key === b.address ? at : undefined;
   const serving =
-    p !== undefined && planned !== undefined && p.state === "up" && p.backup === planned.onBackups;
+    p !== undefined &&
+    planned !== undefined &&
+    p.state === "up" &&
+    (p.backup === true) === (planned.onBackups === true);
   return { backup: b.backup === true, serving };
 }

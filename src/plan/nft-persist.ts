@@ -55,7 +55,7 @@ export function persistence(s: PlannedService): Persistence | null {
   const key = KEY[s.family];
   const timeout = formatNftDuration(s.persistenceMs);
   // Up and in the pool: a client remembered on a backup goes back to a regular that returned.
-  const live = s.backends.filter((b) => b.state === "up" && b.backup === s.onBackups);
+  const live = s.backends.filter((b) => b.state === "up" && (b.backup === true) === (s.onBackups === true));
   return {
     objects: [
       map(name, TYPE[s.family], [], {

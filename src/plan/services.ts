@@ -24,8 +24,8 @@ export interface PlannedBackend {
   weight: number;
   state: BackendState;
   connections: number;
-  /** `backup: true`: in the slots only while no regular backend is up. */
-  backup: boolean;
+  /** `backup: true`: in the slots only while no regular backend is up (absent: false). */
+  backup?: boolean;
 }
 
 export interface PlannedService {
@@ -42,8 +42,8 @@ export interface PlannedService {
   hashSeed: number;
   /** `persistence`: a client keeps its backend this long after its last new connection. */
   persistenceMs?: number;
-  /** No regular backend is up: the backups hold the slots. */
-  onBackups: boolean;
+  /** No regular backend is up: the backups hold the slots (absent: false). */
+  onBackups?: boolean;
 }
 
 export interface ServicesPlan {
@@ -84,10 +84,10 @@ function planService(name: string, s: ServiceConfig, health: Record<string, Back
       weight,
       state: !up ? "down" : weight === 0 ? "draining" : "up",
       connections: Math.max(0, h?.connections ?? 0),
-      backup: b.backup === true,
+      ...(b.backup === true ? { backup: true } : {}),
     };
   });
-  const onBackups = !backends.some((b) => !b.backup && b.state === "up");
+  const onBackups = !backends.some((b) => b.backup !== true && b.state === "up");
   return {
     name,
     family: listen.addr.family,
@@ -100,7 +100,7 @@ function planService(name: string, s: ServiceConfig, health: Record<string, Back
     // The pool is the regular backends, or the backups while none of those is up.
     slots: slotsFor(
       s.scheduler,
-      backends.filter((b) => b.backup === onBackups),
+      backends.filter((b) => (b.backup === true) === onBackups),
     ),
     onBackups,
     hashSeed: seedOf(`service:${name}`),
