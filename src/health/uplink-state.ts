@@ -280,6 +280,13 @@ export function onLink(h: UplinkHealth, problem: string | null, at: number): Ste
   return { next: { ...h, linkProblem: null, linkOkSince: at, goodStreak: 0, failStreak: 0 }, changed: false };
 }
 
+/** An uplink nothing probes (no targets) follows its link alone: up as soon as the link is usable. */
+export function onLinkUnprobed(h: UplinkHealth, problem: string | null, at: number): Step {
+  const step = onLink(h, problem, at);
+  if (problem !== null || step.next.state === "up") return step;
+  return { next: transition(step.next, "up", "link usable (no probe targets)", at), changed: true };
+}
+
 export function observe(h: UplinkHealth): UplinkObservation {
   return {
     name: h.name,

@@ -1,8 +1,11 @@
+import type { LearnedGateway } from "./gateways.ts";
 import type { Addr, Prefix } from "./ip.ts";
 
 /** What the system looks like, as far as checking and planning need it (read by src/system, passed in). */
 export interface Facts {
   interfaces: Map<string, InterfaceFacts>;
+  /** Read from the host: every interface is listed, so one not listed is absent (not merely unknown). */
+  complete?: boolean;
 }
 
 export interface InterfaceFacts {
@@ -12,4 +15,7 @@ export interface InterfaceFacts {
   addresses: Addr[];
   /** The networks of those addresses (and point-to-point peers), when known: for `check`'s gateway warning. */
   subnets?: Prefix[];
+  /** The default gateways the system's routes name for this device (DHCP, RA), validated. */
+  gw4?: LearnedGateway;
+  gw6?: LearnedGateway;
 }

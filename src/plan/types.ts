@@ -33,6 +33,10 @@ export interface PlannedUplink {
   table: number;
   gw4?: string;
   gw6?: string;
+  /** `gateway: auto`: a family without a learned gateway is not carried (no on-link fallback). */
+  gwAuto?: true;
+  /** The interface does not exist (facts read from the host say so): nothing is routed by it. */
+  absent?: true;
   nat: "masquerade" | "none" | "snat";
   addresses: Addr[];
   live: boolean;

@@ -57,7 +57,7 @@ test("linkProblem says what is wrong, in words", () => {
   assert.equal(linkProblem(ok), "no address on wan1");
   assert.equal(linkProblem({ ...ok, carrier: false }), "carrier lost on wan1");
   assert.equal(linkProblem({ ...ok, adminUp: false }), "wan1 is administratively down");
-  assert.equal(linkProblem({ ...ok, exists: false }), "wan1 does not exist");
+  assert.equal(linkProblem({ ...ok, exists: false }), "interface wan1 not present");
 });
 
 function setup() {
@@ -104,12 +104,12 @@ function setup() {
 }
 const settle = () => new Promise((r) => setImmediate(r));
 
-test("start runs one `ip monitor link address` and reads the state once", async () => {
+test("start runs one `ip monitor link address route` and reads the state once", async () => {
   const { procs, w, events, reads } = setup();
   await w.start();
   assert.deepEqual(
     procs.map((p) => p.argv),
-    [["ip", "monitor", "link", "address"]],
+    [["ip", "monitor", "link", "address", "route"]],
   );
   assert.equal(reads(), 1);
   assert.equal(events.length, 1);
@@ -152,7 +152,7 @@ test("a resync catches what no event announced; a dead `ip monitor` is restarted
   await settle();
   clock.advance(1000);
   assert.equal(procs.length, 2);
-  assert.deepEqual(procs[1]?.argv, ["ip", "monitor", "link", "address"]);
+  assert.deepEqual(procs[1]?.argv, ["ip", "monitor", "link", "address", "route"]);
   await w.stop();
 });
 
