@@ -221,7 +221,7 @@ class CarrierCounters {
 }
 
 /**
- * One `ip monitor link address route` for all uplinks (routes: a DHCP client's or RA's default
+ * One `ip monitor label link address route` for all uplinks (routes: a DHCP client's or RA's default
  * route names the gateway). iproute2 6.1 prints only text there (also with
  * `-j`), so every event line is a trigger to re-read `ip -j addr show`; a change of a watched
  * interface is emitted as `link`. Events arriving during a read cause one more read after it.
@@ -244,6 +244,8 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
   private readonly readRoutes: () => Promise<DefaultRoutesJson>;
   private readonly resyncMs: number;
   private readonly ifaces: Set<string>;
+  /** Interfaces whose gateways are learned from the routes. */
+  private readonly learning = new Set<string>();
   private readonly states = new Map<string, LinkState>();
   private monitor: LineProcess | undefined;
   private running = false;
@@ -295,10 +297,16 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
     return this.states.get(iface);
   }
 
-  /** Add an interface (e.g. after a reload); its state arrives with the next read. */
-  watch(iface: string): void {
+  /**
+   * Add an interface (e.g. after a reload); its state arrives with the next read. `gateways`: its
+   * default gateway is learned from the routes (`gateway: auto` or omitted), which makes every
+   * read also read the default routes and default-route events trigger reads.
+   */
+  watch(iface: string, opts: { gateways?: boolean } = {}): void {
     if (!isInterfaceName(iface)) throw new Error(`invalid interface name ${JSON.stringify(iface)}`);
-    if (this.ifaces.has(iface)) return;
+    const learn = opts.gateways === true && !this.learning.has(iface);
+    if (learn) this.learning.add(iface);
+    if (this.ifaces.has(iface) && !learn) return;
     this.ifaces.add(iface);
     if (this.running) this.trigger();
   }
@@ -333,9 +341,12 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
   }
 
   private startMonitor(): void {
-    const proc = this.spawn(["ip", "monitor", "link", "address", "route"], (line) => {
-      // Continuation lines (indented) belong to the event already seen.
-      if (line && !/^\s/.test(line)) this.trigger();
+    const proc = this.spawn(["ip", "monitor", "label", "link", "address", "route"], (line) => {
+      // Continuation lines (indented) belong to the event already seen. Of the routes only the
+      // default ones matter, and only while some gateway is learned.
+      if (!line || /^\s/.test(line)) return;
+      if (line.startsWith("[ROUTE]") && (this.learning.size === 0 || !/\bdefault\b/.test(line))) return;
+      this.trigger();
     });
     this.monitor = proc;
     void proc.exited.then((e) => {
@@ -369,7 +380,11 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
       do {
         this.again = false;
         try {
-          const [links, routes] = await Promise.all([this.readLinks(), this.readRoutes()]);
+          const none = { v4: "", v6: "" };
+          const [links, routes] = await Promise.all([
+            this.readLinks(),
+            this.learning.size > 0 ? this.readRoutes() : none,
+          ]);
           this.apply(parseLinks(links, this.ifaces, routes));
         } catch (err) {
           this.deps.log?.(`reading links failed: ${(err as Error).message}`);

@@ -274,6 +274,9 @@ export function onLink(h: UplinkHealth, problem: string | null, at: number): Ste
   if (problem !== null) {
     const next = { ...h, linkProblem: problem, goodStreak: 0 };
     if (h.state === "up") return { next: transition(next, "down", problem, at), changed: true };
+    // Down for a link reason that has moved on (absent → no address → no gateway): say the new one.
+    if (h.linkProblem !== null && h.linkProblem !== problem && h.reason === h.linkProblem)
+      return { next: { ...next, reason: problem }, changed: true };
     return { next, changed: false };
   }
   if (h.linkProblem === null) return { next: h, changed: false };

@@ -6,12 +6,18 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { exec } from "../../src/system/exec.ts";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
+import {
+  addresses4 as addressesOf,
+  forceNewLease,
+  missingTools,
+  startDhcpClient,
+  startDhcpServer,
+} from "../../src/lab/dynamic-links.ts";
 import {
   NFLB,
   failures,
@@ -20,32 +26,18 @@ import {
   startDaemon,
   startPoller,
   status,
+  timeline,
   waitStatus,
   type RunningDaemon,
 } from "../../testkit/daemon-harness.ts";
 
-const UDHCPC_SCRIPT = fileURLToPath(new URL("../../src/lab/tools/udhcpc-script.sh", import.meta.url));
-
-async function missingTool(): Promise<string | undefined> {
-  for (const t of ["dnsmasq", "udhcpc"]) {
-    const r = await exec(["sh", "-c", `command -v ${t}`], { timeoutMs: 5000 });
-    if (r.code !== 0) return `${t} is not installed (scripts/ensure-deps)`;
-  }
-  return undefined;
-}
-const unavailable = (await labUnavailableReason()) ?? (await missingTool());
+const unavailable = (await labUnavailableReason()) ?? (await missingTools(["dnsmasq", "udhcpc"]));
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
 
 /** The issue's bound: new connections from the new address within 2 s of the client applying it. */
 const LEASE_BOUND_MS = 2000;
 
-/** The router's global IPv4 addresses on a device. */
-async function addresses4(lab: UplinkLab, dev: string): Promise<string[]> {
-  const r = await lab.exec("router", ["ip", "-j", "-4", "addr", "show", "dev", dev]);
-  if (r.code !== 0) return [];
-  const links = JSON.parse(r.stdout || "[]") as { addr_info?: { local: string; scope: string }[] }[];
-  return links.flatMap((l) => (l.addr_info ?? []).filter((a) => a.scope === "global").map((a) => a.local));
-}
+const addresses4 = (lab: UplinkLab, dev: string) => addressesOf(lab, "router", dev);
 
 /** Argument lists of the fping processes in the router namespace (their `-S` is the probe source). */
 async function fpingArgs(lab: UplinkLab): Promise<string[][]> {
@@ -71,23 +63,15 @@ describe("nflb run with a DHCP uplink (dnsmasq → udhcpc, gateway: auto)", { sk
   const lease = (n: number) => u1().gateway4.replace(/\.1$/, `.${n}`);
   const pinned = () => lab.addr.lan.extra[0] ?? "";
 
-  function startDnsmasq(from: number, to: number, router: string): TrackedProcess {
-    return lab.spawn(`isp1`, [
-      "dnsmasq",
-      "--keep-in-foreground",
-      "--log-facility=-",
-      "--conf-file=/dev/null",
-      "--no-resolv",
-      "--no-hosts",
-      "--port=0",
-      "--interface=cust",
-      "--bind-interfaces",
-      "--dhcp-authoritative",
-      `--dhcp-range=${lease(from)},${lease(to)},255.255.255.0,10m`,
-      `--dhcp-option=option:router,${router}`,
-      `--dhcp-leasefile=${join(dir, "dnsmasq.leases")}`,
-    ]);
-  }
+  const startDnsmasq = (from: number, to: number, router: string): TrackedProcess =>
+    startDhcpServer(lab, {
+      role: "isp1",
+      dev: "cust",
+      from: lease(from),
+      to: lease(to),
+      router,
+      leaseFile: join(dir, "dnsmasq.leases"),
+    });
 
   before(
     async () => {
@@ -152,20 +136,7 @@ describe("nflb run with a DHCP uplink (dnsmasq → udhcpc, gateway: auto)", { sk
     async () => {
       dnsmasq = startDnsmasq(50, 59, u1().gateway4);
       await sleep(300);
-      udhcpc = lab.spawn("router", [
-        "udhcpc",
-        "-f",
-        "-i",
-        u1().wanIf,
-        "-s",
-        UDHCPC_SCRIPT,
-        "-t",
-        "20",
-        "-T",
-        "1",
-        "-A",
-        "1",
-      ]);
+      udhcpc = startDhcpClient(lab, "router", u1().wanIf);
       await waitStatus(lab, (x) => x.uplinks.every((u) => u.state === "up"), 30_000, "isp1 up by DHCP");
       const [addr] = await addresses4(lab, u1().wanIf);
       assert.match(addr ?? "", /\.5\d$/, "a lease from the first range");
@@ -197,9 +168,7 @@ describe("nflb run with a DHCP uplink (dnsmasq → udhcpc, gateway: auto)", { sk
       await rm(join(dir, "dnsmasq.leases"), { force: true });
       dnsmasq = startDnsmasq(150, 159, gw2());
       await sleep(300);
-      const pid = String(udhcpc?.pid);
-      await exec(["kill", "-USR2", pid], { timeoutMs: 5000 });
-      await exec(["kill", "-USR1", pid], { timeoutMs: 5000 });
+      if (udhcpc) await forceNewLease(udhcpc);
       // The moment the client applied the new lease: its address is on wan1.
       let applied = 0;
       let now: string | undefined;
@@ -218,6 +187,8 @@ describe("nflb run with a DHCP uplink (dnsmasq → udhcpc, gateway: auto)", { sk
       const fromNew = batches.find((b) => b.t >= applied && (b.seen[`inet ${now}`] ?? 0) > 0);
       assert.ok(fromNew, "connections from the new address");
       t.diagnostic(`first connection from the new address ${fromNew.t - applied} ms after the lease`);
+      if (fromNew.t - applied > LEASE_BOUND_MS / 2)
+        t.diagnostic(timeline(batches, daemon?.logs() ?? [], applied - 2500, 5000));
       assert.ok(fromNew.t - applied <= LEASE_BOUND_MS, `${fromNew.t - applied} ms (bound ${LEASE_BOUND_MS})`);
       const late = batches.filter((b) => b.t >= fromNew.t);
       assert.deepEqual(failures(late, fromNew.t), [], "every connection after that succeeds");
@@ -243,10 +214,10 @@ describe("nflb run with a DHCP uplink (dnsmasq → udhcpc, gateway: auto)", { sk
 });
 
 describe(
-  "an uplink whose interface is absent at start and appears later as a bridge",
+  "an uplink whose interface is absent at start and appears later as a bridge; gateway: auto that never gets one",
   { skip, timeout: 180_000 },
   () => {
-    const lab = new UplinkLab({ uplinks: 2 });
+    const lab = new UplinkLab({ uplinks: 3 });
     let dir = "";
     let daemon: RunningDaemon | undefined;
     const u2 = () => lab.uplink(2);
@@ -287,6 +258,11 @@ describe(
             "    interface: wanbr",
             `    gateway: ${u2().gateway4}`,
             `    probe: { targets: [${t}], up_after: 5 }`,
+            // wan3 has an address but no default route: no gateway will ever be learned.
+            "  isp3:",
+            `    interface: ${lab.uplink(3).wanIf}`,
+            "    gateway: auto",
+            `    probe: { targets: [${t}] }`,
             "balance: { from: [lan0], method: round-robin }",
             "",
           ].join("\n"),
@@ -329,6 +305,40 @@ describe(
           (seen[`inet ${u2().router4}`] ?? 0) >= 8,
           `isp2 carries its share: ${JSON.stringify(seen)}`,
         );
+
+        // gateway: auto with no gateway, then with one outside the subnet: down with the reason.
+        assert.equal((await status(lab)).uplinks[2]?.reason, "no IPv4 gateway learned on wan3");
+        await lab.run("router", [
+          "ip",
+          "route",
+          "add",
+          "default",
+          "via",
+          "203.0.113.1",
+          "dev",
+          "wan3",
+          "onlink",
+          "metric",
+          "50",
+        ]);
+        const refused = await waitStatus(
+          lab,
+          (x) => /203\.0\.113\.1/.test(x.uplinks[2]?.reason ?? ""),
+          5000,
+          "the refusal as isp3's reason",
+        );
+        assert.equal(refused.uplinks[2]?.state, "down");
+        assert.ok(
+          daemon
+            ?.logs()
+            .some((l) =>
+              /IPv4 gateway 203\.0\.113\.1 on wan3 is outside its subnets \(100\.64\.3\.0\/24\): refused/.test(
+                String(l["msg"]),
+              ),
+            ),
+          "a log line says why the gateway was refused",
+        );
+        assert.equal(daemon?.proc.child.exitCode, null, "the daemon runs on");
 
         // The bridge goes: its new connections move to isp1 (the failure path).
         await lab.run("router", ["ip", "link", "del", "wanbr"]);

@@ -13,6 +13,13 @@ import { ipBatch, labUnavailableReason } from "../../src/lab/netns.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import {
+  TUNNEL_TRANSPORT,
+  makeTunnelPki,
+  missingTools,
+  startOpenvpn,
+  tunnelPlan,
+} from "../../src/lab/dynamic-links.ts";
+import {
   failures,
   lanBatch,
   recoveredAt,
@@ -23,15 +30,12 @@ import {
   type RunningDaemon,
 } from "../../testkit/daemon-harness.ts";
 
-async function missingTool(): Promise<string | undefined> {
-  for (const t of ["openvpn", "openssl"]) {
-    const r = await exec(["sh", "-c", `command -v ${t}`], { timeoutMs: 5000 });
-    if (r.code !== 0) return `${t} is not installed (scripts/ensure-deps)`;
-  }
-  const tun = await exec(["test", "-c", "/dev/net/tun"], { timeoutMs: 5000 });
-  return tun.code === 0 ? undefined : "no /dev/net/tun";
-}
-const unavailable = (await labUnavailableReason()) ?? (await missingTool());
+const unavailable =
+  (await labUnavailableReason()) ??
+  (await missingTools(["openvpn", "openssl"])) ??
+  ((await exec(["test", "-c", "/dev/net/tun"], { timeoutMs: 5000 })).code === 0
+    ? undefined
+    : "no /dev/net/tun");
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
 
 /** The issue's bound for moving a killed tunnel's new connections. */
@@ -39,63 +43,8 @@ const KILL_BOUND_MS = 1000;
 const INTERVAL_MS = 200;
 const UP_AFTER = 10;
 
-/** Transport veth between router and internet, and the tunnels' point-to-point addresses. */
-const TRANSPORT = { router: "100.64.250.1", inet: "100.64.250.2" } as const;
-const tunnel = (i: number) => ({
-  dev: `tun${i}`,
-  serverDev: `tuns${i}`,
-  client: `100.64.20${i}.2`,
-  server: `100.64.20${i}.1`,
-  port: 1193 + i,
-});
-
-async function openssl(dir: string, args: string[]): Promise<void> {
-  // Relative file names below are the PKI directory's.
-  const abs = args.map((a) => (/^[a-z]+\.(key|crt|csr)$/.test(a) ? join(dir, a) : a));
-  const r = await exec(
-    ["openssl", ...abs, ...(args[0] === "x509" ? ["-CAserial", join(dir, "ca.srl")] : [])],
-    {
-      timeoutMs: 20_000,
-    },
-  );
-  if (r.code !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
-}
-
-/** A throwaway CA and one certificate each for the servers and the clients (EC P-256, 2 days). */
-async function makePki(dir: string): Promise<void> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await openssl(dir, [
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=nflb-lab-ca",
-  ]);
-  for (const n of ["server", "client"]) {
-    await openssl(dir, ["req", ...ec, "-keyout", `${n}.key`, "-out", `${n}.csr`, "-subj", `/CN=${n}`]);
-    await openssl(dir, [
-      "x509",
-      "-req",
-      "-in",
-      `${n}.csr`,
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      `${n}.crt`,
-      "-days",
-      "2",
-    ]);
-  }
-}
+const TRANSPORT = TUNNEL_TRANSPORT;
+const tunnel = tunnelPlan;
 
 describe(
   "nflb run over two OpenVPN tunnels, weights 1:1, one connecting late",
@@ -106,82 +55,25 @@ describe(
     let daemon: RunningDaemon | undefined;
     const clients = new Map<number, TrackedProcess>();
 
-    function openvpn(role: "router" | "inet", i: number): TrackedProcess {
-      const t = tunnel(i);
-      const pki = (n: string) => [
-        "--ca",
-        join(dir, "ca.crt"),
-        "--cert",
-        join(dir, `${n}.crt`),
-        "--key",
-        join(dir, `${n}.key`),
-      ];
-      const common = [
-        "--dev-type",
-        "tun",
-        "--proto",
-        "udp",
-        "--verb",
-        "3",
-        "--ping",
-        "1",
-        "--ping-restart",
-        "10",
-      ];
-      const argv =
-        role === "inet"
-          ? [
-              "openvpn",
-              "--dev",
-              t.serverDev,
-              ...common,
-              "--ifconfig",
-              t.server,
-              t.client,
-              "--local",
-              TRANSPORT.inet,
-              "--port",
-              String(t.port),
-              "--tls-server",
-              "--dh",
-              "none",
-              ...pki("server"),
-              "--writepid",
-              join(dir, `server${i}.pid`),
-            ]
-          : [
-              "openvpn",
-              "--dev",
-              t.dev,
-              ...common,
-              "--ifconfig",
-              t.client,
-              t.server,
-              "--remote",
-              TRANSPORT.inet,
-              String(t.port),
-              "--nobind",
-              "--tls-client",
-              ...pki("client"),
-              "--writepid",
-              join(dir, `client${i}.pid`),
-            ];
-      return lab.spawn(role, argv);
-    }
+    const openvpn = (role: "router" | "inet", i: number): TrackedProcess =>
+      startOpenvpn(lab, role === "inet" ? "server" : "client", i, dir);
 
     before(
       async () => {
         await lab.build();
         dir = await mkdtemp(join(tmpdir(), "nflb-ovpn-"));
-        await makePki(dir);
+        await makeTunnelPki(dir);
         await ipBatch(undefined, [
-          `link add name vpnu0 netns ${lab.netns("router")} type veth peer name vpnd0 netns ${lab.netns("inet")}`,
+          `link add name ${TRANSPORT.routerIf} netns ${lab.netns("router")} type veth peer name ${TRANSPORT.inetIf} netns ${lab.netns("inet")}`,
         ]);
         await ipBatch(lab.netns("router"), [
           `addr add ${TRANSPORT.router}/30 dev vpnu0`,
           "link set vpnu0 up",
         ]);
-        await ipBatch(lab.netns("inet"), [`addr add ${TRANSPORT.inet}/30 dev vpnd0`, "link set vpnd0 up"]);
+        await ipBatch(lab.netns("inet"), [
+          `addr add ${TRANSPORT.inet}/30 dev ${TRANSPORT.inetIf}`,
+          `link set ${TRANSPORT.inetIf} up`,
+        ]);
         for (const i of [1, 2]) {
           const s = openvpn("inet", i);
           await s.waitForLine(/Initialization Sequence Completed|UDPv4 link local/, 15_000);

@@ -212,6 +212,7 @@ test("gateway: auto is down until a gateway is learned; a new lease is announced
     gw4: { refused: "IPv4 gateway 203.0.113.1 on wan1 is outside" },
   });
   assert.equal(leases.length, 1);
+  assert.equal(changes.at(-1), "down: IPv4 gateway 203.0.113.1 on wan1 is outside", "the reason follows");
   links.set({ addresses: [A("100.64.1.2")], gw4: { gw: "100.64.1.1" } });
   assert.equal(leases.length, 2);
   links.set({ addresses: [A("100.64.1.150")], gw4: { gw: "100.64.1.254" } });
