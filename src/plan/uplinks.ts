@@ -44,6 +44,8 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
     if (gws.gw4) p.gw4 = gws.gw4;
     if (gws.gw6) p.gw6 = gws.gw6;
     if (gws.auto) p.gwAuto = true;
+    if (gws.reason4) p.gwReason4 = gws.reason4;
+    if (gws.reason6) p.gwReason6 = gws.reason6;
     if (!dev && facts.complete) p.absent = true;
     // Nothing can leave by it (`apply` plans every uplink up): keep it out of the split.
     if (!carries(p, 4) && !carries(p, 6)) p.live = false;

@@ -14,6 +14,7 @@ import { networkOf, parseAddr, type Addr } from "../../src/net/ip.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { allUp, planUplinks } from "../../src/plan/uplinks.ts";
 import { planRouting } from "../../src/plan/routing.ts";
+import { familyProblem } from "../../src/plan/families.ts";
 import type { Facts, InterfaceFacts } from "../../src/plan/types.ts";
 
 const a = (s: string) => parseAddr(s) as Addr;
@@ -182,4 +183,26 @@ uplinks:
   // Facts not read from the host (offline plan): nothing is absent.
   const offline = planUplinks(c, allUp(c), { interfaces: new Map([["wan0", wan0]]) })!;
   assert.equal(offline.uplinks.find((u) => u.name === "vpn")?.absent, undefined);
+});
+
+test("familyProblem: why an uplink cannot carry a family, in the status's words", () => {
+  const c = parseConfig(`version: 1
+uplinks:
+  dhcp: { interface: wan0, gateway: auto }
+  vpn: { interface: tun1 }
+  tun: { interface: tun0 }
+  fixed: { interface: wan2, gateway: 198.51.100.1 }
+`);
+  const wan0 = { name: "wan0", up: true, addresses: [a("192.0.2.10")], subnets: [net("192.0.2.10", 24)] };
+  const tun0 = { name: "tun0", up: true, addresses: [a("100.64.9.2")] };
+  const wan2 = { name: "wan2", up: true, addresses: [a("198.51.100.2")] };
+  const p = planUplinks(c, allUp(c), facts(wan0, tun0, wan2))!;
+  const of = (n: string) => {
+    const u = p.uplinks.find((x) => x.name === n)!;
+    return [familyProblem(u, 4), familyProblem(u, 6)];
+  };
+  assert.deepEqual(of("dhcp"), ["no IPv4 gateway learned on wan0", "no IPv6 address on wan0"]);
+  assert.deepEqual(of("vpn"), ["interface tun1 not present", "interface tun1 not present"]);
+  assert.deepEqual(of("tun"), [null, "no IPv6 address on tun0"]);
+  assert.deepEqual(of("fixed"), [null, "no IPv6 address on wan2"]);
 });
