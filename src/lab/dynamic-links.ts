@@ -182,6 +182,8 @@ export function startOpenvpn(
           "--tls-server",
           "--dh",
           "none",
+          // A client restarted from another port is taken at once, not after --ping-restart.
+          "--float",
           ...pid,
         ]
       : [
