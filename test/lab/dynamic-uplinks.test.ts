@@ -3,7 +3,7 @@
 // `nflb run`, and an uplink whose interface does not exist when nflb starts and appears later as
 // a bridge. Needs root, dnsmasq and udhcpc (scripts/ensure-deps).
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -275,6 +275,12 @@ describe(
         const s = await waitStatus(lab, (x) => x.uplinks[0]?.state === "up", 15_000, "isp1 up");
         assert.equal(s.uplinks[1]?.state, "down");
         assert.equal(s.uplinks[1]?.reason, "interface wanbr not present");
+        assert.deepEqual(s.uplinks[1]?.families?.ipv4, {
+          state: "down",
+          reason: "interface wanbr not present",
+        });
+        assert.equal(s.uplinks[2]?.families?.ipv4.reason, "no IPv4 gateway learned on wan3");
+        assert.equal(s.uplinks[0]?.families?.ipv4.state, "up");
         const cli = await lab.exec("router", [NFLB, "status"]);
         assert.match(cli.stdout, /interface wanbr not present/);
         assert.deepEqual(Object.keys(await lanBatch(lab)), [`inet ${lab.uplink(1).router4}`]);
@@ -344,6 +350,20 @@ describe(
         await lab.run("router", ["ip", "link", "del", "wanbr"]);
         const down = await waitStatus(lab, (x) => x.uplinks[1]?.state === "down", 5000, "isp2 down");
         assert.equal(down.uplinks[1]?.reason, "interface wanbr not present");
+        assert.deepEqual(Object.keys(await lanBatch(lab)), [`inet ${lab.uplink(1).router4}`]);
+
+        // A reload that adds an uplink whose interface is not there is accepted.
+        const yaml = await readFile(file, "utf8");
+        await writeFile(file, yaml.replace("balance:", "  isp4: { interface: ppp7 }\nbalance:"));
+        await exec(["kill", "-HUP", String(daemon.proc.pid)], { timeoutMs: 5000 });
+        // Until the link watcher has read ppp7 the new uplink is "assumed up" (no route, not in the split).
+        const reloaded = await waitStatus(
+          lab,
+          (x) => x.uplinks.length === 4 && x.uplinks[3]?.state === "down",
+          10_000,
+          "the reload with isp4, down",
+        );
+        assert.equal(reloaded.uplinks[3]?.reason, "interface ppp7 not present");
         assert.deepEqual(Object.keys(await lanBatch(lab)), [`inet ${lab.uplink(1).router4}`]);
       },
     );
