@@ -280,7 +280,14 @@ export function onLink(h: UplinkHealth, problem: string | null, at: number): Ste
     return { next, changed: false };
   }
   if (h.linkProblem === null) return { next: h, changed: false };
-  return { next: { ...h, linkProblem: null, linkOkSince: at, goodStreak: 0, failStreak: 0 }, changed: false };
+  const next = { ...h, linkProblem: null, linkOkSince: at, goodStreak: 0, failStreak: 0 };
+  // Down because of the link, which is fine now: say what it waits for, not what is over.
+  if (h.state === "down" && h.reason === h.linkProblem)
+    return {
+      next: { ...next, reason: `${h.iface} usable again: waiting for good probe rounds` },
+      changed: true,
+    };
+  return { next, changed: false };
 }
 
 /** An uplink nothing probes (no targets) follows its link alone: up as soon as the link is usable. */

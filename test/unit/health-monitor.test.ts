@@ -100,10 +100,14 @@ test("carrier loss is down at once; back up only after up_after rounds sent afte
     for (const t of T) p?.line(`${t} : [${seq + i}], 64 bytes, ${rtt} ms (99 avg, 50% loss)`);
   seq += 3;
   answer(9);
-  assert.equal(changes.length, 1, "answers to probes sent before the carrier came back do not count");
+  assert.deepEqual(
+    changes.map((c) => [c.state, c.reason]).slice(1),
+    [["down", "wan1 usable again: waiting for good probe rounds"]],
+    "answers to probes sent before the carrier came back do not count",
+  );
   answer(1);
-  assert.equal(changes.length, 2);
-  assert.equal(changes[1]?.state, "up");
+  assert.equal(changes.length, 3);
+  assert.equal(changes[2]?.state, "up");
   assert.equal(m.snapshot().rttMs, 2, "nor do their RTTs");
   await m.stop();
 });
@@ -130,7 +134,10 @@ test("a new address restarts fping from it; no address stops it and rounds fail"
   clock.advance(2000);
   links.set({ carrier: false });
   assert.equal(rounds.length, n, "nothing after stop");
-  assert.equal(changes.length, 1);
+  assert.deepEqual(
+    changes.map((c) => c.reason),
+    ["no address on wan1", "wan1 usable again: waiting for good probe rounds"],
+  );
 });
 
 test("without a link watcher the given addresses are used", async () => {
@@ -187,8 +194,12 @@ test("an absent interface is down with its reason; when it appears it is probed 
     clock.advance(200);
     for (const t of T) p?.line(`${t} : [${seq}], 64 bytes, 2.0 ms (2 avg, 0% loss)`);
   }
+  assert.deepEqual(changes.map((c) => [c.state, c.reason]).slice(0, 2), [
+    ["down", "interface wan1 not present"],
+    ["down", "wan1 usable again: waiting for good probe rounds"],
+  ]);
   assert.equal(changes.at(-1)?.state, "up");
-  assert.equal(changes.length, 2);
+  assert.equal(changes.length, 3);
   links.set({ exists: false, adminUp: false, carrier: false });
   assert.equal(changes.at(-1)?.reason, "interface wan1 not present");
   await m.stop();
