@@ -25,7 +25,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   "": "nflb configuration: uplinks (outgoing balancing), services (inbound, DNAT) and a cluster (shared VIP).",
   version: "Config format version; always 1.",
   mark_mask: "Bits of the packet and conntrack mark nflb may use (one contiguous run, default 0xff00).",
-  table_base: "First routing table nflb uses; uplink i gets table_base + 1 + i.",
+  table_base: "First routing table nflb uses; the uplink in slot k gets table_base + k.",
   rule_priority_base: "First ip rule priority nflb uses (a range of 1000 above it).",
   uplinks: "Links or tunnels new outgoing connections are spread over, by name.",
   "uplinks.*.interface": "The uplink's network interface, like eth1, ppp0 or wg0.",
@@ -36,6 +36,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   "uplinks.*.nat":
     "masquerade (dynamic address), snat (to the interface's address) or none (routed addresses).",
   "uplinks.*.probe": "How the uplink's health is measured; probes leave through this uplink only.",
+  "uplinks.*.id":
+    "Pins the uplink's slot k (mark k in mark_mask, table table_base + k); unset: the slot it had (state file), or the lowest free one.",
   "uplinks.*.probe.method": "icmp, tcp (connect), http (GET path) or dns (a query).",
   "uplinks.*.probe.targets":
     "Addresses probed through this uplink; several, so one dead target is not a dead link.",

@@ -3,7 +3,7 @@ import type { ConfigIssue } from "./issues.ts";
 import { formatHostPort, parseAddr, parseHostPort } from "../net/ip.ts";
 import { staticGateways } from "../net/gateways.ts";
 import { markLayout } from "./marks.ts";
-import { checkOwnedRanges } from "./owned-ranges.ts";
+import { checkOwnedRanges, maxSlot, slotUsable } from "./owned-ranges.ts";
 import { LIMITS } from "./schema.ts";
 import { didYouMean } from "./suggest.ts";
 
@@ -34,6 +34,24 @@ export function crossCheck(c: Config): ConfigIssue[] {
     );
   }
   if (uplinks.length > 0) out.push(...checkOwnedRanges(c).errors);
+  const pinned = new Map<number, string>();
+  for (const [n, u] of uplinks) {
+    if (u.id === undefined) continue;
+    const other = pinned.get(u.id);
+    if (other !== undefined)
+      err(["uplinks", n, "id"], `id ${u.id} is already uplink ${other}'s: give each uplink its own id`);
+    else if (u.id > maxSlot(c))
+      err(
+        ["uplinks", n, "id"],
+        `id ${u.id} is above the highest slot ${maxSlot(c)} that mark_mask leaves room for`,
+      );
+    else if (!slotUsable(c, u.id))
+      err(
+        ["uplinks", n, "id"],
+        `id ${u.id} would use table ${c.table_base + u.id}, which belongs to the kernel or another tool: pick another id`,
+      );
+    pinned.set(u.id, n);
+  }
   if (uplinks.length > 0 && uplinks.every(([, u]) => u.weight === 0)) {
     err(["uplinks"], "at least one uplink needs a weight above 0: give the main link weight: 1");
   }

@@ -199,6 +199,8 @@ export const uplinkSchema = z.strictObject({
   weight: z.number().int().min(0).max(10_000).default(1),
   nat: z.enum(["masquerade", "none", "snat"]).default("masquerade"),
   probe: probeSchema.default(() => probeSchema.parse({})),
+  /** Pins the uplink's slot (mark, table, rule priority); unset: kept from the state file, or the lowest free. */
+  id: z.number().int().min(1).max(490).optional(),
 });
 
 export const balanceSchema = z.strictObject({

@@ -6,6 +6,13 @@ export interface Facts {
   interfaces: Map<string, InterfaceFacts>;
   /** Read from the host: every interface is listed, so one not listed is absent (not merely unknown). */
   complete?: boolean;
+  /**
+   * The uplink slots in force (the state file, or the daemon's last apply), by name: planning keeps
+   * every name in its slot (src/plan/uplink-ids.ts). Unset: slots by config order.
+   */
+  uplinkSlots?: Readonly<Record<string, number>>;
+  /** Slots whose mark conntrack entries still carry: not given to a new uplink while another is free. */
+  heldSlots?: readonly number[];
 }
 
 export interface InterfaceFacts {
