@@ -30,7 +30,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   uplinks: "Links or tunnels new outgoing connections are spread over, by name.",
   "uplinks.*.interface": "The uplink's network interface, like eth1, ppp0 or wg0.",
   "uplinks.*.gateway":
-    "Next hop(s), one IPv4 and/or one IPv6; omit for point-to-point devices (wg0, tun0, ppp0).",
+    "Next hop(s), one IPv4 and/or one IPv6, or auto: learned from the default routes a DHCP client or router advertisements install for the interface (down for a family until one is learned). Omitted: learned like auto when there is such a route, else on-link, as point-to-point devices (tun0, ppp0, wg0) need.",
   "uplinks.*.weight":
     "Share of new connections (3 and 1 give 3:1); 0 = backup, used only when the others are down.",
   "uplinks.*.nat":

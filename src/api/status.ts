@@ -22,6 +22,13 @@ export interface UplinkStatus {
   connections: number | null;
   /** False when no prober watches this uplink (it is assumed up). */
   probed: boolean;
+  /** Per family: down with the reason when the uplink cannot carry it now (no device, address or gateway). */
+  families?: { ipv4: FamilyStatus; ipv6: FamilyStatus };
+}
+
+export interface FamilyStatus {
+  state: "up" | "down" | "disabled";
+  reason: string;
 }
 
 export interface BackendStatus {

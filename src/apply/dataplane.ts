@@ -94,6 +94,8 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
   const sysctls: ApplyReport["sysctls"] = [];
   for (const s of want.sysctls) {
     const cur = current.get(s.key) ?? null;
+    // An uplink's interface that is not there yet (a tunnel, PPP) has no settings to write.
+    if (cur === null && /^net\/ipv[46]\/conf\/(?!all\/|default\/)/.test(s.key)) continue;
     if (cur !== s.value) {
       await writeSysctl(s.key, s.value);
       sysctls.push({ key: s.key, from: cur, to: s.value });

@@ -1,6 +1,7 @@
 import type { Config } from "./schema.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { formatHostPort, parseAddr, parseHostPort } from "../net/ip.ts";
+import { staticGateways } from "../net/gateways.ts";
 import { markLayout } from "./marks.ts";
 import { checkOwnedRanges, maxSlot, slotUsable } from "./owned-ranges.ts";
 import { LIMITS, passiveOf } from "./schema.ts";
@@ -63,7 +64,7 @@ export function crossCheck(c: Config): ConfigIssue[] {
         `interface ${u.interface} is already used by uplink ${prev}: one uplink per interface`,
       );
     ifaces.set(u.interface, n);
-    const fams = (u.gateway ?? []).map((g) => parseAddr(g)?.family);
+    const fams = staticGateways(u.gateway).map((g) => parseAddr(g)?.family);
     if (fams.filter((f) => f === 4).length > 1 || fams.filter((f) => f === 6).length > 1) {
       err(["uplinks", n, "gateway"], "at most one IPv4 and one IPv6 gateway: keep the one the ISP gave");
     }

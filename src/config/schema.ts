@@ -190,7 +190,12 @@ export const probeSchema = z.strictObject({
 
 export const uplinkSchema = z.strictObject({
   interface: iface,
-  gateway: oneOrMany(address, 2, "[100.64.1.1, 2001:db8:1::1]").optional(),
+  gateway: z
+    .union([z.literal("auto"), oneOrMany(address, 2, "[100.64.1.1, 2001:db8:1::1]")], {
+      error: (iss) =>
+        `write auto, one address or a list of them, like 100.64.1.1 or [100.64.1.1, 2001:db8:1::1] (got ${describeInput(iss.input)})`,
+    })
+    .optional(),
   weight: z.number().int().min(0).max(10_000).default(1),
   nat: z.enum(["masquerade", "none", "snat"]).default("masquerade"),
   probe: probeSchema.default(() => probeSchema.parse({})),

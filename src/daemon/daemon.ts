@@ -109,6 +109,10 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       {
         uplinkChange: (o) => this.onUplinkChange(o),
         uplinkRound: (o) => this.onUplinkRound(o),
+        uplinkLink: (o) => {
+          if (this.stopped || !this.model.config.uplinks?.[o.name]) return;
+          void this.reconciler.reconcile(`uplink ${o.name}: addresses or gateway changed`);
+        },
         backendChange: (o) => this.onBackendChange(o),
         clusterChange: (snapshot) => this.onClusterChange(snapshot),
       },

@@ -9,7 +9,7 @@ import type { DataplaneOps } from "./reconciler.ts";
 
 /** The reconcile loop's kernel operations on this host (or the namespace the daemon runs in). */
 export const kernelOps: DataplaneOps = {
-  readFacts: async () => ({ interfaces: await readInterfaces() }),
+  readFacts: async (o) => ({ interfaces: await readInterfaces(o), complete: true }),
   applyFull: async (d, nftScript) => {
     await applyDesired(d, nftScript !== undefined ? { nftScript } : {});
   },

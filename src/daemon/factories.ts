@@ -16,7 +16,8 @@ export function realFactories(log: Log): MonitorFactories {
   const link = new LinkWatcher([], { log: (msg) => log.warn({ reason: "link watch" }, msg) });
   return {
     uplink: (ctx) => {
-      link.watch(ctx.uplink.interface);
+      const g = ctx.uplink.gateway;
+      link.watch(ctx.uplink.interface, { gateways: g === undefined || g === "auto" });
       return createUplinkMonitor(ctx.name, ctx.uplink, {
         link,
         log: (msg) => log.debug({ uplink: ctx.name }, msg),

@@ -3,6 +3,8 @@ import type { Config } from "../config/schema.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import type { Desired } from "../plan/desired.ts";
+import { familyProblem } from "../plan/families.ts";
+import type { PlannedUplink } from "../plan/types.ts";
 import { formatHostPort, parseHostPort } from "../net/ip.ts";
 import { connCounter } from "../nft/names.ts";
 import { autoLevel } from "./auto-weights.ts";
@@ -16,7 +18,7 @@ import {
 } from "./health-view.ts";
 import type { ReconcileInput } from "./reconciler.ts";
 import { sharesOf } from "./reconciler.ts";
-import type { ClusterStatus, StatusJson } from "./status.ts";
+import type { ClusterStatus, FamilyStatus, StatusJson } from "./status.ts";
 import { backendExtras, serviceExtras } from "./status-service.ts";
 
 export type Counters = Map<string, { packets: number; bytes: number }>;
@@ -161,13 +163,14 @@ export class DaemonModel {
       uplinks: Object.entries(c.uplinks ?? {}).map(([name, u]) => {
         const obs = this.uplinkObs.get(name);
         const p = planned.get(name);
+        const reason = this.overrides.disabledUplinks.has(name)
+          ? "disabled through the API"
+          : (obs?.reason ?? (this.probed.has(name) ? "" : "not probed: assumed up"));
         return {
           name,
           interface: u.interface,
           state: this.uplinkState(name),
-          reason: this.overrides.disabledUplinks.has(name)
-            ? "disabled through the API"
-            : (obs?.reason ?? (this.probed.has(name) ? "" : "not probed: assumed up")),
+          reason,
           since: obs ? new Date(obs.since).toISOString() : null,
           weight: u.weight,
           effective_weight: p?.live ? p.weight : 0,
@@ -177,6 +180,7 @@ export class DaemonModel {
           loss: obs?.loss ?? 0,
           connections: counters.get(connCounter(name))?.packets ?? null,
           probed: this.probed.has(name),
+          ...(p ? { families: familiesOf(p, this.uplinkState(name), reason) } : {}),
         };
       }),
       services: Object.entries(c.services ?? {}).map(([name, s]) => ({
@@ -227,4 +231,19 @@ export function canonicalBackend(address: string): string {
 
 export function versionOf(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 12);
+}
+
+/** Each family's state: the uplink's own, or down with the reason it cannot carry that family. */
+function familiesOf(
+  p: PlannedUplink,
+  state: "up" | "down" | "disabled",
+  reason: string,
+): { ipv4: FamilyStatus; ipv6: FamilyStatus } {
+  const one = (fam: 4 | 6): FamilyStatus => {
+    const problem = familyProblem(p, fam);
+    return problem === null
+      ? { state, reason }
+      : { state: state === "disabled" ? state : "down", reason: problem };
+  };
+  return { ipv4: one(4), ipv6: one(6) };
 }

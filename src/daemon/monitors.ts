@@ -65,6 +65,8 @@ export interface MonitorFactories {
 export interface MonitorHandlers {
   uplinkChange(obs: UplinkObservation): void;
   uplinkRound(obs: UplinkObservation): void;
+  /** The uplink's addresses or learned gateways changed: re-plan (snat, from-rules, routes). */
+  uplinkLink(obs: UplinkObservation): void;
   backendChange(obs: BackendObservation): void;
   clusterChange(snapshot: ClusterView): void;
 }
@@ -120,6 +122,7 @@ export class MonitorSet {
         const monitor = mkUplink(ctx);
         monitor.on("change", (o) => this.handlers.uplinkChange(o));
         monitor.on("round", (o) => this.handlers.uplinkRound(o));
+        monitor.on("link", (o) => this.handlers.uplinkLink(o));
         this.uplinks.set(name, { key, monitor, started: false });
         fresh.uplinks.push(monitor.snapshot());
       }

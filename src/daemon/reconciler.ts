@@ -36,9 +36,14 @@ export interface ExternalElements {
   elements: readonly Element[];
 }
 
+function learnsGateways(c: Config): boolean {
+  return Object.values(c.uplinks ?? {}).some((u) => u.gateway === undefined || u.gateway === "auto");
+}
+
 /** The kernel side, injected so the loop can be tested against a fake. */
 export interface DataplaneOps {
-  readFacts(): Promise<Facts>;
+  /** `gateways`: also learn default gateways from the routes (some uplink's gateway is auto or omitted). */
+  readFacts(opts?: { gateways: boolean }): Promise<Facts>;
   /**
    * Routing + sysctls as `nflb apply` does, with `nftScript` as the nft transaction: the whole
    * table when omitted, or the diff from what the kernel holds (a reload).
@@ -212,7 +217,7 @@ export class Reconciler {
     try {
       const input = this.source();
       const c = input.config;
-      const facts = await this.ops.readFacts();
+      const facts = await this.ops.readFacts({ gateways: learnsGateways(c) });
       const tFacts = performance.now();
       const names = Object.keys(c.uplinks ?? {});
       const keeping = names.length > 0 && !names.some((n) => input.health.uplinks[n]?.up);

@@ -36,6 +36,13 @@ export interface PlannedUplink {
   table: number;
   gw4?: string;
   gw6?: string;
+  /** `gateway: auto`: a family without a learned gateway is not carried (no on-link fallback). */
+  gwAuto?: true;
+  /** With `gateway: auto`, why a family has no gateway (no address, none learned, one refused). */
+  gwReason4?: string;
+  gwReason6?: string;
+  /** The interface does not exist (facts read from the host say so): nothing is routed by it. */
+  absent?: true;
   nat: "masquerade" | "none" | "snat";
   addresses: Addr[];
   live: boolean;

@@ -1,5 +1,6 @@
 import type { Config, RuleConfig } from "../config/schema.ts";
-import { parseAddr, parsePrefix } from "../net/ip.ts";
+import { parsePrefix } from "../net/ip.ts";
+import { resolveGateways } from "../net/gateways.ts";
 import { markLayout, uplinkMark, type MarkLayout } from "../config/marks.ts";
 import { maxSlot, slotUsable } from "../config/owned-ranges.ts";
 import { assignSlots, type SlotAssignment } from "./uplink-ids.ts";
@@ -30,7 +31,8 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
   const slots = uplinkSlots(c, facts);
   const uplinks: PlannedUplink[] = Object.entries(c.uplinks).map(([name, u], index) => {
     const slot = slots[name] ?? 0;
-    const gws = (u.gateway ?? []).map((g) => parseAddr(g)).filter((a) => a !== null);
+    const dev = facts.interfaces.get(u.interface);
+    const gws = resolveGateways(u.gateway, dev && { iface: u.interface, ...dev });
     const h = health[name];
     const p: PlannedUplink = {
       name,
@@ -44,10 +46,14 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
       live: h?.up ?? false,
       weight: h?.weight ?? u.weight,
     };
-    const gw4 = gws.find((g) => g.family === 4)?.text;
-    const gw6 = gws.find((g) => g.family === 6)?.text;
-    if (gw4) p.gw4 = gw4;
-    if (gw6) p.gw6 = gw6;
+    if (gws.gw4) p.gw4 = gws.gw4;
+    if (gws.gw6) p.gw6 = gws.gw6;
+    if (gws.auto) p.gwAuto = true;
+    if (gws.reason4) p.gwReason4 = gws.reason4;
+    if (gws.reason6) p.gwReason6 = gws.reason6;
+    if (!dev && facts.complete) p.absent = true;
+    // Nothing can leave by it (`apply` plans every uplink up): keep it out of the split.
+    if (!carries(p, 4) && !carries(p, 6)) p.live = false;
     return p;
   });
 
@@ -107,6 +113,8 @@ const bySlot = (ups: readonly PlannedUplink[]) => [...ups].sort((a, b) => a.slot
 
 /** Whether traffic of this family can leave by the uplink: a gateway of that family, or a point-to-point device. */
 export function carries(u: PlannedUplink, fam: 4 | 6): boolean {
+  if (u.absent) return false;
+  if (u.gwAuto) return (fam === 4 ? u.gw4 : u.gw6) !== undefined;
   if (fam === 4) return u.gw4 !== undefined || (u.gw6 === undefined && hasFamily(u, 4));
   return u.gw6 !== undefined || (u.gw4 === undefined && hasFamily(u, 6));
 }
