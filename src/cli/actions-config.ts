@@ -1,4 +1,4 @@
-import { applyDesired } from "../apply/dataplane.ts";
+import { applyDesired, readCurrent } from "../apply/dataplane.ts";
 import { down as takeDown } from "../apply/down.ts";
 import { loadConfig } from "../config/load.ts";
 import { allHealthy, desiredState, type Desired } from "../plan/desired.ts";
@@ -50,9 +50,15 @@ export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
 }
 
 export async function apply(o: CheckOpts): Promise<void> {
-  const { loaded, facts } = await loadChecked(o.config);
-  const want = desiredState(loaded.config, allHealthy(loaded.config), facts);
-  const r = await withStateLock("nflb apply", () => applyDesired(want));
+  // The lock first, then the kernel's routing state and the state file are read while the config
+  // is parsed (their `ip` processes run beside it): a refused config takes the lock for nothing.
+  const r = await withStateLock("nflb apply", async () => {
+    const current = readCurrent();
+    current.catch(() => {});
+    const { loaded, facts } = await loadChecked(o.config);
+    const want = desiredState(loaded.config, allHealthy(loaded.config), facts);
+    return applyDesired(want, { current });
+  });
   const d = r.routing;
   const sysctls = r.sysctls.map((s) => ({ key: s.key.replaceAll("/", "."), value: s.to }));
   if (o.json)
