@@ -2,15 +2,14 @@
 // ahead (help-text.ts, generated from commander's own output; test/unit/cli-help.test.ts fails
 // when it is stale), without loading commander or any verb: they are the first thing a person
 // types. Everything else goes to the commander program (program.ts).
-import { VERSION } from "./defaults.ts";
-import { HELP } from "./help-text.ts";
-import { HELP_WIDTH, helpWidth } from "./help-width.ts";
+import { HELP, HELP_WIDTH, VERSION } from "./help-text.ts";
 
 /** What commander would print for these arguments, when it is known ahead; undefined otherwise. */
 export function quickAnswer(
   args: readonly string[],
 ): { text: string; stream: "out" | "err"; code: number } | undefined {
-  const fits = (s: NodeJS.WriteStream) => helpWidth(s) === HELP_WIDTH;
+  // Commander wraps at min(columns, HELP_WIDTH) on a terminal (help-width.ts), else at HELP_WIDTH.
+  const fits = (s: NodeJS.WriteStream) => !(s.isTTY && s.columns && s.columns < HELP_WIDTH);
   if (args.length === 0) return fits(process.stderr) ? { text: HELP, stream: "err", code: 1 } : undefined;
   if (args.length !== 1) return undefined;
   const [a] = args;
