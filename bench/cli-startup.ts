@@ -1,8 +1,9 @@
 // How long `nflb` takes to answer before it does any work: `--help`, and `status` with no daemon
 // listening, against `node -e 0` (Node's own start-up), in one interleaved run so the ratios hold
-// on a noisy machine. The CLI is built the way the package builds it (esbuild, code splitting:
-// each verb's implementation is its own chunk, loaded when the verb runs) into a temporary
-// directory under dist/ (so the bundles find node_modules); the single-file bundle (everything loaded for every verb) is measured alongside.
+// on a noisy machine. First what users run: bin/nflb (the launcher) and the bundle it builds
+// (dist/main.mjs). Then, for comparison, the CLI built with npm packages external (esbuild, code
+// splitting) into a temporary directory under dist/ (so the bundles find node_modules), and as a
+// single file (everything loaded for every verb).
 //
 //   node --import tsx bench/cli-startup.ts [--runs 30]
 //
@@ -12,7 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { build, type BuildOptions } from "esbuild";
-import { REPO } from "./lib/paths.ts";
+import { NFLB_BIN, REPO } from "./lib/paths.ts";
 import { dateLine, loadLine, machineLine } from "./lib/report.ts";
 import { summarize } from "./lib/stats.ts";
 
@@ -34,9 +35,21 @@ process.on("exit", () => rmSync(out, { recursive: true, force: true }));
 await build({ ...common, splitting: true, outdir: join(out, "split") });
 await build({ ...common, outfile: join(out, "single.mjs") });
 
+// What users run: the launcher and the bundle it builds (commander, yaml and zod inside).
+execFileSync(NFLB_BIN, ["--build"], { stdio: "inherit" });
+
 const node = process.execPath;
 const cases: { name: string; argv: string[] }[] = [
   { name: "node -e 0", argv: [node, "-e", "0"] },
+  { name: "bin/nflb --help (the launcher, as shipped)", argv: [NFLB_BIN, "--help"] },
+  {
+    name: "node dist/main.mjs --help (the bundle alone)",
+    argv: [node, join(REPO, "dist/main.mjs"), "--help"],
+  },
+  {
+    name: "bin/nflb status, no daemon",
+    argv: [NFLB_BIN, "status", "-c", "/nonexistent", "--api", "127.0.0.1:1"],
+  },
   { name: "nflb --help (split)", argv: [node, join(out, "split/main.js"), "--help"] },
   {
     name: "nflb status, no daemon (split)",

@@ -1,7 +1,8 @@
 // `nflb plan` and `nflb apply` wall time for 32 uplinks and 10,000 rule prefixes, end to end
 // (process start included) and piece by piece (in-process), in a namespace with 32 veth uplinks.
 //
-//   node --import tsx bench/uplinks-apply.ts [--runs 5]      (npm run bench:uplinks runs both uplink benches)
+//   node --import tsx bench/uplinks-apply.ts [--runs 5] [--only rules0,rules10x1000,rules1x10000] [--no-pieces]
+//   (npm run bench:uplinks runs both uplink benches)
 //
 // Needs root. Everything happens in namespaces named nlXXXX-*, removed at the end (or by the
 // next lab/bench run if this one is killed). Prints a markdown section for bench/RESULTS.md.
@@ -31,9 +32,20 @@ const CONFIGS = [
   },
 ] as const;
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "5" } }, strict: true });
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "5" },
+    only: { type: "string" },
+    "no-pieces": { type: "boolean", default: false },
+  },
+  strict: true,
+});
 const RUNS = Number(values.runs);
 if (!Number.isInteger(RUNS) || RUNS < 1 || RUNS > 50) throw new Error("--runs must be 1..50");
+const only = values.only?.split(",");
+if (only?.some((id) => !CONFIGS.some((c) => c.id === id)))
+  throw new Error(`--only takes ${CONFIGS.map((c) => c.id).join(",")}`);
+const configs = CONFIGS.filter((c) => !only || only.includes(c.id));
 
 requireRoot("bench/uplinks-apply.ts");
 
@@ -100,7 +112,7 @@ await withBenchNet(async (net) => {
   const cli: string[][] = [];
   const inproc = new Map<string, Map<string, string>>();
   const sizes: string[][] = [];
-  for (const c of CONFIGS) {
+  for (const c of configs) {
     const file = join(work, `${c.id}.yaml`);
     const yaml = benchConfigYaml({
       uplinks: router.uplinks,
@@ -123,6 +135,7 @@ await withBenchNet(async (net) => {
       [c.label, "`nflb down` (after `nflb apply`)", fmtSummaryMs(summarize(downMs))],
     );
 
+    if (values["no-pieces"]) continue;
     const raw = await inNs(
       net,
       tsNode("bench/lib/apply-pieces.ts", ["--config", file, "--runs", String(RUNS)]),
@@ -150,19 +163,21 @@ await withBenchNet(async (net) => {
   say();
   say(markdownTable(["config", "command", "ms"], cli));
   say();
-  say("In-process pieces (`bench/lib/apply-pieces.ts`, run inside the router namespace):");
-  say();
-  say(
-    markdownTable(
-      ["piece", ...CONFIGS.map((c) => c.label.replace(/^32 uplinks, /, ""))],
-      [...inproc].map(([name, row]) => [name, ...CONFIGS.map((c) => row.get(c.id) ?? "")]),
-    ),
-  );
-  say();
-  say("Sizes:");
-  say();
-  say(markdownTable(["config", "YAML", "nft script", "health update script", "policy routing"], sizes));
-  say();
+  if (!values["no-pieces"]) {
+    say("In-process pieces (`bench/lib/apply-pieces.ts`, run inside the router namespace):");
+    say();
+    say(
+      markdownTable(
+        ["piece", ...configs.map((c) => c.label.replace(/^32 uplinks, /, ""))],
+        [...inproc].map(([name, row]) => [name, ...configs.map((c) => row.get(c.id) ?? "")]),
+      ),
+    );
+    say();
+    say("Sizes:");
+    say();
+    say(markdownTable(["config", "YAML", "nft script", "health update script", "policy routing"], sizes));
+    say();
+  }
   say(`${loadLine()} at end.`);
 });
 process.stdout.write(out.join("\n") + "\n");

@@ -1,10 +1,10 @@
 import type { Desired } from "../plan/desired.ts";
 import { diffOps, diffRouting, ownedRouting, type OwnedRange, type RoutingDiff } from "./diff-routing.ts";
 import { applyRoutingOps, readAll, readOwned, withRollback } from "./routing-batch.ts";
-import { systemIp, type IpPort } from "../system/iproute.ts";
+import { systemIp, type IpPort, type KernelRouting } from "../system/iproute.ts";
 import { nftApply } from "../system/nft.ts";
 import { readSysctl, writeSysctl } from "../system/sysctl.ts";
-import { loadState, saveState } from "../system/state.ts";
+import { loadState, saveState, type State } from "../system/state.ts";
 import { ownedState } from "./owned-state.ts";
 import type { RoutingOp } from "../plan/routing.ts";
 
@@ -23,20 +23,29 @@ export async function readRouting(range: OwnedRange, ip: IpPort = systemIp) {
 }
 
 /**
+ * The state file and every routing rule and route, read together (process start dominates each
+ * read). Under the state lock: `nflb apply` starts this before it parses the config.
+ */
+export function readCurrent(ip: IpPort = systemIp): Promise<[State, KernelRouting]> {
+  return Promise.all([loadState(), readAll(ip)]);
+}
+
+/**
  * Install a desired state. Routing additions go in one `ip -batch` per family and are rolled back
  * if the nft transaction after them fails; the transaction itself is all-or-nothing. So a failed
  * apply leaves the previous data plane serving. There is no `nft -c` dry run first: it cost as
  * much as the transaction (nft parses and evaluates the whole script either way, ~80 ms with
  * 10,000 prefixes) and a refused transaction is undone anyway.
  */
-export async function applyDesired(want: Desired, opts: { nftScript?: string } = {}): Promise<ApplyReport> {
+export async function applyDesired(
+  want: Desired,
+  opts: { nftScript?: string; current?: ReturnType<typeof readCurrent> } = {},
+): Promise<ApplyReport> {
   const t0 = performance.now();
   // A diff (a reload in place) may be empty: nothing for nft to do.
   const script = opts.nftScript ?? want.nft;
   const ip = systemIp;
-  // The state file and the reads are independent: run them together (process start dominates
-  // each). Everything is read, then filtered to nflb's own objects in its range.
-  const [saved, kernel] = await Promise.all([loadState(), readAll(ip)]);
+  const [saved, kernel] = await (opts.current ?? readCurrent(ip));
   const state = await ownedState(saved, kernel);
 
   const range = {

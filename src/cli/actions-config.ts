@@ -1,9 +1,9 @@
-import { applyDesired } from "../apply/dataplane.ts";
+import { applyDesired, readCurrent } from "../apply/dataplane.ts";
 import { down as takeDown } from "../apply/down.ts";
 import { loadConfig } from "../config/load.ts";
 import { allHealthy, desiredState, type Desired } from "../plan/desired.ts";
 import { renderRouting } from "../render/routes.ts";
-import { withStateLock } from "../system/lock.ts";
+import { acquireStateLock, StateLockError, withStateLock } from "../system/lock.ts";
 import { checkWarnings, formatWarning } from "../config/warnings.ts";
 import { loadChecked } from "./load.ts";
 import { readSlotFacts } from "../apply/uplink-slots.ts";
@@ -53,15 +53,7 @@ export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
 }
 
 export async function apply(o: CheckOpts): Promise<void> {
-  const { loaded, facts } = await loadChecked(o.config);
-  const r = await withStateLock("nflb apply", async () => {
-    // Read under the lock: a concurrent apply may be recording other slots.
-    const want = desiredState(loaded.config, allHealthy(loaded.config), {
-      ...facts,
-      ...(await readSlotFacts(loaded.config)),
-    });
-    return applyDesired(want);
-  });
+  const r = await applyConfig(o.config);
   const d = r.routing;
   const sysctls = r.sysctls.map((s) => ({ key: s.key.replaceAll("/", "."), value: s.to }));
   if (o.json)
@@ -76,6 +68,36 @@ export async function apply(o: CheckOpts): Promise<void> {
     `applied in ${r.seconds.toFixed(3)} s: nft table inet nflb; rules +${d.addRules.length} -${d.delRules.length}; ` +
       `routes ~${d.replaceRoutes.length} -${d.delRoutes.length}; sysctls ${sysctls.map((s) => `${s.key}=${s.value}`).join(", ") || "unchanged"}`,
   );
+}
+
+/**
+ * When the lock is free, it is taken first and the kernel's routing state and the state file are
+ * read while the config is parsed (their `ip` processes run beside it). When someone holds it (the
+ * daemon, another apply), the config is read first as before, so a bad config is reported as such.
+ */
+async function applyConfig(file: string) {
+  const lock = await acquireStateLock("nflb apply", { waitMs: 0 }).catch((e: unknown) => {
+    if (e instanceof StateLockError) return undefined;
+    throw e;
+  });
+  if (lock === undefined) {
+    const { loaded, facts } = await loadChecked(file);
+    return withStateLock("nflb apply", async () => {
+      // Read under the lock: a concurrent apply may be recording other slots.
+      const slots = await readSlotFacts(loaded.config);
+      return applyDesired(desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots }));
+    });
+  }
+  try {
+    const current = readCurrent();
+    current.catch(() => {});
+    const { loaded, facts } = await loadChecked(file);
+    const slots = await readSlotFacts(loaded.config);
+    const want = desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots });
+    return await applyDesired(want, { current });
+  } finally {
+    await lock?.release();
+  }
 }
 
 export async function down(o: DownOpts): Promise<void> {

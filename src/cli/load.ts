@@ -13,8 +13,11 @@ export async function loadChecked(
   file: string,
   opts: { offline?: boolean } = {},
 ): Promise<{ loaded: LoadedConfig; facts: Facts }> {
+  // `ip -j addr` runs while the config is parsed.
+  const reading = opts.offline ? Promise.resolve<Facts>({ interfaces: new Map() }) : readFacts();
+  reading.catch(() => {});
   const loaded = await loadConfig(file);
-  const facts: Facts = opts.offline ? { interfaces: new Map() } : await readFacts();
+  const facts = await reading;
   if (!opts.offline) {
     const issues = systemCheck(loaded.config, facts);
     if (issues.length) throw new ConfigError(file, loaded.locate(issues));

@@ -1,42 +1,29 @@
-// The CLI's entry: it only registers the verbs (options and help); each verb's action imports its
-// implementation when it runs, so `nflb --help` or `nflb status` never load the daemon, the HTTP
-// server, the metrics or the etcd client (the bundle splits every dynamic import into a chunk).
-import { Command } from "commander";
-import { VERSION } from "./defaults.ts";
-import { errorJson, exitCodeOf, isPlain } from "./exit.ts";
-import { registerConfigVerbs } from "./verbs-config.ts";
-import { registerClusterVerbs } from "./verbs-cluster.ts";
-import { registerControlVerbs } from "./verbs-control.ts";
-import { registerDaemonVerbs } from "./verbs-daemon.ts";
-import { registerExplainVerbs } from "./verbs-explain.ts";
-import { registerExecVerbs } from "./verbs-exec.ts";
-import { registerLabVerbs } from "./verbs-lab.ts";
+// The CLI's entry. `nflb`, `nflb --help` and `nflb --version` are answered from text computed
+// ahead (help-text.ts, generated from commander's own output; test/unit/cli-help.test.ts fails
+// when it is stale), without loading commander or any verb: they are the first thing a person
+// types. Everything else goes to the commander program (program.ts).
+import { HELP, HELP_WIDTH, VERSION } from "./help-text.ts";
 
-const program = new Command("nflb")
-  .description("Load balancing with the kernel's own data plane: nftables, conntrack and policy routing.")
-  .version(VERSION, "-V, --version", "print nflb's version")
-  .showHelpAfterError()
-  .configureHelp({ sortSubcommands: false })
-  .addHelpText(
-    "after",
-    "\nExit status: 0 ok; 2 an invalid config (the error names its YAML path and line); 1 a runtime failure.\n" +
-      "`nflb status`: 0 all up, 1 degraded, 2 down or no daemon. Each verb's --help says more.",
-  );
+/** What commander would print for these arguments, when it is known ahead; undefined otherwise. */
+export function quickAnswer(
+  args: readonly string[],
+): { text: string; stream: "out" | "err"; code: number } | undefined {
+  // Commander wraps at min(columns, HELP_WIDTH) on a terminal (help-width.ts), else at HELP_WIDTH.
+  const fits = (s: NodeJS.WriteStream) => !(s.isTTY && s.columns && s.columns < HELP_WIDTH);
+  if (args.length === 0) return fits(process.stderr) ? { text: HELP, stream: "err", code: 1 } : undefined;
+  if (args.length !== 1) return undefined;
+  const [a] = args;
+  if (a === "--version" || a === "-V") return { text: `${VERSION}\n`, stream: "out", code: 0 };
+  if ((a === "--help" || a === "-h" || a === "help") && fits(process.stdout))
+    return { text: HELP, stream: "out", code: 0 };
+  return undefined;
+}
 
-registerConfigVerbs(program);
-registerDaemonVerbs(program);
-registerControlVerbs(program);
-registerClusterVerbs(program);
-registerExplainVerbs(program);
-registerExecVerbs(program);
-registerLabVerbs(program);
-
-/** Errors the user can act on are printed plainly; anything else is a bug and shows its stack. */
-program.parseAsync(process.argv).catch((e: unknown) => {
-  const text = isPlain(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
-  process.stderr.write(`nflb: ${text}\n`);
-  // `--json` of nflb's own options, not of a command after `--` (exec).
-  const own = process.argv.slice(2, (process.argv.indexOf("--") + 1 || process.argv.length + 1) - 1);
-  if (own.includes("--json")) process.stdout.write(JSON.stringify(errorJson(e), null, 2) + "\n");
-  process.exit(exitCodeOf(e));
-});
+const quick = quickAnswer(process.argv.slice(2));
+if (quick) {
+  (quick.stream === "out" ? process.stdout : process.stderr).write(quick.text);
+  process.exitCode = quick.code;
+} else {
+  const { runCli } = await import("./program.ts");
+  await runCli(process.argv);
+}

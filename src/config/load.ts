@@ -7,6 +7,7 @@ import { explainIssue } from "./messages.ts";
 import { redactUrlCredentials, SECRET_KEYS } from "./redact.ts";
 import { didYouMean, keysAt } from "./suggest.ts";
 import { configWarnings } from "./warnings.ts";
+import { fastYaml } from "./yaml-fast.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/nflb/nflb.yaml";
 
@@ -34,6 +35,40 @@ export function parseConfig(text: string, file = "<config>"): Config {
 }
 
 export function parseConfigSource(text: string, file = "<config>"): CheckedConfig {
+  if (Buffer.byteLength(text, "utf8") <= MAX_CONFIG_BYTES) {
+    const fast = parseValidFast(text, file);
+    if (fast) return fast;
+  }
+  return parseWithPositions(text, file);
+}
+
+/**
+ * A config with long prefix lists, read without YAML positions (yaml-fast.ts): only when it is
+ * valid. Anything to report (an error, a warning, a later system check) needs lines, so it is read
+ * again with positions, then or on first use.
+ */
+function parseValidFast(text: string, file: string): CheckedConfig | undefined {
+  const raw = fastYaml(text, { maxAliasCount: MAX_ALIASES });
+  if (raw === undefined || protoKeys(raw, []).length > 0) return undefined;
+  const parsed = configSchema.safeParse(raw ?? {}, { error: explainIssue, reportInput: true });
+  if (!parsed.success || crossCheck(parsed.data).length > 0) return undefined;
+  let positions: CheckedConfig | undefined;
+  const loc = (list: ConfigIssue[]) =>
+    list.length === 0 ? list : (positions ??= parseWithPositions(text, file)).locate(list);
+  let warnings: ConfigIssue[] | undefined;
+  return {
+    config: parsed.data,
+    file,
+    text,
+    locate: loc,
+    // Only `check` prints them; `apply` and `run` should not pay for their lines.
+    get warnings() {
+      return (warnings ??= loc(configWarnings(parsed.data)));
+    },
+  };
+}
+
+function parseWithPositions(text: string, file: string): CheckedConfig {
   const fail = (issues: ConfigIssue[]) =>
     new ConfigError(
       file,
@@ -103,9 +138,15 @@ function protoKeys(v: unknown, path: (string | number)[]): (string | number)[][]
   if (!v || typeof v !== "object") return [];
   const out: (string | number)[][] = [];
   if (Object.prototype.hasOwnProperty.call(v, "__proto__")) out.push([...path, "__proto__"]);
+  if (Array.isArray(v)) {
+    // Lists of scalars (10,000 prefixes) cost nothing to walk this way.
+    for (let i = 0; i < v.length && out.length < 10; i++)
+      if (v[i] && typeof v[i] === "object") out.push(...protoKeys(v[i], [...path, i]));
+    return out;
+  }
   for (const [k, child] of Object.entries(v)) {
     if (out.length >= 10) break;
-    if (k !== "__proto__") out.push(...protoKeys(child, [...path, Array.isArray(v) ? Number(k) : k]));
+    if (k !== "__proto__") out.push(...protoKeys(child, [...path, k]));
   }
   return out;
 }

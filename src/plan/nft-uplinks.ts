@@ -155,8 +155,7 @@ export function buildUplinks(p: UplinkPlan, serviceVips: readonly (4 | 6)[] = []
     prerouting: [
       // Packets of pinned connections: the conntrack mark decides the uplink (CONNMARK --restore-mark).
       `ct mark and ${hex(mask)} vmap @${RESTORE_MARK}`,
-      // Connections that arrive on an uplink are answered by that uplink.
-      `ct state new iifname vmap @${INBOUND}`,
+      // New connections: one conntrack state test per packet (decide starts with the inbound pin).
       `ct state new jump ${DECIDE}`,
     ],
     output: [`ct mark and ${hex(mask)} vmap @${RESTORE_MARK}`],
@@ -167,11 +166,10 @@ export function buildUplinks(p: UplinkPlan, serviceVips: readonly (4 | 6)[] = []
 function egressRules(u: PlannedUplink, mask: number): string[] {
   // Whatever leaves by an uplink unpinned (the router's own traffic, unbalanced interfaces) is pinned
   // here, so a later change of primary cannot move it to a link with another source address.
-  const rules = [
-    `ct mark and ${hex(mask)} == 0 ${setMasked("ct mark", u.mark, mask)}`,
-    `counter name ${connCounter(u.name)}`,
-  ];
-  if (u.nat === "masquerade") rules.push("masquerade");
+  const rules = [`ct mark and ${hex(mask)} == 0 ${setMasked("ct mark", u.mark, mask)}`];
+  // The counter and masquerade in one rule: one rule less on every new connection.
+  if (u.nat === "masquerade") rules.push(`counter name ${connCounter(u.name)} masquerade`);
+  else rules.push(`counter name ${connCounter(u.name)}`);
   if (u.nat === "snat") {
     const v4 = u.addresses.find((a) => a.family === 4);
     const v6 = u.addresses.find((a) => a.family === 6);
@@ -182,7 +180,8 @@ function egressRules(u: PlannedUplink, mask: number): string[] {
 }
 
 function decideRules(p: UplinkPlan, serviceVips: readonly (4 | 6)[]): string[] {
-  const out: string[] = [];
+  // Connections that arrive on an uplink are answered by that uplink.
+  const out: string[] = [`iifname vmap @${INBOUND}`];
   out.push(p.balanceFrom ? `iifname != @${BALANCE_FROM} return` : 'iif "lo" return');
   if (p.balanceSources) {
     out.push(

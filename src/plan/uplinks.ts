@@ -1,5 +1,5 @@
 import type { Config, RuleConfig } from "../config/schema.ts";
-import { parsePrefix } from "../net/ip.ts";
+import { splitPrefixes } from "../net/ip.ts";
 import { resolveGateways } from "../net/gateways.ts";
 import { markLayout, uplinkMark, type MarkLayout } from "../config/marks.ts";
 import { maxSlot, slotUsable } from "../config/owned-ranges.ts";
@@ -63,7 +63,7 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
     names.map((n) => byName.get(n)).find((u) => u?.live && (fam === undefined || carries(u, fam)))?.name ??
     null;
 
-  const sources = c.balance.sources?.map((s) => parsePrefix(s)).filter((p) => !("error" in p)) ?? null;
+  const sources = c.balance.sources ? splitPrefixes(c.balance.sources) : null;
   const rules = c.rules.map((r, id) => planRule(r, id, (names) => firstLive(names)));
 
   return {
@@ -73,10 +73,7 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
     uplinks,
     split: planSplit(c, uplinks),
     balanceFrom: c.balance.from ?? null,
-    balanceSources: sources && {
-      v4: sources.filter((p) => "family" in p && p.family === 4).map((p) => ("text" in p ? p.text : "")),
-      v6: sources.filter((p) => "family" in p && p.family === 6).map((p) => ("text" in p ? p.text : "")),
-    },
+    balanceSources: sources && { v4: sources.v4, v6: sources.v6 },
     rules,
     local: c.balance.local,
     primary4: firstLive(primaryOrder, 4),
@@ -144,25 +141,11 @@ function planSplit(c: Config, uplinks: PlannedUplink[]): PlannedSplit | null {
 }
 
 /**
- * A rule's prefixes by family, parsed once per loaded config: the daemon re-plans on every health
- * change, and 10,000 prefixes cost more to parse than the rest of the plan.
+ * A rule's prefixes by family, parsed once per loaded config (shared with validation): the daemon
+ * re-plans on every health change, and 10,000 prefixes cost more to parse than the rest of the plan.
  */
-const prefixMemo = new WeakMap<readonly string[], { v4: string[]; v6: string[] }>();
-
 function prefixesByFamily(list: string[] | undefined): { v4: string[]; v6: string[] } {
-  if (!list) return { v4: [], v6: [] };
-  const known = prefixMemo.get(list);
-  if (known) return known;
-  const ps = list.map((s) => parsePrefix(s)).filter((p) => !("error" in p)) as {
-    family: 4 | 6;
-    text: string;
-  }[];
-  const out = {
-    v4: ps.filter((p) => p.family === 4).map((p) => p.text),
-    v6: ps.filter((p) => p.family === 6).map((p) => p.text),
-  };
-  prefixMemo.set(list, out);
-  return out;
+  return list ? splitPrefixes(list) : { v4: [], v6: [] };
 }
 
 function planRule(r: RuleConfig, id: number, resolve: (names: string[]) => string | null): PlannedRule {

@@ -27,7 +27,7 @@ test("the verbs' help shows the same defaults their owners use", () => {
   assert.equal(LAB_TRAFFIC_HELP.maxRate, TRAFFIC_LIMITS.maxRate);
 });
 
-test("the entry chunk loads only commander: every verb's implementation is a dynamic import", async () => {
+test("the entry loads nothing but the precomputed help; the program only commander: every verb's implementation is a dynamic import", async () => {
   const outdir = mkdtempSync(join(tmpdir(), "nflb-split-"));
   try {
     const r = await build({
@@ -43,31 +43,43 @@ test("the entry chunk loads only commander: every verb's implementation is a dyn
       logLevel: "silent",
     });
     const outputs = r.metafile.outputs;
+    // Everything reachable from a chunk by static imports is loaded with it.
+    const closure = (start: string) => {
+      const inputs = new Set<string>();
+      const externals = new Set<string>();
+      const todo = [start];
+      const done = new Set<string>();
+      while (todo.length) {
+        const k = todo.pop() as string;
+        if (done.has(k)) continue;
+        done.add(k);
+        const o = outputs[k];
+        if (!o) continue;
+        for (const i of Object.keys(o.inputs)) inputs.add(i);
+        for (const imp of o.imports) {
+          if (imp.kind !== "import-statement") continue;
+          if (imp.external) externals.add(imp.path);
+          else todo.push(imp.path);
+        }
+      }
+      return { inputs, externals };
+    };
     const entry = Object.keys(outputs).find((k) => outputs[k]?.entryPoint === "src/cli/main.ts");
     assert.ok(entry, "an entry chunk");
-    // Everything reachable from the entry by static imports is loaded by `nflb --help`.
-    const inputs = new Set<string>();
-    const externals = new Set<string>();
-    const todo = [entry];
-    const done = new Set<string>();
-    while (todo.length) {
-      const k = todo.pop() as string;
-      if (done.has(k)) continue;
-      done.add(k);
-      const o = outputs[k];
-      if (!o) continue;
-      for (const i of Object.keys(o.inputs)) inputs.add(i);
-      for (const imp of o.imports) {
-        if (imp.kind !== "import-statement") continue;
-        if (imp.external) externals.add(imp.path);
-        else todo.push(imp.path);
-      }
-    }
-    assert.deepEqual([...externals].sort(), ["commander"]);
-    for (const i of inputs)
+    // `nflb --help` loads this much.
+    const first = closure(entry);
+    assert.deepEqual([...first.externals], []);
+    for (const i of first.inputs)
+      assert.match(i, /^src\/cli\/(main|help-text)\.ts$/, `${i} loads for --help`);
+    // Every other verb loads the program too.
+    const program = Object.keys(outputs).find((k) => outputs[k]?.inputs["src/cli/program.ts"]);
+    assert.ok(program, "a program chunk");
+    const verbs = closure(program);
+    assert.deepEqual([...verbs.externals].sort(), ["commander"]);
+    for (const i of verbs.inputs)
       assert.match(
         i,
-        /^(src\/cli\/(main|defaults|exit|verbs-\w+)\.ts|package\.json)$/,
+        /^(src\/cli\/(program|defaults|exit|help-width|verbs-\w+)\.ts|package\.json)$/,
         `${i} loads for every verb`,
       );
   } finally {

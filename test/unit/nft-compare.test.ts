@@ -35,7 +35,7 @@ test("a changed element, an extra prefix and an extra rule are named; foreign el
   assert.deepEqual(changes, [
     "~ map inet nflb split: element 2 : goto up_isp1_pin, wanted : goto up_isp2_pin",
     "- set inet nflb rule_0_dst4: element 203.0.113.0/24",
-    "~ chain inet nflb decide: 6 rules, wanted 5",
+    "~ chain inet nflb decide: 7 rules, wanted 6",
   ]);
 });
 
