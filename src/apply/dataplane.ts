@@ -104,7 +104,7 @@ export async function applyDesired(
   for (const s of want.sysctls) {
     const cur = current.get(s.key) ?? null;
     // An uplink's interface that is not there yet (a tunnel, PPP) has no settings to write.
-    if (cur === null && /^net\/ipv[46]\/conf\/(?!all\/|default\/)/.test(s.key)) continue;
+    if (cur === null && isInterfaceKey(s.key)) continue;
     if (cur !== s.value) {
       await writeSysctl(s.key, s.value);
       sysctls.push({ key: s.key, from: cur, to: s.value });
@@ -118,5 +118,35 @@ export async function applyRoutingOnly(want: Desired, ip: IpPort = systemIp): Pr
   const before = await readOwned(ip, want.routing);
   const diff = diffRouting(want.routing, before);
   await applyRoutingOps(ip, diffOps(diff, before), want.routing, before);
+  await syncInterfaceSysctls(want);
   return diff;
+}
+
+/** A setting of one interface (`net/ipv4/conf/tun1/rp_filter`), not of all or the default. */
+const isInterfaceKey = (key: string) => /^net\/ipv[46]\/conf\/(?!all\/|default\/)/.test(key);
+
+/**
+ * An uplink whose device appeared after the last full apply (a tunnel that connected, a PPP link)
+ * gets its settings (loose rp_filter) on the next update, its old value recorded for `down` first.
+ * Only interface keys: the global ones were written by the full apply and cannot have changed.
+ */
+export async function syncInterfaceSysctls(
+  want: Desired,
+): Promise<{ key: string; from: string; to: string }[]> {
+  const keys = want.sysctls.filter((s) => isInterfaceKey(s.key));
+  const current = await Promise.all(keys.map(async (s) => ({ s, cur: await readSysctl(s.key) })));
+  const stale = current.filter(
+    (c): c is { s: (typeof keys)[number]; cur: string } => c.cur !== null && c.cur !== c.s.value,
+  );
+  if (stale.length === 0) return [];
+  const state = await loadState();
+  let record = false;
+  for (const { s, cur } of stale)
+    if (!(s.key in state.sysctls)) {
+      state.sysctls[s.key] = cur;
+      record = true;
+    }
+  if (record) await saveState(state);
+  for (const { s } of stale) await writeSysctl(s.key, s.value);
+  return stale.map(({ s, cur }) => ({ key: s.key, from: cur, to: s.value }));
 }

@@ -164,6 +164,9 @@ describe(
           { [`inet ${tunnel(1).client}`]: 12, [`inet ${tunnel(2).client}`]: 12 },
           "1:1 round-robin",
         );
+        // The device came after the full apply: its loose rp_filter is written by the update.
+        const rp = await lab.exec("router", ["sysctl", "-n", "net.ipv4.conf.tun2.rp_filter"]);
+        assert.equal(rp.stdout.trim(), "2", "tun2's rp_filter is loose once it appeared");
 
         // Its openvpn is killed (by pid): tun2 goes, its new connections move to tun1.
         const killed = Date.now();
