@@ -1,6 +1,7 @@
 import type { Config, RuleConfig } from "../config/schema.ts";
 import { parseAddr, parsePrefix } from "../net/ip.ts";
 import { markLayout, uplinkMark, type MarkLayout } from "../config/marks.ts";
+import { domainSetsPlan } from "./nft-domains.ts";
 import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
 import type { Facts, Health, PlannedRule, PlannedSplit, PlannedUplink, Target, UplinkPlan } from "./types.ts";
 
@@ -55,7 +56,7 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
   const sources = c.balance.sources?.map((s) => parsePrefix(s)).filter((p) => !("error" in p)) ?? null;
   const rules = c.rules.map((r, id) => planRule(r, id, (names) => firstLive(names)));
 
-  return {
+  const plan: UplinkPlan = {
     layout,
     tableBase: c.table_base,
     ruleBase: c.rule_priority_base,
@@ -72,6 +73,8 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
     primary6: firstLive(primaryOrder, 6),
     hashSeed: seedOf(Object.keys(c.uplinks).join(",")),
   };
+  if (rules.some((r) => r.domains)) plan.domains = domainSetsPlan(c);
+  return plan;
 }
 
 /** Whether traffic of this family can leave by the uplink: a gateway of that family, or a point-to-point device. */
@@ -155,6 +158,7 @@ function planRule(r: RuleConfig, id: number, resolve: (names: string[]) => strin
     }
   }
   if (r.sticky !== undefined) out.stickyMs = r.sticky;
+  if (r.domains) out.domains = r.domains;
   return out;
 }
 
