@@ -26,6 +26,7 @@ import {
   type ReconcileResult,
 } from "./reconciler.ts";
 import type { StatusJson } from "./status.ts";
+import { DnsService } from "../dns/service.ts";
 
 export const DEFAULT_API = "127.0.0.1:9110";
 /** A periodic run re-reads addresses and re-installs the table if someone removed it. */
@@ -77,6 +78,8 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private counterCache: { at: number; value: Promise<Counters> } | null = null;
   private activeCache: { at: number; value: Promise<ActiveConnections | null> } | null = null;
   private stopped = false;
+  readonly dns: DnsService;
+  private dnsSets: { model: unknown; names: ReadonlySet<string> } = { model: null, names: new Set() };
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -124,6 +127,15 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       },
     );
     this.hook = new OnChangeHook(model.config.on_change, this.log, opts.hookRunner);
+    this.dns = new DnsService(
+      {
+        exclusive: (fn) => this.reconciler.exclusive(fn),
+        applyNft: (script) => ops.applyNft(script),
+        appliedSets: () => this.appliedDomainSets(),
+        log: this.log,
+      },
+      this.metricsRegistry.registry,
+    );
     this.metricsRegistry.declareUplinks(Object.keys(model.config.uplinks ?? {}));
   }
 
@@ -150,6 +162,12 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     if (this.opts.serveApi !== false) await this.listen();
     if (this.opts.overridesFile) this.model.restoreOverrides(await loadOverrides(this.opts.overridesFile));
     await this.adoptMonitors();
+    try {
+      await this.dns.configure(this.model.config, true);
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
     const r = await this.reconciler.reconcile("start", { force: true });
     if (r.action === "failed") {
       await this.stop();
@@ -239,6 +257,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.hook.setCommand(loaded.config.on_change);
     this.metricsRegistry.declareUplinks(Object.keys(loaded.config.uplinks ?? {}));
     await this.adoptMonitors();
+    await this.dns.configure(loaded.config, false);
     // Not forced: the reconciler applies the diff from the table it holds (sticky maps, counters
     // and rotation positions stay), and replaces the table only when its shape cannot change in place.
     const r = await this.reconciler.reconcile(reason);
@@ -250,8 +269,24 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private reconcileInput(): ReconcileInput {
     return {
       ...this.model.input(),
-      external: () => [{ table: TABLE_REF, set: OWNED_SET, elements: this.monitors.clusterOwnedElements() }],
+      external: () => [
+        { table: TABLE_REF, set: OWNED_SET, elements: this.monitors.clusterOwnedElements() },
+        ...this.dns.external(),
+      ],
     };
+  }
+
+  /** The domain rules' DNS sets in the model the kernel holds (the forwarder writes only to those). */
+  private appliedDomainSets(): ReadonlySet<string> {
+    const model = this.reconciler.last?.model ?? null;
+    if (model !== this.dnsSets.model) {
+      const t = model?.tables.find((x) => `${x.family} ${x.name}` === TABLE_REF);
+      const names = new Set<string>();
+      for (const o of t?.objects ?? [])
+        if (o.kind === "set" && o.owner === "external" && o.name.startsWith("dom_")) names.add(o.name);
+      this.dnsSets = { model, names };
+    }
+    return this.dnsSets.names;
   }
 
   /**
@@ -283,6 +318,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.resync);
+    this.dns.stop();
     await this.monitors.stopAll();
     await this.reconciler.close();
     await this.hook.idle();
@@ -401,7 +437,9 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   async status(): Promise<StatusJson> {
     const applied = this.reconciler.last;
     const [counters, active] = await Promise.all([this.counters(), this.activeConnections()]);
-    return this.model.status(applied, this.reconciler.keepingLast, counters, this.backendCounter, active);
+    const s = this.model.status(applied, this.reconciler.keepingLast, counters, this.backendCounter, active);
+    const dns = this.dns.status();
+    return dns ? { ...s, dns } : s;
   }
 
   async metrics(): Promise<{ contentType: string; body: string }> {

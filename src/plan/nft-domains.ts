@@ -46,7 +46,12 @@ export function buildDomains(p: UplinkPlan): NftSection {
   for (const r of rules) {
     for (const f of [4, 6] as const) {
       objects.push(
-        typedSet(domainSet(r.name, f), TYPE[f], [], { flags: ["timeout"], size: d.size, owner: "external" }),
+        typedSet(domainSet(r.name, f), TYPE[f], [], {
+          flags: ["timeout"],
+          // Room for elements expired but not yet collected by the kernel: a full set fails a write.
+          size: 2 * d.size,
+          owner: "external",
+        }),
       );
       objects.push(
         typedSet(domainKeepSet(r.name, f), TYPE[f], [], {

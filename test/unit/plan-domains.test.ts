@@ -49,7 +49,7 @@ test("a domain-only rule matches through its two sets per family, and nothing el
   assert.equal(dns4?.type, "ipv4_addr");
   assert.equal(dns4?.owner, "external");
   assert.deepEqual(dns4?.flags, ["timeout"]);
-  assert.equal(dns4?.size, 1000);
+  assert.equal(dns4?.size, 2000);
   const keep4 = findObject(t, "set", "dom_video_keep4");
   assert.equal(keep4?.owner, "packet");
   assert.equal(keep4?.timeout, "10s");
