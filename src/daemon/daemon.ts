@@ -26,7 +26,7 @@ import {
   type ReconcileResult,
 } from "./reconciler.ts";
 import type { StatusJson } from "./status.ts";
-import { DnsService } from "../dns/service.ts";
+import { DnsService, type DnsView } from "../dns/service.ts";
 
 export const DEFAULT_API = "127.0.0.1:9110";
 /** A periodic run re-reads addresses and re-installs the table if someone removed it. */
@@ -78,7 +78,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private counterCache: { at: number; value: Promise<Counters> } | null = null;
   private activeCache: { at: number; value: Promise<ActiveConnections | null> } | null = null;
   private stopped = false;
-  readonly dns: DnsService;
+  private readonly dnsService: DnsService;
   private dnsSets: { model: unknown; names: ReadonlySet<string> } = { model: null, names: new Set() };
 
   private constructor(
@@ -127,7 +127,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       },
     );
     this.hook = new OnChangeHook(model.config.on_change, this.log, opts.hookRunner);
-    this.dns = new DnsService(
+    this.dnsService = new DnsService(
       {
         exclusive: (fn) => this.reconciler.exclusive(fn),
         applyNft: (script) => ops.applyNft(script),
@@ -163,7 +163,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     if (this.opts.overridesFile) this.model.restoreOverrides(await loadOverrides(this.opts.overridesFile));
     await this.adoptMonitors();
     try {
-      await this.dns.configure(this.model.config, true);
+      await this.dnsService.configure(this.model.config, true);
     } catch (e) {
       await this.stop();
       throw e;
@@ -257,7 +257,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.hook.setCommand(loaded.config.on_change);
     this.metricsRegistry.declareUplinks(Object.keys(loaded.config.uplinks ?? {}));
     await this.adoptMonitors();
-    await this.dns.configure(loaded.config, false);
+    await this.dnsService.configure(loaded.config, false);
     // Not forced: the reconciler applies the diff from the table it holds (sticky maps, counters
     // and rotation positions stay), and replaces the table only when its shape cannot change in place.
     const r = await this.reconciler.reconcile(reason);
@@ -271,7 +271,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       ...this.model.input(),
       external: () => [
         { table: TABLE_REF, set: OWNED_SET, elements: this.monitors.clusterOwnedElements() },
-        ...this.dns.external(),
+        ...this.dnsService.external(),
       ],
     };
   }
@@ -318,7 +318,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.resync);
-    this.dns.stop();
+    this.dnsService.stop();
     await this.monitors.stopAll();
     await this.reconciler.close();
     await this.hook.idle();
@@ -438,8 +438,12 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     const applied = this.reconciler.last;
     const [counters, active] = await Promise.all([this.counters(), this.activeConnections()]);
     const s = this.model.status(applied, this.reconciler.keepingLast, counters, this.backendCounter, active);
-    const dns = this.dns.status();
+    const dns = this.dnsService.status();
     return dns ? { ...s, dns } : s;
+  }
+
+  dns(rule?: string, address?: string): DnsView | null {
+    return this.dnsService.view(rule, address);
   }
 
   async metrics(): Promise<{ contentType: string; body: string }> {

@@ -54,6 +54,11 @@ export interface DnsStatus {
   rules: DnsRuleStatus[];
 }
 
+/** `GET /api/v1/dns`: the status, with entries when asked, and what holds one address. */
+export interface DnsView extends DnsStatus {
+  matches?: { rule: string; domain: string; left_s: number }[];
+}
+
 function endpoint(s: string, defaultPort: number): Endpoint | null {
   const a = parseAddr(s);
   if (a) return { addr: a.text, family: a.family, port: defaultPort };
@@ -235,6 +240,12 @@ export class DnsService {
     return this.table
       .lookup(a.family, a.text, this.now())
       .map((e) => ({ rule: e.rule, domain: e.domain, left_s: Math.ceil(e.leftMs / 1000) }));
+  }
+
+  view(rule?: string, address?: string): DnsView | null {
+    const s = this.status(rule === "*" ? true : (rule ?? false));
+    if (!s) return null;
+    return address === undefined ? s : { ...s, matches: this.lookup(address) };
   }
 
   status(entries: boolean | string = false): DnsStatus | null {

@@ -111,7 +111,7 @@ if (values.junk !== undefined) {
       s.send(junk(i), port, host, (e) => (e ? reject(e) : resolve())),
     );
     // A breather now and then, so the receiver's socket buffer never overflows.
-    if (i % 200 === 199) await new Promise((r) => setTimeout(r, 10));
+    if (i % 100 === 99) await new Promise((r) => setTimeout(r, 20));
   }
   s.close();
   process.stdout.write(JSON.stringify({ sent: count }) + "\n");
