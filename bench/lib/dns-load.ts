@@ -67,6 +67,7 @@ process.stdout.write(
     p99: pick(0.99),
     max: lat.at(-1) ?? NaN,
     answers: lat.length,
+    withAddress: answered,
     timeouts,
   }) + "\n",
 );
