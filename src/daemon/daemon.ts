@@ -173,6 +173,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       await this.stop();
       throw r.error ?? new Error("the first apply failed");
     }
+    this.dnsService.applied(this.appliedDomainSets());
     await this.monitors.start();
     this.refreshCluster();
     this.resync = setInterval(
@@ -261,6 +262,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     // Not forced: the reconciler applies the diff from the table it holds (sticky maps, counters
     // and rotation positions stay), and replaces the table only when its shape cannot change in place.
     const r = await this.reconciler.reconcile(reason);
+    this.dnsService.applied(this.appliedDomainSets());
     await this.monitors.start();
     this.refreshCluster();
     return r;

@@ -89,6 +89,8 @@ export class DnsService {
   private readonly writer: SetWriter;
   private readonly prune: NodeJS.Timeout;
   private config: DnsConfig | null = null;
+  /** DNS sets the kernel held at the last reconcile. */
+  private knownSets: ReadonlySet<string> = new Set();
   private readonly m: ReturnType<typeof dnsMetrics>;
 
   constructor(
@@ -219,6 +221,25 @@ export class DnsService {
     } catch (e) {
       this.host.log.warn({ err: (e as Error).message }, "dns: could not delete addresses of removed domains");
     }
+  }
+
+  /**
+   * After a reconcile: sets that are new in the kernel (a rule that gained domains in a reload) get
+   * what the table already holds for them (answers between the reload and the diff that created
+   * the set were not written: a diff leaves these sets' elements alone).
+   */
+  applied(sets: ReadonlySet<string>): void {
+    const now = this.now();
+    const writes: SetWrite[] = [];
+    for (const r of this.rules)
+      for (const fam of [4, 6] as const) {
+        const name = domainSet(r.name, fam);
+        if (!sets.has(name) || this.knownSets.has(name)) continue;
+        for (const e of this.table.entries(now, r.name))
+          if (e.fam === fam) writes.push({ rule: r.name, fam, addr: e.addr, timeoutMs: e.leftMs });
+      }
+    this.knownSets = new Set(sets);
+    if (writes.length) void this.writer.write(writes, false);
   }
 
   /** The DNS sets' elements as they must be now, for a full replace of the table. */

@@ -59,10 +59,11 @@ describe("rules by domain name (nflb run, dnsmasq resolver chain)", { skip, time
   const procs: TrackedProcess[] = [];
   const isp2 = () => `inet ${lab.uplink(2).router4}`;
 
-  const config = () =>
+  const config = (more: string[] = []) =>
     labConfig(lab, {
       extra: [
         "rules:",
+        ...more,
         '  - { name: video, domains: [video.example, "*.video.example", keep.example, cached.example], via: [isp2] }',
         `dns: { listen: ["${LAN.router4}:53"], upstream: [${CACHE}], min_ttl: 4s, keep: 3s }`,
         "",
@@ -343,5 +344,20 @@ describe("rules by domain name (nflb run, dnsmasq resolver chain)", { skip, time
     assert.deepEqual(v?.addresses, [HOSTS["video.example"]]);
     assert.ok(await inDns(HOSTS["video.example"]));
     assert.equal(daemon?.proc.child.exitCode, null);
+  });
+
+  test("a reload keeps the domain sets' addresses, and a rule that gains domains gets its own sets", async () => {
+    await resolve("lan", ["video.example"]);
+    assert.ok(await inDns(HOSTS["video.example"]));
+    // A new rule in front of the old one: reordered, the video rule keeps its sets by name.
+    await writeFile(file, config(["  - { name: other, domains: [other.example], via: [isp1] }"]));
+    const r = await lab.exec("router", [NFLB, "reload", "-c", file], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.ok(await inDns(HOSTS["video.example"]), "the reload kept the answered address");
+    const [o] = await resolve("lan", ["other.example"]);
+    assert.deepEqual(o?.addresses, [HOSTS["other.example"]]);
+    assert.ok((await members("dom_other_4")).has(HOSTS["other.example"]));
+    const c = await connect(HOSTS["other.example"]);
+    assert.deepEqual(c.bySeen, { [`inet ${lab.uplink(1).router4}`]: 8 });
   });
 });
