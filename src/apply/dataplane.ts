@@ -59,6 +59,10 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
   const diff = diffRouting(want.routing, before);
   state.tables = range.tables;
   state.priorities = range.priorities;
+  // Each uplink's slot, so the next apply or start keeps them (names gone are dropped: what
+  // conntrack still holds of them guards their marks; src/apply/uplink-slots.ts).
+  if (want.uplinks) state.uplinkSlots = Object.fromEntries(want.uplinks.uplinks.map((u) => [u.name, u.slot]));
+  else delete state.uplinkSlots;
   const current = new Map(
     await Promise.all(want.sysctls.map(async (s) => [s.key, await readSysctl(s.key)] as const)),
   );
@@ -90,6 +94,8 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
   const sysctls: ApplyReport["sysctls"] = [];
   for (const s of want.sysctls) {
     const cur = current.get(s.key) ?? null;
+    // An uplink's interface that is not there yet (a tunnel, PPP) has no settings to write.
+    if (cur === null && /^net\/ipv[46]\/conf\/(?!all\/|default\/)/.test(s.key)) continue;
     if (cur !== s.value) {
       await writeSysctl(s.key, s.value);
       sysctls.push({ key: s.key, from: cur, to: s.value });

@@ -5,7 +5,7 @@ import type { Facts } from "../plan/types.ts";
 import { readInterfaces } from "../system/iproute.ts";
 
 export async function readFacts(): Promise<Facts> {
-  return { interfaces: await readInterfaces() };
+  return { interfaces: await readInterfaces(), complete: true };
 }
 
 /** Load, validate, and (unless offline) check the config against this host. Throws ConfigError. */

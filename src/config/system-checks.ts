@@ -9,16 +9,7 @@ export function systemCheck(c: Config, facts: Facts): ConfigIssue[] {
   const missing = (iface: string) => !facts.interfaces.has(iface);
   const absent = (iface: string) =>
     `no interface ${iface} on this host: check the name (ip link), or bring it up first`;
-  // `nflb run` and `apply` refuse to start without the interface, so this stays an error here.
-  for (const [n, u] of Object.entries(c.uplinks ?? {})) {
-    if (missing(u.interface)) out.push({ path: ["uplinks", n, "interface"], message: absent(u.interface) });
-    else if (u.nat === "snat" && (facts.interfaces.get(u.interface)?.addresses.length ?? 0) === 0) {
-      out.push({
-        path: ["uplinks", n, "nat"],
-        message: `snat needs an address on ${u.interface}, which has none: use nat: masquerade`,
-      });
-    }
-  }
+  // An uplink's interface may come later (a tunnel, PPP, a DHCP lease): systemWarnings says so.
   c.balance.from?.forEach((f, i) => {
     if (missing(f)) out.push({ path: ["balance", "from", i], message: absent(f) });
   });

@@ -4,6 +4,7 @@ import type { CheckedConfig, LoadedConfig } from "./load.ts";
 import { checkOwnedRanges } from "./owned-ranges.ts";
 import { markCollisions } from "./mark-collisions.ts";
 import { parseAddr, prefixContains } from "../net/ip.ts";
+import { staticGateways } from "../net/gateways.ts";
 import type { Facts } from "../net/facts.ts";
 
 // Warnings: the config is valid and nflb runs it, but it probably does not do what the admin
@@ -42,8 +43,20 @@ export function systemWarnings(c: Config, facts: Facts): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   for (const [n, u] of Object.entries(c.uplinks ?? {})) {
     const f = facts.interfaces.get(u.interface);
-    if (!f?.subnets?.length) continue;
-    (u.gateway ?? []).forEach((g, i) => {
+    if (!f) {
+      out.push({
+        path: ["uplinks", n, "interface"],
+        message: `interface ${u.interface} not present on this host: the uplink stays down until it appears (a tunnel or PPP link that connects later); check the name (ip link) otherwise`,
+      });
+      continue;
+    }
+    if (u.nat === "snat" && f.addresses.length === 0)
+      out.push({
+        path: ["uplinks", n, "nat"],
+        message: `snat needs an address on ${u.interface}, which has none now: the uplink stays down until it gets one (DHCP); use nat: masquerade if its address changes`,
+      });
+    if (!f.subnets?.length) continue;
+    staticGateways(u.gateway).forEach((g, i) => {
       const gw = parseAddr(g);
       if (!gw) return;
       // An IPv6 gateway is usually the router's link-local address: on-link by definition.

@@ -7,11 +7,11 @@ import { parseHostPort } from "../net/ip.ts";
 import { buildApi, type ActionResult, type ApiDaemon } from "../api/server.ts";
 import { Metrics } from "../metrics/registry.ts";
 import { backendCounter, OWNED_SET, TABLE_REF } from "../nft/names.ts";
-import { countServiceConnections } from "../system/conntrack.ts";
 import { readLinkBytes, type LinkBytes } from "../system/linkstats.ts";
 import { kernelOps, readNflbCounters } from "./dataplane-ops.ts";
 import { EventLog, type NewEvent } from "./events.ts";
 import { backendState, findBackend } from "./health-view.ts";
+import { LiveFlows } from "./live-flows.ts";
 import type { Log } from "./log.ts";
 import { DaemonModel, type ActiveConnections, type ClusterView, type Counters } from "./model.ts";
 import { MonitorSet, type MonitorFactories } from "./monitors.ts";
@@ -33,8 +33,6 @@ export const DEFAULT_API = "127.0.0.1:9110";
 const RESYNC_MS = 30_000;
 /** Status requests within this window share one read of the kernel counters. */
 const COUNTER_CACHE_MS = 500;
-/** Status requests within this window share one conntrack count per service. */
-const ACTIVE_CACHE_MS = 1000;
 
 export interface DaemonOptions {
   configFile: string;
@@ -53,8 +51,6 @@ export interface DaemonOptions {
   backendCounter?: (service: string, backend: string) => string | null;
   hookRunner?: HookRunner;
   resyncMs?: number;
-  /** Connections open now per backend of a service (default: conntrack). */
-  countConnections?: typeof countServiceConnections;
   /** Where the operator's overrides are kept across restarts; none: not kept. */
   overridesFile?: string;
 }
@@ -76,7 +72,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private resync: NodeJS.Timeout | undefined;
   private reloading: Promise<unknown> = Promise.resolve();
   private counterCache: { at: number; value: Promise<Counters> } | null = null;
-  private activeCache: { at: number; value: Promise<ActiveConnections | null> } | null = null;
+  private readonly flows: LiveFlows;
   private stopped = false;
   private readonly dnsService: DnsService;
   private dnsSets: { model: unknown; names: ReadonlySet<string> } = { model: null, names: new Set() };
@@ -116,6 +112,10 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       {
         uplinkChange: (o) => this.onUplinkChange(o),
         uplinkRound: (o) => this.onUplinkRound(o),
+        uplinkLink: (o) => {
+          if (this.stopped || !this.model.config.uplinks?.[o.name]) return;
+          void this.reconciler.reconcile(`uplink ${o.name}: addresses or gateway changed`);
+        },
         backendChange: (o) => this.onBackendChange(o),
         clusterChange: (snapshot) => this.onClusterChange(snapshot),
       },
@@ -136,6 +136,13 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       },
       this.metricsRegistry.registry,
     );
+    this.flows = new LiveFlows(opts.factories.flows, {
+      log: this.log,
+      leastConnChanged: () =>
+        void this.reconciler.reconcile("least-conn: connection counts changed", { quiet: true }),
+      passiveDown: (v) => this.monitors.markBackendDown(v.service, v.backend, v.reason),
+    });
+    model.connections = (service) => this.flows.connections(service);
     this.metricsRegistry.declareUplinks(Object.keys(model.config.uplinks ?? {}));
   }
 
@@ -168,6 +175,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       await this.stop();
       throw e;
     }
+    this.flows.configure(this.model.config);
     const r = await this.reconciler.reconcile("start", { force: true });
     if (r.action === "failed") {
       await this.stop();
@@ -259,6 +267,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.metricsRegistry.declareUplinks(Object.keys(loaded.config.uplinks ?? {}));
     await this.adoptMonitors();
     await this.dnsService.configure(loaded.config, false);
+    this.flows.configure(loaded.config);
     // Not forced: the reconciler applies the diff from the table it holds (sticky maps, counters
     // and rotation positions stay), and replaces the table only when its shape cannot change in place.
     const r = await this.reconciler.reconcile(reason);
@@ -322,6 +331,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     clearInterval(this.resync);
     this.dnsService.stop();
     await this.monitors.stopAll();
+    await this.flows.stop();
     await this.reconciler.close();
     await this.hook.idle();
     if (this.api) await this.api.close();
@@ -378,6 +388,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     const before = this.model.backendObs.get(o.service)?.get(o.backend)?.state;
     this.model.observeBackend(o);
     if (before === o.state) return;
+    if (o.state === "up") this.flows.backendUp(o.service, o.backend);
     const fields = { service: o.service, backend: o.backend, state: o.state, reason: o.reason };
     if (o.state === "down") this.log.warn(fields, `backend ${o.service}/${o.backend} down`);
     else this.log.info(fields, `backend ${o.service}/${o.backend} up`);
@@ -619,31 +630,9 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     return this.counterCache.value;
   }
 
-  /**
-   * Connections each backend holds now, from conntrack (one listing per service, filtered by its
-   * VIP and port), computed on request and shared for a second. Services that cannot be counted
-   * are left out (their backends report null).
-   */
+  /** Connections each backend holds now: kept current by conntrack's events (src/daemon/live-flows.ts). */
   private activeConnections(): Promise<ActiveConnections | null> {
-    const services = Object.entries(this.model.config.services ?? {});
-    if (services.length === 0) return Promise.resolve(null);
-    const now = Date.now();
-    if (!this.activeCache || now - this.activeCache.at > ACTIVE_CACHE_MS) {
-      const count = this.opts.countConnections ?? countServiceConnections;
-      const value = (async () => {
-        const out = new Map<string, ReadonlyMap<string, number>>();
-        for (const [name, s] of services) {
-          const hp = parseHostPort(s.listen);
-          if ("error" in hp) continue;
-          const flows = { family: hp.addr.family, protocol: s.protocol, vip: hp.addr.text, port: hp.port };
-          const counts = await count(flows).catch(() => null);
-          if (counts) out.set(name, counts);
-        }
-        return out;
-      })();
-      this.activeCache = { at: now, value };
-    }
-    return this.activeCache.value;
+    return Promise.resolve(this.flows.active());
   }
 
   private uplinkMetrics() {

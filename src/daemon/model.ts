@@ -3,6 +3,8 @@ import type { Config } from "../config/schema.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import type { Desired } from "../plan/desired.ts";
+import { familyProblem } from "../plan/families.ts";
+import type { PlannedUplink } from "../plan/types.ts";
 import { formatHostPort, parseHostPort } from "../net/ip.ts";
 import { connCounter } from "../nft/names.ts";
 import { autoLevel } from "./auto-weights.ts";
@@ -16,7 +18,8 @@ import {
 } from "./health-view.ts";
 import type { ReconcileInput } from "./reconciler.ts";
 import { sharesOf } from "./reconciler.ts";
-import type { ClusterStatus, StatusJson } from "./status.ts";
+import type { ClusterStatus, FamilyStatus, StatusJson } from "./status.ts";
+import { backendExtras, serviceExtras } from "./status-service.ts";
 
 export type Counters = Map<string, { packets: number; bytes: number }>;
 
@@ -38,6 +41,8 @@ export class DaemonModel {
   readonly probed = new Set<string>();
   cluster: ClusterView | null = null;
   reloadError: string | null = null;
+  /** Connections open now per backend of a service (the daemon's live flows), for least-conn. */
+  connections: (service: string) => ReadonlyMap<string, number> | null = () => null;
   readonly startedAt = new Date();
 
   constructor(loaded: LoadedConfig) {
@@ -129,7 +134,14 @@ export class DaemonModel {
     );
     return {
       config: c,
-      health: buildHealthView(c, this.uplinkObs, this.backendObs, this.overrides, this.autoLevels),
+      health: buildHealthView(
+        c,
+        this.uplinkObs,
+        this.backendObs,
+        this.overrides,
+        this.autoLevels,
+        this.connections,
+      ),
       probeDown,
     };
   }
@@ -145,18 +157,20 @@ export class DaemonModel {
     const c = this.config;
     const shares = sharesOf(applied?.desired);
     const planned = new Map(applied?.desired.uplinks?.uplinks.map((u) => [u.name, u]));
+    const plannedServices = new Map(applied?.desired.services?.services.map((p) => [p.name, p]));
     const health = this.input().health;
     return {
       uplinks: Object.entries(c.uplinks ?? {}).map(([name, u]) => {
         const obs = this.uplinkObs.get(name);
         const p = planned.get(name);
+        const reason = this.overrides.disabledUplinks.has(name)
+          ? "disabled through the API"
+          : (obs?.reason ?? (this.probed.has(name) ? "" : "not probed: assumed up"));
         return {
           name,
           interface: u.interface,
           state: this.uplinkState(name),
-          reason: this.overrides.disabledUplinks.has(name)
-            ? "disabled through the API"
-            : (obs?.reason ?? (this.probed.has(name) ? "" : "not probed: assumed up")),
+          reason,
           since: obs ? new Date(obs.since).toISOString() : null,
           weight: u.weight,
           effective_weight: p?.live ? p.weight : 0,
@@ -166,13 +180,15 @@ export class DaemonModel {
           loss: obs?.loss ?? 0,
           connections: counters.get(connCounter(name))?.packets ?? null,
           probed: this.probed.has(name),
+          ...(p ? { families: familiesOf(p, this.uplinkState(name), reason) } : {}),
         };
       }),
       services: Object.entries(c.services ?? {}).map(([name, s]) => ({
         name,
         listen: s.listen,
         protocol: s.protocol,
-        backends: s.backends.map((b) => {
+        ...serviceExtras(s, plannedServices.get(name)),
+        backends: s.backends.map((b, i) => {
           const open = active?.get(name);
           const obs = this.backendObs.get(name)?.get(b.address);
           const counter = backendCounter(name, b.address);
@@ -189,6 +205,7 @@ export class DaemonModel {
             bytes_from_backend: counter ? (counters.get(`${counter}_from`)?.bytes ?? null) : null,
             reason: this.backendReason(name, b.address, obs?.reason ?? ""),
             since: obs ? new Date(obs.since).toISOString() : null,
+            ...backendExtras(b, i, plannedServices.get(name)),
           };
         }),
       })),
@@ -214,4 +231,19 @@ export function canonicalBackend(address: string): string {
 
 export function versionOf(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 12);
+}
+
+/** Each family's state: the uplink's own, or down with the reason it cannot carry that family. */
+function familiesOf(
+  p: PlannedUplink,
+  state: "up" | "down" | "disabled",
+  reason: string,
+): { ipv4: FamilyStatus; ipv6: FamilyStatus } {
+  const one = (fam: 4 | 6): FamilyStatus => {
+    const problem = familyProblem(p, fam);
+    return problem === null
+      ? { state, reason }
+      : { state: state === "disabled" ? state : "down", reason: problem };
+  };
+  return { ipv4: one(4), ipv6: one(6) };
 }

@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import { closeSync, openSync, readSync } from "node:fs";
-import { isInterfaceName, parseAddr, type Addr } from "../net/ip.ts";
+import { defaultHops, pickGateway, type LearnedGateway } from "../net/gateways.ts";
+import { isInterfaceName, networkOf, parseAddr, type Addr, type Prefix } from "../net/ip.ts";
 import { exec } from "../system/exec.ts";
 import { wakeGroupFor } from "./wake-group.ts";
 import { realClock, type Clock, type TimerId } from "./probe-clock.ts";
@@ -23,11 +24,14 @@ export interface LinkState {
   carrier: boolean;
   /** Global addresses usable as a source (not tentative, not failed DAD). */
   addresses: Addr[];
+  /** Default gateways the system's routes name for this device (DHCP, RA), validated; absent: none. */
+  gw4?: LearnedGateway;
+  gw6?: LearnedGateway;
 }
 
 /** Why probes through this link cannot work right now, or null when they can. */
 export function linkProblem(s: LinkState): string | null {
-  if (!s.exists) return `${s.iface} does not exist`;
+  if (!s.exists) return `interface ${s.iface} not present`;
   if (!s.adminUp) return `${s.iface} is administratively down`;
   if (!s.carrier) return `carrier lost on ${s.iface}`;
   if (s.addresses.length === 0) return `no address on ${s.iface}`;
@@ -39,13 +43,17 @@ export function sameLink(a: LinkState, b: LinkState): boolean {
     a.exists === b.exists &&
     a.adminUp === b.adminUp &&
     a.carrier === b.carrier &&
-    a.addresses.map((x) => x.text).join(",") === b.addresses.map((x) => x.text).join(",")
+    a.addresses.map((x) => x.text).join(",") === b.addresses.map((x) => x.text).join(",") &&
+    JSON.stringify([a.gw4, a.gw6]) === JSON.stringify([b.gw4, b.gw6])
   );
 }
 
 interface RawAddrInfo {
   family?: string;
   local?: string;
+  /** The peer of a point-to-point address. */
+  address?: string;
+  prefixlen?: number;
   scope?: string;
   tentative?: boolean;
   dadfailed?: boolean;
@@ -56,8 +64,22 @@ interface RawLink {
   addr_info?: RawAddrInfo[];
 }
 
-/** Parse `ip -j addr show` into the states of the interfaces asked for (missing ones included). */
-export function parseLinks(json: string, ifaces: Iterable<string>): Map<string, LinkState> {
+/** Default routes of both families (`ip -N -j route show table all exact 0/0`, `… ::/0`). */
+export interface DefaultRoutesJson {
+  v4: string;
+  v6: string;
+}
+
+/**
+ * Parse `ip -j addr show` into the states of the interfaces asked for (missing ones included),
+ * with the default gateways the routes name for each (validated against its subnets).
+ */
+export function parseLinks(
+  json: string,
+  ifaces: Iterable<string>,
+  routes: DefaultRoutesJson = { v4: "", v6: "" },
+): Map<string, LinkState> {
+  const hops = { 4: defaultHops(routes.v4), 6: defaultHops(routes.v6) };
   const raw = json.trim() ? (JSON.parse(json) as RawLink[]) : [];
   const byName = new Map(raw.filter((l) => l.ifname).map((l) => [l.ifname as string, l]));
   const out = new Map<string, LinkState>();
@@ -70,13 +92,29 @@ export function parseLinks(json: string, ifaces: Iterable<string>): Map<string, 
       .filter((a): a is Addr => a !== null)
       // Stable: within a family the kernel's order stays, primary address first.
       .sort((a, b) => a.family - b.family);
-    out.set(iface, {
+    // The peer of a point-to-point address is on-link too.
+    const subnets: Prefix[] = (l?.addr_info ?? [])
+      .filter((a) => a.scope === "global")
+      .flatMap((a) =>
+        [a.local, a.address].flatMap((x) => {
+          const addr = x ? parseAddr(x) : null;
+          return addr && typeof a.prefixlen === "number" ? [networkOf(addr, a.prefixlen)] : [];
+        }),
+      );
+    const s: LinkState = {
       iface,
       exists: l !== undefined,
       adminUp: flags.includes("UP"),
       carrier: flags.includes("LOWER_UP"),
       addresses,
-    });
+    };
+    if (l) {
+      const g4 = pickGateway(iface, 4, hops[4].get(iface) ?? [], subnets);
+      const g6 = pickGateway(iface, 6, hops[6].get(iface) ?? [], subnets);
+      if (g4.gw || g4.refused) s.gw4 = g4;
+      if (g6.gw || g6.refused) s.gw6 = g6;
+    }
+    out.set(iface, s);
   }
   return out;
 }
@@ -96,6 +134,8 @@ export interface LinkWatchDeps {
   spawn?: SpawnLines;
   /** `ip -j addr show` output. */
   readLinks?: () => Promise<string>;
+  /** The default routes of both families; without it (and with readLinks given) none. */
+  readRoutes?: () => Promise<DefaultRoutesJson>;
   /** Re-read this often even without events (a missed event, a restarted `ip monitor`). */
   resyncMs?: number;
   /** The kernel's carrier-change counter of an interface (sysfs), null when unreadable. */
@@ -114,6 +154,28 @@ export interface LinkWatchDeps {
  */
 const COVERED_GAP_MS = 250;
 const SLOW_CHECK_MS = 1000;
+
+const readDefaultRoutesWithIp = async (): Promise<DefaultRoutesJson> => {
+  const read = async (fam: 4 | 6) => {
+    const argv = [
+      "ip",
+      "-N",
+      `-${fam}`,
+      "-j",
+      "route",
+      "show",
+      "table",
+      "all",
+      "exact",
+      fam === 4 ? "0/0" : "::/0",
+    ];
+    const r = await exec(argv, { timeoutMs: 5000 });
+    if (r.code !== 0) throw new Error(`${argv.join(" ")} exited ${r.code}: ${r.stderr.trim()}`);
+    return r.stdout;
+  };
+  const [v4, v6] = await Promise.all([read(4), read(6)]);
+  return { v4, v6 };
+};
 
 const readLinksWithIp = async (): Promise<string> => {
   const r = await exec(["ip", "-j", "addr", "show"], { timeoutMs: 5000 });
@@ -159,7 +221,8 @@ class CarrierCounters {
 }
 
 /**
- * One `ip monitor link address` for all uplinks. iproute2 6.1 prints only text there (also with
+ * One `ip monitor label link address route` for all uplinks (routes: a DHCP client's or RA's default
+ * route names the gateway). iproute2 6.1 prints only text there (also with
  * `-j`), so every event line is a trigger to re-read `ip -j addr show`; a change of a watched
  * interface is emitted as `link`. Events arriving during a read cause one more read after it.
  *
@@ -178,8 +241,11 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
   private readonly clock: Clock;
   private readonly spawn: SpawnLines;
   private readonly readLinks: () => Promise<string>;
+  private readonly readRoutes: () => Promise<DefaultRoutesJson>;
   private readonly resyncMs: number;
   private readonly ifaces: Set<string>;
+  /** Interfaces whose gateways are learned from the routes. */
+  private readonly learning = new Set<string>();
   private readonly states = new Map<string, LinkState>();
   private monitor: LineProcess | undefined;
   private running = false;
@@ -207,6 +273,9 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
     this.clock = deps.clock ?? realClock;
     this.spawn = deps.spawn ?? spawnLines;
     this.readLinks = deps.readLinks ?? readLinksWithIp;
+    this.readRoutes =
+      deps.readRoutes ??
+      (deps.readLinks ? () => Promise.resolve({ v4: "", v6: "" }) : readDefaultRoutesWithIp);
     this.resyncMs = deps.resyncMs ?? 30_000;
     this.readCarrierChanges = deps.readCarrierChanges ?? ((iface) => this.counters.read(iface));
     this.carrierCheckMs = deps.carrierCheckMs ?? 100;
@@ -228,10 +297,16 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
     return this.states.get(iface);
   }
 
-  /** Add an interface (e.g. after a reload); its state arrives with the next read. */
-  watch(iface: string): void {
+  /**
+   * Add an interface (e.g. after a reload); its state arrives with the next read. `gateways`: its
+   * default gateway is learned from the routes (`gateway: auto` or omitted), which makes every
+   * read also read the default routes and default-route events trigger reads.
+   */
+  watch(iface: string, opts: { gateways?: boolean } = {}): void {
     if (!isInterfaceName(iface)) throw new Error(`invalid interface name ${JSON.stringify(iface)}`);
-    if (this.ifaces.has(iface)) return;
+    const learn = opts.gateways === true && !this.learning.has(iface);
+    if (learn) this.learning.add(iface);
+    if (this.ifaces.has(iface) && !learn) return;
     this.ifaces.add(iface);
     if (this.running) this.trigger();
   }
@@ -266,9 +341,12 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
   }
 
   private startMonitor(): void {
-    const proc = this.spawn(["ip", "monitor", "link", "address"], (line) => {
-      // Continuation lines (indented) belong to the event already seen.
-      if (line && !/^\s/.test(line)) this.trigger();
+    const proc = this.spawn(["ip", "monitor", "label", "link", "address", "route"], (line) => {
+      // Continuation lines (indented) belong to the event already seen. Of the routes only the
+      // default ones matter, and only while some gateway is learned.
+      if (!line || /^\s/.test(line)) return;
+      if (line.startsWith("[ROUTE]") && (this.learning.size === 0 || !/\bdefault\b/.test(line))) return;
+      this.trigger();
     });
     this.monitor = proc;
     void proc.exited.then((e) => {
@@ -302,7 +380,12 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
       do {
         this.again = false;
         try {
-          this.apply(parseLinks(await this.readLinks(), this.ifaces));
+          const none = { v4: "", v6: "" };
+          const [links, routes] = await Promise.all([
+            this.readLinks(),
+            this.learning.size > 0 ? this.readRoutes() : none,
+          ]);
+          this.apply(parseLinks(links, this.ifaces, routes));
         } catch (err) {
           this.deps.log?.(`reading links failed: ${(err as Error).message}`);
         }
@@ -315,6 +398,8 @@ export class LinkWatcher extends EventEmitter<LinkEvents> implements LinkSource 
     for (const [iface, s] of now) {
       const before = this.states.get(iface);
       if (before && sameLink(before, s)) continue;
+      for (const r of [s.gw4?.refused, s.gw6?.refused])
+        if (r && r !== before?.gw4?.refused && r !== before?.gw6?.refused) this.deps.log?.(r);
       this.states.set(iface, s);
       this.emit("link", s);
     }

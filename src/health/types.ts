@@ -26,6 +26,8 @@ export type UplinkMonitorEvents = {
   change: [UplinkObservation];
   /** Fired after every probe round, for metrics and charts. */
   round: [UplinkObservation];
+  /** The device's addresses or learned gateways changed (a new lease): the data plane must follow. */
+  link: [UplinkObservation];
 };
 
 export interface Monitor<E extends Record<string, unknown[]>, S> extends EventEmitter<E> {
@@ -49,4 +51,7 @@ export type BackendMonitorEvents = {
   change: [BackendObservation];
 };
 
-export type BackendMonitor = Monitor<BackendMonitorEvents, BackendObservation>;
+export type BackendMonitor = Monitor<BackendMonitorEvents, BackendObservation> & {
+  /** Down now for a reason the checks did not see (passive health); the checks bring it back. */
+  markDown?(reason: string): void;
+};

@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { UplinkConfig } from "../config/schema.ts";
+import { autoGatewayProblem } from "../net/gateways.ts";
 import { parseAddr, type Addr } from "../net/ip.ts";
 import { FpingProber } from "./fping.ts";
 import { linkProblem, type LinkSource, type LinkState } from "./link-watch.ts";
@@ -17,6 +18,7 @@ import {
   initialHealth,
   observe,
   onLink,
+  onLinkUnprobed,
   onRound,
   type HealthParams,
   type RoundVerdict,
@@ -88,6 +90,8 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
   private suspicion: Suspicion;
   private source: ProbeSource | undefined;
   private running = false;
+  /** Addresses and gateways last seen, to tell the daemon when a lease changed them. */
+  private linkKey: string | undefined;
   private proberOp: Promise<void> = Promise.resolve();
   private readonly onLinkEvent = (s: LinkState) => {
     if (s.iface === this.uplink.interface) this.linkChanged(s);
@@ -118,6 +122,7 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.linkKey = undefined;
     this.health = initialHealth(this.name, this.uplink.interface, this.clock.now());
     this.suspicion = this.newSuspicion();
     this.prober?.fast?.overdueAfter(null);
@@ -149,8 +154,14 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
 
   private linkChanged(s: LinkState): void {
     if (!this.running) return;
-    this.apply(onLink(this.health, linkProblem(s), this.clock.now()));
+    const problem = linkProblem(s) ?? autoGatewayProblem(this.uplink.gateway, s);
+    const now = this.clock.now();
+    this.apply(this.prober ? onLink(this.health, problem, now) : onLinkUnprobed(this.health, problem, now));
     this.setSource(s.addresses);
+    const key = JSON.stringify([s.addresses.map((a) => a.text), s.gw4, s.gw6]);
+    const before = this.linkKey;
+    this.linkKey = key;
+    if (before !== undefined && before !== key) this.emit("link", observe(this.health));
   }
 
   /** (Re)start the prober when the uplink's addresses changed; probes always leave from them. */

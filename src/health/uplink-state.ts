@@ -274,10 +274,27 @@ export function onLink(h: UplinkHealth, problem: string | null, at: number): Ste
   if (problem !== null) {
     const next = { ...h, linkProblem: problem, goodStreak: 0 };
     if (h.state === "up") return { next: transition(next, "down", problem, at), changed: true };
+    // Down for a link reason that has moved on (absent → no address → no gateway): say the new one.
+    if (h.linkProblem !== null && h.linkProblem !== problem && h.reason === h.linkProblem)
+      return { next: { ...next, reason: problem }, changed: true };
     return { next, changed: false };
   }
   if (h.linkProblem === null) return { next: h, changed: false };
-  return { next: { ...h, linkProblem: null, linkOkSince: at, goodStreak: 0, failStreak: 0 }, changed: false };
+  const next = { ...h, linkProblem: null, linkOkSince: at, goodStreak: 0, failStreak: 0 };
+  // Down because of the link, which is fine now: say what it waits for, not what is over.
+  if (h.state === "down" && h.reason === h.linkProblem)
+    return {
+      next: { ...next, reason: `${h.iface} usable again: waiting for good probe rounds` },
+      changed: true,
+    };
+  return { next, changed: false };
+}
+
+/** An uplink nothing probes (no targets) follows its link alone: up as soon as the link is usable. */
+export function onLinkUnprobed(h: UplinkHealth, problem: string | null, at: number): Step {
+  const step = onLink(h, problem, at);
+  if (problem !== null || step.next.state === "up") return step;
+  return { next: transition(step.next, "up", "link usable (no probe targets)", at), changed: true };
 }
 
 export function observe(h: UplinkHealth): UplinkObservation {

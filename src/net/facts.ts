@@ -1,8 +1,18 @@
+import type { LearnedGateway } from "./gateways.ts";
 import type { Addr, Prefix } from "./ip.ts";
 
 /** What the system looks like, as far as checking and planning need it (read by src/system, passed in). */
 export interface Facts {
   interfaces: Map<string, InterfaceFacts>;
+  /** Read from the host: every interface is listed, so one not listed is absent (not merely unknown). */
+  complete?: boolean;
+  /**
+   * The uplink slots in force (the state file, or the daemon's last apply), by name: planning keeps
+   * every name in its slot (src/plan/uplink-ids.ts). Unset: slots by config order.
+   */
+  uplinkSlots?: Readonly<Record<string, number>>;
+  /** Slots whose mark conntrack entries still carry: not given to a new uplink while another is free. */
+  heldSlots?: readonly number[];
 }
 
 export interface InterfaceFacts {
@@ -12,4 +22,7 @@ export interface InterfaceFacts {
   addresses: Addr[];
   /** The networks of those addresses (and point-to-point peers), when known: for `check`'s gateway warning. */
   subnets?: Prefix[];
+  /** The default gateways the system's routes name for this device (DHCP, RA), validated. */
+  gw4?: LearnedGateway;
+  gw6?: LearnedGateway;
 }

@@ -27,12 +27,22 @@ export type ServiceHealth = Record<string, Record<string, BackendHealth>>;
 
 export interface PlannedUplink {
   name: string;
+  /** Position in the config. */
   index: number;
+  /** Identity in the kernel (src/plan/uplink-ids.ts): mark, table and fwmark priority follow it. */
+  slot: number;
   iface: string;
   mark: number;
   table: number;
   gw4?: string;
   gw6?: string;
+  /** `gateway: auto`: a family without a learned gateway is not carried (no on-link fallback). */
+  gwAuto?: true;
+  /** With `gateway: auto`, why a family has no gateway (no address, none learned, one refused). */
+  gwReason4?: string;
+  gwReason6?: string;
+  /** The interface does not exist (facts read from the host say so): nothing is routed by it. */
+  absent?: true;
   nat: "masquerade" | "none" | "snat";
   addresses: Addr[];
   live: boolean;

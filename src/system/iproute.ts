@@ -1,6 +1,7 @@
 import type { Fam, RouteSpec, RuleSpec } from "../plan/routing.ts";
 import { networkOf, parseAddr } from "../net/ip.ts";
 import type { InterfaceFacts } from "../net/facts.ts";
+import { defaultHops, pickGateway } from "../net/gateways.ts";
 import { exec, run } from "./exec.ts";
 
 /** The only module that runs `ip`. Reads are JSON (`-N`: numbers, not names); writes go through `ip -batch -`. */
@@ -178,9 +179,33 @@ interface RawLink {
   addr_info?: { family: string; local: string; address?: string; scope: string; prefixlen: number }[];
 }
 
-/** Interfaces with their carrier state and global addresses. */
-export async function readInterfaces(): Promise<Map<string, InterfaceFacts>> {
-  const out = await run(["ip", "-j", "addr", "show"]);
+/** `ip -N -j route show table all exact` the default prefix of one family: input for defaultHops. */
+export function readDefaultRoutes(fam: Fam): Promise<string> {
+  return run([
+    "ip",
+    "-N",
+    `-${fam}`,
+    "-j",
+    "route",
+    "show",
+    "table",
+    "all",
+    "exact",
+    fam === 4 ? "0/0" : "::/0",
+  ]);
+}
+
+/** Interfaces with their carrier state, global addresses and learned default gateways. */
+export async function readInterfaces(
+  opts: { gateways: boolean } = { gateways: true },
+): Promise<Map<string, InterfaceFacts>> {
+  // Without learned gateways, one process instead of three: this runs on every reconcile.
+  const [out, r4, r6] = await Promise.all([
+    run(["ip", "-j", "addr", "show"]),
+    opts.gateways ? readDefaultRoutes(4) : "",
+    opts.gateways ? readDefaultRoutes(6) : "",
+  ]);
+  const hops = { 4: defaultHops(r4), 6: defaultHops(r6) };
   const links = JSON.parse(out || "[]") as RawLink[];
   const map = new Map<string, InterfaceFacts>();
   for (const l of links) {
@@ -195,7 +220,12 @@ export async function readInterfaces(): Promise<Map<string, InterfaceFacts>> {
       .flatMap((a) => [a.local, a.address].map((x) => ({ addr: x && parseAddr(x), len: a.prefixlen })))
       .flatMap(({ addr, len }) => (addr ? [networkOf(addr, len)] : []));
     const up = flags.includes("UP") && flags.includes("LOWER_UP");
-    map.set(l.ifname, { name: l.ifname, up, addresses, subnets });
+    const f: InterfaceFacts = { name: l.ifname, up, addresses, subnets };
+    const g4 = pickGateway(l.ifname, 4, hops[4].get(l.ifname) ?? [], subnets);
+    const g6 = pickGateway(l.ifname, 6, hops[6].get(l.ifname) ?? [], subnets);
+    if (g4.gw || g4.refused) f.gw4 = g4;
+    if (g6.gw || g6.refused) f.gw6 = g6;
+    map.set(l.ifname, f);
   }
   return map;
 }

@@ -152,11 +152,6 @@ uplinks:
         base + "rules:\n  - { name: r, destination: [203.0.113.0/24], via: [isp7] }\n",
         /rules\[0\]\.via\[0\] \(line 7.*unknown uplink isp7/,
       ],
-      [
-        "nonexistent interface",
-        base.replace("wan1", "wan9"),
-        /uplinks\.isp1\.interface \(line 4, column 16\): no interface wan9 on this host/,
-      ],
     ];
     for (const [what, yaml, want] of cases) {
       const file = cfg.write(yaml);

@@ -103,7 +103,13 @@ test("system: a gateway outside the interface's subnets", () => {
     ),
     [],
   );
-  assert.deepEqual(systemWarnings(ok.config, facts({ name: "wan1", up: true, addresses: [] })), []);
+  assert.deepEqual(
+    systemWarnings(
+      ok.config,
+      facts({ name: "wan1", up: true, addresses: [] }, { name: "wan2", up: true, addresses: [] }),
+    ),
+    [],
+  );
 });
 
 test("system: tools seen on the host whose marks overlap the mask", () => {
@@ -112,7 +118,7 @@ test("system: tools seen on the host whose marks overlap the mask", () => {
   assert.match(ws[0]?.message ?? "", /overlaps bits 0xf00 of Cilium.*cilium_host on this host/);
   const t = systemWarnings(
     parseConfigSource(base + "mark_mask: 0xff0000\n").config,
-    facts(iface("tailscale0", [])),
+    facts(iface("wan1", []), iface("wan2", []), iface("tailscale0", [])),
   );
   assert.match(t[0]?.message ?? "", /Tailscale.*set mark_mask: 0xff00\b/);
 });
@@ -127,11 +133,25 @@ test("system: more addresses than nflb's from-rules have room for is an error", 
   assert.deepEqual(systemCheck(c, facts(iface("wan1", []), iface("wan2", many.slice(0, 200)))), []);
 });
 
-test("system: a missing interface stays an error (run and apply refuse to start without it)", () => {
+test("system: a missing uplink interface is a warning, not an error (it may come later)", () => {
   const c = parseConfigSource(base).config;
-  const [i] = systemCheck(c, facts(iface("wan1", [])));
-  assert.deepEqual(i?.path, ["uplinks", "isp2", "interface"]);
-  assert.match(i?.message ?? "", /no interface wan2 on this host: check the name/);
+  const f = facts(iface("wan1", []));
+  assert.deepEqual(systemCheck(c, f), []);
+  const w = systemWarnings(c, f).find((x) => x.path.join(".") === "uplinks.isp2.interface");
+  assert.match(
+    w?.message ?? "",
+    /interface wan2 not present on this host: the uplink stays down until it appears/,
+  );
+});
+
+test("system: snat on an interface without an address yet is a warning", () => {
+  const c = parseConfigSource(
+    base.replace("    gateway: 100.64.2.1\n", "    gateway: 100.64.2.1\n    nat: snat\n"),
+  ).config;
+  const f = facts(iface("wan1", []), iface("wan2", []));
+  assert.deepEqual(systemCheck(c, f), []);
+  const w = systemWarnings(c, f).find((x) => x.path.join(".") === "uplinks.isp2.nat");
+  assert.match(w?.message ?? "", /snat needs an address on wan2, which has none now/);
 });
 
 test("checkWarnings: the config's own, plus the host's unless offline", () => {

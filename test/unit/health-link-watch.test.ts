@@ -57,7 +57,7 @@ test("linkProblem says what is wrong, in words", () => {
   assert.equal(linkProblem(ok), "no address on wan1");
   assert.equal(linkProblem({ ...ok, carrier: false }), "carrier lost on wan1");
   assert.equal(linkProblem({ ...ok, adminUp: false }), "wan1 is administratively down");
-  assert.equal(linkProblem({ ...ok, exists: false }), "wan1 does not exist");
+  assert.equal(linkProblem({ ...ok, exists: false }), "interface wan1 not present");
 });
 
 function setup() {
@@ -104,12 +104,12 @@ function setup() {
 }
 const settle = () => new Promise((r) => setImmediate(r));
 
-test("start runs one `ip monitor link address` and reads the state once", async () => {
+test("start runs one `ip monitor label link address route` and reads the state once", async () => {
   const { procs, w, events, reads } = setup();
   await w.start();
   assert.deepEqual(
     procs.map((p) => p.argv),
-    [["ip", "monitor", "link", "address"]],
+    [["ip", "monitor", "label", "link", "address", "route"]],
   );
   assert.equal(reads(), 1);
   assert.equal(events.length, 1);
@@ -152,7 +152,7 @@ test("a resync catches what no event announced; a dead `ip monitor` is restarted
   await settle();
   clock.advance(1000);
   assert.equal(procs.length, 2);
-  assert.deepEqual(procs[1]?.argv, ["ip", "monitor", "link", "address"]);
+  assert.deepEqual(procs[1]?.argv, ["ip", "monitor", "label", "link", "address", "route"]);
   await w.stop();
 });
 
@@ -232,5 +232,29 @@ test("carrierCheckMs 0: events and resyncs only", async () => {
   clock.advance(1000);
   assert.equal(counterReads, 0);
   assert.equal(clock.pending, 1, "only the resync timer");
+  await w.stop();
+});
+
+test("default-route events trigger reads only while a gateway is learned; the routes are read then", async () => {
+  const { clock, procs, w, reads } = setup();
+  await w.start();
+  const before = reads();
+  procs[0]?.line("[ROUTE]default via 100.64.1.1 dev wan1");
+  clock.advance(10);
+  await settle();
+  assert.equal(reads(), before, "no gateway learned: route events are not ours");
+  w.watch("wan1", { gateways: true });
+  clock.advance(10);
+  await settle();
+  const learning = reads();
+  assert.equal(learning, before + 1, "learning starts with a read");
+  procs[0]?.line("[ROUTE]10.0.0.0/8 dev wan1");
+  clock.advance(10);
+  await settle();
+  assert.equal(reads(), learning, "not a default route");
+  procs[0]?.line("[ROUTE]Deleted default via 100.64.1.1 dev wan1");
+  clock.advance(10);
+  await settle();
+  assert.equal(reads(), learning + 1);
   await w.stop();
 });

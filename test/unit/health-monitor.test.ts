@@ -100,10 +100,14 @@ test("carrier loss is down at once; back up only after up_after rounds sent afte
     for (const t of T) p?.line(`${t} : [${seq + i}], 64 bytes, ${rtt} ms (99 avg, 50% loss)`);
   seq += 3;
   answer(9);
-  assert.equal(changes.length, 1, "answers to probes sent before the carrier came back do not count");
+  assert.deepEqual(
+    changes.map((c) => [c.state, c.reason]).slice(1),
+    [["down", "wan1 usable again: waiting for good probe rounds"]],
+    "answers to probes sent before the carrier came back do not count",
+  );
   answer(1);
-  assert.equal(changes.length, 2);
-  assert.equal(changes[1]?.state, "up");
+  assert.equal(changes.length, 3);
+  assert.equal(changes[2]?.state, "up");
   assert.equal(m.snapshot().rttMs, 2, "nor do their RTTs");
   await m.stop();
 });
@@ -130,7 +134,10 @@ test("a new address restarts fping from it; no address stops it and rounds fail"
   clock.advance(2000);
   links.set({ carrier: false });
   assert.equal(rounds.length, n, "nothing after stop");
-  assert.equal(changes.length, 1);
+  assert.deepEqual(
+    changes.map((c) => c.reason),
+    ["no address on wan1", "wan1 usable again: waiting for good probe rounds"],
+  );
 });
 
 test("without a link watcher the given addresses are used", async () => {
@@ -154,6 +161,75 @@ test("an uplink without probe targets follows link events only", async () => {
   await settle();
   assert.equal(procs.length, 0);
   assert.deepEqual(changes, ["down: carrier lost on wan1"]);
+  await m.stop();
+});
+
+test("an uplink without probe targets is back up as soon as its link is usable again", async () => {
+  const links = new FakeLinks();
+  const m = createUplinkMonitor("vpn", uplinkSchema.parse({ interface: "tun1" }), { link: links });
+  const changes: string[] = [];
+  m.on("change", (o) => changes.push(`${o.state}: ${o.reason}`));
+  m.start();
+  links.set({ iface: "tun1", exists: false, adminUp: false, carrier: false });
+  links.set({ iface: "tun1", addresses: [A("100.64.9.2")] });
+  assert.deepEqual(changes, ["down: interface tun1 not present", "up: link usable (no probe targets)"]);
+  await m.stop();
+});
+
+test("an absent interface is down with its reason; when it appears it is probed and up after up_after rounds", async () => {
+  const { clock, procs, links, m, changes } = setup();
+  m.start();
+  links.set({ exists: false, adminUp: false, carrier: false });
+  assert.deepEqual(
+    changes.map((c) => [c.state, c.reason]),
+    [["down", "interface wan1 not present"]],
+  );
+  await settle();
+  assert.equal(procs.length, 0, "nothing to probe through");
+  links.set({ addresses: [A("100.64.1.2")] });
+  await settle();
+  assert.equal(procs.length, 1);
+  const p = procs[0];
+  for (let seq = 0; seq < 10; seq++) {
+    clock.advance(200);
+    for (const t of T) p?.line(`${t} : [${seq}], 64 bytes, 2.0 ms (2 avg, 0% loss)`);
+  }
+  assert.deepEqual(changes.map((c) => [c.state, c.reason]).slice(0, 2), [
+    ["down", "interface wan1 not present"],
+    ["down", "wan1 usable again: waiting for good probe rounds"],
+  ]);
+  assert.equal(changes.at(-1)?.state, "up");
+  assert.equal(changes.length, 3);
+  links.set({ exists: false, adminUp: false, carrier: false });
+  assert.equal(changes.at(-1)?.reason, "interface wan1 not present");
+  await m.stop();
+});
+
+test("gateway: auto is down until a gateway is learned; a new lease is announced as `link`", async () => {
+  const clock = new ManualClock(0);
+  const { spawn } = fakeSpawn();
+  const links = new FakeLinks();
+  const auto = uplinkSchema.parse({ interface: "wan1", gateway: "auto", probe: { targets: T } });
+  const m = createUplinkMonitor("dhcp", auto, { clock, spawn, link: links });
+  const changes: string[] = [];
+  const leases: string[] = [];
+  m.on("change", (o) => changes.push(`${o.state}: ${o.reason}`));
+  m.on("link", (o) => leases.push(o.name));
+  m.start();
+  links.set({ addresses: [A("100.64.1.2")] });
+  assert.deepEqual(changes, ["down: no IPv4 gateway learned on wan1"]);
+  links.set({
+    addresses: [A("100.64.1.2")],
+    gw4: { refused: "IPv4 gateway 203.0.113.1 on wan1 is outside" },
+  });
+  assert.equal(leases.length, 1);
+  assert.equal(changes.at(-1), "down: IPv4 gateway 203.0.113.1 on wan1 is outside", "the reason follows");
+  links.set({ addresses: [A("100.64.1.2")], gw4: { gw: "100.64.1.1" } });
+  assert.equal(leases.length, 2);
+  links.set({ addresses: [A("100.64.1.150")], gw4: { gw: "100.64.1.254" } });
+  assert.equal(leases.length, 3, "a new address and gateway: the daemon re-plans");
+  links.set({ addresses: [A("100.64.1.150")], gw4: { gw: "100.64.1.254" } });
+  assert.equal(leases.length, 3, "the same lease again: nothing");
   await m.stop();
 });
 

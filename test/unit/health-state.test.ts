@@ -151,7 +151,12 @@ test("a link problem takes it down at once; only rounds sent after the link is b
   assert.equal(r.h.goodStreak, 0);
   r.rounds(10, good);
   assert.equal(r.h.state, "up");
-  const up = r.changes[1];
+  assert.deepEqual(r.changes[1], {
+    at: back,
+    state: "down",
+    reason: "wan1 usable again: waiting for good probe rounds",
+  });
+  const up = r.changes[2];
   assert.ok(up && up.at - back >= 10 * 200, `up ${up?.at} too early after ${back}`);
 });
 
