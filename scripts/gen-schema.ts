@@ -70,6 +70,23 @@ export const DESCRIPTIONS: Record<string, string> = {
   "rules.[].via":
     "The first healthy uplink of this list, or `main` (not balanced: the main routing table decides).",
   "rules.[].sticky": "Keep the same source+destination pair on the same uplink for this long.",
+  "rules.[].domains":
+    "Destinations by DNS name: the addresses nflb's DNS forwarder (`dns`) answers for these names, for their TTL (at least dns.min_ttl) and while connections to them are open. *.example.net matches the names below example.net (not example.net itself). With `destination`, either matches.",
+  dns: "A DNS forwarder for the LAN: forwards every query unchanged to the upstreams and puts the addresses it answers for a rule's `domains` into that rule's sets.",
+  "dns.listen":
+    "Addresses the forwarder listens on (UDP and TCP): the LAN's DNS server, as DHCP announces it.",
+  "dns.upstream": "Resolvers queries are forwarded to, in order (the next one after a timeout).",
+  "dns.timeout":
+    "An upstream that has not answered by then: the query is dropped, and the next upstream is used.",
+  "dns.min_ttl": "An address stays in a rule's set at least this long after an answer (the TTL when longer).",
+  "dns.max_ttl": "… and at most this long after the last answer.",
+  "dns.keep":
+    "An address also stays while connections to it send packets, until this long after the last one.",
+  "dns.max_entries_per_rule":
+    "Addresses per rule and family at most (the nft sets' size); more are not added, and counted.",
+  "dns.max_entries": "Addresses in all rules' sets at most.",
+  "dns.max_pending": "Queries waiting for an upstream at once; more are dropped, and counted.",
+  "dns.max_tcp": "DNS-over-TCP clients served at once.",
   services: "Virtual IP:port services balanced over backend servers (DNAT), by name.",
   "services.*.listen": "The virtual IP and port clients connect to.",
   "services.*.protocol": "tcp or udp.",

@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { StatusJson } from "./status.ts";
+import type { DnsView } from "../dns/service.ts";
 import { parseHostPort } from "../net/ip.ts";
 import { CSRF_HEADER, admit, authorize, type RequestFacts, type Served } from "./auth.ts";
 import { dashboardAsset } from "./dashboard/assets.ts";
@@ -29,6 +30,11 @@ export interface ApiDaemon {
   token(): string | null;
   readonly events: EventFeed;
   metrics(): Promise<{ contentType: string; body: string }>;
+  /**
+   * The DNS forwarder and domain sets: entries of `rule` (every rule: "*"), and the rules that
+   * hold `address`; null without a `dns` section.
+   */
+  dns?(rule?: string, address?: string): DnsView | null;
 }
 
 export interface ApiOptions {
@@ -170,6 +176,15 @@ export function buildApi(d: ApiDaemon, opts: ApiOptions = {}): FastifyInstance {
   });
 
   app.get("/api/v1/status", async () => d.status());
+
+  app.get<{ Querystring: { rule?: string; address?: string } }>("/api/v1/dns", async (req, reply) => {
+    const { rule, address } = req.query;
+    if ((rule !== undefined && rule.length > 64) || (address !== undefined && address.length > 64))
+      return reply.code(400).send({ error: "rule and address are at most 64 characters" });
+    const v = d.dns?.(rule, address) ?? null;
+    if (!v) return reply.code(404).send({ error: "the running config has no dns section" });
+    return v;
+  });
 
   const guard = async (req: FastifyRequest, reply: FastifyReply) => {
     const r = authorize(d.token(), csrfSecret, facts(req), served());

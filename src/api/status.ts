@@ -1,3 +1,5 @@
+import type { DnsStatus } from "../dns/service.ts";
+
 /**
  * The JSON of `GET /api/v1/status` (the contract's fields plus a few extensions), shared by the
  * daemon that builds it and `nflb status` that prints it.
@@ -103,4 +105,6 @@ export interface StatusJson {
   last_reload_error: string | null;
   /** Every uplink is down and the last data plane is kept as it was. */
   keeping_last_data_plane: boolean;
+  /** The DNS forwarder and the domain rules' sets, when the config has `dns`. */
+  dns?: DnsStatus;
 }

@@ -5,6 +5,7 @@ import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { versionOf } from "../daemon/model.ts";
 import type { StatusJson } from "../daemon/status.ts";
+import type { DnsView } from "../dns/service.ts";
 import { isClusterVip } from "../explain/cluster.ts";
 import { explain, type ExplainInputs } from "../explain/explain.ts";
 import { formatExplanation } from "../explain/format.ts";
@@ -88,6 +89,10 @@ async function gather(
       );
   }
 
+  if (c.dns && !("error" in status)) {
+    const d = await askDns(api, q.dst.text);
+    if (d) inputs.domains = d;
+  }
   // The kernel's own table: the trace then sees exactly what packets meet, sticky memory included.
   const table = await listTableText("inet", "nflb").catch(() => null);
   if (table !== null) inputs.ruleset = table;
@@ -107,6 +112,24 @@ async function askDaemon(api: string): Promise<{ status: StatusJson } | { error:
   } catch (e) {
     // NoDaemonError says "no daemon answers at URL: WHY"; the caller names the address itself.
     return { error: (e as Error).message.replace(/^no daemon answers at \S+: /, "") };
+  }
+}
+
+/** The domain rules holding `address`, as the daemon's forwarder answered them; null when it cannot say. */
+async function askDns(
+  api: string,
+  address: string,
+): Promise<{ rule: string; domain: string; left_s: number }[] | null> {
+  const hp = parseHostPort(api);
+  if ("error" in hp) return null;
+  const host = hp.addr.family === 6 ? `[${hp.addr.text}]` : hp.addr.text;
+  try {
+    const t = { base: `http://${host}:${hp.port}`, token: null };
+    const path = `/api/v1/dns?address=${encodeURIComponent(address)}`;
+    const a = await call<DnsView>(t, "GET", path, { timeoutMs: ASK_TIMEOUT_MS });
+    return a.code === 200 && Array.isArray(a.body.matches) ? a.body.matches : null;
+  } catch {
+    return null;
   }
 }
 

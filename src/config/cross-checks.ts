@@ -116,6 +116,9 @@ export function crossCheck(c: Config): ConfigIssue[] {
       err(["rules", i], "rules choose among uplinks: add an `uplinks` section, or remove the rules");
   });
 
+  if (c.dns && c.dns.min_ttl > c.dns.max_ttl)
+    err(["dns", "max_ttl"], "max_ttl must be at least min_ttl: raise max_ttl or lower min_ttl");
+
   const services = Object.entries(c.services ?? {});
   if (services.length > LIMITS.services)
     err(["services"], `at most ${LIMITS.services} services (has ${services.length})`);

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { formatDuration, MAX_TIMER_MS, parseDuration } from "./duration.ts";
 import { describeInput } from "./messages.ts";
 import { isInterfaceName, parseAddr, parseHostPort, splitPrefixes } from "../net/ip.ts";
+import { domainProblem } from "./domain.ts";
 
 // The validation schema is the single source of the config's shape: defaults, types and the
 // JSON Schema for editors all come from here.
@@ -116,6 +117,28 @@ const hostPort = z
   })
   .meta({ description: "ADDRESS:PORT, or [IPv6]:PORT" });
 
+/** A DNS name in lower case, IDNs as punycode; `*.` in front matches every name below it. */
+const domain = z
+  .string()
+  .superRefine((s, ctx) => {
+    const problem = domainProblem(s);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .meta({
+    pattern: "^(\\*\\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$",
+    description:
+      "a domain name in lower case (IDNs as xn--…): example.com, or *.example.net for the names below it",
+  });
+
+/** An upstream resolver: ADDRESS (port 53) or ADDRESS:PORT / [IPv6]:PORT. */
+const upstream = z
+  .string()
+  .refine((s) => parseAddr(s) !== null || !("error" in parseHostPort(s)), {
+    error: (iss) =>
+      `expected a resolver address, like 192.0.2.53, 192.0.2.53:5353 or [2001:db8::53]:53 (got ${describeInput(iss.input)})`,
+  })
+  .meta({ description: "ADDRESS, ADDRESS:PORT or [IPv6]:PORT (port 53 when omitted)" });
+
 const oneOrMany = <T extends z.ZodType>(t: T, max: number, example: string) =>
   z
     .union([t, z.array(t).max(max)], {
@@ -136,6 +159,9 @@ export const LIMITS = {
   backends: 1024,
   etcd: 16,
   argv: 64,
+  domains: 1000,
+  dnsListen: 16,
+  dnsUpstreams: 8,
 } as const;
 
 /**
@@ -233,6 +259,7 @@ export const ruleSchema = z.strictObject({
     })
     .optional(),
   sticky: duration(1000, 7 * 86_400_000).optional(),
+  domains: z.array(domain).min(1).max(LIMITS.domains).optional(),
 });
 
 /**
@@ -396,6 +423,23 @@ export const clusterSchema = z
       ctx.addIssue({ code: "custom", path: ["etcd_tls"], message: "etcd_tls needs https:// endpoints" });
   });
 
+export const dnsSchema = z.strictObject({
+  listen: z.array(hostPort).min(1).max(LIMITS.dnsListen),
+  upstream: z.array(upstream).min(1).max(LIMITS.dnsUpstreams),
+  /** An upstream that has not answered by then: the query is dropped (the client asks again). */
+  timeout: duration(100, 30_000).default(2000),
+  min_ttl: duration(1000, 86_400_000).default(30_000),
+  max_ttl: duration(1000, 7 * 86_400_000).default(86_400_000),
+  /** How long after the last packet of a connection to an address the address stays in its rule. */
+  keep: duration(1000, 86_400_000).default(300_000),
+  max_entries_per_rule: z.number().int().min(1).max(1_000_000).default(65_536),
+  max_entries: z.number().int().min(1).max(4_000_000).default(262_144),
+  /** Queries waiting for an upstream answer; more are dropped. */
+  max_pending: z.number().int().min(1).max(65_536).default(4096),
+  /** TCP clients served at once. */
+  max_tcp: z.number().int().min(1).max(4096).default(64),
+});
+
 export const apiSchema = z.strictObject({
   listen: hostPort.default("127.0.0.1:9110"),
   token: z.string().min(8).max(256).nullable().default(null),
@@ -422,6 +466,8 @@ export const configSchema = z.strictObject({
   services: z.record(name, serviceSchema).optional(),
   cluster: clusterSchema.optional(),
   api: apiSchema.default(() => apiSchema.parse({})),
+  /** A DNS forwarder that fills the sets of rules with `domains`. */
+  dns: dnsSchema.optional(),
   /** Extension: a command run on every uplink/backend state change (argv; the state is in its environment). */
   on_change: z.array(z.string().min(1).max(4096)).min(1).max(LIMITS.argv).optional(),
 });
@@ -432,4 +478,5 @@ export type ProbeConfig = z.output<typeof probeSchema>;
 export type RuleConfig = z.output<typeof ruleSchema>;
 export type ServiceConfig = z.output<typeof serviceSchema>;
 export type BackendConfig = z.output<typeof backendSchema>;
+export type DnsConfig = z.output<typeof dnsSchema>;
 export type ClusterConfig = z.output<typeof clusterSchema>;

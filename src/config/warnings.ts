@@ -25,6 +25,15 @@ export function configWarnings(c: Config): ConfigIssue[] {
     }
   }
   if (uplinks.length > 0) out.push(...markCollisions(c.mark_mask, configInterfaces(c), "config"));
+  if (!c.dns)
+    c.rules.forEach((r, i) => {
+      if (r.domains)
+        out.push({
+          path: ["rules", i, "domains"],
+          message:
+            "no dns section: nothing fills this rule's domain sets; add dns: { listen: [LAN_ADDRESS:53], upstream: [RESOLVER] } and point the LAN's DNS at it",
+        });
+    });
   if (uplinks.length > 0) out.push(...checkOwnedRanges(c).warnings);
   return out;
 }

@@ -26,6 +26,7 @@ import {
   type ReconcileResult,
 } from "./reconciler.ts";
 import type { StatusJson } from "./status.ts";
+import { DnsService, type DnsView } from "../dns/service.ts";
 
 export const DEFAULT_API = "127.0.0.1:9110";
 /** A periodic run re-reads addresses and re-installs the table if someone removed it. */
@@ -73,6 +74,8 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private counterCache: { at: number; value: Promise<Counters> } | null = null;
   private readonly flows: LiveFlows;
   private stopped = false;
+  private readonly dnsService: DnsService;
+  private dnsSets: { model: unknown; names: ReadonlySet<string> } = { model: null, names: new Set() };
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -124,6 +127,15 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       },
     );
     this.hook = new OnChangeHook(model.config.on_change, this.log, opts.hookRunner);
+    this.dnsService = new DnsService(
+      {
+        exclusive: (fn) => this.reconciler.exclusive(fn),
+        applyNft: (script) => ops.applyNft(script),
+        appliedSets: () => this.appliedDomainSets(),
+        log: this.log,
+      },
+      this.metricsRegistry.registry,
+    );
     this.flows = new LiveFlows(opts.factories.flows, {
       log: this.log,
       leastConnChanged: () =>
@@ -157,12 +169,19 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     if (this.opts.serveApi !== false) await this.listen();
     if (this.opts.overridesFile) this.model.restoreOverrides(await loadOverrides(this.opts.overridesFile));
     await this.adoptMonitors();
+    try {
+      await this.dnsService.configure(this.model.config, true);
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
     this.flows.configure(this.model.config);
     const r = await this.reconciler.reconcile("start", { force: true });
     if (r.action === "failed") {
       await this.stop();
       throw r.error ?? new Error("the first apply failed");
     }
+    this.dnsService.applied(this.appliedDomainSets());
     await this.monitors.start();
     this.refreshCluster();
     this.resync = setInterval(
@@ -247,10 +266,12 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.hook.setCommand(loaded.config.on_change);
     this.metricsRegistry.declareUplinks(Object.keys(loaded.config.uplinks ?? {}));
     await this.adoptMonitors();
+    await this.dnsService.configure(loaded.config, false);
     this.flows.configure(loaded.config);
     // Not forced: the reconciler applies the diff from the table it holds (sticky maps, counters
     // and rotation positions stay), and replaces the table only when its shape cannot change in place.
     const r = await this.reconciler.reconcile(reason);
+    this.dnsService.applied(this.appliedDomainSets());
     await this.monitors.start();
     this.refreshCluster();
     return r;
@@ -259,8 +280,24 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private reconcileInput(): ReconcileInput {
     return {
       ...this.model.input(),
-      external: () => [{ table: TABLE_REF, set: OWNED_SET, elements: this.monitors.clusterOwnedElements() }],
+      external: () => [
+        { table: TABLE_REF, set: OWNED_SET, elements: this.monitors.clusterOwnedElements() },
+        ...this.dnsService.external(),
+      ],
     };
+  }
+
+  /** The domain rules' DNS sets in the model the kernel holds (the forwarder writes only to those). */
+  private appliedDomainSets(): ReadonlySet<string> {
+    const model = this.reconciler.last?.model ?? null;
+    if (model !== this.dnsSets.model) {
+      const t = model?.tables.find((x) => `${x.family} ${x.name}` === TABLE_REF);
+      const names = new Set<string>();
+      for (const o of t?.objects ?? [])
+        if (o.kind === "set" && o.owner === "external" && o.name.startsWith("dom_")) names.add(o.name);
+      this.dnsSets = { model, names };
+    }
+    return this.dnsSets.names;
   }
 
   /**
@@ -292,6 +329,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.resync);
+    this.dnsService.stop();
     await this.monitors.stopAll();
     await this.flows.stop();
     await this.reconciler.close();
@@ -412,7 +450,13 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   async status(): Promise<StatusJson> {
     const applied = this.reconciler.last;
     const [counters, active] = await Promise.all([this.counters(), this.activeConnections()]);
-    return this.model.status(applied, this.reconciler.keepingLast, counters, this.backendCounter, active);
+    const s = this.model.status(applied, this.reconciler.keepingLast, counters, this.backendCounter, active);
+    const dns = this.dnsService.status();
+    return dns ? { ...s, dns } : s;
+  }
+
+  dns(rule?: string, address?: string): DnsView | null {
+    return this.dnsService.view(rule, address);
   }
 
   async metrics(): Promise<{ contentType: string; body: string }> {

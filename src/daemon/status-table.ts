@@ -69,6 +69,21 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
       `cluster node ${s.cluster.node}: ${s.cluster.buckets_owned} buckets owned, ${s.cluster.members.length} members`,
     );
   }
+  if (s.dns) {
+    if (out.length) out.push("");
+    const d = s.dns;
+    const state = d.running ? "" : paint(` NOT LISTENING: ${d.error ?? "stopped"}`, "warn");
+    out.push(`dns forwarder ${d.listen.join(", ")} → ${d.upstream.join(", ")}${state}`);
+    const rows = d.rules.map((r) => [
+      r.rule,
+      String(r.entries4),
+      String(r.entries6),
+      r.domains.length > 3
+        ? `${r.domains.slice(0, 3).join(", ")} … (${r.domains.length})`
+        : r.domains.join(", "),
+    ]);
+    if (rows.length) out.push(...table(["RULE", "IPV4", "IPV6", "DOMAINS"], rows, (_r, _i, t) => t));
+  }
   if (out.length) out.push("");
   out.push(`config ${s.config_version} (${s.config_file}), applied ${s.applied_at ?? "never"}`);
   if (s.last_reload_error) out.push(paint(`last reload refused: ${s.last_reload_error}`, "warn"));

@@ -28,6 +28,8 @@ export interface ExplainInputs {
   ruleset?: string;
   /** The cluster's bucket assignment from etcd: undefined when unknown, null when there is none. */
   assignment?: Assignment | null;
+  /** Domain rules holding the destination (the daemon's `GET /api/v1/dns?address=`); undefined: unknown. */
+  domains?: readonly { rule: string; domain: string; left_s: number }[];
 }
 
 export interface UplinkDetails {
@@ -105,7 +107,11 @@ export function explain(c: Config, q: Query, inp: ExplainInputs): Explanation {
     return out;
   }
   out.kind = "uplinks";
-  out.uplinks = explainUplinks(plan, q, outcomes, { localAddresses: local, live });
+  out.uplinks = explainUplinks(plan, q, outcomes, {
+    localAddresses: local,
+    live,
+    ...(inp.domains ? { domains: inp.domains } : {}),
+  });
   out.rule = out.uplinks.rule;
   const o = out.uplinks.outcome;
   const names = o.kind === "uplink" ? [o.uplink] : o.kind === "spread" ? o.shares.map((s) => s.name) : [];

@@ -35,6 +35,8 @@ export interface UplinkContext {
   localAddresses: readonly Addr[];
   /** Whether the trace ran over the kernel's own table (sticky memory included). */
   live: boolean;
+  /** Domain rules holding the destination, as the daemon answered them (undefined: not asked). */
+  domains?: readonly { rule: string; domain: string; left_s: number }[];
 }
 
 type Pick = { kind: "uplink"; uplink: string } | { kind: "main" } | { kind: "drop" } | { kind: "none" };
@@ -49,6 +51,10 @@ export function explainUplinks(p: UplinkPlan, q: Query, outcomes: Trace[], ctx: 
   const ruleId = first?.steps.map((s) => /^rule_(\d+)$/.exec(s.chain)?.[1]).find((x) => x !== undefined);
   const rule = ruleId === undefined ? null : (p.rules.find((r) => r.id === Number(ruleId)) ?? null);
   if (rule) trace.push(`rule ${rule.name} matches (first match wins)`);
+  if (rule?.domains) {
+    const line = domainLine(rule.name, q, first?.steps ?? [], ctx.domains);
+    if (line) trace.push(line);
+  }
   if (rule?.stickyMs !== undefined) {
     const hit = first?.steps.some(
       (s) =>
@@ -101,6 +107,26 @@ export function explainUplinks(p: UplinkPlan, q: Query, outcomes: Trace[], ctx: 
     outcome: { kind: "spread", method: "round-robin", shares, rotation: names },
     trace,
   };
+}
+
+/**
+ * Why a domain rule took the destination: "203.0.113.7 matches rule netflix via example.com, 41 s
+ * left" (the DNS set), or an open connection's keep set.
+ */
+function domainLine(
+  name: string,
+  q: Query,
+  steps: readonly { chain: string; rule: string }[],
+  held: UplinkContext["domains"],
+): string | null {
+  const hit = steps.find((s) => s.chain === "decide" && s.rule.includes(`@dom_${name}_`));
+  if (!hit) return null;
+  const dst = q.dst.text;
+  const h = held?.find((x) => x.rule === name);
+  if (hit.rule.includes(`@dom_${name}_keep`))
+    return `${dst} matches rule ${name}: connections to it are open (kept until dns.keep after their last packet)${h ? `; answered for ${h.domain}, ${h.left_s} s left` : ""}`;
+  if (h) return `${dst} matches rule ${name} via ${h.domain}, ${h.left_s} s left`;
+  return `${dst} matches rule ${name} through its DNS set${held === undefined ? " (ask the running daemon for the name and the time left)" : ""}`;
 }
 
 /** The uplink a traced packet's mark selects (policy routing's fwmark rules). */

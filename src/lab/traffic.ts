@@ -13,7 +13,7 @@ import {
 } from "./traffic-summary.ts";
 import { formatEndpoint } from "./tools/endpoint.ts";
 
-export type ToolName = "echo-server" | "client" | "holder";
+export type ToolName = "echo-server" | "client" | "holder" | "dns-client";
 
 /** What the helpers need from a lab: run or start a command in the namespace of a role. */
 export interface LabRunner {

@@ -44,6 +44,16 @@ export const ruleChain = (id: number) => `rule_${id}`;
 export const ruleTargetChain = (id: number) => `rule_${id}_via`;
 export const ruleSet = (id: number, what: "dst" | "src", fam: 4 | 6) => `rule_${id}_${what}${fam}`;
 export const stickyMap = (id: number, fam: 4 | 6) => `rule_${id}_sticky${fam}`;
+/**
+ * A domain rule's sets, named by the rule (not its position) so a reload that reorders rules keeps
+ * each rule's addresses: what the DNS forwarder answered (`dom_NAME_4`), and what connections still
+ * use (`dom_NAME_keep4`, refreshed by their packets). `dom_NAME` sends a new connection to the rule.
+ */
+export const domainSet = (rule: string, fam: 4 | 6) => `dom_${rule}_${fam}`;
+export const domainKeepSet = (rule: string, fam: 4 | 6) => `dom_${rule}_keep${fam}`;
+export const domainChain = (rule: string) => `dom_${rule}`;
+/** Jumped to by packets of established connections: refreshes the keep sets. */
+export const DOMAINS_KEEP = "domains_keep";
 
 // `nflb exec --via` (src/plan/nft-exec.ts).
 export const EXEC_MAP = "exec_via";

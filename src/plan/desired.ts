@@ -6,6 +6,7 @@ import { TABLE } from "../nft/names.ts";
 import { buildTable } from "./nft-table.ts";
 import { buildUplinks } from "./nft-uplinks.ts";
 import { buildExec } from "./nft-exec.ts";
+import { buildDomains } from "./nft-domains.ts";
 import { buildServices } from "./nft-services.ts";
 import { ownedTables } from "../config/owned-ranges.ts";
 import { planRouting, type RoutingPlan } from "./routing.ts";
@@ -76,7 +77,10 @@ export function buildModel(
   // buckets with their fence timeouts), written in the same transaction as a full replace.
   const cluster = clusterConfig ? buildCluster(planCluster(clusterConfig)) : null;
   const sections = [
-    ...(uplinks ? [buildUplinks(uplinks, serviceFamilies(services)), buildExec()] : []),
+    // Domains first: their prerouting rule must see packets before `restore_mark` sends them on.
+    ...(uplinks
+      ? [buildDomains(uplinks), buildUplinks(uplinks, serviceFamilies(services)), buildExec()]
+      : []),
     ...(svc ? [svc.section] : []),
     ...(cluster ? [cluster.section] : []),
   ];

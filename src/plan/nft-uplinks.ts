@@ -27,6 +27,7 @@ import {
   connCounter,
 } from "../nft/names.ts";
 import type { NftSection } from "./nft-table.ts";
+import { domainDecisions } from "./nft-domains.ts";
 
 /** jhash seed of the IPv6 sticky maps' key (src/explain/live.ts computes the same key). */
 export const STICKY_SEED = 0x6e666c62;
@@ -203,7 +204,10 @@ function decideRules(p: UplinkPlan, serviceVips: readonly (4 | 6)[]): string[] {
     out.push(
       "meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport @svc_vips6 return",
     );
-  for (const r of p.rules) for (const m of ruleMatches(r)) out.push(`${m}goto ${ruleChain(r.id)}`);
+  for (const r of p.rules) {
+    for (const m of ruleMatches(r)) out.push(`${m}goto ${ruleChain(r.id)}`);
+    for (const m of domainDecisions(r, (fam) => matchesBesidesDestination(r, fam))) out.push(m);
+  }
   out.push(`goto ${BALANCE}`);
   return out;
 }
@@ -234,6 +238,8 @@ function ruleDeclarations(r: PlannedRule): NftObject[] {
 
 /** One nft match prefix per address family the rule can apply to (an empty list means it can't). */
 export function ruleMatches(r: PlannedRule): string[] {
+  // A rule by domain alone matches only through its domain sets (domainDecisions).
+  if (r.domains && !r.hasDst) return [];
   const l4 = l4Match(r);
   const fams: string[] = [];
   for (const fam of [4, 6] as const) {
@@ -252,6 +258,18 @@ export function ruleMatches(r: PlannedRule): string[] {
   if (!r.hasDst && !r.hasSrc && fams.length === 2 && r.protocol !== "icmp")
     return [fams[0] ? `${fams[0]} ` : ""];
   return fams.map((f) => `${f} `);
+}
+
+/** The rule's matches but its destination, for one family; null when it cannot apply to that family. */
+function matchesBesidesDestination(r: PlannedRule, fam: 4 | 6): string | null {
+  const src = fam === 4 ? r.src4 : r.src6;
+  if (r.hasSrc && src.length === 0) return null;
+  const parts = [];
+  if (src.length) parts.push(`${fam === 4 ? "ip" : "ip6"} saddr @${ruleSet(r.id, "src", fam)}`);
+  const l4 = l4Match(r);
+  if (r.protocol === "icmp") parts.push(fam === 4 ? "meta l4proto icmp" : "meta l4proto ipv6-icmp");
+  else if (l4) parts.push(l4);
+  return parts.join(" ");
 }
 
 function l4Match(r: PlannedRule): string {

@@ -64,6 +64,16 @@ export interface PlannedRule {
   ports?: number[] | { from: number; to: number };
   target: Target;
   stickyMs?: number;
+  /** Names whose answered addresses the rule matches too (its dom_* sets). */
+  domains?: string[];
+}
+
+/** How a plan's domain sets are declared. */
+export interface DomainSetsPlan {
+  /** Elements per set at most. */
+  size: number;
+  /** Lifetime of a keep-set element after the last packet, in ms. */
+  keepMs: number;
 }
 
 export interface PlannedSplit {
@@ -81,6 +91,8 @@ export interface UplinkPlan {
   balanceFrom: string[] | null;
   balanceSources: { v4: string[]; v6: string[] } | null;
   rules: PlannedRule[];
+  /** Present when any rule has domains. */
+  domains?: DomainSetsPlan;
   local: "primary" | "balance";
   primary4: string | null;
   primary6: string | null;

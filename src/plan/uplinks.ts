@@ -2,6 +2,7 @@ import type { Config, RuleConfig } from "../config/schema.ts";
 import { splitPrefixes } from "../net/ip.ts";
 import { resolveGateways } from "../net/gateways.ts";
 import { markLayout, uplinkMark, type MarkLayout } from "../config/marks.ts";
+import { domainSetsPlan } from "./nft-domains.ts";
 import { maxSlot, slotUsable } from "../config/owned-ranges.ts";
 import { assignSlots, type SlotAssignment } from "./uplink-ids.ts";
 import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
@@ -66,7 +67,7 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
   const sources = c.balance.sources ? splitPrefixes(c.balance.sources) : null;
   const rules = c.rules.map((r, id) => planRule(r, id, (names) => firstLive(names)));
 
-  return {
+  const plan: UplinkPlan = {
     layout,
     tableBase: c.table_base,
     ruleBase: c.rule_priority_base,
@@ -86,6 +87,8 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
         .join(","),
     ),
   };
+  if (rules.some((r) => r.domains)) plan.domains = domainSetsPlan(c);
+  return plan;
 }
 
 /**
@@ -180,6 +183,7 @@ function planRule(r: RuleConfig, id: number, resolve: (names: string[]) => strin
     }
   }
   if (r.sticky !== undefined) out.stickyMs = r.sticky;
+  if (r.domains) out.domains = r.domains;
   return out;
 }
 

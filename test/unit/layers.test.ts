@@ -21,6 +21,7 @@ const RANKS: string[][] = [
   ["render"], // plan → nft / ip text (pure)
   ["system"], // the only modules that run nft, ip, conntrack, sysctl (argv and stdin, no shell)
   ["apply"], // diff live vs wanted, one nft transaction + one ip batch per family, rollback
+  ["dns"], // the DNS forwarder that fills the domain rules' sets
   ["health", "exec", "metrics", "api"], // probes, exec pinning, metrics, HTTP API: beside each other
   ["daemon"], // `nflb run`: the reconcile loop wiring the layers below
   ["cluster"], // shared VIP over etcd, on top of the daemon
