@@ -115,8 +115,13 @@ export function slotsFor(scheduler: Scheduler, backends: PlannedBackend[]): stri
       );
     }
     case "maglev":
-      // The size follows the configured count, never the live one: `jhash mod M` must not change.
-      return maglevTable(weighted, maglevSize(backends.length));
+      // The size and the populated table follow the configured backends, never the live ones:
+      // `jhash mod M` must not change, and a failure deals out only the failed backend's slots.
+      return maglevTable(
+        weighted,
+        maglevSize(backends.length),
+        backends.map((b) => ({ name: b.key, weight: b.configWeight })),
+      );
     case "least-conn":
       return leastConnSequence(
         live.map((b) => ({ name: b.key, weight: b.weight, connections: b.connections })),
