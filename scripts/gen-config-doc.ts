@@ -23,6 +23,7 @@ const EXAMPLES: Record<string, string> = {
   "uplinks.*.gateway": "gateway: [100.64.1.1, 2001:db8:1::1]",
   "uplinks.*.weight": "weight: 3",
   "uplinks.*.nat": "nat: none",
+  "uplinks.*.id": "id: 3",
   "uplinks.*.probe": "probe: { targets: [198.18.100.1, 198.18.100.2], interval: 500ms }",
   "uplinks.*.probe.method": "method: tcp",
   "uplinks.*.probe.targets": "targets: [198.18.100.1, 198.18.100.2]",
@@ -57,6 +58,7 @@ const EXAMPLES: Record<string, string> = {
   "services.*.protocol": "protocol: udp",
   "services.*.scheduler": "scheduler: maglev",
   "services.*.snat": "snat: true",
+  "services.*.persistence": "persistence: 5m",
   "services.*.check": "check: { method: http, path: /healthz, interval: 2s }",
   "services.*.check.method": "method: http",
   "services.*.check.interval": "interval: 2s",
@@ -66,6 +68,12 @@ const EXAMPLES: Record<string, string> = {
   "services.*.check.path": "path: /healthz",
   "services.*.check.expect_status": "expect_status: 204",
   "services.*.check.port": "port: 8081",
+  "services.*.check.passive": "passive: { fall: 5, window: 10, timeout: 1s }",
+  "services.*.check.host": "host: www.example.com",
+  "services.*.check.sni": "sni: www.example.com",
+  "services.*.check.expect_body": 'expect_body: "status: ok"',
+  "services.*.check.ca": "ca: /etc/nflb/backend-ca.pem",
+  "services.*.backends.[].backup": "backup: true",
   "services.*.backends": "backends:\n  - { address: 10.1.1.1:80 }\n  - { address: 10.1.1.2:80, weight: 2 }",
   "services.*.backends.[].address": "address: 10.1.1.1:80",
   "services.*.backends.[].weight": "weight: 0",
@@ -279,6 +287,12 @@ optional. Unknown keys are errors (with a "did you mean" when one is close).
   canonical form, so \`2001:0db8::10\` and \`2001:db8::10\` are the same VIP.
 - **Lists** are YAML lists, \`[a, b]\` or one item per \`- \` line. \`gateway\` and \`vip\` also take
   a single value.
+- **Uplink identity** follows the name, not the YAML order: each uplink holds a slot k that gives
+  its mark (\`k << shift\` inside \`mark_mask\`), route table (\`table_base + k\`) and rule
+  priority. A name keeps its slot across reloads and restarts (the state file records them), so
+  adding, moving or removing another uplink never moves an established connection; a new name
+  takes the lowest free slot whose mark no conntrack entry still carries; \`id: K\` pins one.
+  Removing an uplink flushes its connections (and only those). See docs/DATAPLANE.md, "Marks".
 
 \`nflb check -c FILE\` validates a config: every error names the YAML path and line and says how
 to fix it; nothing is touched. It also prints **warnings**, and still exits 0, for configs that

@@ -25,7 +25,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   "": "nflb configuration: uplinks (outgoing balancing), services (inbound, DNAT) and a cluster (shared VIP).",
   version: "Config format version; always 1.",
   mark_mask: "Bits of the packet and conntrack mark nflb may use (one contiguous run, default 0xff00).",
-  table_base: "First routing table nflb uses; uplink i gets table_base + 1 + i.",
+  table_base: "First routing table nflb uses; the uplink in slot k gets table_base + k.",
   rule_priority_base: "First ip rule priority nflb uses (a range of 1000 above it).",
   uplinks: "Links or tunnels new outgoing connections are spread over, by name.",
   "uplinks.*.interface": "The uplink's network interface, like eth1, ppp0 or wg0.",
@@ -36,6 +36,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   "uplinks.*.nat":
     "masquerade (dynamic address), snat (to the interface's address) or none (routed addresses).",
   "uplinks.*.probe": "How the uplink's health is measured; probes leave through this uplink only.",
+  "uplinks.*.id":
+    "Pins the uplink's slot k (mark k in mark_mask, table table_base + k); unset: the slot it had (state file), or the lowest free one.",
   "uplinks.*.probe.method": "icmp, tcp (connect), http (GET path) or dns (a query).",
   "uplinks.*.probe.targets":
     "Addresses probed through this uplink; several, so one dead target is not a dead link.",
@@ -73,8 +75,11 @@ export const DESCRIPTIONS: Record<string, string> = {
   "services.*.protocol": "tcp or udp.",
   "services.*.scheduler": "round-robin, random, source-hash, maglev (consistent hashing) or least-conn.",
   "services.*.snat": "Also SNAT to the balancer, so backends need no route back through it.",
+  "services.*.persistence":
+    "Keep each client on the backend it got for this long after its last new connection (IPVS persistence_timeout), whatever the scheduler. A client is its IPv4 address, or its IPv6 /64. A backend that is down, drained or in maint keeps nobody: its clients are balanced again and remembered on their new backend.",
   "services.*.check": "Backend health check.",
-  "services.*.check.method": "tcp (connect), http (GET path, expect_status) or none.",
+  "services.*.check.method":
+    "tcp (connect), http (GET path, expect_status, expect_body), https (the same over TLS, with sni) or none.",
   "services.*.check.interval": "Time between checks of one backend.",
   "services.*.check.timeout": "A check not answered by then failed.",
   "services.*.check.rise": "Consecutive good checks before a backend is up.",
@@ -82,8 +87,22 @@ export const DESCRIPTIONS: Record<string, string> = {
   "services.*.check.path": "Path for http checks.",
   "services.*.check.expect_status": "HTTP status an http check expects (default: any 2xx/3xx).",
   "services.*.check.port": "Port to check, when not the backend's own.",
+  "services.*.check.passive":
+    "Passive health from live TCP connections (HAProxy's observe layer4): true, or { fall, window, timeout }. A backend with `fall` refused or unanswered SYNs among its last `window` new connections (default 5 of 10; unanswered = no SYN-ACK within `timeout`, default 1s) is down at once; its active check (needed) brings it back after `rise` good checks.",
+  "services.*.check.passive.fall": "Failed new connections among the last `window` that take a backend down.",
+  "services.*.check.passive.window": "How many of a backend's latest new connections are looked at.",
+  "services.*.check.passive.timeout": "A SYN the backend has not answered by then counts as failed.",
+  "services.*.check.host": "http/https: the Host header (default: the backend's ADDRESS:PORT).",
+  "services.*.check.sni":
+    "https: the server name sent in the TLS handshake (default: host's name, when it is a name; an address is never sent).",
+  "services.*.check.expect_body":
+    "http/https: text the body must contain; only its first 64 KiB are read, within the check's timeout.",
+  "services.*.check.ca":
+    "https: a PEM CA file; the backend's certificate and name (sni) are then verified. Without it the certificate is not verified: the check asks whether the server at that address answers as it should, and backends often hold certificates for the public name, self-signed or internal ones. A cluster member never takes this path from etcd.",
   "services.*.backends": "The servers behind the VIP.",
   "services.*.backends.[].address": "Backend ADDRESS:PORT.",
+  "services.*.backends.[].backup":
+    "A sorry server (keepalived): it takes new connections only while no regular backend is up (down, drained and maint all count as not up); when one comes back, new connections go to it again.",
   "services.*.backends.[].weight":
     "Share of new connections; 0 = draining (no new connections, existing ones finish).",
   cluster: "Several nodes share one virtual IP with no single point of failure.",

@@ -41,6 +41,25 @@ export interface BackendStatus {
   bytes_from_backend: number | null;
   reason: string;
   since: string | null;
+  /** `backup: true` in the config: takes new connections only while no regular backend is up. */
+  backup?: boolean;
+  /** Takes new connections now: up, weight above 0, and in the pool (regulars, or the backups). */
+  serving?: boolean;
+}
+
+/** A service's health check as configured (what a check sends and what it wants back). */
+export interface CheckStatus {
+  method: "tcp" | "http" | "https" | "none";
+  interval_ms: number;
+  timeout_ms: number;
+  rise: number;
+  fall: number;
+  port: number | null;
+  path?: string;
+  expect_status?: number | null;
+  host?: string | null;
+  sni?: string | null;
+  expect_body?: string | null;
 }
 
 export interface ServiceStatus {
@@ -48,6 +67,12 @@ export interface ServiceStatus {
   listen: string;
   protocol: string;
   backends: BackendStatus[];
+  scheduler?: string;
+  /** `persistence` as configured (`5m`), or null. */
+  persistence?: string | null;
+  /** No regular backend is up: the backups take the new connections. */
+  on_backups?: boolean;
+  check?: CheckStatus;
 }
 
 export interface ClusterStatus {

@@ -59,6 +59,10 @@ export async function applyDesired(want: Desired, opts: { nftScript?: string } =
   const diff = diffRouting(want.routing, before);
   state.tables = range.tables;
   state.priorities = range.priorities;
+  // Each uplink's slot, so the next apply or start keeps them (names gone are dropped: what
+  // conntrack still holds of them guards their marks; src/apply/uplink-slots.ts).
+  if (want.uplinks) state.uplinkSlots = Object.fromEntries(want.uplinks.uplinks.map((u) => [u.name, u.slot]));
+  else delete state.uplinkSlots;
   const current = new Map(
     await Promise.all(want.sysctls.map(async (s) => [s.key, await readSysctl(s.key)] as const)),
   );

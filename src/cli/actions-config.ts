@@ -6,6 +6,7 @@ import { renderRouting } from "../render/routes.ts";
 import { withStateLock } from "../system/lock.ts";
 import { checkWarnings, formatWarning } from "../config/warnings.ts";
 import { loadChecked } from "./load.ts";
+import { readSlotFacts } from "../apply/uplink-slots.ts";
 import { printJson, say } from "./output.ts";
 import type { CheckOpts, DownOpts } from "./verbs-config.ts";
 
@@ -32,6 +33,8 @@ export async function check(o: CheckOpts): Promise<void> {
 
 export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
   const { loaded, facts } = await loadChecked(o.config, { offline: o.offline === true });
+  // The slots apply would use (the state file's): without them a reordered config would show moves.
+  if (!o.offline) Object.assign(facts, await readSlotFacts(loaded.config).catch(() => ({})));
   const want = desiredState(loaded.config, allHealthy(loaded.config), facts);
   if (o.diff) return planDiff(o, want);
   const routing = renderRouting(want.routing);
@@ -51,8 +54,14 @@ export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
 
 export async function apply(o: CheckOpts): Promise<void> {
   const { loaded, facts } = await loadChecked(o.config);
-  const want = desiredState(loaded.config, allHealthy(loaded.config), facts);
-  const r = await withStateLock("nflb apply", () => applyDesired(want));
+  const r = await withStateLock("nflb apply", async () => {
+    // Read under the lock: a concurrent apply may be recording other slots.
+    const want = desiredState(loaded.config, allHealthy(loaded.config), {
+      ...facts,
+      ...(await readSlotFacts(loaded.config)),
+    });
+    return applyDesired(want);
+  });
   const d = r.routing;
   const sysctls = r.sysctls.map((s) => ({ key: s.key.replaceAll("/", "."), value: s.to }));
   if (o.json)

@@ -16,6 +16,7 @@ import type { Facts } from "../plan/types.ts";
 import { listTableText } from "../system/nft.ts";
 import { call } from "./api-client.ts";
 import { readFacts } from "./load.ts";
+import { readSlotFacts } from "../apply/uplink-slots.ts";
 import type { ExplainOpts } from "./verbs-explain.ts";
 
 const ASK_TIMEOUT_MS = 1500;
@@ -59,7 +60,8 @@ async function gather(
 
   let facts: Facts = { interfaces: new Map() };
   try {
-    facts = await readFacts();
+    // With the slots the state file records: marks and tables as the kernel has them.
+    facts = { ...(await readFacts()), ...(await readSlotFacts(c).catch(() => ({}))) };
   } catch (e) {
     notes.push(`this host's interfaces could not be read (${(e as Error).message})`);
   }

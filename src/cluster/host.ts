@@ -7,6 +7,7 @@ import { run } from "../system/exec.ts";
 import { ipRaw, readInterfaces } from "../system/iproute.ts";
 import { nftApply } from "../system/nft.ts";
 import { loadState, saveState } from "../system/state.ts";
+import { readSlotFacts } from "../apply/uplink-slots.ts";
 import { withElements } from "../nft/model.ts";
 import { OWNED_SET, TABLE_REF } from "../nft/names.ts";
 import { serialize } from "../nft/serialize.ts";
@@ -39,7 +40,9 @@ export class KernelHost implements ClusterHost {
     if (!cl) throw new Error("cluster host: config has no cluster section");
     const facts = await this.facts();
     const plan = planCluster(cl);
-    const want = desiredState(config, allHealthy(config), facts);
+    // Uplinks keep the slots the state file records (src/plan/uplink-ids.ts).
+    const slots = await readSlotFacts(config).catch(() => ({}));
+    const want = desiredState(config, allHealthy(config), { ...facts, ...slots });
     // The filter goes in first: once the VIP is up, only owned buckets are answered.
     const model = owned ? withElements(want.model, TABLE_REF, OWNED_SET, ownedElements(owned)) : want.model;
     await applyDesired(want, { nftScript: serialize(model) });

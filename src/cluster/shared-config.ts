@@ -96,6 +96,14 @@ export function validateShared(text: string, running: Config, node: string, fact
       ),
     );
   const shared = parsed.data;
+  // A path names a file on this node: never taken from etcd (it could make a member read any file).
+  const paths = Object.entries(shared.services ?? {}).filter(([, svc]) => svc.check.ca !== undefined);
+  if (paths.length)
+    return fail(
+      paths
+        .map(([name]) => `services.${name}.check.ca: a file path is node-local and never taken from etcd`)
+        .join("; "),
+    );
   const cur = running.cluster;
   if (!cur) return fail("this node runs no `cluster` section");
   for (const k of IDENTITY) {

@@ -2,8 +2,8 @@ import type { Config } from "./schema.ts";
 import type { ConfigIssue } from "./issues.ts";
 import { formatHostPort, parseAddr, parseHostPort } from "../net/ip.ts";
 import { markLayout } from "./marks.ts";
-import { checkOwnedRanges } from "./owned-ranges.ts";
-import { LIMITS } from "./schema.ts";
+import { checkOwnedRanges, maxSlot, slotUsable } from "./owned-ranges.ts";
+import { LIMITS, passiveOf } from "./schema.ts";
 import { didYouMean } from "./suggest.ts";
 
 /** Checks that span several keys; the schema has already validated each value on its own. */
@@ -33,6 +33,24 @@ export function crossCheck(c: Config): ConfigIssue[] {
     );
   }
   if (uplinks.length > 0) out.push(...checkOwnedRanges(c).errors);
+  const pinned = new Map<number, string>();
+  for (const [n, u] of uplinks) {
+    if (u.id === undefined) continue;
+    const other = pinned.get(u.id);
+    if (other !== undefined)
+      err(["uplinks", n, "id"], `id ${u.id} is already uplink ${other}'s: give each uplink its own id`);
+    else if (u.id > maxSlot(c))
+      err(
+        ["uplinks", n, "id"],
+        `id ${u.id} is above the highest slot ${maxSlot(c)} that mark_mask leaves room for`,
+      );
+    else if (!slotUsable(c, u.id))
+      err(
+        ["uplinks", n, "id"],
+        `id ${u.id} would use table ${c.table_base + u.id}, which belongs to the kernel or another tool: pick another id`,
+      );
+    pinned.set(u.id, n);
+  }
   if (uplinks.length > 0 && uplinks.every(([, u]) => u.weight === 0)) {
     err(["uplinks"], "at least one uplink needs a weight above 0: give the main link weight: 1");
   }
@@ -111,6 +129,19 @@ export function crossCheck(c: Config): ConfigIssue[] {
         `${s.protocol} ${s.listen} is already used by service ${prev.name}${prev.text !== s.listen ? ` (written ${prev.text} there)` : ""}: give each service its own address or port`,
       );
     listens.set(key, { name: n, text: s.listen });
+    const pv = passiveOf(s.check);
+    if (pv && s.protocol !== "tcp")
+      err(["services", n, "check", "passive"], "passive checks watch TCP handshakes: remove passive for udp");
+    else if (pv && s.check.method === "none")
+      err(
+        ["services", n, "check", "passive"],
+        "a backend the passive check takes down comes back through the active check: set check.method (tcp or http)",
+      );
+    else if (pv && pv.fall > pv.window)
+      err(
+        ["services", n, "check", "passive", "fall"],
+        `fall (${pv.fall}) exceeds window (${pv.window}): lower it`,
+      );
     const lf = familyOf(s.listen);
     const seen = new Map<string, string>();
     s.backends.forEach((be, i) => {

@@ -1,6 +1,6 @@
 /**
  * nflb owns only the bits of `mark_mask` in both the packet mark and the conntrack mark.
- * Inside the mask, value k<<shift (k = 1..max) names uplink k-1 and the all-ones value is
+ * Inside the mask, value k<<shift (k = 1..max) names the uplink in slot k and the all-ones value is
  * reserved for "leave it to the main table" (`via: main`).
  */
 export interface MarkLayout {
@@ -21,8 +21,15 @@ export function markLayout(mask: number): MarkLayout | { error: string } {
   return { mask: mask >>> 0, shift, maxUplinks: values - 1, main: mask >>> 0 };
 }
 
-export function uplinkMark(layout: MarkLayout, index: number): number {
-  return ((index + 1) * 2 ** layout.shift) >>> 0;
+/** The mark of the uplink in slot k (1..maxUplinks). */
+export function uplinkMark(layout: MarkLayout, slot: number): number {
+  return (slot * 2 ** layout.shift) >>> 0;
+}
+
+/** The slot a mark names under the layout, or null for 0 and the `via: main` value. */
+export function slotOfMark(layout: MarkLayout, mark: number): number | null {
+  const v = ((mark & layout.mask) >>> 0) / 2 ** layout.shift;
+  return v >= 1 && v <= layout.maxUplinks ? v : null;
 }
 
 export function hex(n: number): string {

@@ -1,6 +1,6 @@
 import type { Config } from "./schema.ts";
 import type { ConfigIssue } from "./issues.ts";
-import { RULE_OFFSETS } from "./marks.ts";
+import { markLayout, RULE_OFFSETS } from "./marks.ts";
 
 // nflb owns a range of routing tables and one of rule priorities. These checks prove, from the
 // config alone, that the ranges cannot reach the kernel's own tables or other tools' well-known
@@ -26,9 +26,37 @@ export const MAX_TABLE = 2 ** 32 - 2;
 /** `ip rule` priorities from 32766 on hold the main and default lookups. */
 export const FIRST_SYSTEM_PRIORITY = 32766;
 
-/** Uplink i uses table table_base + 1 + i; table_base itself holds the router's own default route. */
+/** fwmark rules sit at base + fwmark + slot - 1, below the `from` rules: one per slot. */
+export const FWMARK_SLOTS = RULE_OFFSETS.from - RULE_OFFSETS.fwmark;
+
+/**
+ * The highest slot an uplink may hold (src/plan/uplink-ids.ts): the mark layout's values and the
+ * fwmark rules' room bound it.
+ */
+export function maxSlot(c: Config): number {
+  const l = markLayout(c.mark_mask);
+  return Math.min("error" in l ? 0 : l.maxUplinks, FWMARK_SLOTS);
+}
+
+/** Whether slot k's table (table_base + k) is free to use: not the kernel's, nor a well-known tool's. */
+export function slotUsable(c: Config, slot: number): boolean {
+  const table = c.table_base + slot;
+  return !(table in RESERVED_TABLES) && !(table in TOOL_TABLES) && table <= MAX_TABLE;
+}
+
+/** The highest slot the config alone implies: one per uplink, or a higher pin. */
+export function configSlots(c: Config): number {
+  const ups = Object.values(c.uplinks ?? {});
+  return Math.max(ups.length, ...ups.map((u) => u.id ?? 0));
+}
+
+/**
+ * Uplink slot k uses table table_base + k; table_base itself holds the router's own default
+ * route. A slot above the config's count (a pin, or a gap left by a removed uplink whose
+ * connections still hold its mark) is only used when slotUsable says so.
+ */
 export function ownedTables(c: Config): { from: number; to: number } {
-  return { from: c.table_base, to: c.table_base + Object.keys(c.uplinks ?? {}).length };
+  return { from: c.table_base, to: c.table_base + configSlots(c) };
 }
 
 export function ownedPriorities(c: Config): { from: number; to: number } {
@@ -41,9 +69,9 @@ export const FROM_RULE_SLOTS = RULE_OFFSETS.fromGuard - RULE_OFFSETS.from;
 export function checkOwnedRanges(c: Config): { errors: ConfigIssue[]; warnings: ConfigIssue[] } {
   const errors: ConfigIssue[] = [];
   const warnings: ConfigIssue[] = [];
-  const n = Object.keys(c.uplinks ?? {}).length;
+  const n = configSlots(c);
   const t = ownedTables(c);
-  const span = `tables ${t.from}..${t.to} (table_base and one per uplink)`;
+  const span = `tables ${t.from}..${t.to} (table_base and one per uplink slot)`;
   const reserved = Object.keys(RESERVED_TABLES)
     .map(Number)
     .filter((k) => k >= t.from && k <= t.to);
@@ -76,12 +104,10 @@ export function checkOwnedRanges(c: Config): { errors: ConfigIssue[]; warnings: 
       path: ["rule_priority_base"],
       message: `rule priorities ${p.from}..${p.to} reach ${FIRST_SYSTEM_PRIORITY} (the main table's rule): set rule_priority_base at most ${FIRST_SYSTEM_PRIORITY - RULE_OFFSETS.span}`,
     });
-  // fwmark rules sit at base + fwmark + i, below the `from` rules.
-  const fwmarkRoom = RULE_OFFSETS.from - RULE_OFFSETS.fwmark;
-  if (n > fwmarkRoom)
+  if (n > FWMARK_SLOTS)
     errors.push({
       path: ["uplinks"],
-      message: `${n} uplinks need more rule priorities than nflb's range has (${fwmarkRoom}): use fewer uplinks`,
+      message: `${n} uplink slots need more rule priorities than nflb's range has (${FWMARK_SLOTS}): use fewer uplinks`,
     });
   return { errors, warnings };
 }

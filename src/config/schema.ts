@@ -194,6 +194,8 @@ export const uplinkSchema = z.strictObject({
   weight: z.number().int().min(0).max(10_000).default(1),
   nat: z.enum(["masquerade", "none", "snat"]).default("masquerade"),
   probe: probeSchema.default(() => probeSchema.parse({})),
+  /** Pins the uplink's slot (mark, table, rule priority); unset: kept from the state file, or the lowest free. */
+  id: z.number().int().min(1).max(490).optional(),
 });
 
 export const balanceSchema = z.strictObject({
@@ -221,20 +223,92 @@ export const ruleSchema = z.strictObject({
   sticky: duration(1000, 7 * 86_400_000).optional(),
 });
 
-export const checkSchema = z.strictObject({
-  method: z.enum(["tcp", "http", "none"]).default("tcp"),
-  interval: duration(10, 3_600_000).default(1000),
-  timeout: duration(10, 60_000).default(500),
-  rise: z.number().int().min(1).max(1000).default(2),
-  fall: z.number().int().min(1).max(1000).default(3),
-  path: z.string().startsWith("/").max(1024).default("/"),
-  expect_status: z.number().int().min(100).max(599).optional(),
-  port: port.optional(),
+/**
+ * Passive health (HAProxy's `observe layer4`): new TCP connections a backend refuses or leaves
+ * unanswered take it down before the next active check; `true` means the defaults.
+ */
+export const passiveSchema = z.strictObject({
+  fall: z.number().int().min(1).max(1000).default(5),
+  window: z.number().int().min(1).max(1000).default(10),
+  timeout: duration(10, 60_000).default(1000),
 });
+
+const passive = z
+  .union([z.boolean(), passiveSchema], {
+    error: (iss) =>
+      `expected true, false or { fall, window, timeout }, like passive: true (got ${describeInput(iss.input)})`,
+  })
+  .default(false);
+
+export type PassiveConfig = z.output<typeof passiveSchema>;
+
+/** A service's passive check settings; null when it has none. */
+export function passiveOf(check: { passive: boolean | PassiveConfig }): PassiveConfig | null {
+  const p = check.passive;
+  return p === false ? null : p === true ? passiveSchema.parse({}) : p;
+}
+
+/** A DNS name as TLS's SNI carries it (RFC 6066: a host name, never an address). */
+const dnsName = z
+  .string()
+  .max(253)
+  .regex(/^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, {
+    message: "a DNS name like www.example.com (SNI carries a name, not an address)",
+  });
+/** An HTTP Host header: a name or address, with an optional port; nothing that could end the header. */
+const hostHeader = z
+  .string()
+  .max(261)
+  .regex(/^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:\d{1,5})?$/i, {
+    message: "a host name or address with an optional port, like www.example.com or 10.1.1.1:8080",
+  });
+
+export const checkSchema = z
+  .strictObject({
+    method: z.enum(["tcp", "http", "https", "none"]).default("tcp"),
+    interval: duration(10, 3_600_000).default(1000),
+    timeout: duration(10, 60_000).default(500),
+    rise: z.number().int().min(1).max(1000).default(2),
+    fall: z.number().int().min(1).max(1000).default(3),
+    path: z
+      .string()
+      .startsWith("/")
+      .max(1024)
+      .regex(/^[\x21-\x7e]+$/, { message: "a path without spaces or control characters (escape them: %20)" })
+      .default("/"),
+    expect_status: z.number().int().min(100).max(599).optional(),
+    port: port.optional(),
+    /** HTTP(S): the Host header (default: the backend's ADDRESS:PORT). */
+    host: hostHeader.optional(),
+    /** HTTPS: the name sent in the TLS handshake (default: none, or `host` without its port when it is a name). */
+    sni: dnsName.optional(),
+    /** HTTP(S): the first 64 KiB of the body must contain this text. */
+    expect_body: z.string().min(1).max(1024).optional(),
+    /** HTTPS: verify the backend's certificate against this PEM CA (default: not verified). */
+    ca: z
+      .string()
+      .max(1024)
+      .refine((p) => p.startsWith("/") && !p.includes("\0") && !p.split("/").includes(".."), {
+        message: "an absolute file path, without '..'",
+      })
+      .optional(),
+    passive,
+  })
+  .superRefine((c, ctx) => {
+    const web = c.method === "http" || c.method === "https";
+    for (const key of ["host", "expect_body"] as const)
+      if (c[key] !== undefined && !web)
+        ctx.addIssue({ code: "custom", path: [key], message: `${key} needs method: http or https` });
+    for (const key of ["sni", "ca"] as const)
+      if (c[key] !== undefined && c.method !== "https")
+        ctx.addIssue({ code: "custom", path: [key], message: `${key} needs method: https` });
+  });
 
 export const backendSchema = z.strictObject({
   address: hostPort,
   weight: z.number().int().min(0).max(10_000).default(1),
+  /** keepalived's sorry server: takes new connections only while no regular backend can. */
+  backup: z.boolean().optional(),
 });
 
 export const serviceSchema = z.strictObject({
@@ -242,6 +316,11 @@ export const serviceSchema = z.strictObject({
   protocol: z.enum(["tcp", "udp"]).default("tcp"),
   scheduler: z.enum(["round-robin", "random", "source-hash", "maglev", "least-conn"]).default("round-robin"),
   snat: z.boolean().default(false),
+  /**
+   * IPVS's persistence_timeout: a client (IPv4 address; IPv6 /64) goes back to the backend it
+   * last got for this long after its last new connection, whatever the scheduler.
+   */
+  persistence: duration(1000, 7 * 86_400_000).optional(),
   check: checkSchema.default(() => checkSchema.parse({})),
   backends: z.array(backendSchema).min(1).max(LIMITS.backends),
 });

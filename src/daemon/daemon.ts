@@ -7,11 +7,11 @@ import { parseHostPort } from "../net/ip.ts";
 import { buildApi, type ActionResult, type ApiDaemon } from "../api/server.ts";
 import { Metrics } from "../metrics/registry.ts";
 import { backendCounter, OWNED_SET, TABLE_REF } from "../nft/names.ts";
-import { countServiceConnections } from "../system/conntrack.ts";
 import { readLinkBytes, type LinkBytes } from "../system/linkstats.ts";
 import { kernelOps, readNflbCounters } from "./dataplane-ops.ts";
 import { EventLog, type NewEvent } from "./events.ts";
 import { backendState, findBackend } from "./health-view.ts";
+import { LiveFlows } from "./live-flows.ts";
 import type { Log } from "./log.ts";
 import { DaemonModel, type ActiveConnections, type ClusterView, type Counters } from "./model.ts";
 import { MonitorSet, type MonitorFactories } from "./monitors.ts";
@@ -32,8 +32,6 @@ export const DEFAULT_API = "127.0.0.1:9110";
 const RESYNC_MS = 30_000;
 /** Status requests within this window share one read of the kernel counters. */
 const COUNTER_CACHE_MS = 500;
-/** Status requests within this window share one conntrack count per service. */
-const ACTIVE_CACHE_MS = 1000;
 
 export interface DaemonOptions {
   configFile: string;
@@ -52,8 +50,6 @@ export interface DaemonOptions {
   backendCounter?: (service: string, backend: string) => string | null;
   hookRunner?: HookRunner;
   resyncMs?: number;
-  /** Connections open now per backend of a service (default: conntrack). */
-  countConnections?: typeof countServiceConnections;
   /** Where the operator's overrides are kept across restarts; none: not kept. */
   overridesFile?: string;
 }
@@ -75,7 +71,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private resync: NodeJS.Timeout | undefined;
   private reloading: Promise<unknown> = Promise.resolve();
   private counterCache: { at: number; value: Promise<Counters> } | null = null;
-  private activeCache: { at: number; value: Promise<ActiveConnections | null> } | null = null;
+  private readonly flows: LiveFlows;
   private stopped = false;
 
   private constructor(
@@ -124,6 +120,13 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       },
     );
     this.hook = new OnChangeHook(model.config.on_change, this.log, opts.hookRunner);
+    this.flows = new LiveFlows(opts.factories.flows, {
+      log: this.log,
+      leastConnChanged: () =>
+        void this.reconciler.reconcile("least-conn: connection counts changed", { quiet: true }),
+      passiveDown: (v) => this.monitors.markBackendDown(v.service, v.backend, v.reason),
+    });
+    model.connections = (service) => this.flows.connections(service);
     this.metricsRegistry.declareUplinks(Object.keys(model.config.uplinks ?? {}));
   }
 
@@ -150,6 +153,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     if (this.opts.serveApi !== false) await this.listen();
     if (this.opts.overridesFile) this.model.restoreOverrides(await loadOverrides(this.opts.overridesFile));
     await this.adoptMonitors();
+    this.flows.configure(this.model.config);
     const r = await this.reconciler.reconcile("start", { force: true });
     if (r.action === "failed") {
       await this.stop();
@@ -239,6 +243,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.hook.setCommand(loaded.config.on_change);
     this.metricsRegistry.declareUplinks(Object.keys(loaded.config.uplinks ?? {}));
     await this.adoptMonitors();
+    this.flows.configure(loaded.config);
     // Not forced: the reconciler applies the diff from the table it holds (sticky maps, counters
     // and rotation positions stay), and replaces the table only when its shape cannot change in place.
     const r = await this.reconciler.reconcile(reason);
@@ -284,6 +289,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.stopped = true;
     clearInterval(this.resync);
     await this.monitors.stopAll();
+    await this.flows.stop();
     await this.reconciler.close();
     await this.hook.idle();
     if (this.api) await this.api.close();
@@ -340,6 +346,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     const before = this.model.backendObs.get(o.service)?.get(o.backend)?.state;
     this.model.observeBackend(o);
     if (before === o.state) return;
+    if (o.state === "up") this.flows.backendUp(o.service, o.backend);
     const fields = { service: o.service, backend: o.backend, state: o.state, reason: o.reason };
     if (o.state === "down") this.log.warn(fields, `backend ${o.service}/${o.backend} down`);
     else this.log.info(fields, `backend ${o.service}/${o.backend} up`);
@@ -575,31 +582,9 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     return this.counterCache.value;
   }
 
-  /**
-   * Connections each backend holds now, from conntrack (one listing per service, filtered by its
-   * VIP and port), computed on request and shared for a second. Services that cannot be counted
-   * are left out (their backends report null).
-   */
+  /** Connections each backend holds now: kept current by conntrack's events (src/daemon/live-flows.ts). */
   private activeConnections(): Promise<ActiveConnections | null> {
-    const services = Object.entries(this.model.config.services ?? {});
-    if (services.length === 0) return Promise.resolve(null);
-    const now = Date.now();
-    if (!this.activeCache || now - this.activeCache.at > ACTIVE_CACHE_MS) {
-      const count = this.opts.countConnections ?? countServiceConnections;
-      const value = (async () => {
-        const out = new Map<string, ReadonlyMap<string, number>>();
-        for (const [name, s] of services) {
-          const hp = parseHostPort(s.listen);
-          if ("error" in hp) continue;
-          const flows = { family: hp.addr.family, protocol: s.protocol, vip: hp.addr.text, port: hp.port };
-          const counts = await count(flows).catch(() => null);
-          if (counts) out.set(name, counts);
-        }
-        return out;
-      })();
-      this.activeCache = { at: now, value };
-    }
-    return this.activeCache.value;
+    return Promise.resolve(this.flows.active());
   }
 
   private uplinkMetrics() {

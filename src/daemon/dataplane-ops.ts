@@ -1,6 +1,7 @@
 import { applyDesired, applyRoutingOnly } from "../apply/dataplane.ts";
 import { FAMILY, TABLE } from "../nft/names.ts";
-import { deleteConntrackByMark, purgeStickyMark } from "../system/conntrack-marks.ts";
+import { deleteConntrackByMark, purgeStickyMark, readStickyMaps } from "../system/conntrack-marks.ts";
+import { heldFor, readSlotFacts } from "../apply/uplink-slots.ts";
 import { deleteBackendFlows } from "../system/conntrack.ts";
 import { readInterfaces } from "../system/iproute.ts";
 import { nftApply, readCounters, tableExists } from "../system/nft.ts";
@@ -19,6 +20,9 @@ export const kernelOps: DataplaneOps = {
   tableExists: () => tableExists(FAMILY, TABLE),
   flushConntrack: deleteConntrackByMark,
   purgeSticky: purgeStickyMark,
+  slotFacts: async (c, previous) =>
+    previous ? { uplinkSlots: previous, ...(await heldFor(c, previous)) } : readSlotFacts(c),
+  readSticky: readStickyMaps,
   deleteBackendFlows: (f, to) => deleteBackendFlows(f, to),
 };
 

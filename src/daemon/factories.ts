@@ -1,5 +1,6 @@
 import { daemonClusterPart } from "../cluster/daemon-host.ts";
 import { createBackendChecker } from "../health/backend-checker.ts";
+import { ConntrackFlowMonitor } from "../health/flow-monitor.ts";
 import { LinkWatcher } from "../health/link-watch.ts";
 import { createUplinkMonitor } from "../health/uplink-monitor.ts";
 import type { Log } from "./log.ts";
@@ -23,6 +24,7 @@ export function realFactories(log: Log): MonitorFactories {
     },
     backend: (ctx) => createBackendChecker(ctx),
     cluster: (ctx) => daemonClusterPart(ctx),
+    flows: () => new ConntrackFlowMonitor({ log: (msg) => log.warn({ reason: "conntrack events" }, msg) }),
     start: () => link.start(),
     stop: () => link.stop(),
   };

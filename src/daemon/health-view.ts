@@ -42,6 +42,8 @@ export function buildHealthView(
   backends: ReadonlyMap<string, ReadonlyMap<string, BackendObservation>>,
   o: Overrides,
   autoLevels: ReadonlyMap<string, number> = new Map(),
+  /** Connections open now per backend (canonical ADDRESS:PORT) of a service, for least-conn. */
+  connections: (service: string) => ReadonlyMap<string, number> | null = () => null,
 ): HealthView {
   const view: HealthView = { uplinks: {}, services: {} };
   for (const [name, u] of Object.entries(c.uplinks ?? {})) {
@@ -51,15 +53,23 @@ export function buildHealthView(
   }
   for (const [svc, s] of Object.entries(c.services ?? {})) {
     const out: Record<string, BackendHealth> = {};
+    const open = s.scheduler === "least-conn" ? connections(svc) : null;
     for (const b of s.backends) {
       const obs = backends.get(svc)?.get(b.address);
       // In maint the checks are stopped: the last observation says nothing any more.
       const up = o.maint.get(svc)?.has(b.address) || obs?.state !== "down";
-      out[b.address] = { up, weight: backendWeight(svc, b.address, b.weight, o) };
+      const h: BackendHealth = { up, weight: backendWeight(svc, b.address, b.weight, o) };
+      if (open) h.connections = open.get(canonical(b.address)) ?? 0;
+      out[b.address] = h;
     }
     view.services[svc] = out;
   }
   return view;
+}
+
+function canonical(address: string): string {
+  const hp = parseHostPort(address);
+  return "error" in hp ? address : formatHostPort(hp.addr, hp.port);
 }
 
 export function uplinkState(name: string, obs: UplinkObservation | undefined, o: Overrides): UplinkState {

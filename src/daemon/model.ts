@@ -17,6 +17,7 @@ import {
 import type { ReconcileInput } from "./reconciler.ts";
 import { sharesOf } from "./reconciler.ts";
 import type { ClusterStatus, StatusJson } from "./status.ts";
+import { backendExtras, serviceExtras } from "./status-service.ts";
 
 export type Counters = Map<string, { packets: number; bytes: number }>;
 
@@ -38,6 +39,8 @@ export class DaemonModel {
   readonly probed = new Set<string>();
   cluster: ClusterView | null = null;
   reloadError: string | null = null;
+  /** Connections open now per backend of a service (the daemon's live flows), for least-conn. */
+  connections: (service: string) => ReadonlyMap<string, number> | null = () => null;
   readonly startedAt = new Date();
 
   constructor(loaded: LoadedConfig) {
@@ -129,7 +132,14 @@ export class DaemonModel {
     );
     return {
       config: c,
-      health: buildHealthView(c, this.uplinkObs, this.backendObs, this.overrides, this.autoLevels),
+      health: buildHealthView(
+        c,
+        this.uplinkObs,
+        this.backendObs,
+        this.overrides,
+        this.autoLevels,
+        this.connections,
+      ),
       probeDown,
     };
   }
@@ -145,6 +155,7 @@ export class DaemonModel {
     const c = this.config;
     const shares = sharesOf(applied?.desired);
     const planned = new Map(applied?.desired.uplinks?.uplinks.map((u) => [u.name, u]));
+    const plannedServices = new Map(applied?.desired.services?.services.map((p) => [p.name, p]));
     const health = this.input().health;
     return {
       uplinks: Object.entries(c.uplinks ?? {}).map(([name, u]) => {
@@ -172,7 +183,8 @@ export class DaemonModel {
         name,
         listen: s.listen,
         protocol: s.protocol,
-        backends: s.backends.map((b) => {
+        ...serviceExtras(s, plannedServices.get(name)),
+        backends: s.backends.map((b, i) => {
           const open = active?.get(name);
           const obs = this.backendObs.get(name)?.get(b.address);
           const counter = backendCounter(name, b.address);
@@ -189,6 +201,7 @@ export class DaemonModel {
             bytes_from_backend: counter ? (counters.get(`${counter}_from`)?.bytes ?? null) : null,
             reason: this.backendReason(name, b.address, obs?.reason ?? ""),
             since: obs ? new Date(obs.since).toISOString() : null,
+            ...backendExtras(b, i, plannedServices.get(name)),
           };
         }),
       })),

@@ -5,6 +5,7 @@ import type {
   UplinkMonitor,
   UplinkObservation,
 } from "../health/types.ts";
+import type { FlowMonitor } from "../health/flow-monitor.ts";
 import type { Element } from "../nft/model.ts";
 import type { Log } from "./log.ts";
 import type { ClusterView } from "./model.ts";
@@ -54,6 +55,8 @@ export interface MonitorFactories {
   uplink?: (ctx: UplinkMonitorContext) => UplinkMonitor;
   backend?: (ctx: BackendMonitorContext) => BackendMonitor;
   cluster?: (ctx: { config: Config; log: Log; daemon: ClusterDaemonSide }) => ClusterPart;
+  /** The services' live connections (conntrack events): counts for least-conn and status, passive health. */
+  flows?: () => FlowMonitor;
   /** Shared resources (a link watcher): started before the first monitor, stopped after the last. */
   start?: () => Promise<void>;
   stop?: () => Promise<void>;
@@ -197,6 +200,14 @@ export class MonitorSet {
       this.cluster.started = true;
       await this.cluster.monitor.start();
     }
+  }
+
+  /** Passive health: a backend down now; its checks bring it back. False when nothing checks it (maint). */
+  markBackendDown(service: string, backend: string, reason: string): boolean {
+    const m = this.backends.get(`${service}\0${backend}`)?.monitor;
+    if (!m?.markDown) return false;
+    m.markDown(reason);
+    return true;
   }
 
   isProbed(uplink: string): boolean {

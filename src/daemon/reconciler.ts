@@ -1,12 +1,18 @@
 import { udpBackendsGoneDown, type PinnedFlows, type ServicesPlan } from "../plan/services.ts";
 import type { Config } from "../config/schema.ts";
 import { desiredState, type Desired, type HealthView } from "../plan/desired.ts";
-import type { Facts, Health } from "../plan/types.ts";
-import { allUp } from "../plan/uplinks.ts";
+import type { Facts, Health, UplinkPlan } from "../plan/types.ts";
+import { removedSlots } from "../plan/uplink-ids.ts";
+import { uplinkMark } from "../config/marks.ts";
+import { TABLE_REF } from "../nft/names.ts";
+import type { SlotFacts } from "../apply/uplink-slots.ts";
+import { allUp, layoutOf } from "../plan/uplinks.ts";
 import { stickyMaps } from "../plan/nft-uplinks.ts";
-import { withElements, type Element, type Ruleset } from "../nft/model.ts";
+import { findObject, tableRef, withElements, type Element, type Ruleset } from "../nft/model.ts";
+import type { StickyElement } from "../system/conntrack-marks.ts";
 import { diff } from "../nft/diff.ts";
 import { serialize } from "../nft/serialize.ts";
+import { parseDuration } from "../config/duration.ts";
 import type { Log } from "./log.ts";
 
 /** What the reconciler needs to know at the moment it runs; read fresh on every run. */
@@ -45,6 +51,17 @@ export interface DataplaneOps {
   tableExists(): Promise<boolean>;
   flushConntrack(mark: number, mask: number): Promise<number>;
   purgeSticky(maps: string[], mark: number, mask: number): Promise<number>;
+  /**
+   * The uplink slots to plan with when the config changed (src/apply/uplink-slots.ts): `previous`
+   * (the slots in force), or the state file's when null (the first run); with the slots conntrack
+   * holds when a name is new. Without it: `previous` alone.
+   */
+  slotFacts?(c: Config, previous: Readonly<Record<string, number>> | null): Promise<SlotFacts>;
+  /**
+   * The live elements of these packet-written maps (sticky choices), with what is left of their
+   * timeouts: a full replace writes them into the new table in the same transaction.
+   */
+  readSticky?(maps: string[]): Promise<Map<string, StickyElement[]>>;
   /** Delete a UDP service's conntrack entries pinned to one backend; how many went. */
   deleteBackendFlows?(f: PinnedFlows["flows"], to: PinnedFlows["to"]): Promise<number>;
 }
@@ -91,6 +108,8 @@ export interface ReconcileOptions {
   force?: boolean;
   /** Check that the table still exists (someone may have flushed the ruleset). */
   verify?: boolean;
+  /** A routine re-plan (least-conn counts moved): its update is logged at debug, not info. */
+  quiet?: boolean;
 }
 
 const RETRY_MIN_MS = 1000;
@@ -198,9 +217,17 @@ export class Reconciler {
       const names = Object.keys(c.uplinks ?? {});
       const keeping = names.length > 0 && !names.some((n) => input.health.uplinks[n]?.up);
       const health: HealthView = keeping ? { ...input.health, uplinks: this.keptUplinks(c) } : input.health;
-      const desired = desiredState(c, health, facts);
-      const routingKey = JSON.stringify(desired.routing);
       const prev = this.applied;
+      const before = this.slotsInForce();
+      const slots: SlotFacts =
+        prev?.config === c
+          ? { uplinkSlots: before ?? {} }
+          : ((await this.ops.slotFacts?.(c, before)) ?? { uplinkSlots: before ?? {} });
+      const desired = desiredState(c, health, { ...facts, ...slots });
+      const removed = desired.uplinks
+        ? removedSlots(slots.uplinkSlots ?? {}, slotsOf(desired.uplinks))
+        : Object.entries(slots.uplinkSlots ?? {});
+      const routingKey = JSON.stringify(desired.routing);
       const missing = opts.verify === true && prev !== null && !(await this.ops.tableExists());
       if (missing) log.warn({ reason: reasons.join("; ") }, "table inet nflb is gone; installing it again");
 
@@ -224,6 +251,9 @@ export class Reconciler {
         if (d) log.info({ replaced: d.replaced }, "the table changes shape; replacing it");
         let model = desired.model;
         for (const x of input.external?.() ?? []) model = withElements(model, x.table, x.set, x.elements);
+        // What clients were pinned to stays pinned: the sticky maps' live elements go into the new
+        // table in the same transaction (an uplink that is gone keeps none).
+        if (desired.uplinks) model = await this.carrySticky(model, desired.uplinks);
         await this.ops.applyFull(desired, model === desired.model ? desired.nft : serialize(model));
         kind = "full";
       }
@@ -262,10 +292,13 @@ export class Reconciler {
                 routing_ms: ms(tNft, t1 + seconds * 1000),
               }
             : { facts_ms: ms(t0, tFacts), plan_ms: ms(tFacts, t1) };
-        log.info({ kind, seconds, ...timing, reason: reasons.join("; ") }, `applied (${kind})`);
+        const fields = { kind, seconds, ...timing, reason: reasons.join("; ") };
+        if (opts.quiet && kind === "update") log.debug(fields, `applied (${kind})`);
+        else log.info(fields, `applied (${kind})`);
       }
       // Only after the new split is in place: connections of a dead uplink re-choose among live ones.
       const forgotten = await this.forget(prev, input, keeping);
+      forgotten.push(...(await this.forgetRemoved(removed, desired.uplinks, c)));
       await this.forgetUdpFlows(prev?.desired.services ?? null, desired.services);
       return result(kind ?? "none", { forgotten });
     } catch (e) {
@@ -276,6 +309,83 @@ export class Reconciler {
       this.scheduleRetry();
       return result("failed", { error });
     }
+  }
+
+  /** The slots of the last applied plan; null before anything was applied (the state file has them). */
+  private slotsInForce(): Record<string, number> | null {
+    const a = this.applied;
+    if (!a) return null;
+    return a.desired.uplinks ? slotsOf(a.desired.uplinks) : {};
+  }
+
+  /** `model` with the live elements of its sticky maps (those it declares), for uplinks that still exist. */
+  private async carrySticky(model: Ruleset, plan: UplinkPlan): Promise<Ruleset> {
+    const maps = stickyMaps(plan);
+    if (!this.ops.readSticky || maps.length === 0) return model;
+    const marks = new Set(plan.uplinks.map((u) => u.mark));
+    const mask = plan.layout.mask;
+    let live: Map<string, StickyElement[]>;
+    try {
+      live = await this.ops.readSticky(maps);
+    } catch (e) {
+      this.hooks.log.warn({ err: (e as Error).message }, "could not read the sticky maps; they start empty");
+      return model;
+    }
+    let out = model;
+    const table = model.tables.find((t) => tableRef(t) === TABLE_REF);
+    for (const [name, elements] of live) {
+      const map = table && findObject(table, "map", name);
+      if (!map) continue;
+      const kept = elements.filter((e) => marks.has((e.mark & mask) >>> 0));
+      if (kept.length)
+        out = withElements(
+          out,
+          TABLE_REF,
+          name,
+          kept.map((e) => carried(e, map.timeout)),
+        );
+    }
+    return out;
+  }
+
+  /**
+   * Uplinks the config no longer has: their connections (conntrack entries with their mark, and
+   * only those) and sticky choices go, after the new table is in place. A restart with an uplink
+   * removed from the config does the same (the state file names it).
+   */
+  private async forgetRemoved(
+    removed: [string, number][],
+    plan: UplinkPlan | null,
+    c: Config,
+  ): Promise<Forgotten[]> {
+    const out: Forgotten[] = [];
+    if (removed.length === 0) return out;
+    // Every uplink removed: the config's mask still says which bits are nflb's.
+    const layout = plan?.layout ?? layoutOf(c);
+    const sticky = plan ? stickyMaps(plan) : [];
+    for (const [name, slot] of removed) {
+      const mark = uplinkMark(layout, slot);
+      const moved = plan?.uplinks.some((u) => u.name === name) ?? false;
+      const f: Forgotten = { uplink: name, conntrack: 0, sticky: 0 };
+      try {
+        if (sticky.length) f.sticky = await this.ops.purgeSticky(sticky, mark, layout.mask);
+        f.conntrack = await this.ops.flushConntrack(mark, layout.mask);
+        this.hooks.log.info(
+          {
+            uplink: name,
+            mark: `0x${mark.toString(16)}`,
+            conntrack: f.conntrack,
+            sticky: f.sticky,
+            reason: moved ? "uplink moved to another slot (an id pin)" : "uplink removed from the config",
+          },
+          moved ? "forgot the connections of a moved uplink" : "forgot the connections of a removed uplink",
+        );
+      } catch (e) {
+        this.hooks.log.error({ uplink: name, err: (e as Error).message }, "could not forget connections");
+      }
+      out.push(f);
+    }
+    return out;
   }
 
   /** The uplink health the kernel reflects now, for names of the current config. */
@@ -351,7 +461,28 @@ export class Reconciler {
 }
 
 function merge(a: ReconcileOptions, b: ReconcileOptions): ReconcileOptions {
-  return { force: a.force === true || b.force === true, verify: a.verify === true || b.verify === true };
+  return {
+    force: a.force === true || b.force === true,
+    verify: a.verify === true || b.verify === true,
+    quiet: a.quiet === true && b.quiet === true,
+  };
+}
+
+/**
+ * A live sticky element written into a new table: the map's timeout (what `update` refreshes it
+ * to), expiring when it would have (`timeout 30m expires 9m59s`).
+ */
+export function carried(e: StickyElement, timeout: string | undefined): Element {
+  const out: Element = { key: e.key, value: `0x${e.mark.toString(16)}` };
+  if (timeout === undefined || e.expiresMs === null) return out;
+  const limit = parseDuration(timeout);
+  const left = Math.max(1000, Math.min(e.expiresMs, limit ?? e.expiresMs));
+  return { ...out, timeout: `${timeout} expires ${left}ms` };
+}
+
+/** name → slot of a plan. */
+export function slotsOf(p: UplinkPlan): Record<string, number> {
+  return Object.fromEntries(p.uplinks.map((u) => [u.name, u.slot]));
 }
 
 /** Fraction of new connections each uplink gets under an applied plan (0 for all when none). */

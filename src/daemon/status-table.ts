@@ -1,4 +1,4 @@
-import type { StatusJson } from "./status.ts";
+import type { BackendStatus, CheckStatus, ServiceStatus, StatusJson } from "./status.ts";
 
 const COLOURS = { up: "32", down: "31", disabled: "33", draining: "33", maint: "33", warn: "31" } as const;
 
@@ -30,6 +30,7 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
   }
   for (const svc of s.services) {
     if (out.length) out.push("");
+    const backups = svc.backends.some((b) => b.backup === true);
     const rows = svc.backends.map((b) => [
       b.address,
       b.state,
@@ -39,16 +40,28 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
       b.bytes_to_backend === null
         ? "-"
         : `${bytesText(b.bytes_to_backend)}/${bytesText(b.bytes_from_backend ?? 0)}`,
+      ...(backups ? [roleText(b)] : []),
       b.reason,
     ]);
-    out.push(`service ${svc.name} (${svc.protocol} ${svc.listen})`);
+    out.push(`service ${svc.name} (${svc.protocol} ${svc.listen})${serviceText(svc)}`);
+    if (svc.check) out.push(`  check: ${checkText(svc.check)}`);
     out.push(
       ...table(
-        ["BACKEND", "STATE", "WEIGHT", "CONNS", "TOTAL", "BYTES TO/FROM", "REASON"],
+        [
+          "BACKEND",
+          "STATE",
+          "WEIGHT",
+          "CONNS",
+          "TOTAL",
+          "BYTES TO/FROM",
+          ...(backups ? ["ROLE"] : []),
+          "REASON",
+        ],
         rows,
         (r, i, t) => (i === 1 ? paint(t, r[1] as keyof typeof COLOURS) : t),
       ),
     );
+    if (svc.on_backups) out.push(paint("no regular backend is up: the backups take new connections", "warn"));
   }
   if (s.cluster) {
     if (out.length) out.push("");
@@ -60,6 +73,39 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
   out.push(`config ${s.config_version} (${s.config_file}), applied ${s.applied_at ?? "never"}`);
   if (s.last_reload_error) out.push(paint(`last reload refused: ${s.last_reload_error}`, "warn"));
   return out.join("\n") + "\n";
+}
+
+/** `round-robin, persistence 5m`: how the service balances, after its address. */
+function serviceText(svc: ServiceStatus): string {
+  const parts = [svc.scheduler, svc.persistence ? `persistence ${svc.persistence}` : undefined].filter(
+    (x): x is string => x !== undefined,
+  );
+  return parts.length ? ` ${parts.join(", ")}` : "";
+}
+
+/** `https GET /health every 1s, timeout 500ms, rise 2 fall 3, sni www.example.com, body "ok"`. */
+export function checkText(c: CheckStatus): string {
+  if (c.method === "none") return "none (every backend counts as up)";
+  const ms = (n: number) => (n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
+  const what =
+    c.method === "tcp"
+      ? `tcp connect${c.port !== null ? ` to port ${c.port}` : ""}`
+      : `${c.method} GET ${c.path ?? "/"}${c.port !== null ? ` on port ${c.port}` : ""}`;
+  const extra = [
+    c.sni ? `sni ${c.sni}` : undefined,
+    c.host ? `host ${c.host}` : undefined,
+    c.expect_status ? `status ${c.expect_status}` : undefined,
+    c.expect_body ? `body ${JSON.stringify(c.expect_body)}` : undefined,
+  ].filter((x): x is string => x !== undefined);
+  return [
+    `${what} every ${ms(c.interval_ms)}, timeout ${ms(c.timeout_ms)}, rise ${c.rise} fall ${c.fall}`,
+    ...extra,
+  ].join(", ");
+}
+
+function roleText(b: BackendStatus): string {
+  if (b.backup !== true) return "regular";
+  return b.serving ? "backup (serving)" : "backup (standby)";
 }
 
 function pct(x: number): string {

@@ -1,3 +1,4 @@
+import { formatDuration } from "../config/duration.ts";
 import type { PlannedService, ServicesPlan } from "../plan/services.ts";
 import type { Trace } from "../nft/ruleset/trace.ts";
 import type { Query } from "./packet.ts";
@@ -37,8 +38,14 @@ export function servicesOn(p: ServicesPlan | null, q: Query): PlannedService[] {
 export function explainService(s: PlannedService, q: Query, outcomes: Trace[]): ServiceAnswer {
   const trace: string[] = [
     `service ${s.name}: ${q.dst.text} ${s.protocol}/${s.port} is its listen address; new connections are DNATed`,
-    `backends: ${s.backends.map((b) => `${b.key} ${b.state}${b.state === "up" ? ` (weight ${b.weight})` : ""}`).join(", ")}`,
+    `backends: ${s.backends.map((b) => `${b.key}${b.backup ? " backup" : ""} ${b.state}${b.state === "up" ? ` (weight ${b.weight})` : ""}`).join(", ")}`,
   ];
+  if (s.onBackups && s.backends.some((b) => b.backup))
+    trace.push("no regular backend is up: the backups take new connections");
+  if (s.persistenceMs !== undefined)
+    trace.push(
+      `persistence ${formatDuration(s.persistenceMs)}: a client goes back to the backend it got, if that is still up, for this long after its last new connection`,
+    );
   const first = outcomes[0];
   trace.push(
     ...(first?.steps ?? []).filter((st) => st.hook === "prerouting" || st.hook === "output").map(stepLine),

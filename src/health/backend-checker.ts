@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import type { BackendConfig, Config, ServiceConfig } from "../config/schema.ts";
+import type { BackendConfig, ServiceConfig } from "../config/schema.ts";
 import { parseHostPort } from "../net/ip.ts";
 import {
   defaultProbe,
@@ -66,6 +66,16 @@ export class BackendChecker extends EventEmitter<BackendMonitorEvents> implement
       reason: this.reason,
       since: this.since,
     };
+  }
+
+  /**
+   * Down now, for a reason the checks did not see (passive health): `rise` good checks in a row
+   * bring it back, as after `fall` failed ones.
+   */
+  markDown(reason: string): void {
+    if (this.state === "down") return;
+    this.okRun = 0;
+    this.transition("down", reason);
   }
 
   /** Checks concluded so far (for tests and status). */
@@ -156,6 +166,10 @@ export function backendCheckSpec(
     method: c.method,
     path: c.path,
     ...(c.expect_status !== undefined ? { expectStatus: c.expect_status } : {}),
+    ...(c.host !== undefined ? { host: c.host } : {}),
+    ...(c.sni !== undefined ? { sni: c.sni } : {}),
+    ...(c.expect_body !== undefined ? { expectBody: c.expect_body } : {}),
+    ...(c.ca !== undefined ? { ca: c.ca } : {}),
     intervalMs: c.interval,
     timeoutMs: c.timeout,
     rise: c.rise,
@@ -169,11 +183,4 @@ export function createBackendChecker(
   opts: BackendCheckerOptions = {},
 ): BackendChecker {
   return new BackendChecker(backendCheckSpec(ctx.service, ctx.svc, ctx.backend), opts);
-}
-
-/** One checker per backend of every service (`check: none` ones never change state). */
-export function backendCheckers(c: Config, opts: BackendCheckerOptions = {}): BackendChecker[] {
-  return Object.entries(c.services ?? {}).flatMap(([service, svc]) =>
-    svc.backends.map((backend) => createBackendChecker({ service, svc, backend }, opts)),
-  );
 }

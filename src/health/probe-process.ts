@@ -5,6 +5,8 @@ import { join } from "node:path";
 
 /** Keep only this much of a helper's stderr, for error messages. */
 const STDERR_LIMIT = 4096;
+/** The longest unfinished line kept from a helper's stdout. */
+const MAX_PARTIAL_LINE = 64 * 1024;
 
 /**
  * A long-lived helper process (fping, `ip monitor`) seen as a stream of stdout lines. Injected so
@@ -15,6 +17,8 @@ export interface LineProcess {
   /** Resolves once the process has gone, with its exit code (null when killed by a signal). */
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
   stderr(): string;
+  /** Characters of stderr received so far (the tail above is capped): tells new text from old. */
+  stderrTotal?(): number;
   /** Signal the process we started (by its own pid, never by name). */
   kill(signal?: NodeJS.Signals): void;
   /**
@@ -49,6 +53,8 @@ export const spawnLines: SpawnLines = (argv, onLine) => {
     buf += d;
     const lines = buf.split("\n");
     buf = lines.pop() ?? "";
+    // A line that never ends is not the tool's: drop it rather than grow without bound.
+    if (buf.length > MAX_PARTIAL_LINE) buf = "";
     for (const line of lines) onLine(line);
     for (const fn of outputListeners) fn();
   });
@@ -58,7 +64,11 @@ export const spawnLines: SpawnLines = (argv, onLine) => {
 /** The parts of a LineProcess every helper shares: exit, the tail of stderr, kill by our own pid. */
 function lineProcess(child: ReturnType<typeof spawn>): LineProcess {
   let err = "";
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => (err = (err + d).slice(-STDERR_LIMIT)));
+  let errTotal = 0;
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    err = (err + d).slice(-STDERR_LIMIT);
+    errTotal += d.length;
+  });
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
     child.on("error", (e) => {
       err = (err + e.message).slice(-STDERR_LIMIT);
@@ -70,6 +80,7 @@ function lineProcess(child: ReturnType<typeof spawn>): LineProcess {
     pid: child.pid,
     exited,
     stderr: () => err,
+    stderrTotal: () => errTotal,
     kill: (signal = "SIGTERM") => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },

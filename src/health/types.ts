@@ -49,4 +49,7 @@ export type BackendMonitorEvents = {
   change: [BackendObservation];
 };
 
-export type BackendMonitor = Monitor<BackendMonitorEvents, BackendObservation>;
+export type BackendMonitor = Monitor<BackendMonitorEvents, BackendObservation> & {
+  /** Down now for a reason the checks did not see (passive health); the checks bring it back. */
+  markDown?(reason: string): void;
+};

@@ -7,7 +7,8 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { tsxArgv } from "../paths.ts";
+import { repoPath } from "../paths.ts";
+import type { ExecResult } from "../system/exec.ts";
 import { NetnsLab } from "./lab.ts";
 import { ipBatch } from "./netns.ts";
 import type { TrackedProcess } from "./processes.ts";
@@ -29,6 +30,18 @@ export const SERVICE_LAB = {
 export const MAX_BACKENDS = 30;
 /** Extra client sources run from 198.18.1.0 upward inside the client's /22. */
 export const MAX_CLIENT_SOURCES = 760;
+
+/** `nflb run` in the balancer's namespace. */
+export interface LabDaemon {
+  proc: TrackedProcess;
+  /** Where its state (overrides) lives; CLI calls get it too. */
+  stateDir: string;
+  /** Lines of its JSON log (the tail the lab keeps). */
+  logs(): Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+const NFLB = repoPath("bin/nflb");
 
 export interface ServiceLabOptions {
   backends: number;
@@ -58,6 +71,7 @@ export class ServiceLab extends NetnsLab {
   readonly sources: string[];
   private readonly backendProcs = new Map<number, TrackedProcess>();
   private tmp: string | undefined;
+  private daemon: LabDaemon | undefined;
 
   constructor(opts: ServiceLabOptions) {
     super();
@@ -151,6 +165,15 @@ export class ServiceLab extends NetnsLab {
     await p?.stop(1000);
   }
 
+  /** Kill backend i's server outright (SIGKILL to its pid): no goodbye, as in a crash. */
+  async killBackend(i: number): Promise<void> {
+    const p = this.backendProcs.get(i);
+    this.backendProcs.delete(i);
+    if (!p) return;
+    process.kill(p.pid, "SIGKILL");
+    await p.exited;
+  }
+
   async stopAllBackends(): Promise<void> {
     await Promise.all([...this.backendProcs.keys()].map((i) => this.stopBackend(i)));
   }
@@ -183,15 +206,39 @@ export class ServiceLab extends NetnsLab {
     return file;
   }
 
-  /** The standalone services loop (checks → updates), running in the balancer's namespace. */
-  startLoop(configFile: string, loadIntervalMs = 1000): LoopProcess {
-    const argv = tsxArgv("health/backend-loop-main.ts", [
-      "--config",
-      configFile,
-      "--load-interval-ms",
-      String(loadIntervalMs),
-    ]);
-    return new LoopProcess(this.spawn("lb", argv));
+  /**
+   * `nflb run -c FILE` in the balancer's namespace (the API on 127.0.0.1:9110 there), with a state
+   * directory of its own; resolves once it runs. One daemon at a time: stop it before the next.
+   */
+  async startDaemon(configFile: string): Promise<LabDaemon> {
+    if (this.daemon) throw new Error("a daemon already runs in this lab");
+    this.tmp ??= await mkdtemp(join(tmpdir(), "nflb-svc-lab-"));
+    const stateDir = await mkdtemp(join(this.tmp, "state-"));
+    // `env` execs nflb in place: the pid stays the daemon's own, for signals.
+    const proc = this.spawn("lb", ["env", `NFLB_STATE_DIR=${stateDir}`, NFLB, "run", "-c", configFile]);
+    try {
+      await proc.waitForLine(/"msg":"nflb running"/, 30_000);
+    } catch (e) {
+      await proc.stop(5000);
+      throw new Error(`nflb run did not start: ${(e as Error).message}\n${proc.stderr().slice(-2000)}`);
+    }
+    const d: LabDaemon = {
+      proc,
+      stateDir,
+      logs: () => jsonLines(proc.stdout()),
+      stop: async () => {
+        if (this.daemon === d) this.daemon = undefined;
+        await proc.stop(5000);
+      },
+    };
+    this.daemon = d;
+    return d;
+  }
+
+  /** `bin/nflb ARGS` in the balancer's namespace, beside the running daemon. */
+  nflb(args: readonly string[], timeoutMs = 30_000): Promise<ExecResult> {
+    const env = { ...process.env, ...(this.daemon ? { NFLB_STATE_DIR: this.daemon.stateDir } : {}) };
+    return this.exec("lb", [NFLB, ...args], { timeoutMs, env });
   }
 
   /** COUNT long-lived TCP connections opened one after another from one process (cheaper than a holder each). */
@@ -214,9 +261,22 @@ export class ServiceLab extends NetnsLab {
   }
 
   override async destroy(): Promise<void> {
+    await this.daemon?.stop();
     await super.destroy();
     if (this.tmp) await rm(this.tmp, { recursive: true, force: true });
   }
+}
+
+/** The JSON object lines of a process's output (lines cut by the kept tail are left out). */
+function jsonLines(out: string): Record<string, unknown>[] {
+  return out.split("\n").flatMap((l) => {
+    if (!l.startsWith("{")) return [];
+    try {
+      return [JSON.parse(l) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
 }
 
 /** JSON-line events of a spawned process, collected as they come (the tracked output is capped). */
@@ -255,14 +315,6 @@ class JsonLines<T> {
 
   stop(): Promise<void> {
     return this.process.stop(2000);
-  }
-}
-
-export type LoopEventLine = { type: string } & Record<string, unknown>;
-
-export class LoopProcess extends JsonLines<LoopEventLine> {
-  ready(timeoutMs = 15_000): Promise<LoopEventLine> {
-    return this.waitFor((e) => e.type === "ready", timeoutMs);
   }
 }
 

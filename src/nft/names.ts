@@ -67,6 +67,13 @@ export const SVC_DISPATCH = { 4: "svc_dispatch4", 6: "svc_dispatch6" } as const;
 export const SVC_SNAT = { 4: "svc_snat4", 6: "svc_snat6" } as const;
 export const SVC_VIPS = { 4: "svc_vips4", 6: "svc_vips6" } as const;
 export const SVC_HAIRPIN = "svc_hairpin";
+/**
+ * A persistent service's memory of client → backend (packet-owned, dynamic): its name carries a
+ * tag of the backend list, so a reload that changes which backend an index means starts afresh.
+ */
+export const persistMap = (s: string, tag: string) => `svc_${s}_persist_${tag}`;
+/** Backend index (as a `meta priority` value) → its chain, for the backends that are up. */
+export const persistGoMap = (s: string) => `svc_${s}_persist_go`;
 
 // Cluster (src/cluster/render.ts).
 export const OWNED_SET = "cluster_owned";

@@ -7,6 +7,7 @@ import { buildTable } from "./nft-table.ts";
 import { buildUplinks } from "./nft-uplinks.ts";
 import { buildExec } from "./nft-exec.ts";
 import { buildServices } from "./nft-services.ts";
+import { ownedTables } from "../config/owned-ranges.ts";
 import { planRouting, type RoutingPlan } from "./routing.ts";
 import { planSysctls, type SysctlSpec } from "./sysctls.ts";
 import { allUp, planUplinks } from "./uplinks.ts";
@@ -39,7 +40,7 @@ export interface Desired {
 export const EMPTY_ROUTING = (c: Config): RoutingPlan => ({
   rules: [],
   routes: [],
-  tables: { from: c.table_base, to: c.table_base + Object.keys(c.uplinks ?? {}).length },
+  tables: ownedTables(c),
   priorities: { from: c.rule_priority_base, to: c.rule_priority_base + 999 },
 });
 

@@ -17,6 +17,7 @@ import {
   SVC_VIPS,
 } from "../nft/names.ts";
 import type { NftSection } from "./nft-table.ts";
+import { persistence } from "./nft-persist.ts";
 
 /**
  * Services in nft: one lookup per new connection, whatever the number of services and backends.
@@ -156,14 +157,18 @@ function serviceObjects(s: PlannedService): NftObject[] {
       s.scheduler === "random" ? { flags: ["interval"] } : {},
     ),
   ];
+  const persist = persistence(s);
+  if (persist) for (const o of persist.objects) objects.push(o);
   for (const b of s.backends) {
     objects.push(counter(backendCounter(s.name, b.index)));
     const bytes = backendBytesCounters(s.name, b.index);
     objects.push(counter(bytes.to), counter(bytes.from));
-    objects.push(chain(backendChain(s.name, b.index), [backendRule(s, b)]));
+    const rule = backendRule(s, b);
+    objects.push(chain(backendChain(s.name, b.index), persist ? [...persist.backendRules(b), rule] : [rule]));
   }
   // least-conn places the next connections from slot 0 on: its walk restarts with new slots.
-  const svc = chain(serviceChain(s.name), [decisionRule(s)]);
+  const decide = decisionRule(s);
+  const svc = chain(serviceChain(s.name), persist ? [...persist.serviceRules, decide] : [decide]);
   objects.push(s.scheduler === "least-conn" ? { ...svc, restartWith: slotsMap(s.name) } : svc);
   objectMemo.set(s, objects);
   return objects;

@@ -50,7 +50,10 @@ export function planRouting(p: UplinkPlan): RoutingPlan {
   const routes: RouteSpec[] = [];
   const base = p.ruleBase;
   for (const fam of [4, 6] as const) {
-    const ups = p.uplinks.filter((u) => carries(u, fam) && usesFamily(p, fam));
+    // In slot order, so the `from` rules' priorities follow names too: reordering the YAML moves no rule.
+    const ups = [...p.uplinks]
+      .sort((a, b) => a.slot - b.slot)
+      .filter((u) => carries(u, fam) && usesFamily(p, fam));
     if (ups.length === 0) continue;
     // Connected and LAN routes of the main table beat every uplink table (main without its default).
     rules.push({
@@ -68,7 +71,7 @@ export function planRouting(p: UplinkPlan): RoutingPlan {
     for (const u of ups) {
       rules.push({
         family: fam,
-        priority: base + RULE_OFFSETS.fwmark + u.index,
+        priority: base + RULE_OFFSETS.fwmark + u.slot - 1,
         table: u.table,
         fwmark: { value: u.mark, mask: p.layout.mask },
       });
@@ -98,7 +101,7 @@ export function planRouting(p: UplinkPlan): RoutingPlan {
   return {
     rules,
     routes,
-    tables: { from: p.tableBase, to: p.tableBase + p.uplinks.length },
+    tables: { from: p.tableBase, to: p.tableBase + Math.max(0, ...p.uplinks.map((u) => u.slot)) },
     priorities: { from: base, to: base + RULE_OFFSETS.span - 1 },
   };
 }

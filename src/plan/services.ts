@@ -24,6 +24,8 @@ export interface PlannedBackend {
   weight: number;
   state: BackendState;
   connections: number;
+  /** `backup: true`: in the slots only while no regular backend is up (absent: false). */
+  backup?: boolean;
 }
 
 export interface PlannedService {
@@ -38,6 +40,10 @@ export interface PlannedService {
   /** Backend key per slot; empty when no backend may take new connections. */
   slots: string[];
   hashSeed: number;
+  /** `persistence`: a client keeps its backend this long after its last new connection. */
+  persistenceMs?: number;
+  /** No regular backend is up: the backups hold the slots (absent: false). */
+  onBackups?: boolean;
 }
 
 export interface ServicesPlan {
@@ -127,8 +133,10 @@ function planService(name: string, s: ServiceConfig, health: Record<string, Back
       weight,
       state: !up ? "down" : weight === 0 ? "draining" : "up",
       connections: Math.max(0, h?.connections ?? 0),
+      ...(b.backup === true ? { backup: true } : {}),
     };
   });
+  const onBackups = !backends.some((b) => b.backup !== true && b.state === "up");
   return {
     name,
     family: listen.addr.family,
@@ -138,8 +146,14 @@ function planService(name: string, s: ServiceConfig, health: Record<string, Back
     scheduler: s.scheduler,
     snat: s.snat,
     backends,
-    slots: slotsFor(s.scheduler, backends),
+    // The pool is the regular backends, or the backups while none of those is up.
+    slots: slotsFor(
+      s.scheduler,
+      backends.filter((b) => (b.backup === true) === onBackups),
+    ),
+    onBackups,
     hashSeed: seedOf(`service:${name}`),
+    ...(s.persistence !== undefined ? { persistenceMs: s.persistence } : {}),
   };
 }
 

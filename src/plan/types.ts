@@ -27,7 +27,10 @@ export type ServiceHealth = Record<string, Record<string, BackendHealth>>;
 
 export interface PlannedUplink {
   name: string;
+  /** Position in the config. */
   index: number;
+  /** Identity in the kernel (src/plan/uplink-ids.ts): mark, table and fwmark priority follow it. */
+  slot: number;
   iface: string;
   mark: number;
   table: number;

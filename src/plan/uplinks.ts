@@ -1,10 +1,12 @@
 import type { Config, RuleConfig } from "../config/schema.ts";
 import { parseAddr, parsePrefix } from "../net/ip.ts";
 import { markLayout, uplinkMark, type MarkLayout } from "../config/marks.ts";
+import { maxSlot, slotUsable } from "../config/owned-ranges.ts";
+import { assignSlots, type SlotAssignment } from "./uplink-ids.ts";
 import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
 import type { Facts, Health, PlannedRule, PlannedSplit, PlannedUplink, Target, UplinkPlan } from "./types.ts";
 
-/** Table `table_base` carries the router's own default route; uplink i gets `table_base + 1 + i`. */
+/** Table `table_base` carries the router's own default route; the uplink in slot k gets `table_base + k`. */
 export const DEFAULT_TABLE_OFFSET = 0;
 
 export function layoutOf(c: Config): MarkLayout {
@@ -25,15 +27,18 @@ export function allUp(c: Config): Health {
 export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan | null {
   if (!c.uplinks) return null;
   const layout = layoutOf(c);
+  const slots = uplinkSlots(c, facts);
   const uplinks: PlannedUplink[] = Object.entries(c.uplinks).map(([name, u], index) => {
+    const slot = slots[name] ?? 0;
     const gws = (u.gateway ?? []).map((g) => parseAddr(g)).filter((a) => a !== null);
     const h = health[name];
     const p: PlannedUplink = {
       name,
       index,
+      slot,
       iface: u.interface,
-      mark: uplinkMark(layout, index),
-      table: c.table_base + 1 + index,
+      mark: uplinkMark(layout, slot),
+      table: c.table_base + slot,
       nat: u.nat,
       addresses: facts.interfaces.get(u.interface)?.addresses ?? [],
       live: h?.up ?? false,
@@ -70,9 +75,35 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
     local: c.balance.local,
     primary4: firstLive(primaryOrder, 4),
     primary6: firstLive(primaryOrder, 6),
-    hashSeed: seedOf(Object.keys(c.uplinks).join(",")),
+    // By slot, not YAML order: reordering the config moves no client (and a config written before
+    // slots existed, whose slots follow its order, keeps its seed).
+    hashSeed: seedOf(
+      bySlot(uplinks)
+        .map((u) => u.name)
+        .join(","),
+    ),
   };
 }
+
+/**
+ * Each uplink's slot (src/plan/uplink-ids.ts): pins, then the slots in force (`facts.uplinkSlots`),
+ * then the lowest free ones not held by conntrack. Without facts: pins, then config order.
+ */
+export function uplinkSlots(c: Config, facts: Facts): SlotAssignment {
+  const ups = c.uplinks ?? {};
+  const r = assignSlots({
+    names: Object.keys(ups),
+    pins: Object.fromEntries(Object.entries(ups).map(([n, u]) => [n, u.id])),
+    previous: facts.uplinkSlots ?? {},
+    held: new Set(facts.heldSlots ?? []),
+    maxSlot: maxSlot(c),
+    usable: (k) => slotUsable(c, k),
+  });
+  if ("error" in r) throw new Error(r.error); // the config's checks bound the uplinks to the slots
+  return r.slots;
+}
+
+const bySlot = (ups: readonly PlannedUplink[]) => [...ups].sort((a, b) => a.slot - b.slot);
 
 /** Whether traffic of this family can leave by the uplink: a gateway of that family, or a point-to-point device. */
 export function carries(u: PlannedUplink, fam: 4 | 6): boolean {
@@ -87,16 +118,19 @@ function hasFamily(u: PlannedUplink, fam: 4 | 6): boolean {
 
 function planSplit(c: Config, uplinks: PlannedUplink[]): PlannedSplit | null {
   const method = c.balance.method;
-  let pool: Weighted[] = uplinks
+  // In slot order: reordering the YAML changes no slot of the split (a reload of it is a no-op).
+  const ordered = bySlot(uplinks);
+  let pool: Weighted[] = ordered
     .filter((u) => u.live && u.weight > 0)
     .map((u) => ({ name: u.name, weight: u.weight }));
   // Weight-0 uplinks are backups: used, equally, only when every weighted uplink is down.
-  if (pool.length === 0) pool = uplinks.filter((u) => u.live).map((u) => ({ name: u.name, weight: 1 }));
+  if (pool.length === 0) pool = ordered.filter((u) => u.live).map((u) => ({ name: u.name, weight: 1 }));
   if (pool.length === 0) return null;
   if (method === "random" || method === "round-robin") {
     return { method, slots: rotationSlots(pool, method === "round-robin") };
   }
-  const configured = Object.entries(c.uplinks ?? {}).map(([name, u]) => ({ name, weight: u.weight }));
+  // Dealt by slot, so the buckets follow names, not the YAML's order.
+  const configured = ordered.map((u) => ({ name: u.name, weight: c.uplinks?.[u.name]?.weight ?? 0 }));
   const liveSet = new Set(pool.map((p) => p.name));
   return { method, slots: hashBuckets(configured, liveSet, pool) };
 }

@@ -1,9 +1,9 @@
-import { formatHostPort, parseAddr } from "../net/ip.ts";
+import { parseAddr } from "../net/ip.ts";
 import { exec } from "./exec.ts";
 
 /**
- * Conntrack for services: how many connections each backend of a VIP:port holds (least-conn),
- * and forgetting the UDP flows pinned to a backend that went away.
+ * Conntrack for services: forgetting the UDP flows pinned to a backend that went away. (What each
+ * backend holds now comes from the event stream: conntrack-events.ts.)
  */
 export interface ServiceFlows {
   family: 4 | 6;
@@ -15,9 +15,6 @@ export interface ServiceFlows {
 export interface ConntrackOptions {
   netns?: string;
 }
-
-/** TCP states that hold a backend's attention; TIME_WAIT, CLOSE and the FIN states do not. */
-const OPEN_TCP = new Set(["SYN_SENT", "SYN_RECV", "ESTABLISHED"]);
 
 function checked(f: ServiceFlows): string[] {
   const vip = parseAddr(f.vip);
@@ -34,38 +31,6 @@ function checked(f: ServiceFlows): string[] {
     "--orig-port-dst",
     String(f.port),
   ];
-}
-
-/**
- * `conntrack -L` text → open connections per backend (`ADDRESS:PORT` in canonical form, the
- * reply direction's source). Pure, for tests.
- */
-export function countByBackend(text: string, protocol: "tcp" | "udp"): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    const words = line.trim().split(/\s+/);
-    if (words[0] !== protocol) continue;
-    if (protocol === "tcp" && !OPEN_TCP.has(words[3] ?? "")) continue;
-    const src = words.filter((w) => w.startsWith("src=")).map((w) => w.slice(4));
-    const sport = words.filter((w) => w.startsWith("sport=")).map((w) => Number(w.slice(6)));
-    const addr = parseAddr(src[1] ?? "");
-    const port = sport[1];
-    if (!addr || port === undefined || !Number.isInteger(port)) continue;
-    const key = formatHostPort(addr, port);
-    out.set(key, (out.get(key) ?? 0) + 1);
-  }
-  return out;
-}
-
-/** Open connections per backend of one service (keys as `formatHostPort` writes them). */
-export async function countServiceConnections(
-  f: ServiceFlows,
-  opts: ConntrackOptions = {},
-): Promise<Map<string, number>> {
-  const argv = ["conntrack", "-L", ...checked(f)];
-  const r = await exec(argv, { timeoutMs: 10_000, ...opts });
-  if (r.code !== 0) throw new Error(`${argv.join(" ")} exited ${r.code}: ${r.stderr.trim()}`);
-  return countByBackend(r.stdout, f.protocol);
 }
 
 /**

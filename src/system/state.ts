@@ -12,14 +12,22 @@ export interface State {
   addresses: { iface: string; cidr: string }[];
   /** Link-layer multicast addresses nflb joined (`ip maddr add`), e.g. a cluster's shared MAC. */
   maddrs?: { iface: string; mac: string }[];
+  /**
+   * Each uplink's slot (mark, table, rule priority; src/plan/uplink-ids.ts), by name: the next
+   * apply or start keeps them whatever the config's order. Version 2; absent in version 1.
+   */
+  uplinkSlots?: Record<string, number>;
 }
 
 /**
  * The format this nflb writes. A file without `version` was written before versions existed and
- * has the same fields as version 1. A newer version may mean something this nflb would undo wrongly,
+ * has the same fields as version 1; version 2 adds `uplinkSlots`. A newer version may mean something this nflb would undo wrongly,
  * so it is refused rather than guessed at.
  */
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
+
+/** As the config's names (src/config/schema.ts); never a property every object has (`__proto__`). */
+const UPLINK_NAME = /^[a-z][a-z0-9_-]{0,30}$/;
 
 export class StateFileError extends Error {
   override name = "StateFileError";
@@ -99,6 +107,16 @@ export function parseState(text: string, file: string): State {
     if (!Array.isArray(o.maddrs) || !o.maddrs.every((a) => isStrings(a, ["iface", "mac"])))
       throw bad("has a bad maddrs list");
     s.maddrs = (o.maddrs as NonNullable<State["maddrs"]>).map((a) => ({ iface: a.iface, mac: a.mac }));
+  }
+  if (o.uplinkSlots !== undefined) {
+    const v = o.uplinkSlots;
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw bad("has a bad uplinkSlots entry");
+    s.uplinkSlots = {};
+    for (const [k, n] of Object.entries(v)) {
+      if (!UPLINK_NAME.test(k) || !Number.isInteger(n) || (n as number) < 1 || (n as number) > 0xffff)
+        throw bad(`has a bad slot for uplink ${JSON.stringify(k)}`);
+      s.uplinkSlots[k] = n as number;
+    }
   }
   return s;
 }

@@ -115,7 +115,6 @@ async function setup() {
     ops,
     readCounters: async () => new Map([["up_isp1_conns", { packets: 17, bytes: 0 }]]),
     readLinkBytes: async () => null,
-    countConnections: async () => new Map([["10.1.1.2:80", 3]]),
     hookRunner: async (argv, env) => {
       hooks.push({ ...env, ARGV: argv.join(" ") });
       return { code: 0, stdout: "", stderr: "" };

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, mock, test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/load.ts";
-import { BackendChecker, backendCheckers, backendCheckSpec } from "../../src/health/backend-checker.ts";
+import { BackendChecker, backendCheckSpec, createBackendChecker } from "../../src/health/backend-checker.ts";
 import type { BackendCheckSpec, ProbeResult } from "../../src/health/backend-probes.ts";
 import type { BackendObservation } from "../../src/health/types.ts";
 import { parseAddr } from "../../src/net/ip.ts";
@@ -165,7 +165,9 @@ services:
       fall: 2,
     },
   );
-  const all = backendCheckers(c);
+  const all = Object.entries(c.services ?? {}).flatMap(([service, svc]) =>
+    svc.backends.map((backend) => createBackendChecker({ service, svc, backend })),
+  );
   assert.deepEqual(
     all.map((x) => [x.spec.service, x.spec.backend, x.spec.method]),
     [

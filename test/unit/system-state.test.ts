@@ -106,3 +106,15 @@ test("a temp file of a writer killed before its rename is removed by the next sa
     assert.deepEqual((await readdir(dir)).sort(), [base, `${base}.${process.ppid}.tmp`].sort());
   });
 });
+
+test("version 2 records each uplink's slot; a version-1 file reads without them; a bad slot is refused", () => {
+  const v2 = JSON.stringify({ version: 2, ...STATE, uplinkSlots: { isp1: 1, lte: 4 } });
+  assert.deepEqual(parseState(v2, "f").uplinkSlots, { isp1: 1, lte: 4 });
+  assert.equal(parseState(JSON.stringify({ version: 1, ...STATE }), "f").uplinkSlots, undefined);
+  for (const bad of [{ isp1: 0 }, { isp1: 1.5 }, { __proto__x: 1 }, { "Bad Name": 1 }, [1]])
+    assert.throws(
+      () => parseState(JSON.stringify({ version: 2, uplinkSlots: bad }), "f"),
+      /uplinkSlots|bad slot/,
+      JSON.stringify(bad),
+    );
+});

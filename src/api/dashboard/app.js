@@ -346,7 +346,27 @@
 
   // ---- services ------------------------------------------------------------------------------------
 
-  let serviceViews = { key: "", rows: new Map() };
+  let serviceViews = { key: "", rows: new Map(), heads: new Map() };
+
+  /** `https GET /health every 1s, sni www.example.com, host …, body "ok"`: what the check asks. */
+  function checkText(c) {
+    if (!c) return "";
+    if (c.method === "none") return "check: none";
+    const ms = (n) => (n % 1000 === 0 ? `${n / 1000}s` : `${n}ms`);
+    const what = c.method === "tcp" ? "tcp connect" : `${c.method} GET ${c.path || "/"}`;
+    const extra = [
+      c.port ? `port ${c.port}` : "",
+      c.sni ? `sni ${c.sni}` : "",
+      c.host ? `host ${c.host}` : "",
+      c.expect_status ? `status ${c.expect_status}` : "",
+      c.expect_body ? `body "${c.expect_body}"` : "",
+    ].filter(Boolean);
+    return `check: ${what} every ${ms(c.interval_ms)}${extra.length ? `, ${extra.join(", ")}` : ""}`;
+  }
+
+  function modeText(s) {
+    return [s.scheduler, s.persistence ? `persistence ${s.persistence}` : ""].filter(Boolean).join(" · ");
+  }
 
   function renderServices(list) {
     const key = list.map((s) => `${s.name}:${s.backends.map((b) => b.address).join(",")}`).join(";");
@@ -354,6 +374,7 @@
     if (key !== serviceViews.key) {
       box.replaceChildren();
       const rows = new Map();
+      const heads = new Map();
       for (const s of list) {
         const tbody = el("tbody");
         for (const b of s.backends) {
@@ -362,6 +383,7 @@
           r.weight = el("td", { className: "num" });
           r.conns = el("td", { className: "num backend-conns" });
           r.reason = el("p", { className: "reason backend-reason" });
+          r.role = el("span", { className: "role backend-role" });
           r.button = el("button", { type: "button" });
           r.button.addEventListener("click", () => {
             const drain = !heldBack(r.state);
@@ -371,7 +393,7 @@
           r.row = el(
             "tr",
             { dataset: { backend: b.address } },
-            el("td", null, el("span", { text: b.address }), r.reason),
+            el("td", null, el("span", { text: b.address }), r.role, r.reason),
             el("td", null, r.badge),
             r.weight,
             r.conns,
@@ -382,6 +404,12 @@
         }
         const head = el("tr");
         for (const h of ["backend", "state", "weight", "conns", ""]) head.append(el("th", { text: h }));
+        const sv = {
+          mode: el("span", { className: "muted service-mode" }),
+          check: el("p", { className: "reason service-check" }),
+          backups: el("p", { className: "reason service-backups" }),
+        };
+        heads.set(s.name, sv);
         box.append(
           el(
             "article",
@@ -391,15 +419,27 @@
               { className: "card-head" },
               el("span", { className: "name", text: s.name }),
               el("span", { className: "muted", text: `${s.protocol || ""} ${s.listen || ""}` }),
+              sv.mode,
             ),
+            sv.check,
+            sv.backups,
             el("div", { className: "table-wrap" }, el("table", null, el("thead", null, head), tbody)),
           ),
         );
       }
       if (!list.length) box.append(el("p", { className: "muted", text: "No services configured." }));
-      serviceViews = { key, rows };
+      serviceViews = { key, rows, heads };
     }
     for (const s of list) {
+      const sv = serviceViews.heads.get(s.name);
+      if (sv) {
+        sv.mode.textContent = modeText(s);
+        sv.check.textContent = checkText(s.check);
+        sv.backups.textContent = s.on_backups
+          ? "No regular backend is up: the backups take new connections."
+          : "";
+        sv.backups.hidden = !s.on_backups;
+      }
       for (const b of s.backends) {
         const r = serviceViews.rows.get(`${s.name}/${b.address}`);
         r.state = b.state;
@@ -410,6 +450,8 @@
         r.conns.textContent = num(b.connections);
         r.reason.textContent = (b.reason || "") + (b.since ? ` · since ${clock(b.since)}` : "");
         r.button.textContent = heldBack(b.state) ? "Enable" : "Drain";
+        r.role.textContent = b.backup ? (b.serving ? "backup · serving" : "backup · standby") : "";
+        r.role.hidden = !b.backup;
       }
     }
   }

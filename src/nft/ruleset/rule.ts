@@ -41,7 +41,7 @@ export type Stmt =
   | { k: "verdict"; v: Verdict; chain?: string }
   | { k: "counter"; name?: Expr }
   | { k: "nat"; kind: "dnat" | "snat" | "masquerade"; fam?: 4 | 6; to?: string }
-  | { k: "setop"; op: "update" | "add"; set: string; key: Expr; value?: Expr }
+  | { k: "setop"; op: "update" | "add" | "delete"; set: string; key: Expr; value?: Expr; timeout?: string }
   | { k: "comment"; text: string };
 
 export type Rhs = { k: "set"; ref: SetRef } | { k: "values"; items: Lit[]; mask?: Lit[] };
@@ -76,6 +76,7 @@ const SELECTORS: Record<string, Omit<Selector, "k" | "name">> = {
   "meta l4proto": { type: "proto", len: 1 },
   "meta nfproto": { type: "nfproto", len: 1 },
   "meta mark": { type: "int", len: 4 },
+  "meta priority": { type: "tchandle", len: 4 },
   "meta pkttype": { type: "pkttype", len: 1 },
   "meta iifname": { type: "ifname", len: 16 },
   "meta oifname": { type: "ifname", len: 16 },
@@ -287,18 +288,30 @@ class RuleParser {
       const to = this.word();
       return fam ? { k: "nat", kind: w, fam, to } : { k: "nat", kind: w, to };
     }
-    if ((w === "update" || w === "add") && this.peek(1)?.startsWith("@")) {
+    if ((w === "update" || w === "add" || w === "delete") && this.peek(1)?.startsWith("@")) {
       this.next();
       const set = this.word().slice(1);
       this.expect("{");
       const key = this.expr();
+      let timeout: string | undefined;
+      if (this.peek() === "timeout") {
+        this.next();
+        timeout = this.word();
+      }
       let value: Expr | undefined;
       if (this.peek() === ":") {
         this.next();
         value = this.expr();
       }
       this.expect("}");
-      return value ? { k: "setop", op: w, set, key, value } : { k: "setop", op: w, set, key };
+      return {
+        k: "setop",
+        op: w,
+        set,
+        key,
+        ...(value ? { value } : {}),
+        ...(timeout !== undefined ? { timeout } : {}),
+      };
     }
     const left = this.expr();
     const n = this.peek();

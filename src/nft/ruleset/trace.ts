@@ -49,6 +49,8 @@ export interface Packet {
   ctState?: "new" | "established" | "related" | "invalid";
   ctMark?: number;
   mark?: number;
+  /** skb->priority as the packet arrives (default 0, `none`). */
+  priority?: number;
   /** ct status bits (IPS_*), for packets of established connections; default 0. */
   ctStatus?: number;
   ctDirection?: "original" | "reply";
@@ -100,6 +102,8 @@ export interface Trace {
   steps: TraceStep[];
   mark: number;
   ctMark: number;
+  /** skb->priority after the walk (nflb's persistence uses it as scratch and puts it back). */
+  priority: number;
   nat: NatResult[];
   counters: string[];
   /** `numgen` values taken, in order, and jhash values computed. */
@@ -163,6 +167,7 @@ class Walk {
     steps: [],
     mark: 0,
     ctMark: 0,
+    priority: 0,
     nat: [],
     counters: [],
     choices: [],
@@ -191,6 +196,7 @@ class Walk {
   ) {
     this.t.mark = p.mark ?? 0;
     this.t.ctMark = p.ctMark ?? 0;
+    this.t.priority = p.priority ?? 0;
     this.f = {
       family: p.family,
       saddr: addr(p.family, p.saddr),
@@ -333,8 +339,10 @@ class Walk {
         if (s.target.name === "meta mark") this.t.mark = val;
         else if (s.target.name === "ct mark") this.t.ctMark = val;
         else if (s.target.name === "meta pkttype") this.f.pkttype = val;
+        else if (s.target.name === "meta priority") this.t.priority = val;
         else throw new TraceError(`unsupported: ${s.target.name} set`);
-        const shown = type === "int" ? `0x${val.toString(16).padStart(8, "0")}` : formatVal(type, raw);
+        const shown =
+          type === "int" ? `0x${val.toString(16).padStart(8, "0")}` : formatVal(type, BigInt(val));
         this.effects.push(`${s.target.name} set ${shown}`);
         return null;
       }
@@ -359,10 +367,13 @@ class Walk {
         this.effects.push(
           `${s.op} @${s.set} { ${showKey(s.key, key)}${val !== undefined ? ` : ${formatVal(set.data, val as Val)}` : ""} }`,
         );
-        if (
-          this.opts.remember &&
-          !set.elements.some((e) => e.key.every((a, i) => inAtom(keys[i] as Val, a)))
-        ) {
+        const at = set.elements.findIndex((e) => e.key.every((a, i) => inAtom(keys[i] as Val, a)));
+        if (s.op === "delete") {
+          if (this.opts.remember && at >= 0) set.elements.splice(at, 1);
+          return null;
+        }
+        // Like the kernel's dynset: an existing element keeps its value (only its timeout restarts).
+        if (this.opts.remember && at < 0) {
           const el: Elem = { key: keys.map((k) => ({ lo: k, hi: k })) };
           if (val !== undefined && !Array.isArray(val)) el.value = { val };
           set.elements.push(el);
@@ -554,6 +565,8 @@ class Walk {
       }
       case "meta mark":
         return BigInt(this.t.mark >>> 0);
+      case "meta priority":
+        return BigInt(this.t.priority >>> 0);
       case "ct mark":
         return BigInt(this.t.ctMark >>> 0);
       case "meta pkttype":

@@ -26,7 +26,8 @@ export type VType =
   | "ether"
   | "cgroup"
   | "verdict"
-  | "counter";
+  | "counter"
+  | "tchandle";
 
 /** One element key field: a single value (lo = hi), a range or a prefix. */
 export interface Atom {
@@ -91,6 +92,7 @@ export const TYPE_NAMES: Record<string, VType> = {
   ct_status: "ctstatus",
   ether_addr: "ether",
   nf_proto: "nfproto",
+  tc_handle: "tchandle",
 };
 
 export function ipv4ToInt(s: string): bigint {
@@ -146,6 +148,7 @@ export function parseAtom(t: VType, text: string, quoted = false): Atom {
     if (dash > 0 && valid(a) && valid(b)) return { lo: conv(a), hi: conv(b) };
     throw new NftValueError(`${text} is not an ${t} address`);
   }
+  if (t === "tchandle") return tcHandleAtom(text);
   if (t === "ether") {
     if (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(text)) return one(BigInt("0x" + text.replaceAll(":", "")));
     throw new NftValueError(`${text} is not an ethernet address`);
@@ -161,9 +164,27 @@ export function parseAtom(t: VType, text: string, quoted = false): Atom {
   throw new NftValueError(`${text} is not a valid ${t} value`);
 }
 
+/** `meta priority` values as nft writes them: `none`, `root`, `MAJOR:MINOR` in hex, or a range of them. */
+function tcHandleAtom(text: string): Atom {
+  const one = (w: string): bigint => {
+    if (w === "none") return 0n;
+    if (w === "root") return 0xffffffffn;
+    const m = /^([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(w);
+    if (m) return (BigInt(`0x${m[1] ?? ""}`) << 16n) | BigInt(`0x${m[2] ?? ""}`);
+    const n = parseNumber(w);
+    if (n !== null && n <= 0xffffffffn) return n;
+    throw new NftValueError(`${w} is not a tc handle`);
+  };
+  const dash = text.indexOf("-");
+  if (dash > 0) return { lo: one(text.slice(0, dash)), hi: one(text.slice(dash + 1)) };
+  const v = one(text);
+  return { lo: v, hi: v };
+}
+
 /** A value of type `t` for people: addresses in their usual form, marks in hex. */
 export function formatVal(t: VType | undefined, v: Val): string {
   if (typeof v === "string") return `"${v}"`;
+  if (t === "tchandle") return v === 0n ? "none" : `${(v >> 16n).toString(16)}:${(v & 0xffffn).toString(16)}`;
   if (t === "ipv4") return intToIpv4(v);
   if (t === "ipv6") {
     const groups = [];
