@@ -1,5 +1,6 @@
 // Issue 11, item 5: `nflb run` with 100 maglev services × 10 backends. A backend change (a drain
-// through the CLI) reaches the kernel as one small transaction of that service's slot elements: `nft monitor` in the balancer's namespace sees no table, chain or
+// through the CLI, a backend whose check fails) reaches the kernel as one small transaction of
+// that service's slot elements: `nft monitor` in the balancer's namespace sees no table, chain or
 // map created or deleted, and element lines of that one service only, about 2·M/N of them (the
 // moved slots deleted and added again). Sizes and counts only, no timings (bench/services-scale.ts
 // records those). Needs root.
@@ -27,7 +28,9 @@ function config(): string {
       `    listen: ${L.vip4}:${1000 + s}`,
       "    scheduler: maglev",
       // A thousand TCP checks would only load the machine; one checked service keeps them honest.
-      s === 0 ? "    check: { method: tcp, interval: 1s }" : "    check: { method: none }",
+      s === 0
+        ? "    check: { method: tcp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }"
+        : "    check: { method: none }",
       "    backends:",
     );
     for (let b = 1; b <= BACKENDS; b++) lines.push(`      - { address: ${addr(b)} }`);
@@ -90,12 +93,13 @@ describe(
     const lab = new ServiceLab({ backends: BACKENDS });
     let file = "";
     let daemon: TrackedProcess | undefined;
+    const servers = new Map<number, TrackedProcess>();
     const cli = (args: string[]) => nflb(lab, "lb", [...args, "-c", file], 60_000);
 
     before(
       async () => {
         await lab.build();
-        for (let b = 1; b <= BACKENDS; b++) await lab.startBackend(b);
+        for (let b = 1; b <= BACKENDS; b++) servers.set(b, await lab.startBackend(b));
         file = await lab.writeConfig("nflb.yaml", config());
         daemon = lab.spawn("lb", ["env", `NFLB_STATE_DIR=${STATE_DIR}`, NFLB, "run", "-c", file]);
         await daemon.waitForLine(/"msg":"nflb running"/, 120_000);
@@ -143,6 +147,30 @@ describe(
         process.stderr.write(`drain: ${lines.length} monitor lines, ${n} slot elements\n`);
         const e = await cli(["backend", "enable", "s42", addr(3)]);
         assert.equal(e.code, 0, e.stderr);
+      },
+    );
+
+    test(
+      "a failed check is one small transaction of that service's slot elements",
+      { timeout: 240_000 },
+      async () => {
+        // The daemon's log, not `nflb status` (which counts conntrack per service: slow here).
+        const why = `backend s0/${addr(5)} down`;
+        const applied = () =>
+          (daemon?.stdout() ?? "").split("\n").filter((l) => l.includes('"msg":"applied') && l.includes(why));
+        const before = applied().length;
+        const lines = await monitored(lab, async () => {
+          await servers.get(5)?.stop(5000);
+          const deadline = Date.now() + 30_000;
+          while (applied().length === before) {
+            if (Date.now() > deadline)
+              throw new Error(`no "${why}" applied:\n${daemon?.stdout().slice(-3000)}`);
+            await sleep(200);
+          }
+        });
+        assert.match(applied().at(-1) ?? "", /applied \(update\)/);
+        const n = assertSmall(lines, "svc_s0");
+        process.stderr.write(`check down: ${lines.length} monitor lines, ${n} slot elements\n`);
       },
     );
   },
