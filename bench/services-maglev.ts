@@ -1,6 +1,8 @@
 // Maglev lookup tables as nflb builds them (src/plan/maglev.ts): build time, balance (max/mean
 // slots per backend) and disruption (slots of the surviving backends that change owner when one
-// backend leaves), for several backend counts N and table sizes M. Pure computation, no root.
+// backend leaves: by failing or draining, the table dealt from the configured one; or by a config
+// edit, the table populated again), for several backend counts N and table sizes M. Pure
+// computation, no root.
 //
 //   node --import tsx bench/services-maglev.ts
 //
@@ -10,14 +12,16 @@ import { dateLine, loadLine, machineLine } from "./lib/report.ts";
 import { markdownTable } from "./lib/stats.ts";
 
 const CASES: [number, number][] = [
-  [10, 1021],
-  [10, 4093],
+  [3, maglevSize(3)],
+  [5, maglevSize(5)],
   [10, maglevSize(10)],
-  [10, 65537],
-  [100, 10007],
+  [10, 16381],
+  [20, maglevSize(20)],
+  [50, maglevSize(50)],
   [100, maglevSize(100)],
-  [100, 65537],
+  [100, 16381],
   [1000, maglevSize(1000)],
+  [1000, 65537],
 ];
 /** Removals tried per case (each a different backend). */
 const REMOVALS = 10;
@@ -30,15 +34,14 @@ const rows: string[][] = [];
 for (const [n, m] of CASES) {
   const all = names(n);
   const t0 = performance.now();
-  const before = maglevTable(eq(all), m);
+  const before = maglevTable(eq(all), m, eq(all));
   const buildMs = performance.now() - t0;
   const load = new Map<string, number>();
   for (const b of before) load.set(b, (load.get(b) ?? 0) + 1);
   const maxOverMean = Math.max(...load.values()) / (m / n);
-  const moved: number[] = [];
-  for (let k = 0; k < Math.min(REMOVALS, n); k++) {
-    const gone = all[Math.floor((k * n) / Math.min(REMOVALS, n))] as string;
-    const after = maglevTable(eq(all.filter((x) => x !== gone)), m);
+  const failed: number[] = [];
+  const edited: number[] = [];
+  const share = (after: string[], gone: string) => {
     let changed = 0;
     let others = 0;
     for (let i = 0; i < m; i++) {
@@ -46,16 +49,24 @@ for (const [n, m] of CASES) {
       others++;
       if (after[i] !== before[i]) changed++;
     }
-    moved.push(changed / others);
+    return changed / others;
+  };
+  for (let k = 0; k < Math.min(REMOVALS, n); k++) {
+    const gone = all[Math.floor((k * n) / Math.min(REMOVALS, n))] as string;
+    const rest = eq(all.filter((x) => x !== gone));
+    failed.push(share(maglevTable(rest, m, eq(all)), gone));
+    edited.push(share(maglevTable(rest, m), gone));
   }
-  const mean = moved.reduce((s, x) => s + x, 0) / moved.length;
+  const pct = (xs: number[]) =>
+    `${((xs.reduce((s, x) => s + x, 0) / xs.length) * 100).toFixed(2)}% / ${(Math.max(...xs) * 100).toFixed(2)}%`;
   rows.push([
     String(n),
     `${m}${m === maglevSize(n) ? " (nflb's choice)" : ""}`,
     (m / n).toFixed(0),
     buildMs.toFixed(1),
     maxOverMean.toFixed(4),
-    `${(mean * 100).toFixed(2)}% / ${(Math.max(...moved) * 100).toFixed(2)}%`,
+    pct(failed),
+    pct(edited),
   ]);
   process.stderr.write(`${n} backends, M=${m} done\n`);
 }
@@ -64,10 +75,18 @@ const out = [
   "### Maglev: balance and disruption",
   "",
   `${dateLine()}; ${await machineLine()}; ${loadLine()}.`,
-  `Equal weights. "Moved" = share of the slots NOT owned by the removed backend that change owner when one backend leaves (ideal: 0), mean / worst over ${REMOVALS} different removals (every backend when N < ${REMOVALS}). The kernel indexes the table with \`jhash ip saddr mod M\`, so a client moves exactly when its slot does.`,
+  `Equal weights. "Moved" = share of the slots NOT owned by the removed backend that change owner when one backend leaves (ideal: 0), mean / worst over ${REMOVALS} different removals (every backend when N < ${REMOVALS}): when it fails or is drained (the table dealt from the configured one, what the daemon does) and when a config edit removes it (the table populated again, plain Maglev). The kernel indexes the table with \`jhash ip saddr mod M\`, so a client moves exactly when its slot does.`,
   "",
   markdownTable(
-    ["N backends", "M slots", "M/N", "build ms", "max/mean slots", "others moved (mean / worst)"],
+    [
+      "N backends",
+      "M slots",
+      "M/N",
+      "build ms",
+      "max/mean slots",
+      "others moved: failure or drain (mean / worst)",
+      "others moved: config edit (mean / worst)",
+    ],
     rows,
   ),
   "",

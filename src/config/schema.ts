@@ -155,7 +155,7 @@ export const LIMITS = {
   prefixes: 10_000,
   ports: 1000,
   interfaces: 256,
-  services: 1000,
+  services: 10_000,
   backends: 1024,
   etcd: 16,
   argv: 64,

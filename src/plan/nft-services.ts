@@ -95,15 +95,10 @@ export function buildServices(p: ServicesPlan): ServicesSection {
   for (const f of fams) {
     const of = p.services.filter((s) => s.family === f);
     for (const dir of ["to", "from"] as const) {
-      const elements: Element[] = [];
-      for (const s of of)
-        for (const b of s.backends)
-          elements.push(
-            kv(
-              `${serviceKey(s)} . ${b.addr.text} . ${b.port}`,
-              JSON.stringify(backendBytesCounters(s.name, b.index)[dir]),
-            ),
-          );
+      const elements = joined(
+        `${dir}${f}`,
+        of.map((s) => bytesElements(s)[dir]),
+      );
       objects.push(typedMap(SVC_BYTES[dir][f], BYTES_TYPE[f], elements));
       const backend = dir === "to" ? `${IP[f]} daddr . th dport` : `${IP[f]} saddr . th sport`;
       const ctDir = dir === "to" ? "original" : "reply";
@@ -134,36 +129,90 @@ export function buildServices(p: ServicesPlan): ServicesSection {
       post.push(`iifname . oifname @${SVC_HAIRPIN} ${SERVICE_KEY[f]} @${SVC_VIPS[f]} masquerade`);
   }
 
-  for (const s of p.services) {
-    objects.push(
-      map(
-        slotsMap(s.name),
-        "numgen inc mod 1 : verdict",
-        slotElements(s),
-        s.scheduler === "random" ? { flags: ["interval"] } : {},
-      ),
-    );
-    const persist = persistence(s);
-    if (persist) for (const o of persist.objects) objects.push(o);
-    for (const b of s.backends) {
-      objects.push(counter(backendCounter(s.name, b.index)));
-      const bytes = backendBytesCounters(s.name, b.index);
-      objects.push(counter(bytes.to), counter(bytes.from));
-      const rule = backendRule(s, b);
-      objects.push(
-        chain(backendChain(s.name, b.index), persist ? [...persist.backendRules(b), rule] : [rule]),
-      );
-    }
-    // least-conn places the next connections from slot 0 on: its walk restarts with new slots.
-    const decide = decisionRule(s);
-    const svc = chain(serviceChain(s.name), persist ? [...persist.serviceRules, decide] : [decide]);
-    objects.push(s.scheduler === "least-conn" ? { ...svc, restartWith: slotsMap(s.name) } : svc);
-  }
+  // One array push per object, never a spread: 5,000 services × 50 backends are a million objects.
+  for (const s of p.services) for (const o of serviceObjects(s)) objects.push(o);
 
   return {
     section: { objects, prerouting: [], output: [], postroutingNat: post },
     dnat: { prerouting: dnat, output: [...dnat] },
   };
+}
+
+/**
+ * A service's own objects (slot map, backend chains and counters, service chain), built once per
+ * planned service: the planner hands back the same PlannedService while nothing of it changed, so
+ * after one backend's change only that service's objects are new, and the diff skips the others
+ * by identity.
+ */
+const objectMemo = new WeakMap<PlannedService, NftObject[]>();
+
+function serviceObjects(s: PlannedService): NftObject[] {
+  const hit = objectMemo.get(s);
+  if (hit) return hit;
+  const objects: NftObject[] = [
+    map(
+      slotsMap(s.name),
+      "numgen inc mod 1 : verdict",
+      slotElements(s),
+      s.scheduler === "random" ? { flags: ["interval"] } : {},
+    ),
+  ];
+  const persist = persistence(s);
+  if (persist) for (const o of persist.objects) objects.push(o);
+  for (const b of s.backends) {
+    objects.push(counter(backendCounter(s.name, b.index)));
+    const bytes = backendBytesCounters(s.name, b.index);
+    objects.push(counter(bytes.to), counter(bytes.from));
+    const rule = backendRule(s, b);
+    objects.push(chain(backendChain(s.name, b.index), persist ? [...persist.backendRules(b), rule] : [rule]));
+  }
+  // least-conn places the next connections from slot 0 on: its walk restarts with new slots.
+  const decide = decisionRule(s);
+  const svc = chain(serviceChain(s.name), persist ? [...persist.serviceRules, decide] : [decide]);
+  objects.push(s.scheduler === "least-conn" ? { ...svc, restartWith: slotsMap(s.name) } : svc);
+  objectMemo.set(s, objects);
+  return objects;
+}
+
+type BytesElements = { to: Element[]; from: Element[] };
+const bytesMemo = new WeakMap<PlannedService, BytesElements>();
+/** The last bytes elements per service name: a health change gives a new plan, not new elements. */
+const lastBytes = new Map<string, BytesElements>();
+
+/** The service's entries in the per-backend bytes maps (they depend on addresses, not health). */
+function bytesElements(s: PlannedService): BytesElements {
+  const hit = bytesMemo.get(s);
+  if (hit) return hit;
+  const made: BytesElements = { to: [], from: [] };
+  for (const dir of ["to", "from"] as const)
+    for (const b of s.backends)
+      made[dir].push(
+        kv(
+          `${serviceKey(s)} . ${b.addr.text} . ${b.port}`,
+          JSON.stringify(backendBytesCounters(s.name, b.index)[dir]),
+        ),
+      );
+  const was = lastBytes.get(s.name);
+  const out = was && sameKv(was.to, made.to) && sameKv(was.from, made.from) ? was : made;
+  if (lastBytes.size > 100_000) lastBytes.clear();
+  lastBytes.set(s.name, out);
+  bytesMemo.set(s, out);
+  return out;
+}
+
+const sameKv = (a: Element[], b: Element[]) =>
+  a.length === b.length && a.every((e, i) => e.key === b[i]?.key && e.value === b[i]?.value);
+
+/** The concatenation of `parts`, the same array as last time for `id` when every part is the same. */
+const joinMemo = new Map<string, { parts: Element[][]; all: Element[] }>();
+
+function joined(id: string, parts: Element[][]): Element[] {
+  const was = joinMemo.get(id);
+  if (was && was.parts.length === parts.length && was.parts.every((p, i) => p === parts[i])) return was.all;
+  const all: Element[] = [];
+  for (const p of parts) for (const e of p) all.push(e);
+  joinMemo.set(id, { parts, all });
+  return all;
 }
 
 function serviceKey(s: PlannedService): string {

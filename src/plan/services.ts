@@ -63,9 +63,58 @@ export function leastConnLength(live: number): number {
 
 export function planServices(c: Config, health: ServiceHealth, facts?: Facts): ServicesPlan | null {
   if (!c.services || Object.keys(c.services).length === 0) return null;
-  const services = Object.entries(c.services).map(([name, s]) => planService(name, s, health[name] ?? {}));
+  const services = Object.entries(c.services).map(([name, s]) => planCached(name, s, health[name] ?? {}));
   const hairpinIfaces = [...(facts?.interfaces.keys() ?? [])].filter((n) => n !== "lo").sort();
   return { services, hairpinIfaces };
+}
+
+/**
+ * The previous plan of a service, reused while its config object and its backends' health are the
+ * same: after one backend's change the daemon re-plans 5,000 services, and the unchanged ones must
+ * cost a comparison, not a plan (and hand the model builder the same object, which it caches on).
+ */
+const planMemo = new WeakMap<
+  ServiceConfig,
+  { name: string; health: (BackendHealth | undefined)[]; planned: PlannedService }
+>();
+
+function planCached(name: string, s: ServiceConfig, health: Record<string, BackendHealth>): PlannedService {
+  const hit = planMemo.get(s);
+  if (hit && hit.name === name && sameHealth(s, health, hit.health)) return hit.planned;
+  const planned = planService(name, s, health);
+  planMemo.set(s, { name, health: s.backends.map((b) => copy(health[b.address])), planned });
+  return planned;
+}
+
+const copy = (h: BackendHealth | undefined) => (h ? { ...h } : undefined);
+
+function fields(h: BackendHealth): number {
+  let n = 0;
+  for (const _ in h) n++;
+  return n;
+}
+
+function sameHealth(
+  s: ServiceConfig,
+  now: Record<string, BackendHealth>,
+  was: (BackendHealth | undefined)[],
+) {
+  for (let i = 0; i < s.backends.length; i++) {
+    const a = now[(s.backends[i] as { address: string }).address];
+    const b = was[i];
+    if (a === undefined || b === undefined) {
+      if (a !== b) return false;
+      continue;
+    }
+    // Every field, so one added to BackendHealth later is compared too.
+    let n = 0;
+    for (const k in a) {
+      if (a[k as keyof BackendHealth] !== b[k as keyof BackendHealth]) return false;
+      n++;
+    }
+    if (n !== fields(b)) return false;
+  }
+  return true;
 }
 
 function planService(name: string, s: ServiceConfig, health: Record<string, BackendHealth>): PlannedService {
@@ -129,8 +178,13 @@ export function slotsFor(scheduler: Scheduler, backends: PlannedBackend[]): stri
       );
     }
     case "maglev":
-      // The size follows the configured count, never the live one: `jhash mod M` must not change.
-      return maglevTable(weighted, maglevSize(backends.length));
+      // The size and the populated table follow the configured backends, never the live ones:
+      // `jhash mod M` must not change, and a failure deals out only the failed backend's slots.
+      return maglevTable(
+        weighted,
+        maglevSize(backends.length),
+        backends.map((b) => ({ name: b.key, weight: b.configWeight })),
+      );
     case "least-conn":
       return leastConnSequence(
         live.map((b) => ({ name: b.key, weight: b.weight, connections: b.connections })),

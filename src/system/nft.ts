@@ -18,9 +18,13 @@ export async function nftApply(script: string, opts: { check?: boolean } = {}): 
     throw new NftError(`nft rejected the transaction (nothing was changed):\n${r.stderr.trim()}`, r.stderr);
 }
 
+/**
+ * The names only: `nft list table` would print every element (100 maglev services are 100,000
+ * lines, 5,000 × 50 round-robin 85 MB) and, slow enough, time out and read as "missing".
+ */
 export async function tableExists(family: string, table: string): Promise<boolean> {
-  const r = await exec(["nft", "list", "table", family, table]);
-  return r.code === 0;
+  const r = await exec(["nft", "list", "tables", family]);
+  return r.code === 0 && r.stdout.split("\n").some((l) => l.trim() === `table ${family} ${table}`);
 }
 
 export async function listTableText(family: string, table: string): Promise<string | null> {

@@ -1,17 +1,21 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { maglevSize, maglevTable, permutationOf } from "../../src/plan/maglev.ts";
+import { randomBytes } from "node:crypto";
+import { maglevSize, maglevTable, nextPrime, permutationOf } from "../../src/plan/maglev.ts";
 
 const names = (n: number) => Array.from({ length: n }, (_, i) => `198.51.100.${i + 1}:80`);
 const eq = (ns: string[]) => ns.map((name) => ({ name, weight: 1 }));
 const count = (xs: string[]) => xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<string, number>());
 
-test("sizes: primes ≥ 100 slots per backend, at least 16381, at most 65537", () => {
-  assert.equal(maglevSize(1), 16381);
-  assert.equal(maglevSize(10), 16381);
-  assert.equal(maglevSize(164), 32749);
-  assert.equal(maglevSize(328), 65537);
-  assert.equal(maglevSize(1000), 65537);
+test("sizes: the smallest prime ≥ 100 slots per backend, at least 1021", () => {
+  assert.equal(maglevSize(1), 1021);
+  assert.equal(maglevSize(10), 1021);
+  assert.equal(maglevSize(11), 1103);
+  assert.equal(maglevSize(100), 10007);
+  assert.equal(maglevSize(1000), 100003);
+  assert.equal(maglevSize(1024), 102407);
+  assert.equal(nextPrime(1021), 1021);
+  assert.equal(nextPrime(1022), 1031);
 });
 
 test("permutation: offset in [0, M), skip in [1, M)", () => {
@@ -35,24 +39,86 @@ test("the table does not depend on the order of the backends", () => {
   assert.deepEqual(a, b);
 });
 
-test("removing one of 10 backends moves its slots and under 1% of the others", () => {
+test("removing one of 10 backends moves its slots and none of the others", () => {
   const all = names(10);
   const M = maglevSize(10);
-  const before = maglevTable(eq(all), M);
+  const before = maglevTable(eq(all), M, eq(all));
   for (const gone of all) {
-    const after = maglevTable(eq(all.filter((n) => n !== gone)), M);
-    let moved = 0;
-    let others = 0;
+    const after = maglevTable(eq(all.filter((n) => n !== gone)), M, eq(all));
     for (let i = 0; i < M; i++) {
-      if (before[i] === gone) {
-        assert.notEqual(after[i], gone);
-        continue;
-      }
-      others++;
-      if (after[i] !== before[i]) moved++;
+      if (before[i] === gone) assert.notEqual(after[i], gone);
+      else assert.equal(after[i], before[i], `${gone}: slot ${i} moved`);
     }
-    assert.ok(moved / others < 0.01, `${gone}: ${moved}/${others}`);
+    // …and a recovery gives back exactly the same table.
+    assert.deepEqual(maglevTable(eq(all), M, eq(all)), before);
   }
+});
+
+/** Random backend names, as operators write them (address:port). */
+const randomNames = (n: number) =>
+  Array.from(
+    { length: n },
+    () => `10.${[...randomBytes(3)].join(".")}:${1 + (randomBytes(2).readUInt16BE() % 65535)}`,
+  );
+
+function shares(t: string[]): number[] {
+  return [...count(t).values()];
+}
+
+/** Share of the slots not held by `gone` that change owner between two tables. */
+function othersMoved(before: string[], after: string[], gone: string): number {
+  let moved = 0;
+  let others = 0;
+  for (let i = 0; i < before.length; i++) {
+    if (before[i] === gone) continue;
+    others++;
+    if (after[i] !== before[i]) moved++;
+  }
+  return moved / others;
+}
+
+test("the paper's bounds over N = 1..1000 and random names: shares within 1%, disruption within 2%", () => {
+  for (const n of [1, 2, 3, 4, 5, 7, 10, 16, 20, 33, 50, 100, 250, 500, 1000]) {
+    const M = maglevSize(n);
+    for (let trial = 0; trial < (n <= 100 ? 3 : 1); trial++) {
+      const all = randomNames(n);
+      const table = maglevTable(eq(all), M, eq(all));
+      assert.equal(table.length, M);
+      const balance = Math.max(...shares(table)) / (M / n);
+      assert.ok(balance <= 1.01, `N=${n} M=${M}: max/mean ${balance}`);
+      if (n < 2) continue;
+      for (const gone of all.slice(0, 3)) {
+        const after = maglevTable(eq(all.filter((x) => x !== gone)), M, eq(all));
+        assert.equal(count(after).get(gone), undefined);
+        const moved = othersMoved(table, after, gone);
+        assert.ok(moved <= 0.02, `N=${n} M=${M}: ${gone} left, ${moved} of the others moved`);
+        const b = Math.max(...shares(after)) / (M / (n - 1));
+        assert.ok(b <= 1.01, `N=${n} M=${M}: ${gone} left, max/mean ${b}`);
+      }
+    }
+  }
+});
+
+test("weight changes move only the slots the new shares need", () => {
+  const all = randomNames(8);
+  const M = maglevSize(8);
+  const before = maglevTable(eq(all), M, eq(all));
+  const heavier = all.map((name, i) => ({ name, weight: i === 0 ? 2 : 1 }));
+  const after = maglevTable(heavier, M, eq(all));
+  const c = count(after);
+  const want = (2 / 9) * M;
+  assert.ok(Math.abs((c.get(all[0] ?? "") ?? 0) - want) <= 1, `${c.get(all[0] ?? "")} vs ${want}`);
+  let moved = 0;
+  for (let i = 0; i < M; i++) if (after[i] !== before[i]) moved++;
+  // The heavier backend needs (2/9 − 1/8)·M more slots; nothing else moves.
+  assert.ok(moved <= Math.ceil((2 / 9 - 1 / 8) * M) + 1, `moved ${moved}`);
+});
+
+test("a configuration without the backend re-populates (plain Maglev): still balanced", () => {
+  const all = names(20);
+  const M = maglevSize(20);
+  const after = maglevTable(eq(all.slice(1)), M);
+  assert.ok(Math.max(...shares(after)) / (M / 19) <= 1.01);
 });
 
 test("weights: slots in proportion", () => {

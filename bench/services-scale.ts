@@ -1,0 +1,219 @@
+// Services at scale (issue 11): the whole path `nflb apply` and the daemon take, from config text
+// to the kernel, for 100 maglev services × 10 backends, 1 maglev service × 1,000 backends,
+// 5,000 round-robin services × 50 backends and maglev services × 50 backends; and the one-backend
+// change the daemon sends (re-plan everything, diff against the applied model, `nft -f` the
+// difference). Wall and CPU ms of each in-process step, wall ms of each `nft -f`, script sizes,
+// and the nft times as ratios against baselines measured in the same run, in the same namespace:
+// `nft -f` of an empty table (the process and transaction floor) and of one plain set holding as
+// many elements as the services' table (what nft costs per element, whatever the layout).
+//
+//   node --import tsx bench/services-scale.ts [--runs N] [--maglev-services N]
+//
+// Needs root. nft runs inside a throw-away namespace (nlXXXX-lb), removed at the end. Prints a
+// markdown section for bench/RESULTS.md.
+import { parseArgs } from "node:util";
+import { parseConfigSource } from "../src/config/load.ts";
+import { allHealthy, desiredState, type Desired } from "../src/plan/desired.ts";
+import type { Ruleset } from "../src/nft/model.ts";
+import { diff } from "../src/nft/diff.ts";
+import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
+import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { fmtMs, markdownTable, summarize } from "./lib/stats.ts";
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "3" },
+    "maglev-services": { type: "string", default: "500" },
+  },
+  strict: true,
+});
+const RUNS = Number(values.runs);
+if (!Number.isInteger(RUNS) || RUNS < 1 || RUNS > 20) throw new Error("--runs must be 1..20");
+const MAGLEV_50 = Number(values["maglev-services"]);
+if (!Number.isInteger(MAGLEV_50) || MAGLEV_50 < 1 || MAGLEV_50 > 5000)
+  throw new Error("--maglev-services must be 1..5000");
+requireRoot("bench/services-scale.ts");
+
+const CONFIGS = [
+  { services: 100, backends: 10, scheduler: "maglev" },
+  { services: 1, backends: 1000, scheduler: "maglev" },
+  { services: 5000, backends: 50, scheduler: "round-robin" },
+  { services: MAGLEV_50, backends: 50, scheduler: "maglev" },
+] as const;
+
+const label = (c: (typeof CONFIGS)[number]) =>
+  `${c.services.toLocaleString("en")} × ${c.backends.toLocaleString("en")} ${c.scheduler}`;
+
+/** Backend n (0-based, global) → an address in 198.18.0.0/15. */
+const backendAddr = (n: number) => `198.${18 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}`;
+
+function configYaml(services: number, backends: number, scheduler: string): string {
+  const lines = ["version: 1", "services:"];
+  for (let s = 0; s < services; s++) {
+    lines.push(
+      `  s${s}:`,
+      `    listen: 203.0.113.${10 + (s >> 14)}:${1000 + (s & 16383)}`,
+      `    scheduler: ${scheduler}`,
+      "    backends:",
+    );
+    for (let b = 0; b < backends; b++) lines.push(`      - { address: ${backendAddr(s * backends + b)}:80 }`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Wall and CPU (user + system) ms of a synchronous step. */
+function step<T>(f: () => T): { wall: number; cpu: number; value: T } {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const value = f();
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1000, value };
+}
+
+const elementsOf = (r: Ruleset) =>
+  r.tables.reduce(
+    (n, t) =>
+      n + t.objects.reduce((m, o) => m + (o.kind === "set" || o.kind === "map" ? o.elements.length : 1), 0),
+    0,
+  );
+
+/** A table with one plain set of `n` distinct IPv4 addresses: nft's cost per element. */
+function plainSet(n: number): string {
+  const out = ["add table inet nflb", "delete table inet nflb", "table inet nflb {", "\tset plain {"];
+  out.push("\t\ttype ipv4_addr");
+  const keys: string[] = [];
+  for (let i = 0; i < n; i++) keys.push(`${10 + (i >> 24)}.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+  out.push(`\t\telements = { ${keys.join(", ")} }`, "\t}", "}");
+  return out.join("\n") + "\n";
+}
+const EMPTY = "add table inet nflb\ndelete table inet nflb\ntable inet nflb {\n}\n";
+
+const out: string[] = [];
+const say = (s = "") => {
+  out.push(s);
+  process.stderr.write(s + "\n");
+};
+const kib = (s: string) =>
+  s.length >= 10 << 20 ? `${(s.length / 1048576).toFixed(1)} MiB` : `${(s.length / 1024).toFixed(1)} KiB`;
+const med = (xs: number[]) => summarize(xs).median;
+const ms = (xs: number[]) =>
+  xs.length > 1
+    ? `${fmtMs(med(xs))} (${fmtMs(Math.min(...xs))}–${fmtMs(Math.max(...xs))})`
+    : fmtMs(xs[0] ?? 0);
+
+await withBenchNet(async (net: BenchNet) => {
+  await net.addNs("lb");
+  const nft = async (script: string): Promise<number> => {
+    const t0 = performance.now();
+    const r = await net.exec("lb", ["nft", "-f", "-"], { input: script, timeoutMs: 600_000 });
+    if (r.code !== 0) throw new Error(`nft: ${r.stderr.slice(0, 2000)}`);
+    return performance.now() - t0;
+  };
+  const times = async (n: number, f: () => Promise<number>) => {
+    const xs: number[] = [];
+    for (let i = 0; i < n; i++) xs.push(await f());
+    return xs;
+  };
+  const dropTable = () => net.exec("lb", ["nft", "delete", "table", "inet", "nflb"]);
+
+  say("### Services at scale: 5,000 × 50 round-robin, maglev tables sized 100 slots per backend (issue 11)");
+  say();
+  say("```sh");
+  say(`node --import tsx bench/services-scale.ts --runs ${RUNS} --maglev-services ${MAGLEV_50}`);
+  say("```");
+  say();
+  say(`${dateLine()}; ${await machineLine()}; ${loadLine()} at start.`);
+  say();
+  const rows: string[][] = [];
+  const sizes: string[][] = [];
+  await nft(EMPTY);
+  const empty = await times(Math.max(RUNS, 5), () => nft(EMPTY));
+  await dropTable();
+  for (const c of CONFIGS) {
+    process.stderr.write(`-- ${label(c)}\n`);
+    const text = configYaml(c.services, c.backends, c.scheduler);
+    const parsed = step(() => parseConfigSource(text, "bench.yaml"));
+    const config = parsed.value.config;
+    const facts = { interfaces: new Map() };
+    const healthy = allHealthy(config);
+    const planned = step(() => desiredState(config, healthy, facts));
+    const full: Desired = planned.value;
+    const script = step(() => full.nft);
+    const elements = elementsOf(full.model);
+    const plain = plainSet(elements);
+    const plainMs = await times(RUNS, async () => {
+      const t = await nft(plain);
+      await dropTable();
+      return t;
+    });
+    const fresh = await times(RUNS, async () => {
+      const t = await nft(script.value);
+      await dropTable();
+      return t;
+    });
+    await nft(script.value);
+    // One backend down, then up again, alternately (each run changes the kernel); the daemon's
+    // path: re-plan every service against the new health, diff against the applied model.
+    const first = config.services?.s0?.backends[0]?.address ?? "";
+    let applied = full.model;
+    const planMs: number[] = [];
+    const planCpu: number[] = [];
+    const updMs: number[] = [];
+    let update = "";
+    for (let i = 0; i < RUNS * 2; i++) {
+      const health = i % 2 === 0 ? { ...healthy, services: { s0: { [first]: { up: false } } } } : healthy;
+      const d = step(() => {
+        const model = desiredState(config, health, facts).model;
+        return { model, script: diff(applied, model).script };
+      });
+      planMs.push(d.wall);
+      planCpu.push(d.cpu);
+      if (i === 0) update = d.value.script;
+      updMs.push(await nft(d.value.script));
+      applied = d.value.model;
+    }
+    await dropTable();
+    const e = med(empty);
+    rows.push(
+      [label(c), "parse + validate the config", `${fmtMs(parsed.wall)} (CPU ${fmtMs(parsed.cpu)})`, ""],
+      [
+        label(c),
+        "plan the whole model (`desiredState`)",
+        `${fmtMs(planned.wall)} (CPU ${fmtMs(planned.cpu)})`,
+        "",
+      ],
+      [label(c), "serialize the whole script", `${fmtMs(script.wall)} (CPU ${fmtMs(script.cpu)})`, ""],
+      [
+        label(c),
+        `\`nft -f\` whole table, first load`,
+        ms(fresh),
+        `${(med(fresh) / med(plainMs)).toFixed(2)}× a plain set of as many elements (${ms(plainMs)} ms)`,
+      ],
+      [label(c), "one backend down/up: `desiredState` + `diff`", ms(planMs), `CPU ${ms(planCpu)}`],
+      [
+        label(c),
+        "one backend down/up: `nft -f` the update",
+        ms(updMs),
+        `${(med(updMs) / e).toFixed(2)}× an empty table (${ms(empty)} ms)`,
+      ],
+    );
+    sizes.push([
+      label(c),
+      `${kib(script.value)}, ${elements.toLocaleString("en")} objects and elements`,
+      `${update.length.toLocaleString("en")} B, ${update.trim().split("\n").length} lines`,
+    ]);
+  }
+  say(
+    `nft runs in a throw-away namespace (\`ip netns exec … nft -f -\`, process start included); ${RUNS} runs of each nft step (median (min–max) ms), in-process steps once (wall, and CPU of this process: on a loaded machine wall is mostly waiting for a core). "One backend down/up" alternates the first backend of the first service down and up, ${RUNS} times each.`,
+  );
+  say();
+  say(markdownTable(["config", "step", "ms", "against the baseline"], rows));
+  say();
+  say("Sizes:");
+  say();
+  say(markdownTable(["config", "whole table", "one-backend update"], sizes));
+  say();
+  say(`${loadLine()} at end.`);
+});
+process.stdout.write(out.join("\n") + "\n");
