@@ -3,6 +3,7 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { defaultHops, pickGateway, type LearnedGateway } from "../net/gateways.ts";
 import { isInterfaceName, networkOf, parseAddr, type Addr, type Prefix } from "../net/ip.ts";
 import { exec } from "../system/exec.ts";
+import { readDefaultRoutes } from "../system/iproute.ts";
 import { wakeGroupFor } from "./wake-group.ts";
 import { realClock, type Clock, type TimerId } from "./probe-clock.ts";
 import {
@@ -156,24 +157,10 @@ const COVERED_GAP_MS = 250;
 const SLOW_CHECK_MS = 1000;
 
 const readDefaultRoutesWithIp = async (): Promise<DefaultRoutesJson> => {
-  const read = async (fam: 4 | 6) => {
-    const argv = [
-      "ip",
-      "-N",
-      `-${fam}`,
-      "-j",
-      "route",
-      "show",
-      "table",
-      "all",
-      "exact",
-      fam === 4 ? "0/0" : "::/0",
-    ];
-    const r = await exec(argv, { timeoutMs: 5000 });
-    if (r.code !== 0) throw new Error(`${argv.join(" ")} exited ${r.code}: ${r.stderr.trim()}`);
-    return r.stdout;
-  };
-  const [v4, v6] = await Promise.all([read(4), read(6)]);
+  const [v4, v6] = await Promise.all([
+    readDefaultRoutes(4, { timeoutMs: 5000 }),
+    readDefaultRoutes(6, { timeoutMs: 5000 }),
+  ]);
   return { v4, v6 };
 };
 

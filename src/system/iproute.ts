@@ -180,19 +180,11 @@ interface RawLink {
 }
 
 /** `ip -N -j route show table all exact` the default prefix of one family: input for defaultHops. */
-export function readDefaultRoutes(fam: Fam): Promise<string> {
-  return run([
-    "ip",
-    "-N",
-    `-${fam}`,
-    "-j",
-    "route",
-    "show",
-    "table",
-    "all",
-    "exact",
-    fam === 4 ? "0/0" : "::/0",
-  ]);
+export function readDefaultRoutes(fam: Fam, opts: { timeoutMs?: number } = {}): Promise<string> {
+  return run(
+    ["ip", "-N", `-${fam}`, "-j", "route", "show", "table", "all", "exact", fam === 4 ? "0/0" : "::/0"],
+    opts,
+  );
 }
 
 /** Interfaces with their carrier state, global addresses and learned default gateways. */
