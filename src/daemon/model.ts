@@ -38,6 +38,8 @@ export class DaemonModel {
   readonly probed = new Set<string>();
   cluster: ClusterView | null = null;
   reloadError: string | null = null;
+  /** Why the last change to the kernel failed (the old data plane serves, a retry is due); null once one succeeds. */
+  applyError: string | null = null;
   readonly startedAt = new Date();
 
   constructor(loaded: LoadedConfig) {
@@ -166,6 +168,7 @@ export class DaemonModel {
           loss: obs?.loss ?? 0,
           connections: counters.get(connCounter(name))?.packets ?? null,
           probed: this.probed.has(name),
+          probe_error: obs?.probeError ?? null,
         };
       }),
       services: Object.entries(c.services ?? {}).map(([name, s]) => ({
@@ -198,6 +201,7 @@ export class DaemonModel {
       config_file: this.loaded.file,
       started_at: this.startedAt.toISOString(),
       last_reload_error: this.reloadError,
+      last_apply_error: this.applyError,
       keeping_last_data_plane: keeping,
     };
   }

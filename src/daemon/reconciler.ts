@@ -84,6 +84,8 @@ export interface ReconcilerHooks {
   onApply?: (kind: "full" | "update", seconds: number) => void;
   /** Entering or leaving "every uplink down; keeping the last data plane". */
   onKeeping?: (keeping: boolean, reasons: string[]) => void;
+  /** After every run: why it failed (the old data plane still serves; a retry is scheduled), or null. */
+  onOutcome?: (error: string | null) => void;
 }
 
 export interface ReconcileOptions {
@@ -265,6 +267,7 @@ export class Reconciler {
         log.info({ kind, seconds, ...timing, reason: reasons.join("; ") }, `applied (${kind})`);
       }
       // Only after the new split is in place: connections of a dead uplink re-choose among live ones.
+      this.hooks.onOutcome?.(null);
       const forgotten = await this.forget(prev, input, keeping);
       await this.forgetUdpFlows(prev?.desired.services ?? null, desired.services);
       return result(kind ?? "none", { forgotten });
@@ -273,6 +276,7 @@ export class Reconciler {
       // The kernel may now hold something other than what we last recorded: next time replace it all.
       if (this.applied) this.applied = { ...this.applied, model: null };
       log.error({ err: error.message, reason: reasons.join("; ") }, "reconcile failed; will retry");
+      this.hooks.onOutcome?.(error.message);
       this.scheduleRetry();
       return result("failed", { error });
     }
