@@ -99,6 +99,8 @@ export interface FpingDeps extends ProberHooks {
   /** Wait this long before restarting an fping that exited on its own; doubles while it keeps failing. */
   restartDelayMs?: number;
   log?: (msg: string) => void;
+  /** fping's own failures (exited, stalled, garbage), each with the restart delay; default `log`. */
+  warn?: (msg: string) => void;
 }
 
 const MAX_RESTART_DELAY_MS = 30_000;
@@ -293,7 +295,7 @@ export class FpingProber implements Prober, FastReprobe {
       // prints nothing: that silence counts as loss once a restart did not help (silentRound).
       const why = gen.killedFor ?? `fping ${describeExit(e, proc.stderr())}`;
       const delay = this.restartDelay();
-      this.deps.log?.(`${why}; restarting in ${delay} ms`);
+      (this.deps.warn ?? this.deps.log)?.(`${why}; restarting in ${delay} ms`);
       gen.proc = undefined;
       gen.idle = `${why}; restarting`;
       gen.fault = true;
