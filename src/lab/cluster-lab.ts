@@ -342,6 +342,26 @@ export class ClusterLab extends NetnsLab {
     this.etcdProc = undefined;
   }
 
+  /** Fault injection: SIGSTOP etcd (it hangs: connections stay open, nothing is answered). */
+  pauseEtcd(): void {
+    this.etcdProc?.child.kill("SIGSTOP");
+  }
+
+  resumeEtcd(): void {
+    this.etcdProc?.child.kill("SIGCONT");
+  }
+
+  /** Fault injection: SIGKILL etcd (it dies at once; startEtcd() brings it back on its data). */
+  async killEtcd(): Promise<void> {
+    const p = this.etcdProc;
+    if (!p) return;
+    p.child.kill("SIGKILL");
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([p.exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+    clearTimeout(timer);
+    this.etcdProc = undefined;
+  }
+
   etcdctl(args: readonly string[]): Promise<string> {
     return this.run("etcd", [...this.etcdctlArgv(), ...args]);
   }
