@@ -76,9 +76,22 @@ export async function startDaemon(
   lab: UplinkLab,
   configFile: string,
   api = `0.0.0.0:${API_PORT}`,
+  opts: { env?: Record<string, string> } = {},
 ): Promise<RunningDaemon> {
-  // `env` execs nflb in place: the pid stays the daemon's own, for signals.
-  const argv = ["env", `NFLB_STATE_DIR=${dirname(configFile)}`, NFLB, "run", "-c", configFile, "--api", api];
+  // `env` execs nflb in place: the pid stays the daemon's own, for signals. `opts.env` adds to the
+  // daemon's environment (e.g. a PATH with fake nft/fping in front, for fault injection).
+  const extra = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  const argv = [
+    "env",
+    `NFLB_STATE_DIR=${dirname(configFile)}`,
+    ...extra,
+    NFLB,
+    "run",
+    "-c",
+    configFile,
+    "--api",
+    api,
+  ];
   const proc = lab.spawn("router", argv);
   try {
     await proc.waitForLine(/"msg":"nflb running"/, 20_000);

@@ -26,6 +26,11 @@ export interface UplinkStatus {
   probed: boolean;
   /** Per family: down with the reason when the uplink cannot carry it now (no device, address or gateway). */
   families?: { ipv4: FamilyStatus; ipv6: FamilyStatus };
+  /**
+   * Why its prober cannot probe now (fping exited, stalled, printed garbage; it is restarted with
+   * backoff); the uplink keeps its state meanwhile. null while probing works.
+   */
+  probe_error?: string | null;
 }
 
 export interface FamilyStatus {
@@ -103,6 +108,11 @@ export interface StatusJson {
   started_at: string;
   /** Why the last SIGHUP reload was refused; null once a reload succeeds. */
   last_reload_error: string | null;
+  /**
+   * Why the last change to the kernel failed (the old data plane keeps serving and the daemon
+   * retries with backoff); null once one succeeds.
+   */
+  last_apply_error?: string | null;
   /** Every uplink is down and the last data plane is kept as it was. */
   keeping_last_data_plane: boolean;
   /** The DNS forwarder and the domain rules' sets, when the config has `dns`. */

@@ -97,6 +97,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.reconciler = new Reconciler(() => this.reconcileInput(), ops, {
       log: this.log,
       onApply: (kind, seconds) => this.metricsRegistry.applySeconds.observe({ kind }, seconds),
+      onOutcome: (error) => (this.model.applyError = error),
       onKeeping: (keeping, reasons) =>
         this.publish({
           kind: "daemon",

@@ -21,6 +21,7 @@ export function realFactories(log: Log): MonitorFactories {
       return createUplinkMonitor(ctx.name, ctx.uplink, {
         link,
         log: (msg) => log.debug({ uplink: ctx.name }, msg),
+        warn: (msg) => log.warn({ uplink: ctx.name }, `prober: ${msg}`),
       });
     },
     backend: (ctx) => createBackendChecker(ctx),

@@ -43,6 +43,8 @@ export class DaemonModel {
   reloadError: string | null = null;
   /** Connections open now per backend of a service (the daemon's live flows), for least-conn. */
   connections: (service: string) => ReadonlyMap<string, number> | null = () => null;
+  /** Why the last change to the kernel failed (the old data plane serves, a retry is due); null once one succeeds. */
+  applyError: string | null = null;
   readonly startedAt = new Date();
 
   constructor(loaded: LoadedConfig) {
@@ -181,6 +183,7 @@ export class DaemonModel {
           connections: counters.get(connCounter(name))?.packets ?? null,
           probed: this.probed.has(name),
           ...(p ? { families: familiesOf(p, this.uplinkState(name), reason) } : {}),
+          probe_error: obs?.probeError ?? null,
         };
       }),
       services: Object.entries(c.services ?? {}).map(([name, s]) => ({
@@ -215,6 +218,7 @@ export class DaemonModel {
       config_file: this.loaded.file,
       started_at: this.startedAt.toISOString(),
       last_reload_error: this.reloadError,
+      last_apply_error: this.applyError,
       keeping_last_data_plane: keeping,
     };
   }

@@ -106,6 +106,8 @@ export interface ReconcilerHooks {
   onApply?: (kind: "full" | "update", seconds: number) => void;
   /** Entering or leaving "every uplink down; keeping the last data plane". */
   onKeeping?: (keeping: boolean, reasons: string[]) => void;
+  /** After every run: why it failed (the old data plane still serves; a retry is scheduled), or null. */
+  onOutcome?: (error: string | null) => void;
 }
 
 export interface ReconcileOptions {
@@ -302,6 +304,7 @@ export class Reconciler {
         else log.info(fields, `applied (${kind})`);
       }
       // Only after the new split is in place: connections of a dead uplink re-choose among live ones.
+      this.hooks.onOutcome?.(null);
       const forgotten = await this.forget(prev, input, keeping);
       forgotten.push(...(await this.forgetRemoved(removed, desired.uplinks, c)));
       await this.forgetUdpFlows(prev?.desired.services ?? null, desired.services);
@@ -311,6 +314,7 @@ export class Reconciler {
       // The kernel may now hold something other than what we last recorded: next time replace it all.
       if (this.applied) this.applied = { ...this.applied, model: null };
       log.error({ err: error.message, reason: reasons.join("; ") }, "reconcile failed; will retry");
+      this.hooks.onOutcome?.(error.message);
       this.scheduleRetry();
       return result("failed", { error });
     }

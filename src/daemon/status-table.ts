@@ -27,6 +27,8 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
       ),
     );
     if (s.keeping_last_data_plane) out.push(paint("all uplinks down: keeping the last data plane", "warn"));
+    for (const u of s.uplinks)
+      if (u.probe_error) out.push(paint(`${u.name}: prober failing, state held: ${u.probe_error}`, "warn"));
   }
   for (const svc of s.services) {
     if (out.length) out.push("");
@@ -87,6 +89,13 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
   if (out.length) out.push("");
   out.push(`config ${s.config_version} (${s.config_file}), applied ${s.applied_at ?? "never"}`);
   if (s.last_reload_error) out.push(paint(`last reload refused: ${s.last_reload_error}`, "warn"));
+  if (s.last_apply_error)
+    out.push(
+      paint(
+        `last change to the kernel failed (old data plane serving, retrying): ${s.last_apply_error}`,
+        "warn",
+      ),
+    );
   return out.join("\n") + "\n";
 }
 

@@ -99,6 +99,8 @@ export interface FpingDeps extends ProberHooks {
   /** Wait this long before restarting an fping that exited on its own; doubles while it keeps failing. */
   restartDelayMs?: number;
   log?: (msg: string) => void;
+  /** fping's own failures (exited, stalled, garbage), each with the restart delay; default `log`. */
+  warn?: (msg: string) => void;
 }
 
 const MAX_RESTART_DELAY_MS = 30_000;
@@ -122,7 +124,19 @@ interface Generation {
   probed: Map<string, string>;
   /** Why nothing is probed: no address of any target's family, or fping is not running. */
   idle: string | undefined;
+  /** `idle` is fping's own failure (it exited, stalled, printed garbage), not the link's. */
+  fault: boolean;
+  /** Why we killed this fping, when we did. */
+  killedFor: string | undefined;
+  /** Lines in a row that were not fping's result lines, and the last of them. */
+  garbage: number;
+  lastGarbage: string;
+  /** When we last read any line from it. */
+  lastOutputAt: number;
 }
+
+/** This many unreadable lines in a row (and no result line) and fping is taken for broken. */
+const GARBAGE_LINES = 20;
 
 export class FpingProber implements Prober, FastReprobe {
   readonly fast: FastReprobe = this;
@@ -142,6 +156,8 @@ export class FpingProber implements Prober, FastReprobe {
   private restartTimer: TimerId | undefined;
   /** fpings in a row that exited before printing a single result. */
   private failedStarts = 0;
+  /** fpings restarted because they fell silent, since the last result line. */
+  private silentRestarts = 0;
   /** Look at regular rounds this long after they were sent (null: not watching). */
   private overdueMs: number | null = null;
   /** Every regular round up to this seq has been looked at (or was concluded before). */
@@ -162,7 +178,10 @@ export class FpingProber implements Prober, FastReprobe {
       if (!addr) throw new Error(`fping: not an address: ${text}`);
       return { text, addr };
     });
-    this.collector = new RoundCollector(o.targets, this.clock, sink);
+    this.collector = new RoundCollector(o.targets, this.clock, sink, {
+      beforeExpire: () => this.gen?.proc?.poll?.(),
+      silent: (startedAt) => this.silentRound(startedAt),
+    });
     this.wakes = wakeGroupFor(this.clock);
   }
 
@@ -251,6 +270,11 @@ export class FpingProber implements Prober, FastReprobe {
       anchorKnown: false,
       probed,
       idle: undefined,
+      fault: false,
+      killedFor: undefined,
+      garbage: 0,
+      lastGarbage: "",
+      lastOutputAt: now,
     };
     this.gen = gen;
     if (probed.size === 0) {
@@ -266,17 +290,55 @@ export class FpingProber implements Prober, FastReprobe {
     const proc = gen.proc;
     void proc.exited.then((e) => {
       if (this.gen !== gen) return;
-      const why = `fping ${describeExit(e, proc.stderr())}`;
-      this.deps.log?.(why);
+      // The prober failed, not the link: the rounds it misses count for nothing (uplink-state.ts)
+      // until a restarted fping reports again. One that can't send at all (e.g. sendto refused)
+      // prints nothing: that silence counts as loss once a restart did not help (silentRound).
+      const why = gen.killedFor ?? `fping ${describeExit(e, proc.stderr())}`;
+      const delay = this.restartDelay();
+      (this.deps.warn ?? this.deps.log)?.(`${why}; restarting in ${delay} ms`);
       gen.proc = undefined;
       gen.idle = `${why}; restarting`;
-      this.collector.concludeAll(why);
+      gen.fault = true;
+      this.collector.concludeAll(gen.idle, true);
       this.restartTimer = this.clock.setTimeout(() => {
         this.restartTimer = undefined;
         if (this.gen !== gen) return;
         this.launchOnGrid();
-      }, this.restartDelay());
+      }, delay);
     });
+  }
+
+  private garbageWhy(gen: Generation): string {
+    return `fping printed ${gen.garbage} unreadable line(s), e.g. ${JSON.stringify(gen.lastGarbage.slice(0, 60))}`;
+  }
+
+  /** Kill this generation's fping (by its pid) for `why`; the exit handler restarts it. */
+  private kill(gen: Generation, why: string): void {
+    if (!gen.proc || gen.killedFor !== undefined) return;
+    gen.killedFor = why;
+    gen.proc.kill("SIGKILL");
+  }
+
+  /**
+   * A round got no report at all by its deadline. A running fping prints a line for every probe,
+   * answered or not, unless it cannot send; so the first time, take it for stalled: restart it and
+   * let the round count for nothing. Silent again after that restart: the silence is real.
+   */
+  private silentRound(startedAt: number): string | undefined {
+    const gen = this.gen;
+    if (!gen?.proc || gen.idle !== undefined) return undefined;
+    if (gen.killedFor !== undefined) return `${gen.killedFor}; restarting`;
+    if (gen.garbage > 0) {
+      // It talks, but not about probes: broken, whatever the link does.
+      const why = this.garbageWhy(gen);
+      this.kill(gen, why);
+      return `${why}; restarting`;
+    }
+    if (gen.lastOutputAt > startedAt || this.silentRestarts > 0) return undefined;
+    this.silentRestarts++;
+    const why = `fping printed nothing for ${Math.round(this.clock.now() - gen.lastOutputAt)} ms (stalled?)`;
+    this.kill(gen, why);
+    return `${why}; restarting`;
   }
 
   private restartDelay(): number {
@@ -293,7 +355,15 @@ export class FpingProber implements Prober, FastReprobe {
   private onLine(gen: Generation, line: string): void {
     if (this.gen !== gen) return;
     const l = parseFpingLine(line);
-    if (!l) return;
+    gen.lastOutputAt = this.clock.now();
+    if (!l) {
+      if (!line.trim()) return;
+      gen.lastGarbage = line;
+      if (++gen.garbage >= GARBAGE_LINES) this.kill(gen, this.garbageWhy(gen));
+      return;
+    }
+    gen.garbage = 0;
+    this.silentRestarts = 0;
     // fping prints targets as given, and we give canonical text.
     const target = gen.probed.get(l.target) ?? gen.probed.get(parseAddr(l.target)?.text ?? "");
     if (target === undefined) return;
@@ -325,7 +395,7 @@ export class FpingProber implements Prober, FastReprobe {
     for (; this.nextSeq <= seq; this.nextSeq++) {
       const s = this.nextSeq;
       const probed = gen.idle === undefined ? [...gen.probed.values()] : [];
-      this.collector.open(s, this.startOf(gen, s), this.deadline(gen, s), probed, gen.idle);
+      this.collector.open(s, this.startOf(gen, s), this.deadline(gen, s), probed, gen.idle, gen.fault);
     }
   }
 

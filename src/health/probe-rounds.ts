@@ -8,7 +8,18 @@ interface Pending {
   probed: Set<string>;
   answers: Map<string, number | null>;
   error: string | undefined;
+  unprobed: boolean;
   done: boolean;
+}
+
+export interface CollectorHooks {
+  /** Called before rounds are concluded at their deadline: read any output still waiting. */
+  beforeExpire?: () => void;
+  /**
+   * A round reached its deadline without a single report (no answer, no timeout). Return why when
+   * that is the prober's fault (the round is then unprobed), undefined when it counts as lost.
+   */
+  silent?: (startedAt: number) => string | undefined;
 }
 
 /**
@@ -26,10 +37,18 @@ export class RoundCollector {
     private readonly targets: readonly string[],
     private readonly clock: Clock,
     private readonly sink: RoundSink,
+    private readonly hooks: CollectorHooks = {},
   ) {}
 
   /** Open round `seq`. `probed` are the targets a probe was actually sent to; the rest count as lost. */
-  open(seq: number, startedAt: number, deadline: number, probed: readonly string[], error?: string): void {
+  open(
+    seq: number,
+    startedAt: number,
+    deadline: number,
+    probed: readonly string[],
+    error?: string,
+    unprobed = false,
+  ): void {
     if (seq <= this.lastEmitted || this.pending.has(seq)) return;
     this.pending.set(seq, {
       seq,
@@ -38,6 +57,7 @@ export class RoundCollector {
       probed: new Set(probed),
       answers: new Map(),
       error,
+      unprobed: unprobed && probed.length === 0,
       done: probed.length === 0,
     });
     this.flush();
@@ -77,12 +97,18 @@ export class RoundCollector {
     this.arm();
   }
 
-  /** Conclude every pending round now, e.g. because the probe process is gone. */
-  concludeAll(error?: string): void {
+  /**
+   * Conclude every pending round now, e.g. because the probe process is gone. With `unprobed`, a
+   * round nothing was heard about is marked so: the failure was the prober's, not the link's.
+   */
+  concludeAll(error?: string, unprobed = false): void {
     for (const p of this.pending.values()) {
       if (p.done) continue;
       p.done = true;
-      if (error && p.answers.size === 0) p.error ??= error;
+      if (error && p.answers.size === 0) {
+        p.error ??= error;
+        if (unprobed) p.unprobed = true;
+      }
     }
     this.flush();
     this.disarm();
@@ -97,7 +123,17 @@ export class RoundCollector {
 
   private expire(): void {
     const now = this.clock.now();
-    for (const p of this.pending.values()) if (!p.done && p.deadline <= now) p.done = true;
+    const due = () => [...this.pending.values()].filter((p) => !p.done && p.deadline <= now);
+    if (due().length > 0) this.hooks.beforeExpire?.();
+    for (const p of due()) {
+      p.done = true;
+      if (p.answers.size > 0 || p.probed.size === 0) continue;
+      const why = this.hooks.silent?.(p.startedAt);
+      if (why !== undefined) {
+        p.error ??= why;
+        p.unprobed = true;
+      }
+    }
     this.flush();
     this.arm();
   }
@@ -121,6 +157,7 @@ export class RoundCollector {
       results: this.targets.map((target) => ({ target, rttMs: p.answers.get(target) ?? null })),
     };
     if (p.error !== undefined) r.error = p.error;
+    if (p.unprobed) r.unprobed = true;
     return r;
   }
 

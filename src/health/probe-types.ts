@@ -25,6 +25,11 @@ export interface RoundResult {
   /** Why the round could not be probed at all (no source address, fping not running…). */
   error?: string;
   /**
+   * The prober itself failed (fping exited, printed garbage, stalled): the round says nothing
+   * about the link, so it counts for nothing; `error` says why.
+   */
+  unprobed?: boolean;
+  /**
    * Set on an extra round sent because a regular round was overdue (suspect → fast re-probe):
    * `index` (1-based) of `count`. Such rounds count for `down_after` only (see uplink-state.ts).
    */

@@ -19,6 +19,8 @@ export interface UplinkObservation {
   /** 0..1 quality for `weights: auto` (1 = as good as the best seen). */
   quality: number;
   since: number;
+  /** Why the prober cannot probe now (fping exited, stalled…): the state is held meanwhile. */
+  probeError?: string | null;
 }
 
 export type UplinkMonitorEvents = {

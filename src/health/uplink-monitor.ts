@@ -42,6 +42,8 @@ export interface UplinkMonitorDeps {
   /** Every round with its verdict, for debug logs and the probe CLI. */
   onRound?: (round: RoundResult, verdict: RoundVerdict, obs: UplinkObservation) => void;
   log?: (msg: string) => void;
+  /** The prober's own failures (fping exited, stalled, printed garbage; it is restarted). */
+  warn?: (msg: string) => void;
 }
 
 /** Default ports when `probe.port` is not set. */
@@ -64,6 +66,7 @@ export function buildProber(
         ...hooks,
         ...(deps.spawn ? { spawn: deps.spawn } : {}),
         ...(deps.log ? { log: deps.log } : {}),
+        ...(deps.warn ? { warn: deps.warn } : {}),
       });
     case "tcp":
       return new InProcessProber(common, tcpProbe(p.port ?? DEFAULT_PROBE_PORTS.tcp), sink, { clock });

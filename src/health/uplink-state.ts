@@ -27,6 +27,9 @@ import { initialQuality, updateQuality, type QualityState } from "./uplink-quali
 //   overstate loss (and shrink the window's 10 rounds to well under 10 intervals), i.e. more false
 //   transitions by max_loss. While down they count for nothing: recovery keeps the regular cadence
 //   and up_after.
+// - Unprobed rounds (`r.unprobed`: the prober itself failed — fping exited, stalled or printed
+//   garbage) say nothing about the link: they count for nothing, the state stays, and `probeError`
+//   says why until a round is probed again.
 
 export const LOSS_WINDOW = 10;
 
@@ -74,6 +77,8 @@ export interface UplinkHealth {
   /** Rounds sent before this moment say nothing about the link as it is now. */
   linkOkSince: number;
   quality: QualityState;
+  /** Why the prober cannot probe now (its rounds count for nothing); null while it works. */
+  probeError: string | null;
 }
 
 export interface RoundVerdict {
@@ -114,6 +119,7 @@ export function initialHealth(name: string, iface: string, at: number): UplinkHe
     linkProblem: null,
     linkOkSince: -Infinity,
     quality: initialQuality(),
+    probeError: null,
   };
 }
 
@@ -167,6 +173,21 @@ function transition(h: UplinkHealth, state: HealthState, reason: string, at: num
 }
 
 export function onRound(h: UplinkHealth, r: RoundResult, p: HealthParams): Step {
+  if (r.unprobed && !r.burst && r.results.every((x) => x.rttMs === null)) {
+    const why = r.error ?? "the prober failed";
+    const sent = r.results.length;
+    const verdict: RoundVerdict = {
+      seq: r.seq,
+      good: false,
+      why,
+      answered: 0,
+      sent,
+      medianMs: null,
+      counted: false,
+    };
+    return { next: h.probeError === why ? h : { ...h, probeError: why }, changed: false, verdict };
+  }
+  if (h.probeError !== null && !r.burst) h = { ...h, probeError: null };
   const v = judgeRound(r, p, h.linkProblem);
   const burst = r.burst;
   const live = h.state === "up" && h.linkProblem === null && r.seq > h.suspicionOverSeq;
@@ -307,5 +328,6 @@ export function observe(h: UplinkHealth): UplinkObservation {
     loss: lossRatio(h),
     quality: Math.round(h.quality.value * 1000) / 1000,
     since: h.since,
+    probeError: h.probeError,
   };
 }

@@ -240,3 +240,77 @@ test("the probe method picks the prober", () => {
   assert.ok(mk("icmp") instanceof FpingProber);
   for (const m of ["tcp", "http", "dns"]) assert.ok(mk(m) instanceof InProcessProber, m);
 });
+
+// Issue 14: the prober's own failures are not the link's.
+test("fping crashing in a loop: restarted with backoff, the uplink stays up, probe_error says why", async () => {
+  const { clock, procs, m, changes, rounds } = setup({ link: false });
+  m.start();
+  await settle();
+  clock.advance(1);
+  for (const t of T) procs[0]?.line(`${t} : [0], 64 bytes, 2.0 ms (2 avg, 0% loss)`);
+  const starts: number[] = [];
+  for (let k = 0; k < 4; k++) {
+    procs[procs.length - 1]?.exit(139, "Segmentation fault\n");
+    await settle();
+    const n = procs.length;
+    while (procs.length === n && clock.now() < 60_000) clock.advance(100);
+    starts.push(clock.now());
+  }
+  assert.deepEqual(changes, [], "no transition while fping keeps crashing");
+  assert.equal(m.snapshot().state, "up");
+  assert.match(m.snapshot().probeError ?? "", /^fping exited 139: Segmentation fault; restarting/);
+  assert.ok(rounds.length > 10, "rounds went on (unprobed)");
+  const gaps = starts.slice(1).map((t, i) => t - (starts[i] as number));
+  assert.ok(
+    gaps.every((g, i) => i === 0 || g > (gaps[i - 1] as number)),
+    `backoff grows: ${gaps.join(",")}`,
+  );
+  // A working fping again: probe_error clears at its first round.
+  const p = procs[procs.length - 1];
+  clock.advance(1);
+  for (const t of T) p?.line(`${t} : [0], 64 bytes, 2.0 ms (2 avg, 0% loss)`);
+  assert.equal(m.snapshot().probeError, null);
+  await m.stop();
+});
+
+test("fping printing garbage is killed and restarted; its rounds count for nothing", async () => {
+  const { clock, procs, m, changes } = setup({ link: false });
+  m.start();
+  await settle();
+  clock.advance(1);
+  for (const t of T) procs[0]?.line(`${t} : [0], 64 bytes, 2.0 ms (2 avg, 0% loss)`);
+  for (let k = 0; k < 10; k++) {
+    clock.advance(200);
+    if (!procs[0]?.alive) break;
+    procs[0].line("\u0000\u0001 #garbage# 42");
+  }
+  await settle();
+  assert.deepEqual(procs[0]?.signals, ["SIGKILL"]);
+  assert.match(m.snapshot().probeError ?? "", /unreadable line/);
+  clock.advance(5000);
+  assert.ok(procs.length >= 2, "restarted");
+  assert.deepEqual(changes, []);
+  await m.stop();
+});
+
+test("a silent fping is restarted once without counting; silent again, the silence counts (sendto refused)", async () => {
+  const { clock, procs, m, changes } = setup({ link: false });
+  m.start();
+  await settle();
+  clock.advance(1);
+  for (const t of T) procs[0]?.line(`${t} : [0], 64 bytes, 2.0 ms (2 avg, 0% loss)`);
+  // It stops printing (a hang): the first round that ends with no report at all restarts it.
+  clock.advance(2000);
+  await settle();
+  assert.deepEqual(procs[0]?.signals, ["SIGKILL"]);
+  assert.match(m.snapshot().probeError ?? "", /printed nothing .*stalled/);
+  assert.equal(changes.length, 0, "the stall did not take the uplink down");
+  // The restarted one is silent too: that is not a hang any more, the rounds are lost.
+  clock.advance(5000);
+  await settle();
+  assert.equal(procs.length, 2);
+  assert.equal(procs[1]?.signals.length, 0, "not killed again");
+  assert.equal(changes.length, 1);
+  assert.equal(changes[0]?.state, "down");
+  await m.stop();
+});
