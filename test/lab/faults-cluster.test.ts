@@ -125,7 +125,9 @@ describe("faults: etcd hangs, dies, or one node loses it", { skip, timeout: 300_
         const exchanges = await stopHolders(holders, `etcd ${fault}`);
         const again = await round();
         assert.equal(again.ok, lab.sources.length, JSON.stringify(again.errors));
-        if (moved === 0) assert.deepEqual(homes(again), home);
+        // After a pause the re-dealing may land any time after the members are back (it follows
+        // their new registrations), so only the restart case promises the same homes.
+        if (fault.startsWith("dies")) assert.deepEqual(homes(again), home);
         assert.deepEqual(await lab.doubleAnswers(), []);
         const c = await lab.clientCounters();
         assert.equal(c.rst, 0, `resets reached ${c.rst} open connections`);

@@ -29,6 +29,14 @@ async function pings(lab: UplinkLab, role: string, dst: string): Promise<boolean
   return r.code === 0;
 }
 
+/** After a link comes back, IPv6 needs DAD and neighbour discovery again: retry for a few seconds. */
+async function pingsWithin(lab: UplinkLab, role: string, dst: string, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  do if (await pings(lab, role, dst)) return true;
+  while (Date.now() < end);
+  return false;
+}
+
 describe("uplink lab (3 uplinks, IPv6, host link)", { skip, timeout: 120_000 }, () => {
   const lab = new UplinkLab({ uplinks: 3, v6: true, hostLink: true, clientAddresses: 4 });
   const echo = lab.ports.echo;
@@ -216,7 +224,7 @@ describe("uplink lab (3 uplinks, IPv6, host link)", { skip, timeout: 120_000 }, 
 
   test(
     "carrierDown shows NO-CARRIER on the router's wan; carrierUp restores it",
-    { timeout: 20_000 },
+    { timeout: 30_000 },
     async () => {
       const flags = async () =>
         (
@@ -227,9 +235,9 @@ describe("uplink lab (3 uplinks, IPv6, host link)", { skip, timeout: 120_000 }, 
       assert.equal(await pings(lab, "router", lab.uplink(3).gateway4), false);
       await lab.carrierUp(3);
       assert.ok((await flags()).includes("LOWER_UP"));
-      assert.ok(await pings(lab, "router", lab.uplink(3).gateway4));
+      assert.ok(await pingsWithin(lab, "router", lab.uplink(3).gateway4, 5000));
       assert.ok(
-        await pings(lab, "router", lab.uplink(3).gateway6),
+        await pingsWithin(lab, "router", lab.uplink(3).gateway6, 5000),
         "IPv6 addresses survive the carrier loss",
       );
     },
