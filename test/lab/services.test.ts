@@ -438,6 +438,9 @@ ${backendList([7, 8, 9], 80)}
           // connections avoid b9, which now holds the most.
           await g1.stop();
           await until("0 on b7 and b8", conns, (c) => c[b7] === 0 && c[b8] === 0, 3000);
+          // Status counts move at once; the daemon re-plans least-conn at most every 250 ms, so let
+          // that re-plan reach the kernel before the next connections.
+          await new Promise((r) => setTimeout(r, 1000));
           const g3 = lab.startConnections("client", { dst: L.vip4, port: 80, count: 10 });
           groups.push(g3);
           const third = count((await g3.opened()).map((g) => g.split(" ")[0] ?? ""));
