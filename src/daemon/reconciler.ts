@@ -494,13 +494,17 @@ export function slotsOf(p: UplinkPlan): Record<string, number> {
   return Object.fromEntries(p.uplinks.map((u) => [u.name, u.slot]));
 }
 
-/** Fraction of new connections each uplink gets under an applied plan (0 for all when none). */
-export function sharesOf(d: Desired | undefined): Map<string, number> {
+/**
+ * Fraction of new connections each uplink gets under an applied plan (0 for all when none): of
+ * one family's split, or, without `fam`, of the IPv4 split (IPv6's when no uplink carries IPv4).
+ */
+export function sharesOf(d: Desired | undefined, fam?: 4 | 6): Map<string, number> {
   const out = new Map<string, number>();
   const plan = d?.uplinks;
   if (!plan) return out;
   for (const u of plan.uplinks) out.set(u.name, 0);
-  const slots = plan.split?.slots ?? [];
+  const split = fam === 6 ? plan.split6 : fam === 4 ? plan.split4 : (plan.split4 ?? plan.split6);
+  const slots = split?.slots ?? [];
   for (const s of slots) out.set(s, (out.get(s) ?? 0) + 1 / slots.length);
   return out;
 }

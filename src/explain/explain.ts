@@ -126,7 +126,7 @@ export function explain(c: Config, q: Query, inp: ExplainInputs): Explanation {
       gateway: (fam === 4 ? u.gw4 : u.gw6) ?? null,
       nat: u.nat,
       source: u.nat === "none" ? q.src.text : addr,
-      up: u.live,
+      up: fam === 4 ? u.live4 : u.live6,
     });
   }
   return out;

@@ -15,8 +15,12 @@ export function healthFromStatus(c: Config, s: StatusJson): HealthView {
     const u = s.uplinks.find((x) => x.name === name);
     // An uplink the daemon does not report (a config newer than the daemon's) counts as up.
     if (!u) view.uplinks[name] = { up: true };
-    else if (u.state === "up") view.uplinks[name] = { up: true, weight: u.effective_weight ?? u.weight };
-    else view.uplinks[name] = { up: false };
+    else if (u.state === "up") {
+      view.uplinks[name] = { up: true, weight: u.effective_weight ?? u.weight };
+      // A family its probes call down (the other is up) leaves only that family's split.
+      const down = ([4, 6] as const).filter((f) => u.families?.[`ipv${f}`]?.state === "down");
+      if (down.length) view.uplinks[name].downFamilies = down;
+    } else view.uplinks[name] = { up: false };
   }
   for (const [name, svc] of Object.entries(c.services ?? {})) {
     const reported = s.services.find((x) => x.name === name);

@@ -165,7 +165,7 @@ export function routed(
   );
   const ups = p.uplinks.filter((u) => carries(u, fam));
   if (p.local === "balance") {
-    const live = ups.filter((u) => u.live && u.weight > 0);
+    const live = ups.filter((u) => (fam === 4 ? u.live4 : u.live6) && u.weight > 0);
     if (live.length > 1) {
       trace.push(
         `balance.local: balance: a weighted multipath route in table ${p.tableBase}; the kernel hashes each flow onto one nexthop`,

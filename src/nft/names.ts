@@ -29,8 +29,10 @@ export const balanceSources = (fam: 4 | 6) => `balance_src${fam}`;
 export const RESTORE_MARK = "restore_mark";
 export const INBOUND = "inbound";
 export const EGRESS = "egress";
-export const SPLIT = "split";
-export const STICKY_LIVE = "sticky_live";
+/** The split of one family's new connections: each family fails over on its own. */
+export const splitMap = (fam: 4 | 6) => `split${fam}`;
+/** The uplinks live for one family: a sticky choice of an uplink whose family is down is made again. */
+export const stickyLive = (fam: 4 | 6) => `sticky_live${fam}`;
 export const MAIN_MARK = "main_mark";
 export const MAIN_PIN = "main_pin";
 export const BALANCE = "balance";

@@ -1,5 +1,5 @@
 import { formatNftDuration } from "../config/duration.ts";
-import type { PlannedRule, PlannedUplink, Target, UplinkPlan } from "./types.ts";
+import type { PlannedRule, PlannedSplit, PlannedUplink, Target, UplinkPlan } from "./types.ts";
 import { runs } from "./split.ts";
 import type { Element, NftObject } from "../nft/model.ts";
 import { chain, counter, kv, map, set } from "../nft/objects.ts";
@@ -20,8 +20,8 @@ import {
   ruleChain,
   ruleSet,
   ruleTargetChain,
-  SPLIT,
-  STICKY_LIVE,
+  splitMap,
+  stickyLive,
   stickyMap,
   UPLINK_IFACES,
   connCounter,
@@ -32,35 +32,44 @@ import { domainDecisions } from "./nft-domains.ts";
 /** jhash seed of the IPv6 sticky maps' key (src/explain/live.ts computes the same key). */
 export const STICKY_SEED = 0x6e666c62;
 
-function splitElements(p: UplinkPlan): Element[] {
-  if (!p.split) return [];
-  if (p.split.method === "random")
-    return runs(p.split.slots).map((r) =>
+function splitElements(split: PlannedSplit | null): Element[] {
+  if (!split) return [];
+  if (split.method === "random")
+    return runs(split.slots).map((r) =>
       kv(r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`, `goto ${pinChain(r.name)}`),
     );
-  return p.split.slots.map((n, i) => kv(`${i}`, `goto ${pinChain(n)}`));
+  return split.slots.map((n, i) => kv(`${i}`, `goto ${pinChain(n)}`));
 }
 
+const NFPROTO = { 4: "meta nfproto ipv4", 6: "meta nfproto ipv6" } as const;
+
+/**
+ * One rule per family, each indexing its own split (`split4`, `split6`): a family that fails on
+ * one uplink changes only its own split's elements (and its own rule when the slot count moves).
+ * The IPv6 rule needs no family match (only IPv4 and IPv6 reach an inet chain's rules after the
+ * first one's `meta nfproto ipv4` fails), which keeps IPv4 at one rule per new connection.
+ */
 function balanceRulesOf(p: UplinkPlan): string[] {
-  if (!p.split) return ["drop"];
-  const n = p.split.slots.length;
+  return [`${NFPROTO[4]} ${balanceRule(p, p.split4, 4)}`, balanceRule(p, p.split6, 6)];
+}
+
+function balanceRule(p: UplinkPlan, split: PlannedSplit | null, fam: 4 | 6): string {
+  // No uplink is live at all: dropped, as ever. No uplink carries this family (the other has
+  // some): the main routing table decides, as for the router's own traffic of that family.
+  if (!split) return p.split4 || p.split6 ? `goto ${MAIN_PIN}` : "drop";
+  const n = split.slots.length;
   const seed = hex(p.hashSeed);
-  const vmap = `vmap @${SPLIT}`;
-  switch (p.split.method) {
+  const vmap = `vmap @${splitMap(fam)}`;
+  const ip = fam === 4 ? "ip" : "ip6";
+  switch (split.method) {
     case "random":
-      return [`numgen random mod ${n} ${vmap}`];
+      return `numgen random mod ${n} ${vmap}`;
     case "round-robin":
-      return [`numgen inc mod ${n} ${vmap}`];
+      return `numgen inc mod ${n} ${vmap}`;
     case "source-hash":
-      return [
-        `meta nfproto ipv4 jhash ip saddr mod ${n} seed ${seed} ${vmap}`,
-        `meta nfproto ipv6 jhash ip6 saddr mod ${n} seed ${seed} ${vmap}`,
-      ];
+      return `jhash ${ip} saddr mod ${n} seed ${seed} ${vmap}`;
     case "source-dest-hash":
-      return [
-        `meta nfproto ipv4 jhash ip saddr . ip daddr mod ${n} seed ${seed} ${vmap}`,
-        `meta nfproto ipv6 jhash ip6 saddr . ip6 daddr mod ${n} seed ${seed} ${vmap}`,
-      ];
+      return `jhash ${ip} saddr . ${ip} daddr mod ${n} seed ${seed} ${vmap}`;
   }
 }
 
@@ -70,9 +79,15 @@ function targetVerdict(t: Target): string {
   return `goto ${BALANCE}`;
 }
 
+/** A rule's `rule_N_via` chain: one verdict, or one per family when a family's first `via` is down. */
+function targetRules(r: PlannedRule): string[] {
+  if (!r.target6) return [targetVerdict(r.target)];
+  return [`${NFPROTO[4]} ${targetVerdict(r.target)}`, targetVerdict(r.target6)];
+}
+
 /**
- * The uplinks' part of `inet nflb`. Health and weights change only the `split` and `sticky_live`
- * elements and the one-rule `balance` and `rule_N_via` chains; the diff (src/nft/diff.ts) turns
+ * The uplinks' part of `inet nflb`. Health and weights change only the `split4/6` and
+ * `sticky_live4/6` elements and the small `balance` and `rule_N_via` chains; the diff (src/nft/diff.ts) turns
  * that into a small transaction.
  *
  * `serviceVips`: families whose service VIP sets (`svc_vips4/6`, declared by the services section)
@@ -81,7 +96,6 @@ function targetVerdict(t: Target): string {
 export function buildUplinks(p: UplinkPlan, serviceVips: readonly (4 | 6)[] = []): NftSection {
   const { mask, main } = p.layout;
   const objects: NftObject[] = [];
-  const live = p.uplinks.filter((u) => u.live);
 
   objects.push(
     set(
@@ -116,21 +130,27 @@ export function buildUplinks(p: UplinkPlan, serviceVips: readonly (4 | 6)[] = []
       p.uplinks.map((u) => kv(q(u.iface), `goto ${egressChain(u.name)}`)),
     ),
   );
-  objects.push(
-    map(
-      SPLIT,
-      "numgen random mod 1 : verdict",
-      splitElements(p),
-      p.split?.method === "random" ? { flags: ["interval"] } : {},
-    ),
-  );
-  objects.push(
-    map(
-      STICKY_LIVE,
-      "ct mark : verdict",
-      live.map((u) => kv(hex(u.mark), `goto ${pinChain(u.name)}`)),
-    ),
-  );
+  for (const fam of [4, 6] as const) {
+    const split = fam === 4 ? p.split4 : p.split6;
+    objects.push(
+      map(
+        splitMap(fam),
+        "numgen random mod 1 : verdict",
+        splitElements(split),
+        split?.method === "random" ? { flags: ["interval"] } : {},
+      ),
+    );
+  }
+  for (const fam of [4, 6] as const)
+    objects.push(
+      map(
+        stickyLive(fam),
+        "ct mark : verdict",
+        p.uplinks
+          .filter((u) => (fam === 4 ? u.live4 : u.live6))
+          .map((u) => kv(hex(u.mark), `goto ${pinChain(u.name)}`)),
+      ),
+    );
 
   for (const u of p.uplinks) {
     objects.push(counter(connCounter(u.name)));
@@ -146,7 +166,7 @@ export function buildUplinks(p: UplinkPlan, serviceVips: readonly (4 | 6)[] = []
 
   for (const r of p.rules) {
     for (const o of ruleDeclarations(r)) objects.push(o);
-    objects.push(chain(ruleTargetChain(r.id), [targetVerdict(r.target)]));
+    objects.push(chain(ruleTargetChain(r.id), targetRules(r)));
     objects.push(chain(ruleChain(r.id), ruleChainRules(r, mask)));
   }
   objects.push(chain(DECIDE, decideRules(p, serviceVips)));
@@ -298,7 +318,8 @@ function ruleChainRules(r: PlannedRule, mask: number): string[] {
   return [
     // A remembered choice is read only into an all-zero conntrack mark, so no foreign bit is lost.
     ...([4, 6] as const).map((f) => `${nf[f]} ct mark 0 ct mark set ${key[f]} map @${stickyMap(r.id, f)}`),
-    `ct mark and ${m} vmap @${STICKY_LIVE}`,
+    // Per family: a remembered uplink whose IPv6 is down is chosen again for IPv6 only.
+    ...([4, 6] as const).map((f) => `${nf[f]} ct mark and ${m} vmap @${stickyLive(f)}`),
     // Remembered uplink is down: choose again. (The daemon deletes entries of a dead uplink; the
     // kernel cannot delete from a map in the packet path, and `update` never overwrites a value.)
     `jump ${ruleTargetChain(r.id)}`,
@@ -308,9 +329,11 @@ function ruleChainRules(r: PlannedRule, mask: number): string[] {
   ];
 }
 
-/** The sticky maps of a plan's rules (the daemon purges a dead uplink's entries from them). */
-export function stickyMaps(p: UplinkPlan): string[] {
-  return p.rules
-    .filter((r) => r.stickyMs !== undefined)
-    .flatMap((r) => [stickyMap(r.id, 4), stickyMap(r.id, 6)]);
+/**
+ * The sticky maps of a plan's rules (the daemon purges a dead uplink's entries from them), of one
+ * family or both.
+ */
+export function stickyMaps(p: UplinkPlan, fam?: 4 | 6): string[] {
+  const fams = fam === undefined ? ([4, 6] as const) : [fam];
+  return p.rules.filter((r) => r.stickyMs !== undefined).flatMap((r) => fams.map((f) => stickyMap(r.id, f)));
 }

@@ -120,7 +120,7 @@ function hop(u: PlannedUplink, fam: Fam): Nexthop {
 /** The router's own unbound traffic: the primary's default route, or a weighted multipath over live uplinks. */
 function defaultRoute(p: UplinkPlan, ups: PlannedUplink[], fam: Fam): RouteSpec | null {
   if (p.local === "balance") {
-    const live = ups.filter((u) => u.live && u.weight > 0);
+    const live = ups.filter((u) => (fam === 4 ? u.live4 : u.live6) && u.weight > 0);
     if (live.length > 1)
       return {
         family: fam,

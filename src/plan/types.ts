@@ -7,9 +7,15 @@ export type { Facts, InterfaceFacts } from "../net/facts.ts";
 
 /** Health as the daemon sees it; `apply` assumes every uplink up at its configured weight. */
 export interface UplinkHealth {
+  /** Some family of the uplink is up (or it is assumed up). */
   up: boolean;
   /** Effective weight (weights: auto, or an API override); defaults to the configured one. */
   weight?: number;
+  /**
+   * Families the probes call down while the uplink is up (a broken IPv6 gateway): only that
+   * family's new connections leave it. Missing: every family follows `up`.
+   */
+  downFamilies?: readonly (4 | 6)[];
 }
 
 export type Health = Record<string, UplinkHealth>;
@@ -45,7 +51,11 @@ export interface PlannedUplink {
   absent?: true;
   nat: "masquerade" | "none" | "snat";
   addresses: Addr[];
+  /** Takes new connections of some family (live4 || live6). */
   live: boolean;
+  /** Takes new IPv4 / IPv6 connections: up, that family carried and not called down by its probes. */
+  live4: boolean;
+  live6: boolean;
   weight: number;
 }
 
@@ -62,7 +72,10 @@ export interface PlannedRule {
   hasSrc: boolean;
   protocol?: "tcp" | "udp" | "icmp";
   ports?: number[] | { from: number; to: number };
+  /** Where the rule sends its connections (IPv4 too when `target6` is set). */
   target: Target;
+  /** The IPv6 target when it differs from `target` (the first of `via` is down for IPv6 only). */
+  target6?: Target;
   stickyMs?: number;
   /** Names whose answered addresses the rule matches too (its dom_* sets). */
   domains?: string[];
@@ -87,7 +100,10 @@ export interface UplinkPlan {
   tableBase: number;
   ruleBase: number;
   uplinks: PlannedUplink[];
-  split: PlannedSplit | null;
+  /** The split of new IPv4 connections over the uplinks live for IPv4; null when none is. */
+  split4: PlannedSplit | null;
+  /** The same for IPv6: each family fails over on its own. */
+  split6: PlannedSplit | null;
   balanceFrom: string[] | null;
   balanceSources: { v4: string[]; v6: string[] } | null;
   rules: PlannedRule[];

@@ -45,6 +45,8 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
       nat: u.nat,
       addresses: facts.interfaces.get(u.interface)?.addresses ?? [],
       live: h?.up ?? false,
+      live4: false,
+      live6: false,
       weight: h?.weight ?? u.weight,
     };
     if (gws.gw4) p.gw4 = gws.gw4;
@@ -53,26 +55,42 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
     if (gws.reason4) p.gwReason4 = gws.reason4;
     if (gws.reason6) p.gwReason6 = gws.reason6;
     if (!dev && facts.complete) p.absent = true;
-    // Nothing can leave by it (`apply` plans every uplink up): keep it out of the split.
-    if (!carries(p, 4) && !carries(p, 6)) p.live = false;
+    // A family leaves the split on its own: not carried (nothing can leave by it; `apply` plans
+    // every uplink up), or its probes call it down.
+    const down = h?.downFamilies ?? [];
+    p.live4 = p.live && carries(p, 4) && !down.includes(4);
+    p.live6 = p.live && carries(p, 6) && !down.includes(6);
     return p;
   });
+  for (const fam of [4, 6] as const) {
+    // The probes call this family down on every uplink that carries it: keep them all in its
+    // split (fail-static, as for whole uplinks) rather than leave the family with no way out.
+    const key = fam === 4 ? "live4" : "live6";
+    if (uplinks.some((u) => u[key])) continue;
+    for (const u of uplinks) if (u.live && carries(u, fam)) u[key] = true;
+  }
+  for (const u of uplinks) u.live = u.live4 || u.live6;
 
   const byName = new Map(uplinks.map((u) => [u.name, u]));
   const primaryOrder = c.balance.primary ?? uplinks.map((u) => u.name);
-  const firstLive = (names: string[], fam?: 4 | 6) =>
-    names.map((n) => byName.get(n)).find((u) => u?.live && (fam === undefined || carries(u, fam)))?.name ??
-    null;
+  const firstLive = (names: string[], fam: 4 | 6) =>
+    names.map((n) => byName.get(n)).find((u) => (fam === 4 ? u?.live4 : u?.live6))?.name ?? null;
 
   const sources = c.balance.sources ? splitPrefixes(c.balance.sources) : null;
-  const rules = c.rules.map((r, id) => planRule(r, id, (names) => firstLive(names)));
+  // A family no uplink carries leaves by the main table whatever the rule says: its rules keep one
+  // target (the other family's), so a single-family setup plans what it always did.
+  const inUse = (fam: 4 | 6) => uplinks.some((u) => (fam === 4 ? u.live4 : u.live6));
+  const resolve = (names: string[], fam: 4 | 6) =>
+    firstLive(names, inUse(fam) || !inUse(fam === 4 ? 6 : 4) ? fam : fam === 4 ? 6 : 4);
+  const rules = c.rules.map((r, id) => planRule(r, id, resolve));
 
   const plan: UplinkPlan = {
     layout,
     tableBase: c.table_base,
     ruleBase: c.rule_priority_base,
     uplinks,
-    split: planSplit(c, uplinks),
+    split4: planSplit(c, uplinks, 4),
+    split6: planSplit(c, uplinks, 6),
     balanceFrom: c.balance.from ?? null,
     balanceSources: sources && { v4: sources.v4, v6: sources.v6 },
     rules,
@@ -124,15 +142,17 @@ function hasFamily(u: PlannedUplink, fam: 4 | 6): boolean {
   return u.addresses.length === 0 || u.addresses.some((a) => a.family === fam);
 }
 
-function planSplit(c: Config, uplinks: PlannedUplink[]): PlannedSplit | null {
+/** One family's split over the uplinks live for it (each family fails over on its own). */
+function planSplit(c: Config, uplinks: PlannedUplink[], fam: 4 | 6): PlannedSplit | null {
   const method = c.balance.method;
   // In slot order: reordering the YAML changes no slot of the split (a reload of it is a no-op).
   const ordered = bySlot(uplinks);
+  const live = (u: PlannedUplink) => (fam === 4 ? u.live4 : u.live6);
   let pool: Weighted[] = ordered
-    .filter((u) => u.live && u.weight > 0)
+    .filter((u) => live(u) && u.weight > 0)
     .map((u) => ({ name: u.name, weight: u.weight }));
   // Weight-0 uplinks are backups: used, equally, only when every weighted uplink is down.
-  if (pool.length === 0) pool = ordered.filter((u) => u.live).map((u) => ({ name: u.name, weight: 1 }));
+  if (pool.length === 0) pool = ordered.filter(live).map((u) => ({ name: u.name, weight: 1 }));
   if (pool.length === 0) return null;
   if (method === "random" || method === "round-robin") {
     return { method, slots: rotationSlots(pool, method === "round-robin") };
@@ -151,17 +171,23 @@ function prefixesByFamily(list: string[] | undefined): { v4: string[]; v6: strin
   return list ? splitPrefixes(list) : { v4: [], v6: [] };
 }
 
-function planRule(r: RuleConfig, id: number, resolve: (names: string[]) => string | null): PlannedRule {
+function planRule(
+  r: RuleConfig,
+  id: number,
+  resolve: (names: string[], fam: 4 | 6) => string | null,
+): PlannedRule {
   const split = prefixesByFamily;
   const dst = split(r.destination);
   const src = split(r.source);
-  let target: Target;
-  if (r.via === "main") target = { kind: "main" };
-  else if (r.via) {
-    const up = resolve(r.via);
+  const targetOf = (fam: 4 | 6): Target => {
+    if (r.via === "main") return { kind: "main" };
+    if (!r.via) return { kind: "balance" };
+    const up = resolve(r.via, fam);
     // No uplink of the list is alive: balancing beats sending the connection into a dead link.
-    target = up ? { kind: "uplink", uplink: up } : { kind: "balance" };
-  } else target = { kind: "balance" };
+    return up ? { kind: "uplink", uplink: up } : { kind: "balance" };
+  };
+  const target = targetOf(4);
+  const target6 = targetOf(6);
   const out: PlannedRule = {
     id,
     name: r.name,
@@ -173,6 +199,7 @@ function planRule(r: RuleConfig, id: number, resolve: (names: string[]) => strin
     hasSrc: (r.source?.length ?? 0) > 0,
     target,
   };
+  if (!sameTarget(target, target6)) out.target6 = target6;
   if (r.protocol) out.protocol = r.protocol;
   if (r.port !== undefined) {
     if (typeof r.port === "number") out.ports = [r.port];
@@ -185,6 +212,10 @@ function planRule(r: RuleConfig, id: number, resolve: (names: string[]) => strin
   if (r.sticky !== undefined) out.stickyMs = r.sticky;
   if (r.domains) out.domains = r.domains;
   return out;
+}
+
+function sameTarget(a: Target, b: Target): boolean {
+  return a.kind === b.kind && (a.kind !== "uplink" || (b.kind === "uplink" && a.uplink === b.uplink));
 }
 
 /** A stable hash seed per config so source-hash placement survives restarts. */

@@ -120,18 +120,20 @@ test("a health change is an in-place update, then the dead uplink's conntrack an
     String(s.calls[0]?.arg),
     [
       "flush chain inet nflb balance",
-      "add rule inet nflb balance numgen random mod 2 vmap @split",
-      "flush map inet nflb split",
+      "add rule inet nflb balance meta nfproto ipv4 numgen random mod 2 vmap @split4",
+      // No uplink carries IPv6 here: the main table decides.
+      "add rule inet nflb balance goto main_pin",
+      "flush map inet nflb split4",
       // Deleting one element would make nft 1.0.6 read back every interval set of the table
       // (here more elements than sticky_live holds): writing sticky_live again costs less.
-      "flush map inet nflb sticky_live",
+      "flush map inet nflb sticky_live4",
       "table inet nflb {",
-      "\tmap split {",
+      "\tmap split4 {",
       "\t\ttypeof numgen random mod 1 : verdict",
       "\t\tflags interval",
       "\t\telements = { 0 : goto up_isp2_pin, 1 : goto up_isp3_pin }",
       "\t}",
-      "\tmap sticky_live {",
+      "\tmap sticky_live4 {",
       "\t\ttypeof ct mark : verdict",
       "\t\telements = { 0x00000200 : goto up_isp2_pin, 0x00000300 : goto up_isp3_pin }",
       "\t}",

@@ -149,7 +149,7 @@ describe("explain: the balance", () => {
     assert.equal(a.outcome.kind, "spread");
     assert.deepEqual(
       a.outcome.kind === "spread" && a.outcome.rotation,
-      planUplinks(c, allUp(c), facts)?.split?.slots,
+      planUplinks(c, allUp(c), facts)?.split4?.slots,
     );
   });
 
@@ -160,7 +160,7 @@ describe("explain: the balance", () => {
       const m = /jhash ip saddr(?: \. ip daddr)? mod (\d+) seed (0x[0-9a-f]+) vmap @split/.exec(nft);
       assert.ok(m, nft);
       const [mod, seed] = [Number(m[1]), Number(m[2])];
-      const slots = planUplinks(c, allUp(c), facts)?.split?.slots ?? [];
+      const slots = planUplinks(c, allUp(c), facts)?.split4?.slots ?? [];
       const seen = new Set<string>();
       for (let i = 10; i < 60; i++) {
         const src = `198.18.0.${i}`;

@@ -170,7 +170,7 @@ uplinks:
   assert.equal(byName("dhcp")?.live, true);
   assert.equal(byName("vpn")?.absent, true);
   assert.equal(byName("vpn")?.live, false);
-  assert.deepEqual(learned.split?.slots.sort(), ["dhcp", "fixed"]);
+  assert.deepEqual(learned.split4?.slots.sort(), ["dhcp", "fixed"]);
   const routes = planRouting(learned).routes.filter((r) => r.table !== learned.tableBase);
   assert.deepEqual(
     routes.map((r) => r.nexthops),

@@ -23,8 +23,8 @@ test("the same ruleset: no difference", () => {
 test("a changed element, an extra prefix and an extra rule are named; foreign elements are not", () => {
   const live = parseRuleset(
     want +
-      "delete element inet nflb split { 2 }\n" +
-      "add element inet nflb split { 2 : goto up_isp1_pin }\n" +
+      "delete element inet nflb split4 { 2 }\n" +
+      "add element inet nflb split4 { 2 : goto up_isp1_pin }\n" +
       "add element inet nflb rule_0_dst4 { 203.0.113.0/24 }\n" +
       "add rule inet nflb decide ip daddr 192.0.2.9 accept\n" +
       "add element inet nflb rule_1_sticky4 { 198.18.0.5 . 192.0.2.1 : 0x00000100 }\n",
@@ -33,7 +33,7 @@ test("a changed element, an extra prefix and an extra rule are named; foreign el
     foreignElements: (_t, set) => set.startsWith("rule_1_sticky"),
   }).map((c) => `${c.op} ${c.object}: ${c.detail}`);
   assert.deepEqual(changes, [
-    "~ map inet nflb split: element 2 : goto up_isp1_pin, wanted : goto up_isp2_pin",
+    "~ map inet nflb split4: element 2 : goto up_isp1_pin, wanted : goto up_isp2_pin",
     "- set inet nflb rule_0_dst4: element 203.0.113.0/24",
     "~ chain inet nflb decide: 7 rules, wanted 6",
   ]);

@@ -225,14 +225,14 @@ test("an uplink health change: the moved hash buckets, the live-uplink map and t
     "flush chain inet nflb rule_0_via",
     "add rule inet nflb rule_0_via goto up_isp1_pin",
   ]);
-  // isp2's 256 of 1024 buckets move (hash placement: nobody else's), and isp2 leaves sticky_live.
-  const del = /^delete element inet nflb split \{ (.*) \}$/.exec(l[2] ?? "");
+  // isp2's 256 of 1024 buckets move (hash placement: nobody else's), and isp2 leaves sticky_live4.
+  const del = /^delete element inet nflb split4 \{ (.*) \}$/.exec(l[2] ?? "");
   assert.ok(del, d.script);
   assert.equal(del[1]?.split(", ").length, 256);
-  assert.equal(l[3], "delete element inet nflb sticky_live { 0x00000200 }");
+  assert.equal(l[3], "delete element inet nflb sticky_live4 { 0x00000200 }");
   assert.deepEqual(l.slice(4, 7), [
     "table inet nflb {",
-    "\tmap split {",
+    "\tmap split4 {",
     "\t\ttypeof numgen random mod 1 : verdict",
   ]);
   const add = /^\t\telements = \{ (.*) \}$/.exec(l[7] ?? "");
@@ -262,10 +262,11 @@ uplinks:
     diff(before, after).script,
     [
       "flush chain inet nflb balance",
-      "add rule inet nflb balance numgen random mod 6 vmap @split",
-      "delete element inet nflb split { 3 }",
+      "add rule inet nflb balance meta nfproto ipv4 numgen random mod 6 vmap @split4",
+      "add rule inet nflb balance goto main_pin",
+      "delete element inet nflb split4 { 3 }",
       "table inet nflb {",
-      "\tmap split {",
+      "\tmap split4 {",
       "\t\ttypeof numgen random mod 1 : verdict",
       "\t\tflags interval",
       "\t\telements = { 3-5 : goto up_isp3_pin }",

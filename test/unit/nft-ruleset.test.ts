@@ -54,14 +54,17 @@ describe("fake nft: reference checks, like the kernel", () => {
     f.apply(rendered());
     for (const [script, why] of [
       ["add rule inet nflb decide goto nowhere", /chain nowhere is not defined/],
-      ["add element inet nflb split { 99 : goto up_nobody_pin }", /chain up_nobody_pin/],
-      ["delete element inet nflb split { 77 }", /77 is not in split/],
+      ["add element inet nflb split4 { 99 : goto up_nobody_pin }", /chain up_nobody_pin/],
+      ["delete element inet nflb split4 { 77 }", /77 is not in split4/],
       ["flush chain inet nflb no_chain", /No such file/],
       ["delete chain inet nflb balance", /busy/],
       ["table inet nflb {\n\tchain x {\n\t\tjump prerouting\n\t}\n}", /base chain prerouting/],
     ] as const)
-      assert.throws(() => f.apply(`flush map inet nflb split\n${script}\n`), why, script);
-    assert.ok((f.ruleset.table("inet", "nflb")?.sets.get("split")?.elements.length ?? 0) > 0, "flush undone");
+      assert.throws(() => f.apply(`flush map inet nflb split4\n${script}\n`), why, script);
+    assert.ok(
+      (f.ruleset.table("inet", "nflb")?.sets.get("split4")?.elements.length ?? 0) > 0,
+      "flush undone",
+    );
   });
 
   test("the kernel's listing (other spelling, elements over lines, counters) parses to the same walk", () => {

@@ -50,7 +50,7 @@ test("marks, tables and the split follow the config order and weights", () => {
       ["isp3", 0x300, 203],
     ],
   );
-  assert.equal(p.split?.slots.length, 10);
+  assert.equal(p.split4?.slots.length, 10);
   assert.equal(p.primary4, "isp2");
   assert.equal(p.primary6, "isp1");
   assert.deepEqual(p.rules[0]?.target, { kind: "uplink", uplink: "isp2" });
@@ -62,10 +62,10 @@ test("health moves rules down their via list and shrinks the split", () => {
   const p = planUplinks(cfg, { isp1: { up: true }, isp2: { up: false }, isp3: { up: true } }, facts)!;
   assert.deepEqual(p.rules[0]?.target, { kind: "uplink", uplink: "isp1" });
   assert.equal(p.primary4, "isp1");
-  assert.deepEqual([...new Set(p.split?.slots)].sort(), ["isp1", "isp3"]);
-  assert.equal(p.split?.slots.length, 7);
+  assert.deepEqual([...new Set(p.split4?.slots)].sort(), ["isp1", "isp3"]);
+  assert.equal(p.split4?.slots.length, 7);
   const none = planUplinks(cfg, { isp1: { up: false }, isp2: { up: false }, isp3: { up: false } }, facts)!;
-  assert.equal(none.split, null);
+  assert.equal(none.split4, null);
   const smtpDown = planUplinks(cfg, { isp1: { up: true }, isp2: { up: true }, isp3: { up: false } }, facts)!;
   assert.deepEqual(
     smtpDown.rules[1]?.target,
@@ -80,7 +80,8 @@ test("the nft ruleset: rules by destination and port, marks only inside the mask
   const pre = { hooks: ["prerouting"] as const, numgen: 0 };
   const mark = (pkt: Packet) => trace(k.ruleset, pkt, { ...pre, hooks: [...pre.hooks] }).mark;
   assert.equal(mark(tcp("192.0.2.7", "66.218.70.1", 443)), 0x200, "bank via isp2");
-  assert.equal(mark(tcp("2001:db8:1::7", "2001:db8:66::1", 443)), 0x200, "bank, IPv6");
+  // isp2 has no IPv6 gateway: IPv6 takes the next of `via` that carries it.
+  assert.equal(mark(tcp("2001:db8:1::7", "2001:db8:66::1", 443)), 0x100, "bank, IPv6 via isp1");
   assert.equal(mark(tcp("192.0.2.7", "93.184.216.34", 25)), 0x300, "smtp via isp3");
   assert.equal(mark(udp("192.0.2.7", "93.184.216.34", 25)), 0x100, "udp/25 is balanced (slot 0: isp1)");
   assert.equal(mark(tcp("192.0.2.7", "203.0.113.9", 22)), 0xff00, "peers via main");
@@ -104,7 +105,7 @@ test("the nft ruleset: rules by destination and port, marks only inside the mask
   const p = planUplinks(cfg, allHealthy(cfg).uplinks, facts);
   assert.deepEqual(
     rotation.map((t) => p?.uplinks.find((u) => u.mark === t.mark)?.name),
-    p?.split?.slots,
+    p?.split4?.slots,
   );
   // A health change (isp1 down) as the daemon writes it loads on top (its references all resolve).
   const h = allHealthy(cfg);
