@@ -10,6 +10,8 @@ export interface DaemonEvent {
   reason: string;
   service?: string;
   backend?: string;
+  /** An uplink event about one family (its IPv4 or IPv6 alone went down or came back). */
+  family?: "ipv4" | "ipv6";
 }
 
 export type NewEvent = Omit<DaemonEvent, "id" | "at">;

@@ -33,9 +33,22 @@ export interface UplinkStatus {
   probe_error?: string | null;
 }
 
+/**
+ * One family of an uplink: down when the uplink cannot carry it now (no device, address or
+ * gateway) or when its own probes call it down (a broken IPv6 gateway), while the other family
+ * may stay up; only the family that is down leaves the balance.
+ */
 export interface FamilyStatus {
   state: "up" | "down" | "disabled";
   reason: string;
+  /** Probed by targets of its own family; false: no such target, it follows the uplink's state. */
+  probed?: boolean;
+  /** ISO time of this family's last transition, when known. */
+  since?: string | null;
+  rtt_ms?: number | null;
+  loss?: number;
+  /** The fraction of this family's new connections the uplink gets now. */
+  share?: number;
 }
 
 export interface BackendStatus {

@@ -353,10 +353,16 @@ export class Daemon implements ApiDaemon, ControlDaemon {
 
   private onUplinkChange(o: UplinkObservation): void {
     if (this.stopped || !this.model.config.uplinks?.[o.name]) return;
-    const before = this.model.uplinkObs.get(o.name)?.state;
+    const prev = this.model.uplinkObs.get(o.name);
+    const before = prev?.state;
     this.model.uplinkObs.set(o.name, o);
     this.model.observeRound(o);
-    if (before === o.state) return;
+    const families = this.familyChanges(prev, o);
+    if (before === o.state) {
+      // One family went down or came back while the other kept the uplink up: only its split moves.
+      if (families.length) void this.reconciler.reconcile(families.join("; "));
+      return;
+    }
     const disabled = this.model.overrides.disabledUplinks.has(o.name);
     this.metricsRegistry.transitions.inc({ uplink: o.name, to: o.state });
     const fields = {
@@ -371,6 +377,38 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     else this.log.info(fields, `uplink ${o.name} up`);
     this.publish({ kind: "uplink", name: o.name, state: o.state, reason: o.reason });
     void this.reconciler.reconcile(`uplink ${o.name} ${o.state}: ${o.reason}`);
+  }
+
+  /** Log, count and publish each family of `o` whose probed state changed; their descriptions. */
+  private familyChanges(prev: UplinkObservation | undefined, o: UplinkObservation): string[] {
+    const out: string[] = [];
+    for (const fam of [4, 6] as const) {
+      const f = o.families?.[fam];
+      if (!f?.probed) continue;
+      const was = prev?.families?.[fam]?.state ?? prev?.state ?? "up";
+      if (was === f.state) continue;
+      const family = `ipv${fam}` as const;
+      this.metricsRegistry.familyTransitions.inc({ uplink: o.name, family, to: f.state });
+      const fields = {
+        uplink: o.name,
+        family,
+        state: f.state,
+        reason: f.reason,
+        rtt_ms: f.rttMs,
+        loss: f.loss,
+      };
+      if (f.state === "down") this.log.warn(fields, `uplink ${o.name} IPv${fam} down`);
+      else this.log.info(fields, `uplink ${o.name} IPv${fam} up`);
+      this.publish({
+        kind: "uplink",
+        name: o.name,
+        state: o.state,
+        reason: `IPv${fam} ${f.state}: ${f.reason}`,
+        family,
+      });
+      out.push(`uplink ${o.name} IPv${fam} ${f.state}: ${f.reason}`);
+    }
+    return out;
   }
 
   private onUplinkRound(o: UplinkObservation): void {
@@ -637,9 +675,23 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   }
 
   private uplinkMetrics() {
-    const shares = sharesOf(this.reconciler.last?.desired);
+    const desired = this.reconciler.last?.desired;
+    const shares = sharesOf(desired);
+    const famShares = { 4: sharesOf(desired, 4), 6: sharesOf(desired, 6) };
+    const planned = new Map(desired?.uplinks?.uplinks.map((u) => [u.name, u]));
     return Object.entries(this.model.config.uplinks ?? {}).map(([name, u]) => {
       const obs = this.model.uplinkObs.get(name);
+      const p = planned.get(name);
+      const family = (fam: 4 | 6) => {
+        const f = obs?.families?.[fam];
+        return {
+          // Takes this family's new connections in the plan in force.
+          up: (fam === 4 ? p?.live4 : p?.live6) ?? false,
+          rttMs: f ? f.rttMs : (obs?.rttMs ?? null),
+          loss: f ? f.loss : (obs?.loss ?? 0),
+          share: famShares[fam].get(name) ?? 0,
+        };
+      };
       return {
         name,
         iface: u.interface,
@@ -647,6 +699,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
         rttMs: obs?.rttMs ?? null,
         loss: obs?.loss ?? 0,
         share: shares.get(name) ?? 0,
+        families: { ipv4: family(4), ipv6: family(6) },
       };
     });
   }

@@ -47,9 +47,12 @@ export function buildHealthView(
 ): HealthView {
   const view: HealthView = { uplinks: {}, services: {} };
   for (const [name, u] of Object.entries(c.uplinks ?? {})) {
-    const up = uplinkState(name, uplinks.get(name), o) === "up";
+    const obs = uplinks.get(name);
+    const up = uplinkState(name, obs, o) === "up";
     const level = c.balance.weights === "auto" ? autoLevels.get(name) : undefined;
     view.uplinks[name] = { up, weight: effectiveWeight(u.weight, level) };
+    const down = up ? probedDownFamilies(obs) : [];
+    if (down.length) view.uplinks[name].downFamilies = down;
   }
   for (const [svc, s] of Object.entries(c.services ?? {})) {
     const out: Record<string, BackendHealth> = {};
@@ -65,6 +68,13 @@ export function buildHealthView(
     view.services[svc] = out;
   }
   return view;
+}
+
+/** Families the probes call down (families probed on their own: src/health/family-monitor.ts). */
+export function probedDownFamilies(obs: UplinkObservation | undefined): (4 | 6)[] {
+  const f = obs?.families;
+  if (!f) return [];
+  return ([4, 6] as const).filter((fam) => f[fam].probed && f[fam].state === "down");
 }
 
 function canonical(address: string): string {

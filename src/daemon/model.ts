@@ -12,6 +12,7 @@ import {
   backendState,
   buildHealthView,
   emptyOverrides,
+  probedDownFamilies,
   uplinkState,
   type Overrides,
   type UplinkState,
@@ -134,6 +135,11 @@ export class DaemonModel {
     const probeDown = new Set(
       Object.keys(c.uplinks ?? {}).filter((n) => this.uplinkObs.get(n)?.state === "down"),
     );
+    const probeDownFamilies = new Set(
+      Object.keys(c.uplinks ?? {}).flatMap((n) =>
+        probedDownFamilies(this.uplinkObs.get(n)).map((f) => `${n}/${f}`),
+      ),
+    );
     return {
       config: c,
       health: buildHealthView(
@@ -145,6 +151,7 @@ export class DaemonModel {
         this.connections,
       ),
       probeDown,
+      probeDownFamilies,
     };
   }
 
@@ -158,6 +165,7 @@ export class DaemonModel {
   ): StatusJson {
     const c = this.config;
     const shares = sharesOf(applied?.desired);
+    const famShares = { 4: sharesOf(applied?.desired, 4), 6: sharesOf(applied?.desired, 6) };
     const planned = new Map(applied?.desired.uplinks?.uplinks.map((u) => [u.name, u]));
     const plannedServices = new Map(applied?.desired.services?.services.map((p) => [p.name, p]));
     const health = this.input().health;
@@ -182,7 +190,17 @@ export class DaemonModel {
           loss: obs?.loss ?? 0,
           connections: counters.get(connCounter(name))?.packets ?? null,
           probed: this.probed.has(name),
-          ...(p ? { families: familiesOf(p, this.uplinkState(name), reason) } : {}),
+          ...(p
+            ? {
+                families: familiesOf(
+                  p,
+                  this.uplinkState(name),
+                  reason,
+                  obs,
+                  (f) => famShares[f].get(name) ?? 0,
+                ),
+              }
+            : {}),
           probe_error: obs?.probeError ?? null,
         };
       }),
@@ -237,17 +255,32 @@ export function versionOf(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 12);
 }
 
-/** Each family's state: the uplink's own, or down with the reason it cannot carry that family. */
+/**
+ * Each family's state: down with the reason it cannot carry that family; else its own probes'
+ * verdict (targets of that family), or the uplink's state when it has no targets of its own.
+ */
 function familiesOf(
   p: PlannedUplink,
   state: "up" | "down" | "disabled",
   reason: string,
+  obs: UplinkObservation | undefined,
+  share: (fam: 4 | 6) => number,
 ): { ipv4: FamilyStatus; ipv6: FamilyStatus } {
   const one = (fam: 4 | 6): FamilyStatus => {
     const problem = familyProblem(p, fam);
-    return problem === null
-      ? { state, reason }
-      : { state: state === "disabled" ? state : "down", reason: problem };
+    const f = obs?.families?.[fam];
+    const figures = {
+      probed: f?.probed ?? false,
+      since: f ? new Date(f.since).toISOString() : null,
+      rtt_ms: f ? f.rttMs : (obs?.rttMs ?? null),
+      loss: f ? f.loss : (obs?.loss ?? 0),
+      share: share(fam),
+    };
+    if (problem !== null)
+      return { state: state === "disabled" ? state : "down", reason: problem, ...figures };
+    if (state === "disabled" || !f?.probed)
+      return { state, reason: f ? `${f.reason}; ${reason}` : reason, ...figures };
+    return { state: f.state, reason: f.reason, ...figures };
   };
   return { ipv4: one(4), ipv6: one(6) };
 }

@@ -24,6 +24,7 @@ export function hookEnv(e: DaemonEvent, base: NodeJS.ProcessEnv = process.env): 
   };
   if (e.service !== undefined) env.NFLB_SERVICE = e.service;
   if (e.backend !== undefined) env.NFLB_BACKEND = e.backend;
+  if (e.family !== undefined) env.NFLB_FAMILY = e.family;
   return env;
 }
 

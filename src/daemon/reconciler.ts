@@ -21,6 +21,8 @@ export interface ReconcileInput {
   health: HealthView;
   /** Uplinks the probes call down (not merely disabled): what `flush_on_down` acts on. */
   probeDown: ReadonlySet<string>;
+  /** Uplinks whose IPv4 or IPv6 alone the probes call down (`isp1/6`): `flush_on_down` of that family. */
+  probeDownFamilies?: ReadonlySet<string>;
   /**
    * Elements of sets another writer owns (`owner: "external"`), as they must be at this moment:
    * a full replace writes them in the same transaction (the cluster's owned buckets with what is
@@ -54,7 +56,8 @@ export interface DataplaneOps {
   /** Only the policy routing of `d` (moves the primary's default route). */
   applyRouting(d: Desired): Promise<void>;
   tableExists(): Promise<boolean>;
-  flushConntrack(mark: number, mask: number): Promise<number>;
+  /** Delete conntrack entries with the mark, of both families or only `family`. */
+  flushConntrack(mark: number, mask: number, family?: 4 | 6): Promise<number>;
   purgeSticky(maps: string[], mark: number, mask: number): Promise<number>;
   /**
    * The uplink slots to plan with when the config changed (src/apply/uplink-slots.ts): `previous`
@@ -89,6 +92,8 @@ export interface Forgotten {
   uplink: string;
   conntrack: number;
   sticky: number;
+  /** Only this family's connections were forgotten (the uplink's other family is live). */
+  family?: 4 | 6;
 }
 
 export interface ReconcileResult {
@@ -133,6 +138,7 @@ export class Reconciler {
   private applied: Applied | null = null;
   private keeping = false;
   private probeDownSeen: ReadonlySet<string> | null = null;
+  private familyDownSeen: ReadonlySet<string> | null = null;
   private current: Promise<ReconcileResult> | null = null;
   private next: { reasons: string[]; opts: ReconcileOptions; promise: Promise<ReconcileResult> } | null =
     null;
@@ -433,6 +439,60 @@ export class Reconciler {
         this.hooks.log.error({ uplink: u.name, err: (e as Error).message }, "could not forget connections");
       }
       out.push(f);
+    }
+    out.push(...(await this.forgetFamilies(prev, input, keeping)));
+    return out;
+  }
+
+  /**
+   * An uplink still live whose IPv4 or IPv6 alone left the split: that family's sticky choices of
+   * it go, and with `flush_on_down` its connections of that family (the probes called it down).
+   */
+  private async forgetFamilies(
+    prev: Applied | null,
+    input: ReconcileInput,
+    keeping: boolean,
+  ): Promise<Forgotten[]> {
+    const c = input.config;
+    const downNow = input.probeDownFamilies ?? new Set<string>();
+    const seen = this.familyDownSeen;
+    this.familyDownSeen = new Set(downNow);
+    const plan = this.applied?.desired.uplinks;
+    if (!plan) return [];
+    const before = new Map(prev?.desired.uplinks?.uplinks.map((u) => [u.name, u]));
+    const out: Forgotten[] = [];
+    for (const u of plan.uplinks) {
+      if (!u.live) continue; // the whole uplink left: forget() did both families
+      for (const fam of [4, 6] as const) {
+        const liveNow = fam === 4 ? u.live4 : u.live6;
+        const b = before.get(u.name);
+        const liveBefore = b ? (fam === 4 ? b.live4 : b.live6) : false;
+        if (liveNow) continue;
+        const key = `${u.name}/${fam}`;
+        const wentDown = seen !== null && downNow.has(key) && !seen.has(key);
+        const flush = wentDown && c.balance.flush_on_down && !keeping;
+        const sticky = stickyMaps(plan, fam);
+        const purge = liveBefore && sticky.length > 0;
+        if (!flush && !purge) continue;
+        const f: Forgotten = { uplink: u.name, conntrack: 0, sticky: 0, family: fam };
+        try {
+          if (purge) f.sticky = await this.ops.purgeSticky(sticky, u.mark, plan.layout.mask);
+          if (flush) f.conntrack = await this.ops.flushConntrack(u.mark, plan.layout.mask, fam);
+          this.hooks.log.info(
+            {
+              uplink: u.name,
+              family: `ipv${fam}`,
+              conntrack: f.conntrack,
+              sticky: f.sticky,
+              reason: `IPv${fam} left the split`,
+            },
+            `forgot the IPv${fam} connections of an uplink whose IPv${fam} is down`,
+          );
+        } catch (e) {
+          this.hooks.log.error({ uplink: u.name, err: (e as Error).message }, "could not forget connections");
+        }
+        out.push(f);
+      }
     }
     return out;
   }

@@ -26,6 +26,7 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
         (r, i, t) => (i === 2 ? paint(t, r[2] as keyof typeof COLOURS) : t),
       ),
     );
+    out.push(...familyTable(s, paint));
     if (s.keeping_last_data_plane) out.push(paint("all uplinks down: keeping the last data plane", "warn"));
     for (const u of s.uplinks)
       if (u.probe_error) out.push(paint(`${u.name}: prober failing, state held: ${u.probe_error}`, "warn"));
@@ -97,6 +98,35 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
       ),
     );
   return out.join("\n") + "\n";
+}
+
+/**
+ * Each uplink's IPv4 and IPv6 apart, when they can differ: some family is probed on its own, or
+ * is in another state than its uplink (no address or gateway of it).
+ */
+function familyTable(s: StatusJson, paint: (text: string, key: keyof typeof COLOURS) => string): string[] {
+  const rows: string[][] = [];
+  const show = s.uplinks.some((u) =>
+    Object.values(u.families ?? {}).some((f) => f.probed === true || f.state !== u.state),
+  );
+  if (!show) return [];
+  for (const u of s.uplinks)
+    for (const [fam, f] of Object.entries(u.families ?? {}))
+      rows.push([
+        u.name,
+        fam,
+        f.state,
+        f.share === undefined ? "-" : pct(f.share),
+        f.rtt_ms === null || f.rtt_ms === undefined ? "-" : `${f.rtt_ms.toFixed(1)} ms`,
+        f.loss === undefined ? "-" : pct(f.loss),
+        f.reason,
+      ]);
+  return [
+    "",
+    ...table(["UPLINK", "FAMILY", "STATE", "SHARE", "RTT", "LOSS", "REASON"], rows, (r, i, t) =>
+      i === 2 ? paint(t, r[2] as keyof typeof COLOURS) : t,
+    ),
+  ];
 }
 
 /** `round-robin, persistence 5m`: how the service balances, after its address. */

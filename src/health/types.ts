@@ -21,6 +21,23 @@ export interface UplinkObservation {
   since: number;
   /** Why the prober cannot probe now (fping exited, stalled…): the state is held meanwhile. */
   probeError?: string | null;
+  /**
+   * Each family's own health (src/health/family-monitor.ts). The uplink is up while either is.
+   * Missing (a monitor that knows no families): both follow `state`.
+   */
+  families?: Record<4 | 6, FamilyObservation>;
+}
+
+/** One family's health on an uplink. */
+export interface FamilyObservation {
+  state: HealthState;
+  reason: string;
+  rttMs: number | null;
+  loss: number;
+  since: number;
+  /** false: no probe target of this family; it follows the other family's state. */
+  probed: boolean;
+  probeError?: string | null;
 }
 
 export type UplinkMonitorEvents = {

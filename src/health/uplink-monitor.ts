@@ -12,6 +12,12 @@ import type { SpawnLines } from "./probe-process.ts";
 import { tcpProbe } from "./probe-tcp.ts";
 import type { ProbeSource, Prober, ProberHooks, RoundResult, RoundSink } from "./probe-types.ts";
 import { Suspicion } from "./suspect.ts";
+import {
+  FamilyUplinkMonitor,
+  FollowerUplinkMonitor,
+  targetFamilies,
+  withFamilyTargets,
+} from "./family-monitor.ts";
 import type { UplinkMonitor, UplinkMonitorEvents, UplinkObservation } from "./types.ts";
 import {
   healthParams,
@@ -37,8 +43,8 @@ export interface UplinkMonitorDeps {
   link?: LinkSource;
   /** Without a link watcher: the uplink's addresses, fixed for the monitor's life. */
   addresses?: readonly (Addr | string)[];
-  /** Replace the prober built from `probe.method` (tests). */
-  prober?: (sink: RoundSink, hooks: ProberHooks) => Prober;
+  /** Replace the prober built from `probe.method` (tests); per family when the targets hold both. */
+  prober?: (sink: RoundSink, hooks: ProberHooks, family?: 4 | 6) => Prober;
   /** Every round with its verdict, for debug logs and the probe CLI. */
   onRound?: (round: RoundResult, verdict: RoundVerdict, obs: UplinkObservation) => void;
   log?: (msg: string) => void;
@@ -232,10 +238,31 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
   }
 }
 
+/**
+ * An uplink's monitor: one per family when its probe targets hold both (family-monitor.ts), each
+ * family judged by its own targets; with targets of one family, that family judges the uplink and
+ * the other follows it. `deps.prober`, when given, is asked once per family.
+ */
 export function createUplinkMonitor(
   name: string,
   uplink: UplinkConfig,
   deps: UplinkMonitorDeps = {},
 ): UplinkMonitor {
-  return new UplinkMonitorImpl(name, uplink, deps);
+  const fams = targetFamilies(uplink);
+  if (fams.length < 2) {
+    const m = new UplinkMonitorImpl(name, uplink, deps);
+    return fams[0] ? new FollowerUplinkMonitor(m, fams[0]) : m;
+  }
+  const one = (fam: 4 | 6) => {
+    const log = deps.log;
+    const warn = deps.warn;
+    const prober = deps.prober;
+    return new UplinkMonitorImpl(name, withFamilyTargets(uplink, fam), {
+      ...deps,
+      ...(log ? { log: (m: string) => log(`IPv${fam} ${m}`) } : {}),
+      ...(warn ? { warn: (m: string) => warn(`IPv${fam} ${m}`) } : {}),
+      ...(prober ? { prober: (sink: RoundSink, hooks: ProberHooks) => prober(sink, hooks, fam) } : {}),
+    });
+  };
+  return new FamilyUplinkMonitor(name, one(4), one(6));
 }

@@ -12,6 +12,8 @@ export interface MetricsSource {
     rttMs: number | null;
     loss: number;
     share: number;
+    /** Per family (the status's `families`): its own up, probe figures and share of its split. */
+    families?: Record<"ipv4" | "ipv6", { up: boolean; rttMs: number | null; loss: number; share: number }>;
   }[];
   /** `counter`: the nft named counter of new connections to this backend, when there is one. */
   backends(): { service: string; backend: string; up: boolean; counter: string | null }[];
@@ -56,6 +58,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly applySeconds: Histogram<"kind">;
   readonly transitions: Counter<"uplink" | "to">;
+  readonly familyTransitions: Counter<"uplink" | "family" | "to">;
   private snap: Snapshot = { counters: new Map(), links: new Map(), active: null };
   private readonly mono = new Monotonic();
 
@@ -136,6 +139,46 @@ export class Metrics {
       name: "nflb_uplink_transitions_total",
       help: "uplink state changes, by the state changed to",
       labelNames: ["uplink", "to"],
+      registers,
+    });
+    // Per family (IPv4 and IPv6 fail separately): new names, so the contract's series keep their labels.
+    const perFamily = (
+      name: string,
+      help: string,
+      value: (f: { up: boolean; rttMs: number | null; loss: number; share: number }) => number | null,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["uplink", "family"],
+        registers,
+        collect() {
+          this.reset();
+          for (const u of src.uplinks())
+            for (const [family, f] of Object.entries(u.families ?? {})) {
+              const v = value(f);
+              if (v !== null) this.set({ uplink: u.name, family }, v);
+            }
+        },
+      });
+    perFamily(
+      "nflb_uplink_family_up",
+      "1 when the uplink carries this family's new connections, else 0",
+      (f) => (f.up ? 1 : 0),
+    );
+    perFamily("nflb_uplink_family_rtt_seconds", "smoothed probe RTT of this family's targets", (f) =>
+      f.rttMs === null ? null : f.rttMs / 1000,
+    );
+    perFamily("nflb_uplink_family_loss_ratio", "probe loss of this family's targets, 0..1", (f) => f.loss);
+    perFamily(
+      "nflb_uplink_family_share",
+      "fraction of this family's new connections assigned now",
+      (f) => f.share,
+    );
+    this.familyTransitions = new Counter({
+      name: "nflb_uplink_family_transitions_total",
+      help: "changes of one family's probed state on an uplink, by the state changed to",
+      labelNames: ["uplink", "family", "to"],
       registers,
     });
     new Gauge({
@@ -223,8 +266,11 @@ export class Metrics {
 
   /** Start the transition counters at 0 so a rate() works before the first change. */
   declareUplinks(names: string[]): void {
-    for (const uplink of names)
+    for (const uplink of names) {
       for (const to of ["up", "down", "disabled"]) this.transitions.inc({ uplink, to }, 0);
+      for (const family of ["ipv4", "ipv6"])
+        for (const to of ["up", "down"]) this.familyTransitions.inc({ uplink, family, to }, 0);
+    }
   }
 
   contentType(): string {

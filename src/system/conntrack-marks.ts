@@ -15,11 +15,14 @@ function markArg(mark: number, mask: number): string {
   return `0x${(mark >>> 0).toString(16)}/0x${(mask >>> 0).toString(16)}`;
 }
 
-/** `conntrack -D -m MARK/MASK` for IPv4 and IPv6; returns how many entries went. */
-export async function deleteConntrackByMark(mark: number, mask: number): Promise<number> {
+/**
+ * `conntrack -D -m MARK/MASK` for IPv4 and IPv6 (or only `family`: one family of the uplink went
+ * down); returns how many entries went.
+ */
+export async function deleteConntrackByMark(mark: number, mask: number, family?: 4 | 6): Promise<number> {
   const m = markArg(mark, mask);
   let deleted = 0;
-  for (const fam of ["ipv4", "ipv6"]) {
+  for (const fam of family ? [`ipv${family}`] : ["ipv4", "ipv6"]) {
     for (let attempt = 1; ; attempt++) {
       const r = await exec(["conntrack", "-D", "-f", fam, "-m", m], { timeoutMs: 10_000 });
       const out = `${r.stdout}\n${r.stderr}`;
