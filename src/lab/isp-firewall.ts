@@ -12,6 +12,8 @@ export const ISP_UPSTREAM_IF = "transit";
 export interface IspControl {
   /** Drop everything the ISP would forward (upstream dead, carrier to the customer still up). */
   cut: boolean;
+  /** Drop only IPv6 (a broken IPv6 gateway; IPv4 still forwarded). */
+  cut6?: boolean;
   /** Fraction 0..1 of customer → internet packets dropped at random. */
   loss: number;
 }
@@ -52,6 +54,8 @@ export function renderIspControl(ctl: IspControl): string {
   if (!(ctl.loss >= 0 && ctl.loss <= 1)) throw new Error(`loss must be within 0..1, got ${ctl.loss}`);
   const lines = [`flush chain inet ${ISP_TABLE} control`];
   if (ctl.cut) lines.push(`add rule inet ${ISP_TABLE} control counter name cut_dropped drop`);
+  else if (ctl.cut6)
+    lines.push(`add rule inet ${ISP_TABLE} control meta nfproto ipv6 counter name cut_dropped drop`);
   const threshold = Math.round(ctl.loss * LOSS_SCALE);
   if (threshold > 0) {
     // numgen instead of netem: the lab kernel has no sch_netem.

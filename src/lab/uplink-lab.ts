@@ -302,6 +302,15 @@ export class UplinkLab extends NetnsLab {
     return this.setControl(i, { cut: false });
   }
 
+  /** ISP i forwards no IPv6 (a broken IPv6 gateway); IPv4 goes on. */
+  cutUpstream6(i: number): Promise<void> {
+    return this.setControl(i, { cut6: true });
+  }
+
+  restoreUpstream6(i: number): Promise<void> {
+    return this.setControl(i, { cut6: false });
+  }
+
   /** Drop this fraction (0..1) of the packets ISP i forwards from the router toward the internet. */
   setLoss(i: number, ratio: number): Promise<void> {
     return this.setControl(i, { loss: ratio });
