@@ -275,10 +275,8 @@ describe(
         const s = await waitStatus(lab, (x) => x.uplinks[0]?.state === "up", 15_000, "isp1 up");
         assert.equal(s.uplinks[1]?.state, "down");
         assert.equal(s.uplinks[1]?.reason, "interface wanbr not present");
-        assert.deepEqual(s.uplinks[1]?.families?.ipv4, {
-          state: "down",
-          reason: "interface wanbr not present",
-        });
+        const f4 = s.uplinks[1]?.families?.ipv4;
+        assert.deepEqual([f4?.state, f4?.reason], ["down", "interface wanbr not present"]);
         assert.equal(s.uplinks[2]?.families?.ipv4.reason, "no IPv4 gateway learned on wan3");
         assert.equal(s.uplinks[0]?.families?.ipv4.state, "up");
         const cli = await lab.exec("router", [NFLB, "status"]);
