@@ -40,7 +40,7 @@ export const DESCRIPTIONS: Record<string, string> = {
     "Pins the uplink's slot k (mark k in mark_mask, table table_base + k); unset: the slot it had (state file), or the lowest free one.",
   "uplinks.*.probe.method": "icmp, tcp (connect), http (GET path) or dns (a query).",
   "uplinks.*.probe.targets":
-    "Addresses probed through this uplink; several, so one dead target is not a dead link.",
+    "Addresses probed through this uplink; several, so one dead target is not a dead link. With targets of both families, IPv4 and IPv6 are judged apart, each by its own targets (down_after, up_after, min_targets apply to each): a family that fails leaves only that family's balancing, and the uplink stays up while the other works. With targets of one family only, that family judges the whole uplink and the other follows it.",
   "uplinks.*.probe.port": "Port for tcp/http probes.",
   "uplinks.*.probe.path": "Path for http probes.",
   "uplinks.*.probe.size": "ICMP payload bytes (a large payload makes congestion show in the RTT).",
