@@ -191,15 +191,23 @@ uplinks:
       };
       assert.equal(same.same, true, "right after apply the kernel holds what apply would install");
       // By hand: slot 0 of the split sent to isp2 instead of isp1, and isp2's fwmark rule deleted.
-      const split = await lab.run("router", ["nft", "list", "map", "inet", "nflb", "split"]);
+      const split = await lab.run("router", ["nft", "list", "map", "inet", "nflb", "split4"]);
       assert.match(split, /\b0(-\d+)? : goto up_isp1_pin/, split);
-      await lab.run("router", ["nft", "delete", "element", "inet", "nflb", "split", "{ 0 }"]);
-      await lab.run("router", ["nft", "add", "element", "inet", "nflb", "split", "{ 0 : goto up_isp2_pin }"]);
+      await lab.run("router", ["nft", "delete", "element", "inet", "nflb", "split4", "{ 0 }"]);
+      await lab.run("router", [
+        "nft",
+        "add",
+        "element",
+        "inet",
+        "nflb",
+        "split4",
+        "{ 0 : goto up_isp2_pin }",
+      ]);
       await lab.run("router", ["ip", "-4", "rule", "del", "priority", "10011"]);
       const text = await nflbOk(lab, "router", ["plan", "--diff", "-c", file]);
       assert.match(
         text,
-        /~ map inet nflb split: element 0 : goto up_isp2_pin, wanted : goto up_isp1_pin/,
+        /~ map inet nflb split4: element 0 : goto up_isp2_pin, wanted : goto up_isp1_pin/,
         text,
       );
       assert.match(text, /ip -4 rule add priority 10011 fwmark 0x200\/0xff00 lookup 202 protocol 110/, text);
