@@ -36,6 +36,8 @@ export const stickyLive = (fam: 4 | 6) => `sticky_live${fam}`;
 export const MAIN_MARK = "main_mark";
 export const MAIN_PIN = "main_pin";
 export const BALANCE = "balance";
+/** One family's balancing (`balance` dispatches by family): its split's modulus is its own. */
+export const balanceChain = (fam: 4 | 6) => `balance${fam}`;
 export const DECIDE = "decide";
 export const pinChain = (u: string) => `up_${u}_pin`;
 export const markChain = (u: string) => `up_${u}_mark`;

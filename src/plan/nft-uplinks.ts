@@ -7,6 +7,7 @@ import { hex, q, setMasked } from "../nft/text.ts";
 import {
   BALANCE,
   BALANCE_FROM,
+  balanceChain,
   balanceSources,
   DECIDE,
   EGRESS,
@@ -44,13 +45,12 @@ function splitElements(split: PlannedSplit | null): Element[] {
 const NFPROTO = { 4: "meta nfproto ipv4", 6: "meta nfproto ipv6" } as const;
 
 /**
- * One rule per family, each indexing its own split (`split4`, `split6`): a family that fails on
- * one uplink changes only its own split's elements (and its own rule when the slot count moves).
- * The IPv6 rule needs no family match (only IPv4 and IPv6 reach an inet chain's rules after the
- * first one's `meta nfproto ipv4` fails), which keeps IPv4 at one rule per new connection.
+ * `balance` dispatches by family to `balance4`/`balance6`, each one rule indexing its own split
+ * (`split4`, `split6`): a family that fails on one uplink changes only its own split's elements,
+ * live map and (when the slot count moves) its own one-rule chain; nothing of the other family.
  */
-function balanceRulesOf(p: UplinkPlan): string[] {
-  return [`${NFPROTO[4]} ${balanceRule(p, p.split4, 4)}`, balanceRule(p, p.split6, 6)];
+function balanceDispatch(): string {
+  return `meta nfproto vmap { ipv4 : goto ${balanceChain(4)}, ipv6 : goto ${balanceChain(6)} }`;
 }
 
 function balanceRule(p: UplinkPlan, split: PlannedSplit | null, fam: 4 | 6): string {
@@ -162,7 +162,9 @@ export function buildUplinks(p: UplinkPlan, serviceVips: readonly (4 | 6)[] = []
   }
   objects.push(chain(MAIN_MARK, [setMasked("meta mark", main, mask)]));
   objects.push(chain(MAIN_PIN, [setMasked("ct mark", main, mask), setMasked("meta mark", main, mask)]));
-  objects.push(chain(BALANCE, balanceRulesOf(p)));
+  objects.push(chain(BALANCE, [balanceDispatch()]));
+  objects.push(chain(balanceChain(4), [balanceRule(p, p.split4, 4)]));
+  objects.push(chain(balanceChain(6), [balanceRule(p, p.split6, 6)]));
 
   for (const r of p.rules) {
     for (const o of ruleDeclarations(r)) objects.push(o);

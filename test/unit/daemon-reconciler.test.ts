@@ -119,10 +119,8 @@ test("a health change is an in-place update, then the dead uplink's conntrack an
   assert.equal(
     String(s.calls[0]?.arg),
     [
-      "flush chain inet nflb balance",
-      "add rule inet nflb balance meta nfproto ipv4 numgen random mod 2 vmap @split4",
-      // No uplink carries IPv6 here: the main table decides.
-      "add rule inet nflb balance goto main_pin",
+      "flush chain inet nflb balance4",
+      "add rule inet nflb balance4 numgen random mod 2 vmap @split4",
       "flush map inet nflb split4",
       // Deleting one element would make nft 1.0.6 read back every interval set of the table
       // (here more elements than sticky_live holds): writing sticky_live again costs less.
@@ -321,4 +319,68 @@ services:
   assert.ok(ops.lastIndexOf("nft") < ops.indexOf("udp"), "flows go after the slots moved");
   await r.reconcile("still down");
   assert.equal(deleted.length, 1, "not again while it stays down");
+});
+
+test("one family down: only that family's split moves, its sticky maps are purged and its connections flushed", async () => {
+  const c = parseConfig(`version: 1
+uplinks:
+  isp1: { interface: wan1, gateway: [100.64.1.1, "2001:db8:1::1"] }
+  isp2: { interface: wan2, gateway: [100.64.2.1, "2001:db8:2::1"] }
+rules:
+  - { name: web, source: [198.18.0.0/24, "2001:db8:18::/48"], sticky: 30m }
+`);
+  const dual: Facts = {
+    interfaces: new Map(
+      [1, 2].map((i) => [
+        `wan${i}`,
+        {
+          name: `wan${i}`,
+          up: true,
+          addresses: [
+            { family: 4 as const, text: `100.64.${i}.2` },
+            { family: 6 as const, text: `2001:db8:${i}::2` },
+          ],
+        },
+      ]),
+    ),
+  };
+  const f = fakeOps();
+  const flushed: unknown[] = [];
+  f.ops.readFacts = async () => dual;
+  f.ops.flushConntrack = async (mark, mask, family) => {
+    flushed.push([mark.toString(16), family]);
+    return 3;
+  };
+  const up = (down6: boolean): ReconcileInput => ({
+    config: c,
+    health: {
+      uplinks: { isp1: down6 ? { up: true, downFamilies: [6] } : { up: true }, isp2: { up: true } },
+      services: {},
+    },
+    probeDown: new Set(),
+    probeDownFamilies: new Set(down6 ? ["isp1/6"] : []),
+  });
+  let input = up(false);
+  const r = new Reconciler(() => input, f.ops, { log: silentLog });
+  await r.reconcile("start");
+  f.calls.length = 0;
+  input = up(true);
+  const res = await r.reconcile("isp1 IPv6 down");
+  assert.equal(res.action, "update");
+  const script = String(f.calls.find((x) => x.op === "nft")?.arg);
+  assert.match(script, /split6/);
+  // Nothing of IPv4: not its split, live map or balance chain.
+  assert.doesNotMatch(script, /split4|sticky_live4|balance4|flush chain inet nflb balance\n/);
+  assert.equal(f.calls.find((x) => x.op === "sticky")?.arg, "rule_0_sticky6@100");
+  assert.deepEqual(flushed, [["100", 6]]);
+  assert.deepEqual(res.forgotten, [{ uplink: "isp1", conntrack: 3, sticky: 2, family: 6 }]);
+  assert.deepEqual(Object.fromEntries(sharesOf(r.last?.desired, 6)), { isp1: 0, isp2: 1 });
+  assert.deepEqual(Object.fromEntries(sharesOf(r.last?.desired, 4)), { isp1: 0.5, isp2: 0.5 });
+  // Back up: the IPv6 split again, nothing flushed.
+  input = up(false);
+  flushed.length = 0;
+  const back = await r.reconcile("isp1 IPv6 up");
+  assert.deepEqual(back.forgotten, []);
+  assert.deepEqual(flushed, []);
+  assert.deepEqual(Object.fromEntries(sharesOf(r.last?.desired, 6)), { isp1: 0.5, isp2: 0.5 });
 });

@@ -261,9 +261,8 @@ uplinks:
   assert.equal(
     diff(before, after).script,
     [
-      "flush chain inet nflb balance",
-      "add rule inet nflb balance meta nfproto ipv4 numgen random mod 6 vmap @split4",
-      "add rule inet nflb balance goto main_pin",
+      "flush chain inet nflb balance4",
+      "add rule inet nflb balance4 numgen random mod 6 vmap @split4",
       "delete element inet nflb split4 { 3 }",
       "table inet nflb {",
       "\tmap split4 {",

@@ -112,7 +112,7 @@ describe("per-family health: the split of each family", () => {
     const script = diff(before, desiredState(cfg("source-hash"), V6_DOWN, facts).model).script;
     assert.match(script, /split6/);
     assert.match(script, /sticky_live6/);
-    assert.doesNotMatch(script, /split4|sticky_live4|flush chain inet nflb balance/);
+    assert.doesNotMatch(script, /split4|sticky_live4|balance4|flush chain inet nflb balance\n/);
     // The rule whose first `via` lost IPv6: its one small chain, now a verdict per family.
     assert.match(script, /add rule inet nflb rule_0_via meta nfproto ipv4 goto up_isp1_pin\n/);
     assert.match(script, /add rule inet nflb rule_0_via goto up_isp2_pin\n/);

@@ -10,7 +10,7 @@ import type { Atom, Val, VType } from "./values.ts";
 export interface RulesetChange {
   /** `+` only wanted (apply adds it), `-` only in the kernel (apply removes it), `~` both, differing. */
   op: "+" | "-" | "~";
-  /** `table inet nflb`, `map inet nflb split`, `chain inet nflb decide`, … */
+  /** `table inet nflb`, `map inet nflb split4`, `chain inet nflb decide`, … */
   object: string;
   /** What differs, in words or as the element, for people. */
   detail: string;
