@@ -58,6 +58,14 @@ export const DESCRIPTIONS: Record<string, string> = {
   "uplinks.*.probe.max_rtt": "Optional: a round whose median RTT is above this fails.",
   "uplinks.*.probe.max_loss":
     "Optional: loss ratio (0..1) over the last 10 rounds above which the link is down.",
+  "uplinks.*.probe.recover_rtt":
+    "Optional low mark of max_rtt (pfSense's latency alarm): a link that is down counts only rounds with a median RTT within this toward up_after (default: max_rtt).",
+  "uplinks.*.probe.recover_loss":
+    "Optional low mark of max_loss: a link that is down comes back only while the loss over the last 10 rounds is within this (default: max_loss).",
+  "uplinks.*.probe.max_jitter":
+    "Optional: the link is down while its smoothed jitter (variation of consecutive rounds' RTTs) is above this.",
+  "uplinks.*.probe.recover_jitter":
+    "Optional low mark of max_jitter: a link that is down comes back only with its jitter within this (default: max_jitter).",
   balance: "How new connections are divided among the uplinks.",
   "balance.from": "Interfaces whose new connections are balanced (default: every non-uplink interface).",
   "balance.sources": "Only these source prefixes are balanced.",

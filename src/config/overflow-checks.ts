@@ -28,3 +28,31 @@ export function overflowWarnings(c: Config): ConfigIssue[] {
     });
   return out;
 }
+
+/** Errors: a probe's low mark (recover_*) needs its high mark and must not be above it. */
+export function recoveryMarkErrors(c: Config): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  for (const [n, u] of Object.entries(c.uplinks ?? {})) {
+    const p = u.probe;
+    for (const [low, high] of [
+      ["recover_rtt", "max_rtt"],
+      ["recover_loss", "max_loss"],
+      ["recover_jitter", "max_jitter"],
+    ] as const) {
+      const lo = p[low];
+      const hi = p[high];
+      if (lo === null) continue;
+      if (hi === null)
+        out.push({
+          path: ["uplinks", n, "probe", low],
+          message: `${low} is the way back below ${high}, which is not set: set ${high} too, or remove ${low}`,
+        });
+      else if (lo > hi)
+        out.push({
+          path: ["uplinks", n, "probe", low],
+          message: `${low} must not be above ${high} (the low mark a link must get under to come back)`,
+        });
+    }
+  }
+  return out;
+}

@@ -220,6 +220,12 @@ export const probeSchema = z.strictObject({
   min_targets: z.number().int().min(1).max(LIMITS.targets).default(1),
   max_rtt: duration(1, 60_000).nullable().default(null),
   max_loss: z.number().min(0).max(1).nullable().default(null),
+  /** Low marks (pfSense's alarms): a link that went down comes back only below these (default: the max_ ones). */
+  recover_rtt: duration(1, 60_000).nullable().default(null),
+  recover_loss: z.number().min(0).max(1).nullable().default(null),
+  /** Smoothed jitter (variation of consecutive rounds' RTTs) above this takes the link down. */
+  max_jitter: duration(1, 60_000).nullable().default(null),
+  recover_jitter: duration(1, 60_000).nullable().default(null),
 });
 
 const RATE_PATTERN = "^\\s*\\d+(\\.\\d+)?\\s*[kKmMgGtT]?(bit|bits|b)?(/s)?\\s*$";

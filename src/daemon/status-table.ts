@@ -26,7 +26,9 @@ export function formatStatus(s: StatusJson, colour: boolean): string {
       u.state,
       String(u.weight),
       pct(u.share),
-      u.rtt_ms === null ? "-" : `${u.rtt_ms.toFixed(1)} ms`,
+      u.rtt_ms === null
+        ? "-"
+        : `${u.rtt_ms.toFixed(1)} ms${u.jitter_ms === null ? "" : ` ±${u.jitter_ms.toFixed(1)}`}`,
       pct(u.loss),
       u.connections === null ? "-" : String(u.connections),
       ...(loads ? [loadText(u)] : []),
