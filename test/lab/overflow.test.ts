@@ -6,7 +6,8 @@ import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { ISP_CUSTOMER_IF, ISP_UPSTREAM_IF } from "../../src/lab/isp-firewall.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
-import { DaemonFixture, lanBatch, status, waitStatus } from "../../testkit/daemon-harness.ts";
+import { DaemonFixture, http, lanBatch, status, waitStatus } from "../../testkit/daemon-harness.ts";
+import { nflb } from "./support/nflb.ts";
 import type { StatusJson } from "../../src/daemon/status.ts";
 
 const unavailable = await labUnavailableReason();
@@ -160,6 +161,17 @@ describe("nflb run: overflow over capacities 10:5 Mbit/s, isp3 metered", { skip,
         assert.ok((up(s, "isp1")?.load_ratio ?? 0) > 0.7, "isp1 is loaded");
         const seen = await batch("isp1 full");
         assert.deepEqual(seen, { [addr(2)]: 24 }, "new connections spill to isp2");
+        const metrics = (await http(lab, "router", "GET", "http://127.0.0.1:9110/metrics")).body;
+        assert.match(metrics, /nflb_uplink_spilling\{uplink="isp1"\} 1\n/);
+        assert.match(metrics, /nflb_uplink_load_bits_per_second\{uplink="isp1",direction="up"\} \d{6,}/);
+        assert.match(
+          metrics,
+          /nflb_uplink_capacity_bits_per_second\{uplink="isp2",direction="down"\} 5000000\n/,
+        );
+        const table = await nflb(lab, "router", ["status", "--api", "127.0.0.1:9110"]);
+        assert.match(table.stdout, /LOAD DOWN\/UP/);
+        assert.match(table.stdout, /isp1 .* of 10M\/10M spilling/);
+        assert.match(table.stdout, /isp3 .* metered/);
         assert.equal(ended, false, "the bulk connection still runs on isp1");
       } finally {
         await bulk.stop(2000);
