@@ -6,6 +6,7 @@ import { markLayout } from "./marks.ts";
 import { checkOwnedRanges, maxSlot, slotUsable } from "./owned-ranges.ts";
 import { LIMITS, passiveOf } from "./schema.ts";
 import { didYouMean } from "./suggest.ts";
+import { recoveryMarkErrors } from "./overflow-checks.ts";
 
 /** Checks that span several keys; the schema has already validated each value on its own. */
 export function crossCheck(c: Config): ConfigIssue[] {
@@ -81,6 +82,8 @@ export function crossCheck(c: Config): ConfigIssue[] {
         "timeout is more than 10 intervals: shorten it or lengthen interval",
       );
   }
+
+  out.push(...recoveryMarkErrors(c));
 
   const b = c.balance;
   const unknownUplink = (n: string) => {
