@@ -249,14 +249,16 @@ await withBenchNet(async (net) => {
   );
   say();
   if (PERF_HZ && values.symbols) {
-    say("Symbols of the groups, µs per connection (top 14 per variant):");
+    say("Symbols of the nft, rules and fib groups, µs per connection (top 8 of each group per variant):");
     say();
     for (const [i, v] of CHOSEN.entries()) {
       const ok = samples.filter((s) => s.target === i).reduce((a, s) => a + s.ok, 0);
-      const top = [...(SYMBOLS.get(i) ?? new Map<string, number>())].sort((a, b) => b[1] - a[1]).slice(0, 14);
-      say(
-        `- ${v.name}: ${top.map(([sym, n]) => `${sym} ${((n * 1e6) / PERF_HZ / Math.max(1, ok)).toFixed(2)}`).join(", ")}`,
-      );
+      const all = [...(SYMBOLS.get(i) ?? new Map<string, number>())].sort((a, b) => b[1] - a[1]);
+      const us = (n: number) => ((n * 1e6) / PERF_HZ / Math.max(1, ok)).toFixed(2);
+      for (const g of ["nft", "rules", "fib"] as const) {
+        const top = all.filter(([sym]) => groupOf(sym) === g).slice(0, 8);
+        say(`- ${v.name} ${g}: ${top.map(([sym, n]) => `${sym} ${us(n)}`).join(", ")}`);
+      }
     }
     say();
   }
