@@ -72,7 +72,9 @@ async function runClient(
     ...["--threads", String(THREADS), "--parallel", String(PARALLEL), "--deadline-ms", "900000"],
   ]);
   const out = await net.run("client", argv, { timeoutMs: 1_200_000 });
-  return (JSON.parse(out.trim().split("\n").pop() ?? "{}") as { samples: ConnSample[] }).samples;
+  const res = JSON.parse(out.trim().split("\n").pop() ?? "{}") as { samples: ConnSample[]; pid: number };
+  OURS.add(res.pid);
+  return res.samples;
 }
 
 type Group = "nft" | "rules" | "fib" | "ct" | "nat" | "kernel";
@@ -93,6 +95,13 @@ function groupOf(sym: string): Group | undefined {
   return undefined;
 }
 
+/**
+ * The processes whose kernel samples count: the client and the server (the router's forwarding
+ * runs in softirq on their system calls), the idle task (softirq on an interrupt's exit) and
+ * ksoftirqd (added by name). Other work on the shared machine is left out.
+ */
+const OURS = new Set<number>([0]);
+
 /** Samples per kernel symbol of the groups, per target (for --symbols). */
 const SYMBOLS = new Map<number, Map<string, number>>();
 
@@ -101,7 +110,7 @@ async function kernelProfile(
   file: string,
   samples: readonly ConnSample[],
 ): Promise<Map<number, Partial<Record<Group, number>>>> {
-  const res = await exec(["perf", "script", "-i", file, "--ns", "-F", "time,ip,sym"], {
+  const res = await exec(["perf", "script", "-i", file, "--ns", "-F", "comm,pid,time,ip,sym"], {
     timeoutMs: 600_000,
   });
   const windows = samples
@@ -109,8 +118,10 @@ async function kernelProfile(
     .sort((x, y) => (x.a < y.a ? -1 : 1));
   const out = new Map<number, Partial<Record<Group, number>>>();
   for (const line of res.stdout.split("\n")) {
-    const m = /^\s*(\d+)\.(\d{9}):\s+([0-9a-f]+)\s+(\S+)/.exec(line);
+    const m = /^\s*(.*?)\s+(\d+)\s+(\d+)\.(\d{9}):\s+([0-9a-f]+)\s+(\S+)/.exec(line);
     if (!m) continue;
+    if (!OURS.has(Number(m[2])) && !(m[1] as string).startsWith("ksoftirqd")) continue;
+    m.splice(1, 2);
     const t = BigInt(m[1] as string) * 1_000_000_000n + BigInt(m[2] as string);
     let lo = 0;
     let hi = windows.length - 1;
@@ -158,6 +169,7 @@ await withBenchNet(async (net) => {
   }
   const server = net.spawn("upstream", tsNode("bench/lib/conn-server.ts", ["--listen", `0.0.0.0:${PORT}`]));
   await server.waitForLine(/"ready":true/, 60_000);
+  OURS.add(server.pid);
 
   const warm = await runClient(net, topo.routers, 400, 1);
   for (const [i, v] of CHOSEN.entries()) {
@@ -227,7 +239,7 @@ await withBenchNet(async (net) => {
       "1,000 connections, summed over the rounds." +
       (PERF_HZ
         ? ` µs/conn: CPU time per connection in kernel functions by group, from \`perf record -a -e cpu-clock -F ${PERF_HZ}\` ` +
-          "samples inside each measurement's time window (nft: nf_tables; rules: fib rules; fib: FIB lookups and " +
+          "samples of the client, the server, ksoftirqd and the idle task inside each measurement's time window (nft: nf_tables; rules: fib rules; fib: FIB lookups and " +
           "route input; ct: conntrack; nat: NAT; kernel: every kernel sample)."
         : ""),
   );

@@ -179,4 +179,4 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 await Promise.all(workers.map((w) => w.terminate()));
-process.stdout.write(JSON.stringify({ samples }) + "\n");
+process.stdout.write(JSON.stringify({ samples, pid: process.pid }) + "\n");
