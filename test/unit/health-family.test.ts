@@ -127,3 +127,60 @@ uplinks:
   assert.deepEqual(view.uplinks.isp1, { up: true, weight: 1, downFamilies: [6] });
   assert.deepEqual(view.uplinks.isp2, { up: true, weight: 1 });
 });
+
+test("status: each family's own state, figures and share; nflb status prints them apart", async () => {
+  const { DaemonModel } = await import("../../src/daemon/model.ts");
+  const { desiredState } = await import("../../src/plan/desired.ts");
+  const { formatStatus } = await import("../../src/daemon/status-table.ts");
+  const text = `version: 1
+uplinks:
+  isp1: { interface: wan1, gateway: [100.64.1.1, "2001:db8:1::1"] }
+  isp2: { interface: wan2, gateway: [100.64.2.1, "2001:db8:2::1"] }
+`;
+  const c = parseConfig(text);
+  const facts = {
+    interfaces: new Map(
+      [1, 2].map((i) => [
+        `wan${i}`,
+        {
+          name: `wan${i}`,
+          up: true,
+          addresses: [A(`100.64.${i}.2`), A(`2001:db8:${i}::2`)],
+        },
+      ]),
+    ),
+  };
+  const m = new DaemonModel({ config: c, file: "/tmp/x.yaml", text, locate: (i) => i });
+  const fam = (state: "up" | "down", reason: string, rttMs: number) => ({
+    state,
+    reason,
+    rttMs,
+    loss: state === "down" ? 1 : 0,
+    since: 0,
+    probed: true,
+  });
+  m.uplinkObs.set("isp1", {
+    name: "isp1",
+    state: "up",
+    reason: "IPv6 down (3 rounds without an answer); IPv4 up",
+    rttMs: 2,
+    jitterMs: 0,
+    loss: 0,
+    quality: 1,
+    since: 0,
+    families: { 4: fam("up", "10 good rounds", 2), 6: fam("down", "3 rounds without an answer", 3) },
+  });
+  for (const n of ["isp1", "isp2"]) m.probed.add(n);
+  const desired = desiredState(c, m.input().health, facts);
+  const s = m.status({ desired, at: new Date(0) }, false, new Map(), () => null);
+  const f = s.uplinks[0]?.families;
+  assert.equal(s.uplinks[0]?.state, "up");
+  assert.deepEqual(
+    [f?.ipv4.state, f?.ipv4.share, f?.ipv4.rtt_ms, f?.ipv6.state, f?.ipv6.share, f?.ipv6.reason],
+    ["up", 0.5, 2, "down", 0, "3 rounds without an answer"],
+  );
+  assert.equal(s.uplinks[1]?.families?.ipv6.share, 1);
+  const out = formatStatus(s, false);
+  assert.match(out, /isp1\s+ipv4\s+up\s+50\.0%/);
+  assert.match(out, /isp1\s+ipv6\s+down\s+0\.0%\s+3\.0 ms\s+100\.0%\s+3 rounds without an answer/);
+});
