@@ -33,6 +33,10 @@ describe("nflb run: IPv4 and IPv6 of an uplink fail apart", { skip, timeout: 240
         `    probe: { targets: [${targets}] }`,
       );
     lines.push("balance:", "  from: [lan0]", "  method: round-robin");
+    // An exception pinned to isp1 first: each family falls back on its own.
+    const [t4] = lab.addr.targets4;
+    const [t6] = lab.addr.targets6;
+    lines.push("rules:", `  - { name: pinned, destination: [${t4}/32, "${t6}/128"], via: [isp1, isp2] }`);
     return lines.join("\n") + "\n";
   });
 
@@ -40,12 +44,12 @@ describe("nflb run: IPv4 and IPv6 of an uplink fail apart", { skip, timeout: 240
   after(() => fx.down(), { timeout: 60_000 });
 
   /** 100 connections one after another (round-robin 1:1 → exactly 50/50): far-end source → count. */
-  const batch = async (v6: boolean) => {
+  const batch = async (v6: boolean, dst = v6 ? lab.addr.server6 : lab.addr.server4, count = 100) => {
     const r = await lab.runClient({
       from: "lan",
-      dst: v6 ? lab.addr.server6 : lab.addr.server4,
+      dst,
       port: lab.ports.echo,
-      count: 100,
+      count,
       parallel: 1,
       timeoutMs: 2000,
       deadlineMs: 40_000,
@@ -83,6 +87,7 @@ describe("nflb run: IPv4 and IPv6 of an uplink fail apart", { skip, timeout: 240
       );
       assert.deepEqual(await batch(false), { isp1: 50, isp2: 50 }, "IPv4 before");
       assert.deepEqual(await batch(true), { isp1: 50, isp2: 50 }, "IPv6 before");
+      assert.deepEqual(await batch(true, lab.addr.targets6[0], 20), { isp1: 20 }, "rule, IPv6 before");
 
       const cut = Date.now();
       await lab.cutUpstream6(1);
@@ -115,6 +120,11 @@ describe("nflb run: IPv4 and IPv6 of an uplink fail apart", { skip, timeout: 240
 
       assert.deepEqual(await batch(true), { isp2: 100 }, "IPv6 while isp1's IPv6 is broken");
       assert.deepEqual(await batch(false), { isp1: 50, isp2: 50 }, "IPv4 unchanged");
+      // The rule `via: [isp1, isp2]`: IPv4 still by isp1, IPv6 by the next in its list.
+      const pinned4 = lab.addr.targets4[0] ?? "";
+      const pinned6 = lab.addr.targets6[0] ?? "";
+      assert.deepEqual(await batch(false, pinned4, 20), { isp1: 20 }, "rule, IPv4");
+      assert.deepEqual(await batch(true, pinned6, 20), { isp2: 20 }, "rule, IPv6 falls back to isp2");
 
       // The daemon said so: a family event and log, the metrics, and `nflb status`.
       const logs = fx.daemon?.logs() ?? [];
@@ -147,6 +157,7 @@ describe("nflb run: IPv4 and IPv6 of an uplink fail apart", { skip, timeout: 240
       assert.equal(fam(back, "isp1", "ipv6")?.share, 0.5);
       assert.deepEqual(await batch(true), { isp1: 50, isp2: 50 }, "IPv6 after the restore");
       assert.deepEqual(await batch(false), { isp1: 50, isp2: 50 }, "IPv4 after the restore");
+      assert.deepEqual(await batch(true, lab.addr.targets6[0], 20), { isp1: 20 }, "rule, IPv6 back on isp1");
       const st = await status(lab);
       assert.ok(allUp(st));
     },
