@@ -109,27 +109,3 @@ export class FamilyUplinkMonitor extends EventEmitter<UplinkMonitorEvents> imple
     return mergeFamilies(this.name, this.v4.snapshot(), this.v6.snapshot());
   }
 }
-
-/** A single-family monitor whose observations say which family it probed and that the other follows. */
-export class FollowerUplinkMonitor extends EventEmitter<UplinkMonitorEvents> implements UplinkMonitor {
-  constructor(
-    private readonly inner: UplinkMonitor,
-    private readonly family: Family,
-  ) {
-    super();
-    for (const ev of ["change", "round", "link"] as const)
-      inner.on(ev, (o: UplinkObservation) => this.emit(ev, withFollower(o, family)));
-  }
-
-  start(): void {
-    this.inner.start();
-  }
-
-  stop(): Promise<void> {
-    return this.inner.stop();
-  }
-
-  snapshot(): UplinkObservation {
-    return withFollower(this.inner.snapshot(), this.family);
-  }
-}

@@ -14,9 +14,10 @@ import type { ProbeSource, Prober, ProberHooks, RoundResult, RoundSink } from ".
 import { Suspicion } from "./suspect.ts";
 import {
   FamilyUplinkMonitor,
-  FollowerUplinkMonitor,
   targetFamilies,
   withFamilyTargets,
+  withFollower,
+  type Family,
 } from "./family-monitor.ts";
 import type { UplinkMonitor, UplinkMonitorEvents, UplinkObservation } from "./types.ts";
 import {
@@ -110,6 +111,8 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
     private readonly name: string,
     private readonly uplink: UplinkConfig,
     private readonly deps: UplinkMonitorDeps,
+    /** The one family of the probe targets, when they are all of one (family-monitor.ts). */
+    private readonly only: Family | null = null,
   ) {
     super();
     this.clock = deps.clock ?? realClock;
@@ -158,7 +161,13 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
   }
 
   snapshot(): UplinkObservation {
-    return observe(this.health);
+    return this.observed();
+  }
+
+  /** The observation; with targets of one family only, saying so (the other family follows it). */
+  private observed(): UplinkObservation {
+    const o = observe(this.health);
+    return this.only ? withFollower(o, this.only) : o;
   }
 
   private linkChanged(s: LinkState): void {
@@ -170,7 +179,7 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
     const key = JSON.stringify([s.addresses.map((a) => a.text), s.gw4, s.gw6]);
     const before = this.linkKey;
     this.linkKey = key;
-    if (before !== undefined && before !== key) this.emit("link", observe(this.health));
+    if (before !== undefined && before !== key) this.emit("link", this.observed());
   }
 
   /** (Re)start the prober when the uplink's addresses changed; probes always leave from them. */
@@ -201,7 +210,7 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
     const v = step.verdict;
     if (v) this.suspicion.learn(r, { good: v.good, counted: v.counted && learn }, this.clock.now());
     this.watch();
-    const obs = observe(this.health);
+    const obs = this.observed();
     if (step.verdict) this.deps.onRound?.(r, step.verdict, obs);
     this.emit("round", obs);
   }
@@ -234,7 +243,7 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
     this.watch();
     if (!step.changed) return;
     this.deps.log?.(`${this.name} ${this.health.state}: ${this.health.reason}`);
-    this.emit("change", observe(this.health));
+    this.emit("change", this.observed());
   }
 }
 
@@ -249,10 +258,7 @@ export function createUplinkMonitor(
   deps: UplinkMonitorDeps = {},
 ): UplinkMonitor {
   const fams = targetFamilies(uplink);
-  if (fams.length < 2) {
-    const m = new UplinkMonitorImpl(name, uplink, deps);
-    return fams[0] ? new FollowerUplinkMonitor(m, fams[0]) : m;
-  }
+  if (fams.length < 2) return new UplinkMonitorImpl(name, uplink, deps, fams[0] ?? null);
   const one = (fam: 4 | 6) => {
     const log = deps.log;
     const warn = deps.warn;
