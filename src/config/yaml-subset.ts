@@ -56,7 +56,7 @@ class Reader {
       while (line.charCodeAt(i) === 32) i++;
       if (i === line.length || line[i] === "#") continue;
       this.indent.push(i);
-      this.content.push(line.slice(i).trimEnd());
+      this.content.push(trimSpaces(line.slice(i)));
     }
   }
 
@@ -145,6 +145,13 @@ class Reader {
   }
 }
 
+/** Without trailing spaces: only those (String#trimEnd would also cut U+00A0 and others, which YAML keeps). */
+function trimSpaces(s: string): string {
+  let end = s.length;
+  while (end > 0 && s.charCodeAt(end - 1) === 32) end--;
+  return end === s.length ? s : s.slice(0, end);
+}
+
 const isDash = (text: string) => text[0] === "-" && (text.length === 1 || text[1] === " ");
 
 function checkKey(obj: Record<string, unknown>, key: string): void {
@@ -164,7 +171,7 @@ function inline(s: string): unknown {
     return r.value;
   }
   const hash = s.indexOf(" #");
-  const v = hash < 0 ? s : s.slice(0, hash).trimEnd();
+  const v = trimSpaces(hash < 0 ? s : s.slice(0, hash));
   plainStart(v);
   // `a: b` or `a:` would be a nested mapping: an error in yaml, left to it.
   if (v.endsWith(":") || v.includes(": ")) out();
@@ -187,7 +194,7 @@ function flowValue(s: string, i: number): { value: unknown; end: number } {
       if (Number.isNaN(after) || after === SPACE || (after < 128 && FLOW_STOP[after] === 1)) out();
     } else if (ch === HASH && s.charCodeAt(j - 1) === SPACE) out();
   }
-  const v = s.slice(i, j).trimEnd();
+  const v = trimSpaces(s.slice(i, j));
   plainStart(v);
   return { value: resolve(v), end: j };
 }

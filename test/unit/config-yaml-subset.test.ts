@@ -51,6 +51,8 @@ test("corner cases: the same values as yaml, or left to yaml", () => {
     "- 1\n- - 2\n",
     "a: 'x' # c\nb: [a]   # c\n",
     "key:    spaced\n",
+    // Only spaces are cut around values: YAML keeps other white space.
+    "a: b\u00a0\nc: [d\u00a0, e]\nf: g\u2003 # x\nh: \u00a0i\n",
     "a: b:c\nb: http://x/y\nc: 1:2\n",
   ];
   let n = 0;
