@@ -37,7 +37,8 @@ export function subsetYaml(text: string): unknown {
   try {
     return new Reader(text).document();
   } catch (e) {
-    if (e instanceof OutOfSubset) return undefined;
+    // RangeError: nesting deeper than the stack (`[[[[…`); the ordinary read reports it.
+    if (e instanceof OutOfSubset || e instanceof RangeError) return undefined;
     throw e;
   }
 }

@@ -102,6 +102,9 @@ test("corner cases: the same values as yaml, or left to yaml", () => {
     if (got !== undefined) agrees(text);
   }
   for (const text of left.slice(0, 14)) assert.equal(subsetYaml(text), undefined, text);
+  // Nesting deeper than the stack: left to yaml, not thrown.
+  assert.equal(subsetYaml(`a: ${"[".repeat(200_000)}1${"]".repeat(200_000)}\n`), undefined);
+  assert.equal(subsetYaml(`a: ${"{b: ".repeat(100_000)}1${"}".repeat(100_000)}\n`), undefined);
 });
 
 // --- random texts ---
