@@ -72,9 +72,8 @@ function parseValidFast(text: string, file: string): CheckedConfig | undefined {
   }
   const config = validateFast(raw ?? {});
   if (!config || crossCheck(config).length > 0) return undefined;
-  let positions: CheckedConfig | undefined;
-  const loc = (list: ConfigIssue[]) =>
-    list.length === 0 ? list : (positions ??= parseWithPositions(text, file)).locate(list);
+  let positions: ((list: ConfigIssue[]) => ConfigIssue[]) | undefined;
+  const loc = (list: ConfigIssue[]) => (list.length === 0 ? list : (positions ??= positionsOf(text))(list));
   let warnings: ConfigIssue[] | undefined;
   return {
     config,
@@ -86,6 +85,13 @@ function parseValidFast(text: string, file: string): CheckedConfig | undefined {
       return (warnings ??= loc(configWarnings(config)));
     },
   };
+}
+
+/** Lines for issues of a config known to be valid: the positioned read alone, no validation again. */
+function positionsOf(text: string): (list: ConfigIssue[]) => ConfigIssue[] {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
+  return (list) => list.map((i) => locate(doc, lc, i));
 }
 
 function parseWithPositions(text: string, file: string): CheckedConfig {
