@@ -78,6 +78,13 @@ const elementsOf = (r: Ruleset) =>
     0,
   );
 
+/** Chains, rules and named objects: what nft 1.0.6 reads back from the kernel before any command. */
+const cachedOf = (r: Ruleset) =>
+  r.tables.reduce(
+    (n, t) => n + t.objects.reduce((m, o) => m + 1 + (o.kind === "chain" ? o.rules.length : 0), 0),
+    0,
+  );
+
 /** A table with one plain set of `n` distinct IPv4 addresses: nft's cost per element. */
 function plainSet(n: number): string {
   const out = ["add table inet nflb", "delete table inet nflb", "table inet nflb {", "\tset plain {"];
@@ -200,7 +207,7 @@ await withBenchNet(async (net: BenchNet) => {
     );
     sizes.push([
       label(c),
-      `${kib(script.value)}, ${elements.toLocaleString("en")} objects and elements`,
+      `${kib(script.value)}, ${elements.toLocaleString("en")} objects and elements (${cachedOf(full.model).toLocaleString("en")} chains, rules, sets and counters)`,
       `${update.length.toLocaleString("en")} B, ${update.trim().split("\n").length} lines`,
     ]);
   }
