@@ -7,7 +7,7 @@
 // `nft -f` of an empty table (the process and transaction floor) and of one plain set holding as
 // many elements as the services' table (what nft costs per element, whatever the layout).
 //
-//   node --import tsx bench/services-scale.ts [--runs N] [--maglev-services N]
+//   node --import tsx bench/services-scale.ts [--runs N] [--maglev-services N] [--only TEXT]
 //
 // Needs root. nft runs inside a throw-away namespace (nlXXXX-lb), removed at the end. Prints a
 // markdown section for bench/RESULTS.md.
@@ -24,6 +24,8 @@ const { values } = parseArgs({
   options: {
     runs: { type: "string", default: "3" },
     "maglev-services": { type: "string", default: "500" },
+    // Only the configs whose label contains this text (e.g. "round-robin", "100 × 10").
+    only: { type: "string" },
   },
   strict: true,
 });
@@ -34,15 +36,17 @@ if (!Number.isInteger(MAGLEV_50) || MAGLEV_50 < 1 || MAGLEV_50 > 5000)
   throw new Error("--maglev-services must be 1..5000");
 requireRoot("bench/services-scale.ts");
 
-const CONFIGS = [
+const ALL_CONFIGS = [
   { services: 100, backends: 10, scheduler: "maglev" },
   { services: 1, backends: 1000, scheduler: "maglev" },
   { services: 5000, backends: 50, scheduler: "round-robin" },
   { services: MAGLEV_50, backends: 50, scheduler: "maglev" },
 ] as const;
 
-const label = (c: (typeof CONFIGS)[number]) =>
+const label = (c: (typeof ALL_CONFIGS)[number]) =>
   `${c.services.toLocaleString("en")} × ${c.backends.toLocaleString("en")} ${c.scheduler}`;
+const CONFIGS = ALL_CONFIGS.filter((c) => values.only === undefined || label(c).includes(values.only));
+if (CONFIGS.length === 0) throw new Error(`--only ${values.only}: no config matches`);
 
 /** Backend n (0-based, global) → an address in 198.18.0.0/15. */
 const backendAddr = (n: number) => `198.${18 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}`;
@@ -75,6 +79,13 @@ const elementsOf = (r: Ruleset) =>
   r.tables.reduce(
     (n, t) =>
       n + t.objects.reduce((m, o) => m + (o.kind === "set" || o.kind === "map" ? o.elements.length : 1), 0),
+    0,
+  );
+
+/** Chains, rules and named objects: what nft 1.0.6 reads back from the kernel before any command. */
+const cachedOf = (r: Ruleset) =>
+  r.tables.reduce(
+    (n, t) => n + t.objects.reduce((m, o) => m + 1 + (o.kind === "chain" ? o.rules.length : 0), 0),
     0,
   );
 
@@ -120,7 +131,9 @@ await withBenchNet(async (net: BenchNet) => {
   say("### Services at scale: 5,000 × 50 round-robin, maglev tables sized 100 slots per backend (issue 11)");
   say();
   say("```sh");
-  say(`node --import tsx bench/services-scale.ts --runs ${RUNS} --maglev-services ${MAGLEV_50}`);
+  say(
+    `node --import tsx bench/services-scale.ts --runs ${RUNS} --maglev-services ${MAGLEV_50}${values.only !== undefined ? ` --only ${JSON.stringify(values.only)}` : ""}`,
+  );
   say("```");
   say();
   say(`${dateLine()}; ${await machineLine()}; ${loadLine()} at start.`);
@@ -200,7 +213,7 @@ await withBenchNet(async (net: BenchNet) => {
     );
     sizes.push([
       label(c),
-      `${kib(script.value)}, ${elements.toLocaleString("en")} objects and elements`,
+      `${kib(script.value)}, ${elements.toLocaleString("en")} objects and elements (${cachedOf(full.model).toLocaleString("en")} chains, rules, sets and counters)`,
       `${update.length.toLocaleString("en")} B, ${update.trim().split("\n").length} lines`,
     ]);
   }

@@ -6,7 +6,7 @@ import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import { parseHostPort } from "../net/ip.ts";
 import { buildApi, type ActionResult, type ApiDaemon } from "../api/server.ts";
 import { Metrics } from "../metrics/registry.ts";
-import { backendCounter, OWNED_SET, TABLE_REF } from "../nft/names.ts";
+import { backendCounterKey, OWNED_SET, TABLE_REF } from "../nft/names.ts";
 import { readLinkBytes, type LinkBytes } from "../system/linkstats.ts";
 import { kernelOps, readNflbCounters } from "./dataplane-ops.ts";
 import { EventLog, type NewEvent } from "./events.ts";
@@ -49,7 +49,7 @@ export interface DaemonOptions {
   ops?: DataplaneOps;
   readCounters?: () => Promise<Counters>;
   readLinkBytes?: (iface: string) => Promise<LinkBytes | null>;
-  /** The nft counter of new connections to a backend (default: the services renderer's name). */
+  /** The key of a backend's counters in `readCounters` (default: its element counters' key). */
   backendCounter?: (service: string, backend: string) => string | null;
   hookRunner?: HookRunner;
   resyncMs?: number;
@@ -680,11 +680,15 @@ export class Daemon implements ApiDaemon, ControlDaemon {
 
   // ---- metrics sources ------------------------------------------------------------------
 
-  /** The nft counter of new connections to a backend: named by its position in the config. */
+  /** The key of a backend's element counters (src/plan/nft-services.ts): its service and address. */
   private readonly backendCounter = (service: string, backend: string): string | null => {
     if (this.opts.backendCounter) return this.opts.backendCounter(service, backend);
-    const i = this.model.config.services?.[service]?.backends.findIndex((b) => b.address === backend) ?? -1;
-    return i >= 0 ? backendCounter(service, i) : null;
+    const s = this.model.config.services?.[service];
+    if (!s?.backends.some((b) => b.address === backend)) return null;
+    const vip = parseHostPort(s.listen);
+    const to = parseHostPort(backend);
+    if ("error" in vip || "error" in to) return null;
+    return backendCounterKey(vip.addr.family, vip.addr.text, s.protocol, vip.port, to.addr.text, to.port);
   };
 
   private counters(): Promise<Counters> {

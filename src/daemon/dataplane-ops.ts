@@ -5,6 +5,7 @@ import { heldFor, readSlotFacts } from "../apply/uplink-slots.ts";
 import { deleteBackendFlows } from "../system/conntrack.ts";
 import { readInterfaces } from "../system/iproute.ts";
 import { nftApply, readCounters, tableExists } from "../system/nft.ts";
+import { readServiceCounters } from "../system/service-counters.ts";
 import type { DataplaneOps } from "./reconciler.ts";
 
 /** The reconcile loop's kernel operations on this host (or the namespace the daemon runs in). */
@@ -26,4 +27,12 @@ export const kernelOps: DataplaneOps = {
   deleteBackendFlows: (f, to) => deleteBackendFlows(f, to),
 };
 
-export const readNflbCounters = () => readCounters(FAMILY, TABLE);
+/** Named counters (uplinks) and the services' element counters, in one map. */
+export const readNflbCounters = async () => {
+  const [named, services] = await Promise.all([
+    readCounters(FAMILY, TABLE),
+    readServiceCounters(FAMILY, TABLE),
+  ]);
+  for (const [k, v] of services) named.set(k, v);
+  return named;
+};

@@ -4,6 +4,7 @@
 //   (+ many       lb (VIPs) ┤           ├ server per backend, each bound to its own address)
 //    sources)               │     near0─┘── near: a client on the backends' own subnet (hairpin)
 //                           └far0 ── far: a backend with no route back to the clients (snat)
+import { elementCounters } from "../system/service-counters.ts";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -183,12 +184,27 @@ export class ServiceLab extends NetnsLab {
     await this.run("lb", ["nft", "-f", "-"], { input: script });
   }
 
-  /** Named counters of nflb's table in the balancer: name → packets. */
+  /**
+   * Packets per backend in the balancer, from nflb's per-element counters, under the keys the
+   * daemon uses (backendCounterKey): new connections (`@svc_conns4/6`), and `KEY_to`/`KEY_from`
+   * the packets of its connections each way (`@svc_bytes_to/from4/6`).
+   */
   async counters(): Promise<Map<string, number>> {
-    const out = await this.run("lb", ["nft", "-j", "list", "counters", "table", "inet", "nflb"]);
-    const items = (JSON.parse(out) as { nftables: { counter?: { name: string; packets: number } }[] })
-      .nftables;
-    return new Map(items.flatMap((i) => (i.counter ? [[i.counter.name, i.counter.packets] as const] : [])));
+    const out = new Map<string, number>();
+    for (const [set, suffix] of [
+      ["svc_conns", ""],
+      ["svc_bytes_to", "_to"],
+      ["svc_bytes_from", "_from"],
+    ] as const)
+      for (const f of [4, 6]) {
+        const text = await this.run("lb", ["nft", "-j", "list", "set", "inet", "nflb", `${set}${f}`]).catch(
+          () => "",
+        );
+        if (!text) continue;
+        for (const it of (JSON.parse(text) as { nftables: Record<string, unknown>[] }).nftables)
+          for (const [key, c] of elementCounters(it)) out.set(key + suffix, c.packets);
+      }
+    return out;
   }
 
   /** Interface names in the balancer, as `Facts` (hairpin needs them). */

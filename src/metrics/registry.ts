@@ -21,10 +21,10 @@ export interface MetricsSource {
     /** Overflow: 1 over its threshold, 0 below; absent without overflow. */
     spilling?: boolean | null;
   }[];
-  /** `counter`: the nft named counter of new connections to this backend, when there is one. */
+  /** `counter`: the key of the backend's kernel counters in `readCounters` (`KEY`, `KEY_to`, `KEY_from`). */
   backends(): { service: string; backend: string; up: boolean; counter: string | null }[];
   cluster(): { node: string; bucketsOwned: number } | null;
-  /** nft named counters of table inet nflb. */
+  /** Kernel counters of table inet nflb: named counters, and the services' per-element counters. */
   readCounters(): Promise<Map<string, { packets: number; bytes: number }>>;
   readLinkBytes(iface: string): Promise<LinkBytes | null>;
   /** service → backend (canonical ADDRESS:PORT) → connections open now (conntrack), read per scrape. */

@@ -28,6 +28,8 @@ export interface NftSet {
   timeout?: string;
   size?: number;
   autoMerge?: boolean;
+  /** `counter`: every element carries a packet and byte counter, bumped by each lookup that finds it. */
+  counter?: boolean;
   /**
    * Where the elements come from:
    * - "model" (default): `elements` is the whole truth; the diff adds and deletes to match it.

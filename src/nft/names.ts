@@ -64,19 +64,32 @@ export const EXEC_MAP = "exec_via";
 
 // Services (src/plan/nft-services.ts).
 export const serviceChain = (s: string) => `svc_${s}`;
+/** A service's slot table: slot → backend address . port (or, with persistence, → its chain). */
 export const slotsMap = (s: string) => `svc_${s}_slots`;
-/** Chain and named counter of one backend (the counter counts new connections sent to it). */
+/** Chain of one backend (K: config order), only for services with `persistence`. */
 export const backendChain = (s: string, index: number) => `svc_${s}_b${index}`;
-export const backendCounter = backendChain;
-/** Named counters of the bytes sent to a backend and received from it. */
-export const backendBytesCounters = (s: string, index: number) => ({
-  to: `${backendChain(s, index)}_to`,
-  from: `${backendChain(s, index)}_from`,
-});
+/**
+ * Per-backend counters are elements, not named objects (a named object per backend made nft read
+ * a million of them back before every command): sets declared `counter`, keyed by
+ * VIP . protocol . port . backend address . backend port.
+ */
+export const SVC_CONNS = { 4: "svc_conns4", 6: "svc_conns6" } as const;
 export const SVC_BYTES = {
   to: { 4: "svc_bytes_to4", 6: "svc_bytes_to6" },
   from: { 4: "svc_bytes_from4", 6: "svc_bytes_from6" },
 } as const;
+/**
+ * The name under which `readNflbCounters` reports a backend's element counters (new connections;
+ * `NAME_to`/`NAME_from`: bytes), from the element's key fields (canonical addresses).
+ */
+export const backendCounterKey = (
+  family: 4 | 6,
+  vip: string,
+  protocol: string,
+  port: number,
+  addr: string,
+  backendPort: number,
+) => `svc${family} ${vip} ${protocol} ${port} ${addr} ${backendPort}`;
 export const SVC_DISPATCH = { 4: "svc_dispatch4", 6: "svc_dispatch6" } as const;
 export const SVC_SNAT = { 4: "svc_snat4", 6: "svc_snat6" } as const;
 export const SVC_VIPS = { 4: "svc_vips4", 6: "svc_vips6" } as const;

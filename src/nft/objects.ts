@@ -2,7 +2,7 @@ import type { BaseChainSpec, Element, NftChain, NftCounter, NftSet } from "./mod
 
 /** Short constructors for model objects, so builders read like the nft they stand for. */
 
-type SetOpts = Partial<Pick<NftSet, "flags" | "timeout" | "size" | "autoMerge" | "owner">>;
+type SetOpts = Partial<Pick<NftSet, "flags" | "timeout" | "size" | "autoMerge" | "counter" | "owner">>;
 
 export function set(name: string, typeofExpr: string, keys: readonly string[], o: SetOpts = {}): NftSet {
   return { kind: "set", name, typeof: typeofExpr, ...o, elements: keys.map((key) => ({ key })) };

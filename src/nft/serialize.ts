@@ -68,6 +68,7 @@ export function setDeclaration(s: NftSet): string[] {
   if (s.timeout !== undefined) out.push(`timeout ${s.timeout}`);
   if (s.size !== undefined) out.push(`size ${s.size}`);
   if (s.autoMerge) out.push("auto-merge");
+  if (s.counter) out.push("counter");
   return out;
 }
 

@@ -1,16 +1,16 @@
 import type { PlannedBackend, PlannedService, ServicesPlan } from "./services.ts";
 import { runs } from "./split.ts";
 import type { Element, NftObject } from "../nft/model.ts";
-import { chain, counter, kv, map, set, typedMap, typedSet } from "../nft/objects.ts";
+import { chain, kv, map, set, typedSet } from "../nft/objects.ts";
 import { hex, q } from "../nft/text.ts";
 import {
   BASE_CHAINS,
-  backendBytesCounters,
   backendChain,
-  backendCounter,
+  backendCounterKey,
   serviceChain,
   slotsMap,
   SVC_BYTES,
+  SVC_CONNS,
   SVC_DISPATCH,
   SVC_HAIRPIN,
   SVC_SNAT,
@@ -20,31 +20,45 @@ import type { NftSection } from "./nft-table.ts";
 import { persistence } from "./nft-persist.ts";
 
 /**
- * Services in nft: one lookup per new connection, whatever the number of services and backends.
+ * Services in nft: one lookup per new connection, whatever the number of services and backends,
+ * and a table whose chains, rules and named objects grow with the services, never the backends
+ * (nft 1.0.6 reads every chain, rule and named object of a table back from the kernel before it
+ * evaluates any command on it; elements of maps it does not read).
  *
  *   nat prerouting/output @ dstnat:  daddr . l4proto . dport  vmap @svc_dispatch4|6  → goto svc_NAME
- *   svc_NAME:    numgen inc|random / jhash saddr  mod N  vmap @svc_NAME_slots       → goto svc_NAME_bK
- *   svc_NAME_bK: counter svc_NAME_bK, dnat to the backend
- *   nat postrouting @ srcnat: masquerade `snat: true` services and hairpin connections
+ *   svc_NAME:    dnat to numgen inc|random / jhash saddr  mod N  map @svc_NAME_slots
+ *                (slot → backend address . port)
+ *   nat postrouting @ srcnat: count the connection in @svc_conns4|6 (first, before any NAT verdict);
+ *                masquerade `snat: true` services and hairpin connections
  *
- * Health, drain and load change only `svc_NAME_slots` and the one rule of `svc_NAME` (its
- * modulus): the diff (src/nft/diff.ts) sends only those, and only for services that changed.
+ * With `persistence`, the slots are verdicts instead (`goto svc_NAME_bK`, a chain per backend that
+ * remembers the client before its DNAT: see nft-persist.ts).
  *
- * Bytes per backend: a forward-hook chain `svc_bytes` looks up (VIP . proto . port . backend
- * address . backend port) of every DNATed packet in a counter map, one per direction: one
- * lookup per packet whatever the number of backends. (Connections from the router itself, via
- * the output DNAT chain, are not forwarded and not counted in bytes.)
+ * Health, drain and load change only `svc_NAME_slots` (elements) and, when the slot count
+ * changes, the one rule of `svc_NAME`: the diff (src/nft/diff.ts) sends only those, and only for
+ * services that changed.
+ *
+ * Counters per backend are elements of sets declared `counter`, keyed by (VIP . proto . port .
+ * backend address . backend port): a lookup that finds an element bumps its counter. New
+ * connections are counted in postrouting's nat chain (it sees a connection's first packet only,
+ * after the DNAT); bytes in a forward-hook chain `svc_bytes`, one lookup per packet and direction.
+ * (Connections from the router itself, via the output DNAT chain, are not forwarded and not
+ * counted in bytes.)
  */
-const BYTES_TYPE = {
-  4: "ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service : counter",
-  6: "ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service : counter",
+const COUNT_TYPE = {
+  4: "ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service",
+  6: "ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service",
 } as const;
 
-/** Every backend's named counter, for `readCounters` → `nflb_backend_connections_total`. */
+/** Every backend's counter key, for `readNflbCounters` → `nflb_backend_connections_total`. */
 export function backendCounters(p: ServicesPlan): { service: string; backend: string; counter: string }[] {
   return p.services.flatMap((s) =>
-    s.backends.map((b) => ({ service: s.name, backend: b.key, counter: backendCounter(s.name, b.index) })),
+    s.backends.map((b) => ({ service: s.name, backend: b.key, counter: counterKeyOf(s, b) })),
   );
+}
+
+export function counterKeyOf(s: PlannedService, b: PlannedBackend): string {
+  return backendCounterKey(s.family, s.vip.text, s.protocol, s.port, b.addr.text, b.port);
 }
 
 const NFPROTO = { 4: "meta nfproto ipv4", 6: "meta nfproto ipv6" } as const;
@@ -71,6 +85,7 @@ export interface ServicesSection {
 export function buildServices(p: ServicesPlan): ServicesSection {
   const objects: NftObject[] = [];
   const dnat: string[] = [];
+  const count: string[] = [];
   const post: string[] = [];
   const fams = ([4, 6] as const).filter((f) => p.services.some((s) => s.family === f));
 
@@ -94,16 +109,20 @@ export function buildServices(p: ServicesPlan): ServicesSection {
   const bytesRules: string[] = [];
   for (const f of fams) {
     const of = p.services.filter((s) => s.family === f);
+    // The elements depend on addresses only: the same array while no service's backends changed.
+    const keys = joined(
+      `keys${f}`,
+      of.map((s) => counterElements(s)),
+    );
+    objects.push({ ...typedSet(SVC_CONNS[f], COUNT_TYPE[f], [], { counter: true }), elements: keys });
+    count.push(`${SERVICE_KEY[f]} . ${IP[f]} daddr . th dport @${SVC_CONNS[f]}`);
     for (const dir of ["to", "from"] as const) {
-      const elements = joined(
-        `${dir}${f}`,
-        of.map((s) => bytesElements(s)[dir]),
-      );
-      objects.push(typedMap(SVC_BYTES[dir][f], BYTES_TYPE[f], elements));
+      const set = typedSet(SVC_BYTES[dir][f], COUNT_TYPE[f], [], { counter: true });
+      objects.push({ ...set, elements: keys });
       const backend = dir === "to" ? `${IP[f]} daddr . th dport` : `${IP[f]} saddr . th sport`;
       const ctDir = dir === "to" ? "original" : "reply";
       bytesRules.push(
-        `${NFPROTO[f]} meta l4proto { tcp, udp } ct status dnat ct direction ${ctDir} counter name ct original ${IP[f]} daddr . meta l4proto . ct original proto-dst . ${backend} map @${SVC_BYTES[dir][f]}`,
+        `${NFPROTO[f]} meta l4proto { tcp, udp } ct status dnat ct direction ${ctDir} ct original ${IP[f]} daddr . meta l4proto . ct original proto-dst . ${backend} @${SVC_BYTES[dir][f]}`,
       );
     }
   }
@@ -129,79 +148,75 @@ export function buildServices(p: ServicesPlan): ServicesSection {
       post.push(`iifname . oifname @${SVC_HAIRPIN} ${SERVICE_KEY[f]} @${SVC_VIPS[f]} masquerade`);
   }
 
-  // One array push per object, never a spread: 5,000 services × 50 backends are a million objects.
+  // One array push per object, never a spread: 5,000 services are tens of thousands of objects.
   for (const s of p.services) for (const o of serviceObjects(s)) objects.push(o);
 
   return {
-    section: { objects, prerouting: [], output: [], postroutingNat: post },
+    section: { objects, prerouting: [], output: [], postroutingNat: post, postroutingNatFirst: count },
     dnat: { prerouting: dnat, output: [...dnat] },
   };
 }
 
 /**
- * A service's own objects (slot map, backend chains and counters, service chain), built once per
- * planned service: the planner hands back the same PlannedService while nothing of it changed, so
- * after one backend's change only that service's objects are new, and the diff skips the others
- * by identity.
+ * A service's own objects (slot map, service chain; with persistence its backend chains), built
+ * once per planned service: the planner hands back the same PlannedService while nothing of it
+ * changed, so after one backend's change only that service's objects are new, and the diff skips
+ * the others by identity.
  */
 const objectMemo = new WeakMap<PlannedService, NftObject[]>();
 
 function serviceObjects(s: PlannedService): NftObject[] {
   const hit = objectMemo.get(s);
   if (hit) return hit;
+  const persist = persistence(s);
   const objects: NftObject[] = [
     map(
       slotsMap(s.name),
-      "numgen inc mod 1 : verdict",
-      slotElements(s),
+      persist ? "numgen inc mod 1 : verdict" : slotsType(s),
+      slotElements(s, persist !== null),
       s.scheduler === "random" ? { flags: ["interval"] } : {},
     ),
   ];
-  const persist = persistence(s);
-  if (persist) for (const o of persist.objects) objects.push(o);
-  for (const b of s.backends) {
-    objects.push(counter(backendCounter(s.name, b.index)));
-    const bytes = backendBytesCounters(s.name, b.index);
-    objects.push(counter(bytes.to), counter(bytes.from));
-    const rule = backendRule(s, b);
-    objects.push(chain(backendChain(s.name, b.index), persist ? [...persist.backendRules(b), rule] : [rule]));
+  if (persist) {
+    for (const o of persist.objects) objects.push(o);
+    for (const b of s.backends)
+      objects.push(chain(backendChain(s.name, b.index), [...persist.backendRules(b), backendRule(s, b)]));
   }
   // least-conn places the next connections from slot 0 on: its walk restarts with new slots.
-  const decide = decisionRule(s);
+  const decide = decisionRule(s, persist !== null);
   const svc = chain(serviceChain(s.name), persist ? [...persist.serviceRules, decide] : [decide]);
   objects.push(s.scheduler === "least-conn" ? { ...svc, restartWith: slotsMap(s.name) } : svc);
   objectMemo.set(s, objects);
   return objects;
 }
 
-type BytesElements = { to: Element[]; from: Element[] };
-const bytesMemo = new WeakMap<PlannedService, BytesElements>();
-/** The last bytes elements per service name: a health change gives a new plan, not new elements. */
-const lastBytes = new Map<string, BytesElements>();
-
-/** The service's entries in the per-backend bytes maps (they depend on addresses, not health). */
-function bytesElements(s: PlannedService): BytesElements {
-  const hit = bytesMemo.get(s);
-  if (hit) return hit;
-  const made: BytesElements = { to: [], from: [] };
-  for (const dir of ["to", "from"] as const)
-    for (const b of s.backends)
-      made[dir].push(
-        kv(
-          `${serviceKey(s)} . ${b.addr.text} . ${b.port}`,
-          JSON.stringify(backendBytesCounters(s.name, b.index)[dir]),
-        ),
-      );
-  const was = lastBytes.get(s.name);
-  const out = was && sameKv(was.to, made.to) && sameKv(was.from, made.from) ? was : made;
-  if (lastBytes.size > 100_000) lastBytes.clear();
-  lastBytes.set(s.name, out);
-  bytesMemo.set(s, out);
-  return out;
+/**
+ * The slot map's declaration: `typeof` with the service's own protocol in the value (`tcp dport`,
+ * not `th dport`: nft 1.0.6 refuses a later `add rule … meta l4proto tcp dnat … map @m` against a
+ * `th dport` map read back from the kernel, "conflicting protocols"). The modulus is fixed at 1:
+ * the declaration must not change with the slot count (that would replace the table).
+ */
+function slotsType(s: PlannedService): string {
+  const gen = s.scheduler === "random" ? "numgen random mod 1" : "numgen inc mod 1";
+  return `${gen} : ${IP[s.family]} daddr . ${s.protocol} dport`;
 }
 
-const sameKv = (a: Element[], b: Element[]) =>
-  a.length === b.length && a.every((e, i) => e.key === b[i]?.key && e.value === b[i]?.value);
+const keysMemo = new WeakMap<PlannedService, Element[]>();
+/** The last counter keys per service name: a health change gives a new plan, not new keys. */
+const lastKeys = new Map<string, Element[]>();
+
+/** The service's keys in the per-backend counter sets (they depend on addresses, not health). */
+function counterElements(s: PlannedService): Element[] {
+  const hit = keysMemo.get(s);
+  if (hit) return hit;
+  const made = s.backends.map((b) => ({ key: `${serviceKey(s)} . ${b.addr.text} . ${b.port}` }));
+  const was = lastKeys.get(s.name);
+  const out = was && was.length === made.length && was.every((e, i) => e.key === made[i]?.key) ? was : made;
+  if (lastKeys.size > 100_000) lastKeys.clear();
+  lastKeys.set(s.name, out);
+  keysMemo.set(s, out);
+  return out;
+}
 
 /** The concatenation of `parts`, the same array as last time for `id` when every part is the same. */
 const joinMemo = new Map<string, { parts: Element[][]; all: Element[] }>();
@@ -222,7 +237,7 @@ function serviceKey(s: PlannedService): string {
 function backendRule(s: PlannedService, b: PlannedBackend): string {
   const to = s.family === 4 ? `${b.addr.text}:${b.port}` : `[${b.addr.text}]:${b.port}`;
   // The port mapping needs the protocol in the same rule; the dispatch lookup already matched it.
-  return `meta l4proto ${s.protocol} counter name ${backendCounter(s.name, b.index)} dnat ${IP[s.family]} to ${to}`;
+  return `meta l4proto ${s.protocol} dnat ${IP[s.family]} to ${to}`;
 }
 
 /**
@@ -233,39 +248,45 @@ function backendRule(s: PlannedService, b: PlannedBackend): string {
  */
 const slotMemo = new WeakMap<readonly string[], Map<string, Element[]>>();
 
-function slotElements(s: PlannedService): Element[] {
-  const id = `${s.name}|${s.scheduler}|${s.backends.map((b) => `${b.key}#${b.index}`).join(",")}`;
+function slotElements(s: PlannedService, verdicts: boolean): Element[] {
+  const id = `${s.name}|${s.scheduler}|${verdicts}|${s.backends.map((b) => `${b.key}#${b.index}`).join(",")}`;
   let bySlots = slotMemo.get(s.slots);
   const hit = bySlots?.get(id);
   if (hit) return hit;
-  const out = buildSlotElements(s);
+  const out = buildSlotElements(s, verdicts);
   if (!bySlots) slotMemo.set(s.slots, (bySlots = new Map()));
   bySlots.set(id, out);
   return out;
 }
 
-function buildSlotElements(s: PlannedService): Element[] {
-  const chainOf = chains(s);
+function buildSlotElements(s: PlannedService, verdicts: boolean): Element[] {
+  const valueOf = new Map(
+    s.backends.map((b) => [
+      b.key,
+      verdicts ? `goto ${backendChain(s.name, b.index)}` : `${b.addr.text} . ${b.port}`,
+    ]),
+  );
   if (s.scheduler === "random")
     return runs(s.slots).map((r) =>
-      kv(r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`, `goto ${chainOf.get(r.name) ?? ""}`),
+      kv(r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`, valueOf.get(r.name) ?? ""),
     );
-  return s.slots.map((k, i) => kv(`${i}`, `goto ${chainOf.get(k) ?? ""}`));
+  return s.slots.map((k, i) => kv(`${i}`, valueOf.get(k) ?? ""));
 }
 
-function decisionRule(s: PlannedService): string {
+function decisionRule(s: PlannedService, verdicts: boolean): string {
   const n = s.slots.length;
   // No backend may take a new connection: refuse it here rather than deliver it to the VIP itself.
   if (n === 0) return "drop";
-  const map = `@${slotsMap(s.name)}`;
   const seed = hex(s.hashSeed);
-  return {
-    "round-robin": `numgen inc mod ${n} vmap ${map}`,
-    "least-conn": `numgen inc mod ${n} vmap ${map}`,
-    random: `numgen random mod ${n} vmap ${map}`,
-    "source-hash": `jhash ${IP[s.family]} saddr mod ${n} seed ${seed} vmap ${map}`,
-    maglev: `jhash ${IP[s.family]} saddr mod ${n} seed ${seed} vmap ${map}`,
+  const pick = {
+    "round-robin": `numgen inc mod ${n}`,
+    "least-conn": `numgen inc mod ${n}`,
+    random: `numgen random mod ${n}`,
+    "source-hash": `jhash ${IP[s.family]} saddr mod ${n} seed ${seed}`,
+    maglev: `jhash ${IP[s.family]} saddr mod ${n} seed ${seed}`,
   }[s.scheduler];
+  const map = `@${slotsMap(s.name)}`;
+  if (verdicts) return `${pick} vmap ${map}`;
+  // The port mapping needs the protocol in the same rule; the dispatch lookup already matched it.
+  return `meta l4proto ${s.protocol} dnat ${IP[s.family]} to ${pick} map ${map}`;
 }
-
-const chains = (s: PlannedService) => new Map(s.backends.map((b) => [b.key, backendChain(s.name, b.index)]));

@@ -8,6 +8,8 @@ export interface NftSection {
   prerouting: string[];
   output: string[];
   postroutingNat: string[];
+  /** Rules ahead of every section's `postroutingNat` (counting, before any NAT verdict ends the chain). */
+  postroutingNatFirst?: string[];
 }
 
 /**
@@ -44,7 +46,10 @@ export function buildTable(t: TableParts): NftTable {
   for (const s of t.sections) for (const o of s.objects) objects.push(o);
   const pre = t.sections.flatMap((s) => s.prerouting);
   const out = t.sections.flatMap((s) => s.output);
-  const nat = t.sections.flatMap((s) => s.postroutingNat);
+  const nat = [
+    ...t.sections.flatMap((s) => s.postroutingNatFirst ?? []),
+    ...t.sections.flatMap((s) => s.postroutingNat),
+  ];
   if (pre.length) objects.push(chain(BASE_CHAINS.prerouting, pre, BASE.prerouting));
   if (out.length) objects.push(chain(BASE_CHAINS.output, out, BASE.output));
   if (t.dnat?.prerouting.length)

@@ -67,6 +67,9 @@ async function monitored(lab: ServiceLab, change: () => Promise<void>): Promise<
     .filter((l) => / inet nflb /.test(l));
 }
 
+/** One slot element as nft prints it: `SLOT : BACKEND-ADDRESS . PORT`. */
+const SLOT = /\b\d+ : [0-9a-f.:]+ \. \d+/g;
+
 /** Checks of one small transaction for service `svc`; returns the number of slot elements it carried. */
 function assertSmall(lines: string[], svc: string): number {
   const all = lines.join("\n");
@@ -80,7 +83,7 @@ function assertSmall(lines: string[], svc: string): number {
   assert.deepEqual([...touched], [`${svc}_slots`], `only ${svc}'s slot map changed:\n${all}`);
   const elements = lines
     .filter((l) => /^(add|delete) element /.test(l))
-    .reduce((n, l) => n + (l.match(/goto /g)?.length ?? 0), 0);
+    .reduce((n, l) => n + (l.match(SLOT)?.length ?? 0), 0);
   // The drained backend's ⌈M/N⌉ slots, deleted and added again with their new owners.
   assert.ok(elements > 0 && elements <= 2 * Math.ceil(M / BACKENDS), `${elements} elements:\n${all}`);
   return elements;
@@ -121,7 +124,7 @@ describe(
           timeoutMs: 30_000,
         });
         assert.equal(r.code, 0, r.stderr);
-        assert.equal(r.stdout.match(/goto /g)?.length, M, `svc_s${s}_slots holds ${M} slots`);
+        assert.equal(r.stdout.match(SLOT)?.length, M, `svc_s${s}_slots holds ${M} slots`);
       }
       const c = await lab.runClient({
         from: "client",

@@ -9,6 +9,7 @@ import { labUnavailableReason } from "../../src/lab/netns.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
 import { SERVICE_LAB as L, ServiceLab, backendAddress, type LabDaemon } from "../../src/lab/service-lab.ts";
 import type { ClientSummary } from "../../src/lab/traffic-summary.ts";
+import { backendCounterKey } from "../../src/nft/names.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -137,10 +138,12 @@ ${[1, 2, 3].map((i) => `      - { address: "[${backendAddress(i).v6}]:80" }`).jo
         const rr = await client({ port: 80, count: 300 });
         assert.equal(rr.failed, 0, JSON.stringify(rr.errors));
         assert.deepEqual(byBackend(rr), { b1: 100, b2: 100, b3: 100 });
-        // Every new connection counted once, on its backend's named counter, and in status.
+        // Every new connection counted once, on its backend's counter element, and in status.
         const counters = await lab.counters();
+        const key = (i: number, port = 80) =>
+          backendCounterKey(4, L.vip4, "tcp", port, backendAddress(i).v4, 80);
         assert.deepEqual(
-          [0, 1, 2].map((k) => counters.get(`svc_rr_b${k}`)),
+          [1, 2, 3].map((i) => counters.get(key(i))),
           [100, 100, 100],
         );
         const st = (await status()).services.find((s) => s.name === "rr");
@@ -149,13 +152,17 @@ ${[1, 2, 3].map((i) => `      - { address: "[${backendAddress(i).v6}]:80" }`).jo
           [100, 100, 100],
         );
         // Bytes both ways, per backend: each of its 100 connections sent packets each way.
-        for (const k of [0, 1, 2])
+        for (const i of [1, 2, 3])
           for (const dir of ["to", "from"])
             assert.ok(
-              (counters.get(`svc_rr_b${k}_${dir}`) ?? 0) >= 200,
-              `svc_rr_b${k}_${dir}: ${counters.get(`svc_rr_b${k}_${dir}`)}`,
+              (counters.get(`${key(i)}_${dir}`) ?? 0) >= 200,
+              `${key(i)}_${dir}: ${counters.get(`${key(i)}_${dir}`)}`,
             );
-        assert.equal(counters.get("svc_rnd_b0_to"), 0, "another service's backend counts nothing yet");
+        assert.ok(
+          (st?.backends ?? []).every((b) => (b.bytes_to_backend ?? 0) > 0 && (b.bytes_from_backend ?? 0) > 0),
+          "status shows bytes both ways",
+        );
+        assert.equal(counters.get(`${key(1, 81)}_to`), 0, "another service's backend counts nothing yet");
 
         const rnd = await client({ port: 81, count: 3000, parallel: 16 });
         assert.equal(rnd.failed, 0, JSON.stringify(rnd.errors));

@@ -101,5 +101,9 @@ test("15,000 endpoints (300 round-robin services × 50 backends) serialize witho
   const c = parseConfig(lines.join("\n") + "\n");
   const script = desiredState(c, allHealthy(c), { interfaces: new Map() }).nft;
   assert.match(script, /^add table inet nflb\n/);
-  assert.equal(script.match(/^\tchain svc_s\d+_b\d+ \{$/gm)?.length, 15_000);
+  // Backends are elements: a chain per service, none per backend, no named counter.
+  assert.equal(script.match(/^\tchain svc_s\d+ \{$/gm)?.length, 300);
+  assert.equal(script.match(/^\tchain svc_s\d+_b\d+ \{$/gm), null);
+  assert.equal(script.match(/^\tcounter /gm), null);
+  assert.equal(script.match(/ : 198\.\d+\.\d+\.\d+ \. 80\b/g)?.length, 15_000);
 });

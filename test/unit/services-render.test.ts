@@ -62,15 +62,18 @@ test("a connection to a VIP:port is DNATed to a backend, from the LAN and from t
   assert.equal(dnatOf(trace(k.ruleset, dns("2001:db8:1::7", { daddr: "2001:db8:203::11" }))), null);
 });
 
-test("each backend's new connections are counted in its named counter; weights give the shares", () => {
+test("each backend's new connections are counted in its element of @svc_conns4; weights give the shares", () => {
   const k = kernelWith(table());
   const all = traceAll(k.ruleset, web());
   const shares = sharesBy(all, dnatOf);
   assert.ok(Math.abs((shares["198.51.100.12:8080"] ?? 0) - 2 / 3) < 1e-6, JSON.stringify(shares));
   assert.ok(Math.abs((shares["198.51.100.11:80"] ?? 0) - 1 / 3) < 1e-6, JSON.stringify(shares));
   for (const t of all) {
-    const b = dnatOf(t) === "198.51.100.11:80" ? "svc_web_b0" : "svc_web_b1";
-    assert.ok(t.counters.includes(b), `${dnatOf(t)}: ${t.counters.join(", ")}`);
+    const b = (dnatOf(t) ?? "").replace(":", " . ");
+    assert.ok(
+      t.counters.includes(`@svc_conns4 203.0.113.10 . tcp . 80 . ${b}`),
+      `${dnatOf(t)}: ${t.counters.join(", ")}`,
+    );
   }
 });
 
@@ -176,13 +179,24 @@ test("update of a hash scheduler: only the sources of the failed backend move", 
   }
 });
 
-test("backend counters: one per backend, named after service and position", () => {
+test("backend counters: one element per backend, keyed by the service and the backend's address", () => {
   assert.deepEqual(backendCounters(planOf()), [
-    { service: "web", backend: "198.51.100.11:80", counter: "svc_web_b0" },
-    { service: "web", backend: "198.51.100.12:8080", counter: "svc_web_b1" },
-    { service: "dns", backend: "[2001:db8:51::11]:53", counter: "svc_dns_b0" },
-    { service: "dns", backend: "[2001:db8:51::12]:53", counter: "svc_dns_b1" },
+    { service: "web", backend: "198.51.100.11:80", counter: "svc4 203.0.113.10 tcp 80 198.51.100.11 80" },
+    { service: "web", backend: "198.51.100.12:8080", counter: "svc4 203.0.113.10 tcp 80 198.51.100.12 8080" },
+    {
+      service: "dns",
+      backend: "[2001:db8:51::11]:53",
+      counter: "svc6 2001:db8:203::10 udp 53 2001:db8:51::11 53",
+    },
+    {
+      service: "dns",
+      backend: "[2001:db8:51::12]:53",
+      counter: "svc6 2001:db8:203::10 udp 53 2001:db8:51::12 53",
+    },
   ]);
+  const text = desiredState(cfg, allHealthy(cfg), facts).nft;
+  assert.doesNotMatch(text, /^\s*counter svc_/m, "no named counter per backend");
+  assert.doesNotMatch(text, /chain svc_web_b\d/, "no chain per backend");
 });
 
 test("with uplinks too: a LAN connection to a service VIP is DNATed, never balanced over the uplinks", () => {
@@ -209,8 +223,11 @@ services:
   const k = kernelWith(desiredState(c, allHealthy(c), { interfaces: new Map() }).nft);
   const to = traceAll(k.ruleset, tcp("192.0.2.7", "198.51.100.10", 80));
   assert.deepEqual(
-    to.map((t) => t.counters.filter((n) => n.endsWith("_to"))),
-    [["svc_web_b0_to"], ["svc_web_b1_to"]],
+    to.map((t) => t.counters.filter((n) => n.startsWith("@svc_bytes_to4"))),
+    [
+      ["@svc_bytes_to4 198.51.100.10 . tcp . 80 . 203.0.113.11 . 80"],
+      ["@svc_bytes_to4 198.51.100.10 . tcp . 80 . 203.0.113.12 . 8080"],
+    ],
   );
   const reply = tcp("203.0.113.12", "192.0.2.7", 40000, {
     sport: 8080,
@@ -219,5 +236,7 @@ services:
     ctStatus: 0x20,
     ctOriginal: { saddr: "192.0.2.7", daddr: "198.51.100.10", sport: 40000, dport: 80 },
   });
-  assert.deepEqual(trace(k.ruleset, reply).counters, ["svc_web_b1_from"]);
+  assert.deepEqual(trace(k.ruleset, reply).counters, [
+    "@svc_bytes_from4 198.51.100.10 . tcp . 80 . 203.0.113.12 . 8080",
+  ]);
 });

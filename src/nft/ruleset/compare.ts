@@ -131,6 +131,7 @@ function valueText(s: NSet, e: Elem): string {
   const v = e.value;
   if (!v) return "";
   if ("verdict" in v) return ` : ${v.verdict}${v.chain ? ` ${v.chain}` : ""}`;
+  if ("vals" in v) return ` : ${v.vals.map((x, i) => valText(x, s.dataParts?.[i])).join(" . ")}`;
   return ` : ${valText(v.val, s.data)}`;
 }
 

@@ -10,7 +10,7 @@ import { NftValueError, parseAtom, parseDuration, type Atom, type Val, type VTyp
  * object. Modelled on kubernetes-sigs/knftables' Fake; written for nflb's subset of nft.
  */
 
-export type ElemValue = { verdict: Verdict; chain?: string } | { val: Val };
+export type ElemValue = { verdict: Verdict; chain?: string } | { val: Val } | { vals: Val[] };
 
 export interface Elem {
   key: Atom[];
@@ -24,7 +24,11 @@ export interface NSet {
   map: boolean;
   key: VType[];
   data?: VType;
+  /** A concatenated value's field types (`ipv4_addr . inet_service`); absent for one field. */
+  dataParts?: VType[];
   flags: string[];
+  /** Packets per element, bumped by lookups that find it (sets declared `counter`), by key text. */
+  hits?: Map<string, number>;
   timeoutMs?: number;
   elements: Elem[];
 }
@@ -227,11 +231,12 @@ function applyBlock(r: Ruleset, c: Command & { op: "block" }, fail: (m: string) 
 }
 
 function newSet(d: SetDecl): NSet {
-  const { key, data } = parseSetType(d.typeToks, d.typeof);
+  const { key, data, dataParts } = parseSetType(d.typeToks, d.typeof);
   if (d.map && !data) throw new NftFakeError(d.line, `map ${d.name} has no data type`);
   if (!d.map && data) throw new NftFakeError(d.line, `set ${d.name} has a data type: declare it as a map`);
   const s: NSet = { name: d.name, map: d.map, key, flags: d.flags, elements: [] };
   if (data) s.data = data;
+  if (dataParts) s.dataParts = dataParts;
   if (d.timeoutMs !== undefined) s.timeoutMs = d.timeoutMs;
   return s;
 }
@@ -281,6 +286,18 @@ export function parseElement(s: NSet, toks: Token[]): Elem {
         else if (["accept", "drop", "return", "continue"].includes(v.t))
           e.value = { verdict: v.t as Verdict };
         else throw new NftValueError(`${v.t} is not a verdict`);
+      } else if (s.dataParts) {
+        const vals = [parseAtom(s.dataParts[0] ?? "int", v.t, v.quoted).lo];
+        while (toks[i]?.t === "." && !toks[i]?.quoted) {
+          i++;
+          const w = word();
+          vals.push(parseAtom(s.dataParts[vals.length] ?? "int", w.t, w.quoted).lo);
+        }
+        if (vals.length !== s.dataParts.length)
+          throw new NftValueError(
+            `element of ${s.name} has a value of ${vals.length} fields, not ${s.dataParts.length}`,
+          );
+        e.value = { vals };
       } else e.value = { val: parseAtom(s.data ?? "int", v.t, v.quoted).lo };
     } else throw new NftValueError(`unexpected ${t.t} in an element of ${s.name}`);
   }
@@ -374,6 +391,7 @@ function* refsOf(
       yield* fromExpr(s.key);
       yield* fromRef(s.map);
     } else if (s.k === "set") yield* fromExpr(s.value);
+    else if (s.k === "nat" && s.toExpr) yield* fromExpr(s.toExpr);
     else if (s.k === "verdict" && s.chain) yield { chain: s.chain };
     else if (s.k === "counter" && s.name) {
       if (s.name.k === "lit") yield { counter: s.name.text };

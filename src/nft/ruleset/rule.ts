@@ -40,7 +40,7 @@ export type Stmt =
   | { k: "set"; target: Selector; value: Expr }
   | { k: "verdict"; v: Verdict; chain?: string }
   | { k: "counter"; name?: Expr }
-  | { k: "nat"; kind: "dnat" | "snat" | "masquerade"; fam?: 4 | 6; to?: string }
+  | { k: "nat"; kind: "dnat" | "snat" | "masquerade"; fam?: 4 | 6; to?: string; toExpr?: Expr }
   | { k: "setop"; op: "update" | "add" | "delete"; set: string; key: Expr; value?: Expr; timeout?: string }
   | { k: "comment"; text: string };
 
@@ -161,7 +161,10 @@ export function parseRule(toks: Token[], src: string): Rule {
 }
 
 /** A `typeof`/`type` declaration: key field types and the data type of a map. */
-export function parseSetType(toks: Token[], typeof_: boolean): { key: VType[]; data?: VType } {
+export function parseSetType(
+  toks: Token[],
+  typeof_: boolean,
+): { key: VType[]; data?: VType; dataParts?: VType[] } {
   const colon = toks.findIndex((t) => t.t === ":" && !t.quoted);
   const keyToks = colon < 0 ? toks : toks.slice(0, colon);
   const dataToks = colon < 0 ? [] : toks.slice(colon + 1);
@@ -185,7 +188,10 @@ export function parseSetType(toks: Token[], typeof_: boolean): { key: VType[]; d
   const d = dataToks.map((t) => t.t).join(" ");
   if (d === "verdict") return { key, data: "verdict" };
   if (d === "counter") return { key, data: "counter" };
-  return { key, data: (typeof_ ? byExpr(dataToks) : byName(dataToks))[0] ?? "int" };
+  const parts = typeof_ ? byExpr(dataToks) : byName(dataToks);
+  // A concatenated value (`ip daddr . tcp dport`, what a DNAT map gives): every field's type.
+  if (parts.length > 1) return { key, data: parts[0] ?? "int", dataParts: parts };
+  return { key, data: parts[0] ?? "int" };
 }
 
 /** The datatype of an expression's value, when it has a fixed one. */
@@ -285,6 +291,13 @@ class RuleParser {
       let fam: 4 | 6 | undefined;
       if (this.peek() === "ip" || this.peek() === "ip6") fam = this.word() === "ip" ? 4 : 6;
       this.expect("to");
+      // `dnat ip to numgen inc mod 3 map @m`: the address (and port) come from a map lookup.
+      const head = this.peek() ?? "";
+      if (head === "numgen" || head === "jhash" || SELECTOR_HEADS.has(head)) {
+        const toExpr = this.expr();
+        if (toExpr.k !== "map") this.fail(`${w} to an expression needs a map lookup`);
+        return fam ? { k: "nat", kind: w, fam, toExpr } : { k: "nat", kind: w, toExpr };
+      }
       const to = this.word();
       return fam ? { k: "nat", kind: w, fam, to } : { k: "nat", kind: w, to };
     }

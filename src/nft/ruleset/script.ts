@@ -264,6 +264,8 @@ class ScriptParser {
       else if (w === "size") d.size = Number(this.word());
       else if (w === "policy") this.word();
       else if (w === "auto-merge") d.flags.push("auto-merge");
+      // Per-element counters: kept as a flag (a lookup that finds an element bumps its counter).
+      else if (w === "counter") d.flags.push("counter");
       else if (w === "comment") this.next();
       else if (w === "elements") {
         this.expect("=");

@@ -391,6 +391,7 @@ class Walk {
       this.effects.push("masquerade");
       return { v: "accept" };
     }
+    if (s.toExpr) return this.natFromMap(s, s.toExpr, chain);
     const to = s.to ?? "";
     const m = /^\[(.+)\]:(\d+)$/.exec(to) ?? /^([^:]+):(\d+)$/.exec(to) ?? [to, to];
     const a = m[1] ?? "";
@@ -410,6 +411,29 @@ class Walk {
     return { v: "accept" };
   }
 
+  /** `dnat ip to KEY map @m`: the element's value is the address (and port) to DNAT to. */
+  private natFromMap(s: Extract<Stmt, { k: "nat" }>, e: Expr, chain: Chain): Flow {
+    if (e.k !== "map") throw new TraceError(`${s.kind} to ${exprText(e)}: not a map lookup`);
+    const key = this.eval(e.key);
+    const el = this.lookup(e.set, e.key, key);
+    if (!el?.value || "verdict" in el.value) throw new Break();
+    const types = "named" in e.set ? this.set(e.set.named).dataParts : undefined;
+    const vals = "vals" in el.value ? el.value.vals : [el.value.val];
+    const fam = s.fam ?? this.p.family;
+    if (fam !== this.p.family) throw new Break();
+    const a = formatVal(types?.[0] ?? (fam === 4 ? "ipv4" : "ipv6"), vals[0] as Val);
+    const port = vals.length > 1 ? Number(vals[1]) : undefined;
+    return this.nat(
+      {
+        k: "nat",
+        kind: s.kind,
+        fam,
+        to: port === undefined ? a : fam === 4 ? `${a}:${port}` : `[${a}]:${port}`,
+      },
+      chain,
+    );
+  }
+
   private set(name: string): NSet {
     const s = this.table?.sets.get(name);
     if (!s) throw new TraceError(`set @${name} is not defined`);
@@ -419,7 +443,8 @@ class Walk {
   private lookup(ref: SetRef, keyExpr: Expr, key: V): Elem | undefined {
     const keys = Array.isArray(key) ? key : [key];
     let elems: Elem[];
-    if ("named" in ref) elems = this.set(ref.named).elements;
+    let named: NSet | undefined;
+    if ("named" in ref) elems = (named = this.set(ref.named)).elements;
     else {
       const types = keyTypes(keyExpr);
       const anon: NSet = {
@@ -435,9 +460,16 @@ class Walk {
         return parseElement({ ...anon, map: hasValue }, toks);
       });
     }
-    return elems.find(
+    const found = elems.find(
       (e) => e.key.length === keys.length && e.key.every((a, i) => inAtom(keys[i] as Val, a)),
     );
+    // A set declared `counter`: the element's counter counts this packet.
+    if (found && named?.flags.includes("counter")) {
+      const text = keys.map((k, i) => formatVal(named.key[i] ?? "int", k as Val)).join(" . ");
+      this.t.counters.push(`@${named.name} ${text}`);
+      if (this.opts.remember) (named.hits ??= new Map()).set(text, (named.hits.get(text) ?? 0) + 1);
+    }
+    return found;
   }
 
   private match(left: Expr, op: Extract<Stmt, { k: "match" }>["op"], right: Rhs): boolean {
@@ -519,8 +551,8 @@ class Walk {
       case "map": {
         const key = this.eval(e.key);
         const el = this.lookup(e.set, e.key, key);
-        if (!el?.value || !("val" in el.value)) throw new Break();
-        return el.value.val;
+        if (!el?.value || "verdict" in el.value) throw new Break();
+        return "vals" in el.value ? el.value.vals : el.value.val;
       }
     }
   }
@@ -624,6 +656,7 @@ function wrongFamily(s: Stmt, fam: 4 | 6): boolean {
   if (s.k === "set") return inExpr(s.value);
   if (s.k === "setop") return inExpr(s.key);
   if (s.k === "counter") return s.name ? inExpr(s.name) : false;
+  if (s.k === "nat" && s.toExpr) return inExpr(s.toExpr);
   return false;
 }
 
