@@ -1,4 +1,6 @@
-import { applyDesired, readCurrent } from "../apply/dataplane.ts";
+import { applyDesired, readCurrent, tablesOf } from "../apply/dataplane.ts";
+import { ownedState } from "../apply/owned-state.ts";
+import { systemIp } from "../system/iproute.ts";
 import { down as takeDown } from "../apply/down.ts";
 import { loadConfig } from "../config/load.ts";
 import { allHealthy, desiredState, type Desired } from "../plan/desired.ts";
@@ -60,12 +62,13 @@ export async function apply(o: CheckOpts): Promise<void> {
     return printJson({
       ok: true,
       seconds: r.seconds,
+      nft: r.nft,
       rules: { added: d.addRules.length, deleted: d.delRules.length },
       routes: { replaced: d.replaceRoutes.length, deleted: d.delRoutes.length },
       sysctls,
     });
   say(
-    `applied in ${r.seconds.toFixed(3)} s: nft table inet nflb; rules +${d.addRules.length} -${d.delRules.length}; ` +
+    `applied in ${r.seconds.toFixed(3)} s: nft table inet nflb ${r.nft}; rules +${d.addRules.length} -${d.delRules.length}; ` +
       `routes ~${d.replaceRoutes.length} -${d.delRoutes.length}; sysctls ${sysctls.map((s) => `${s.key}=${s.value}`).join(", ") || "unchanged"}`,
   );
 }
@@ -89,10 +92,14 @@ async function applyConfig(file: string) {
     });
   }
   try {
-    const current = readCurrent();
+    // nflb's tables are read too, so that apply sends only what differs from them.
+    const { current, routesJson } = readCurrent(systemIp, { nft: true });
     current.catch(() => {});
-    const { loaded, facts } = await loadChecked(file);
-    const slots = await readSlotFacts(loaded.config);
+    const { loaded, facts } = await loadChecked(file, { routesJson });
+    const { state, kernel, nft } = await current;
+    // The slots from the state file already read (the same reading applyDesired makes of it).
+    const owned = await ownedState(state, kernel, nft && tablesOf(nft));
+    const slots = await readSlotFacts(loaded.config, owned);
     const want = desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots });
     return await applyDesired(want, { current });
   } finally {
