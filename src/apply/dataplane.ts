@@ -88,7 +88,6 @@ export async function applyDesired(
   // A diff (a reload in place) may be empty: nothing for nft to do. Without one, what differs
   // from the live tables when apply read them, else the whole tables.
   const update = opts.nftScript === undefined && live ? liveTransaction(want.model, live) : null;
-  const script = opts.nftScript ?? update ?? want.nft;
 
   const range = {
     priorities: want.routing.priorities,
@@ -129,7 +128,16 @@ export async function applyDesired(
   // table used goes after the switch: killed at any point (kill -9, power), the host keeps a table
   // whose rules and routes are all there, whichever table that is.
   const ops = diffOps(diff, before);
-  const undo = await applyRoutingOps(ip, ops.filter(isAddition), range, before);
+  const adding = applyRoutingOps(ip, ops.filter(isAddition), range, before);
+  // The full script (~4 ms for 10,000 prefixes) is rendered while `ip` adds the rules and routes.
+  let script = "";
+  try {
+    script = opts.nftScript ?? update ?? want.nft;
+  } catch (e) {
+    const undoAdding = await adding;
+    throw await withRollback(e, undoAdding());
+  }
+  const undo = await adding;
   try {
     if (script) await nftApply(script);
   } catch (e) {
