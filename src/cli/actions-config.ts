@@ -34,9 +34,20 @@ export async function check(o: CheckOpts): Promise<void> {
 }
 
 export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
-  const { loaded, facts } = await loadChecked(o.config, { offline: o.offline === true });
+  // The state file and the routing, read while the config is parsed (as apply does).
+  const reading = o.offline ? undefined : readCurrent(systemIp);
+  reading?.current.catch(() => {});
+  const { loaded, facts } = await loadChecked(o.config, {
+    offline: o.offline === true,
+    ...(reading ? { routesJson: reading.routesJson } : {}),
+  });
   // The slots apply would use (the state file's): without them a reordered config would show moves.
-  if (!o.offline) Object.assign(facts, await readSlotFacts(loaded.config).catch(() => ({})));
+  if (reading) {
+    const slots = reading.current
+      .then(({ state, kernel }) => ownedState(state, kernel))
+      .then((owned) => readSlotFacts(loaded.config, owned));
+    Object.assign(facts, await slots.catch(() => ({})));
+  }
   const want = desiredState(loaded.config, allHealthy(loaded.config), facts);
   if (o.diff) return planDiff(o, want);
   const routing = renderRouting(want.routing);
