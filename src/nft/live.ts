@@ -124,12 +124,15 @@ export function parseListing(text: string): LiveTable | null {
         o.head.push(body);
         continue;
       }
-      // Elements run over as many lines as nft wraps them onto, up to the closing brace.
-      const parts = [body.slice("elements = {".length)];
-      while (!(parts[parts.length - 1] as string).endsWith("}") && i + 1 < lines.length)
-        parts.push((lines[++i] as string).trim());
-      const all = parts.join(" ");
-      o.elements = splitElements(all.slice(0, -1));
+      // Elements run over as many lines as nft wraps them onto, up to the closing brace; nft
+      // breaks lines only after a comma, so each line is split on its own.
+      let part = body.slice("elements = {".length);
+      for (;;) {
+        const last = part.endsWith("}");
+        for (const e of splitElements(last ? part.slice(0, -1) : part)) o.elements.push(e);
+        if (last || i + 1 >= lines.length) break;
+        part = (lines[++i] as string).trim();
+      }
     }
     if (i >= lines.length) return null;
     const key = `${kind === "map" ? "set" : kind} ${o.name}`;
@@ -184,7 +187,8 @@ function sameElements(live: readonly string[], want: readonly string[]): boolean
 
 function sameRules(live: readonly string[], want: readonly string[]): boolean {
   return (
-    live.length === want.length && want.every((r, i) => canonicalRule(r) === canonicalRule(live[i] as string))
+    live.length === want.length &&
+    want.every((r, i) => r === live[i] || canonicalRule(r) === canonicalRule(live[i] as string))
   );
 }
 
