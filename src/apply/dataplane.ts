@@ -2,7 +2,7 @@ import type { Desired } from "../plan/desired.ts";
 import { diffOps, diffRouting, ownedRouting, type OwnedRange, type RoutingDiff } from "./diff-routing.ts";
 import { applyRoutingOps, readAll, readOwned, withRollback } from "./routing-batch.ts";
 import { systemIp, type IpPort, type KernelRouting } from "../system/iproute.ts";
-import { listTableText, nftApply } from "../system/nft.ts";
+import { listTableBounded, nftApply } from "../system/nft.ts";
 import { liveTransaction } from "../nft/live.ts";
 import { FAMILY, TABLE } from "../nft/names.ts";
 import { readSysctl, writeSysctl } from "../system/sysctl.ts";
@@ -55,7 +55,9 @@ export function readCurrent(
 ): { current: Promise<Current>; routesJson: Promise<{ 4: string; 6: string } | undefined> } {
   const kernel = readAll(ip);
   const nft = opts.nft
-    ? Promise.all(LIVE_TABLES.map(async (t) => [t, await listTable(t)] as const)).then((e) => new Map(e))
+    ? Promise.all(LIVE_TABLES.map(async (t) => [t, await listTable(t)] as const)).then(
+        (e) => new Map(e.filter((x): x is [string, string | null] => x[1] !== undefined)),
+      )
     : undefined;
   const current = Promise.all([loadState(), kernel, nft]).then(([state, k, live]) => ({
     state,
@@ -65,9 +67,15 @@ export function readCurrent(
   return { current, routesJson: kernel.then((k) => k.routesJson).catch(() => undefined) };
 }
 
-function listTable(ref: string): Promise<string | null> {
+/**
+ * A table too big to be worth reading (services with hundreds of thousands of elements: nft
+ * prints tens of MB) is left out of the reading, and apply replaces it whole as before.
+ */
+const LIVE_BOUNDS = { maxChars: 8 << 20, timeoutMs: 10_000 };
+
+function listTable(ref: string): Promise<string | null | undefined> {
   const [family = "", name = ""] = ref.split(" ");
-  return listTableText(family, name);
+  return listTableBounded(family, name, LIVE_BOUNDS);
 }
 
 /**

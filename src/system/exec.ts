@@ -5,6 +5,8 @@ export interface ExecResult {
   code: number;
   stdout: string;
   stderr: string;
+  /** Killed for printing more than `maxStdout`: `stdout` is incomplete. */
+  truncated?: boolean;
 }
 
 export interface ExecOptions {
@@ -15,6 +17,8 @@ export interface ExecOptions {
   env?: NodeJS.ProcessEnv;
   /** Signal sent when `timeoutMs` runs out (default SIGTERM). */
   killSignal?: NodeJS.Signals;
+  /** More stdout than this (UTF-16 units) kills the command (SIGKILL); the result says `truncated`. */
+  maxStdout?: number;
 }
 
 export class ExecError extends Error {
@@ -46,10 +50,21 @@ export function exec(argv: readonly string[], opts: ExecOptions = {}): Promise<E
     });
     let stdout = "";
     let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    let truncated = false;
+    const max = opts.maxStdout ?? Infinity;
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      if (truncated) return;
+      stdout += d;
+      if (stdout.length > max) {
+        truncated = true;
+        child.kill("SIGKILL");
+      }
+    });
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     child.on("error", reject);
-    child.on("close", (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
+    child.on("close", (code, signal) =>
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr, ...(truncated ? { truncated } : {}) }),
+    );
     child.stdin.on("error", () => undefined);
     child.stdin.end(opts.input ?? "");
   });
