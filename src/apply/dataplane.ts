@@ -172,8 +172,12 @@ export async function applyDesired(
   return { nftChanged: script !== "", nft, routing: diff, sysctls, seconds: (performance.now() - t0) / 1000 };
 }
 
-/** The tables of a live read that exist, as `nft list tables` names them ("FAMILY NAME"). */
-export function tablesOf(live: ReadonlyMap<string, string | null>): string[] {
+/**
+ * The tables of a live read that exist, as `nft list tables` names them ("FAMILY NAME"); undefined
+ * when nflb's own table was not read (too big), so that ownedState asks nft itself.
+ */
+export function tablesOf(live: ReadonlyMap<string, string | null>): string[] | undefined {
+  if (!live.has(`${FAMILY} ${TABLE}`)) return undefined;
   return [...live].filter(([, text]) => text !== null).map(([ref]) => ref);
 }
 
