@@ -52,19 +52,24 @@ const LIVE_TABLES = [`${FAMILY} ${TABLE}`, `arp ${TABLE}`];
 export function readCurrent(
   ip: IpPort = systemIp,
   opts: { nft?: boolean } = {},
-): { current: Promise<Current>; routesJson: Promise<{ 4: string; 6: string } | undefined> } {
+): {
+  current: Promise<Current>;
+  /** The same without the nft tables, sooner: planning needs only these. */
+  routing: Promise<Omit<Current, "nft">>;
+  routesJson: Promise<{ 4: string; 6: string } | undefined>;
+} {
   const kernel = readAll(ip);
   const nft = opts.nft
     ? Promise.all(LIVE_TABLES.map(async (t) => [t, await listTable(t)] as const)).then(
         (e) => new Map(e.filter((x): x is [string, string | null] => x[1] !== undefined)),
       )
     : undefined;
-  const current = Promise.all([loadState(), kernel, nft]).then(([state, k, live]) => ({
+  const routing = Promise.all([loadState(), kernel]).then(([state, k]) => ({
     state,
     kernel: { rules: k.rules, routes: k.routes },
-    ...(live ? { nft: live } : {}),
   }));
-  return { current, routesJson: kernel.then((k) => k.routesJson).catch(() => undefined) };
+  const current = Promise.all([routing, nft]).then(([r, live]) => ({ ...r, ...(live ? { nft: live } : {}) }));
+  return { current, routing, routesJson: kernel.then((k) => k.routesJson).catch(() => undefined) };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { applyDesired, readCurrent, tablesOf } from "../apply/dataplane.ts";
+import { applyDesired, readCurrent } from "../apply/dataplane.ts";
 import { ownedState } from "../apply/owned-state.ts";
 import { systemIp } from "../system/iproute.ts";
 import { down as takeDown } from "../apply/down.ts";
@@ -104,13 +104,16 @@ async function applyConfig(file: string) {
   }
   try {
     // nflb's tables are read too, so that apply sends only what differs from them.
-    const { current, routesJson } = readCurrent(systemIp, { nft: true });
+    const { current, routing, routesJson } = readCurrent(systemIp, { nft: true });
     current.catch(() => {});
     const { loaded, facts } = await loadChecked(file, { routesJson });
-    const { state, kernel, nft } = await current;
-    // The slots from the state file already read (the same reading applyDesired makes of it).
-    const owned = await ownedState(state, kernel, nft && tablesOf(nft));
-    const slots = await readSlotFacts(loaded.config, owned);
+    // The slots from the state file already read (the same reading applyDesired makes of it);
+    // planning does not wait for the nft listing, which only applyDesired needs.
+    const { state, kernel } = await routing;
+    // (Without uplinks there are no slots, and no rule of nflb's proves the state file is ours.)
+    const slots = loaded.config.uplinks
+      ? await readSlotFacts(loaded.config, await ownedState(state, kernel))
+      : {};
     const want = desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots });
     return await applyDesired(want, { current });
   } finally {
