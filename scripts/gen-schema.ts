@@ -38,6 +38,12 @@ export const DESCRIPTIONS: Record<string, string> = {
   "uplinks.*.probe": "How the uplink's health is measured; probes leave through this uplink only.",
   "uplinks.*.id":
     "Pins the uplink's slot k (mark k in mark_mask, table table_base + k); unset: the slot it had (state file), or the lowest free one.",
+  "uplinks.*.capacity":
+    "What the link carries in bit/s, { down, up } or one rate for both (10Mbit, 5M, 512k): overflow fills up to a share of it; status shows the measured load against it.",
+  "uplinks.*.metered":
+    "true: carries only rules that name it, and the balance only while every unmetered uplink is down (LTE, pay per byte).",
+  "uplinks.*.priority":
+    "method: overflow fills lower priorities first (default: the position in the YAML, 1, 2, 3…); equal priorities share by weight.",
   "uplinks.*.probe.method": "icmp, tcp (connect), http (GET path) or dns (a query).",
   "uplinks.*.probe.targets":
     "Addresses probed through this uplink; several, so one dead target is not a dead link.",
@@ -52,11 +58,26 @@ export const DESCRIPTIONS: Record<string, string> = {
   "uplinks.*.probe.max_rtt": "Optional: a round whose median RTT is above this fails.",
   "uplinks.*.probe.max_loss":
     "Optional: loss ratio (0..1) over the last 10 rounds above which the link is down.",
+  "uplinks.*.probe.recover_rtt":
+    "Optional low mark of max_rtt (pfSense's latency alarm): a link that is down counts only rounds with a median RTT within this toward up_after (default: max_rtt).",
+  "uplinks.*.probe.recover_loss":
+    "Optional low mark of max_loss: a link that is down comes back only while the loss over the last 10 rounds is within this (default: max_loss).",
+  "uplinks.*.probe.max_jitter":
+    "Optional: the link is down while its smoothed jitter (variation of consecutive rounds' RTTs) is above this.",
+  "uplinks.*.probe.recover_jitter":
+    "Optional low mark of max_jitter: a link that is down comes back only with its jitter within this (default: max_jitter).",
   balance: "How new connections are divided among the uplinks.",
   "balance.from": "Interfaces whose new connections are balanced (default: every non-uplink interface).",
   "balance.sources": "Only these source prefixes are balanced.",
   "balance.method":
-    "random, round-robin (exact weighted rotation), source-hash or source-dest-hash (sticky by address).",
+    "random, round-robin (exact weighted rotation), source-hash or source-dest-hash (sticky by address), or overflow (fill uplinks in priority order up to a share of their capacity, spill new connections to the next).",
+  "balance.overflow": "Thresholds and pace of method: overflow.",
+  "balance.overflow.threshold":
+    "An uplink spills (new connections go to the next) when its load is above this share of its capacity, in either direction.",
+  "balance.overflow.recover":
+    "A spilling uplink takes new connections again when its load is below this share (below threshold: the gap keeps it from flapping).",
+  "balance.overflow.interval": "How often the interfaces' byte counters are read.",
+  "balance.overflow.smoothing": "Time constant of the load's moving average: longer ignores shorter bursts.",
   "balance.weights": "static, or auto: scale each uplink's weight by its measured quality.",
   "balance.local": "The router's own unbound traffic: primary (failover order) or balance (multipath).",
   "balance.primary": "Failover order for the router's own traffic and for rules without `via`.",

@@ -9,6 +9,7 @@
 // A measurement starts when the threads are told to go (Node and tsx start-up excluded) and
 // stops when its last connection has finished. Bounded: at most 2,000,000 connections in all,
 // none started after --deadline-ms. Prints one JSON line: {samples: ConnSample[]}.
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Worker } from "node:worker_threads";
 import { boundedInt, parseEndpoint } from "../../src/lab/tools/endpoint.ts";
@@ -23,6 +24,30 @@ export interface ConnSample {
   errors: Record<string, number>;
   ms: number;
   perSecond: number;
+  /**
+   * The whole machine's CPU time during the measurement, from /proc/stat (clock ticks, all cores):
+   * softirq (where forwarding, nft and policy routing run), system, and busy (everything but idle).
+   * Not the client's alone: compare configurations by these per connection, summed over rounds.
+   */
+  cpu: CpuTicks;
+  /** CLOCK_MONOTONIC at the start and end of the measurement, in ns (to match `perf record -k CLOCK_MONOTONIC`). */
+  monoStart: string;
+  monoEnd: string;
+}
+
+export interface CpuTicks {
+  softirq: number;
+  system: number;
+  busy: number;
+}
+
+/** The "cpu" line of /proc/stat: user nice system idle iowait irq softirq steal … */
+export function readCpuTicks(): CpuTicks {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const at = (i: number) => f[i] ?? 0;
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { softirq: at(6), system: at(2), busy: total - at(3) - at(4) };
 }
 
 const MAX_TOTAL = 2_000_000;
@@ -102,6 +127,8 @@ function runOn(w: Worker, job: object): Promise<Stats> {
 async function measure(round: number, target: number): Promise<ConnSample> {
   const ep = targets[target];
   if (!ep) throw new Error(`no target ${target}`);
+  const c0 = readCpuTicks();
+  const m0 = process.hrtime.bigint();
   const t0 = performance.now();
   const results = await Promise.all(
     workers.map((w, t) =>
@@ -116,7 +143,22 @@ async function measure(round: number, target: number): Promise<ConnSample> {
     ),
   );
   const ms = performance.now() - t0;
-  const s: ConnSample = { round, target, ok: 0, failed: 0, notStarted: 0, errors: {}, ms, perSecond: 0 };
+  const m1 = process.hrtime.bigint();
+  const c1 = readCpuTicks();
+  const cpu = { softirq: c1.softirq - c0.softirq, system: c1.system - c0.system, busy: c1.busy - c0.busy };
+  const s: ConnSample = {
+    round,
+    target,
+    ok: 0,
+    failed: 0,
+    notStarted: 0,
+    errors: {},
+    ms,
+    perSecond: 0,
+    cpu,
+    monoStart: String(m0),
+    monoEnd: String(m1),
+  };
   for (const r of results) {
     s.ok += r.ok;
     s.failed += r.failed;
@@ -137,4 +179,4 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 await Promise.all(workers.map((w) => w.terminate()));
-process.stdout.write(JSON.stringify({ samples }) + "\n");
+process.stdout.write(JSON.stringify({ samples, pid: process.pid }) + "\n");

@@ -31,6 +31,16 @@ export interface UplinkStatus {
    * backoff); the uplink keeps its state meanwhile. null while probing works.
    */
   probe_error?: string | null;
+  /** `capacity` from the config, bit/s per direction (null: not given). */
+  capacity?: { down: number | null; up: number | null } | null;
+  /** Measured from the interface's counters, smoothed bit/s; null while nothing samples them (no capacity, no overflow). */
+  load?: { down: number | null; up: number | null } | null;
+  /** load / capacity in the busier direction, 0..1+; null without a capacity. */
+  load_ratio?: number | null;
+  /** `method: overflow`: spilling = over its threshold, new connections go to the next uplink; null otherwise. */
+  overflow?: "spilling" | "filling" | null;
+  /** `metered: true`: only rules that name it, and the balance while every unmetered uplink is down. */
+  metered?: boolean;
 }
 
 export interface FamilyStatus {

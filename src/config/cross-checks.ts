@@ -6,6 +6,7 @@ import { markLayout } from "./marks.ts";
 import { checkOwnedRanges, maxSlot, slotUsable } from "./owned-ranges.ts";
 import { LIMITS, passiveOf } from "./schema.ts";
 import { didYouMean } from "./suggest.ts";
+import { recoveryMarkErrors } from "./overflow-checks.ts";
 
 /** Checks that span several keys; the schema has already validated each value on its own. */
 export function crossCheck(c: Config): ConfigIssue[] {
@@ -82,6 +83,8 @@ export function crossCheck(c: Config): ConfigIssue[] {
       );
   }
 
+  out.push(...recoveryMarkErrors(c));
+
   const b = c.balance;
   const unknownUplink = (n: string) => {
     const guess = didYouMean(n, [...names]);
@@ -149,7 +152,9 @@ export function crossCheck(c: Config): ConfigIssue[] {
     const lf = familyOf(s.listen);
     const seen = new Map<string, string>();
     s.backends.forEach((be, i) => {
-      const key = canonicalHostPort(be.address);
+      // One parse per backend: a config may hold 250,000 of them.
+      const p = parseHostPort(be.address);
+      const key = "error" in p ? be.address : formatHostPort(p.addr, p.port);
       const prev = seen.get(key);
       if (prev !== undefined)
         err(
@@ -157,7 +162,7 @@ export function crossCheck(c: Config): ConfigIssue[] {
           `duplicate backend ${be.address}${prev !== be.address ? ` (also written ${prev})` : ""}: list each backend once, with a weight`,
         );
       seen.set(key, be.address);
-      if (familyOf(be.address) !== lf) {
+      if (("error" in p ? undefined : p.addr.family) !== lf) {
         err(
           ["services", n, "backends", i, "address"],
           "backend and listen address must be the same IP family: nflb does not translate between IPv4 and IPv6",

@@ -17,6 +17,8 @@ import { redactUrlCredentials, SECRET_KEYS } from "./redact.ts";
 import { didYouMean, keysAt } from "./suggest.ts";
 import { configWarnings } from "./warnings.ts";
 import { fastYaml } from "./yaml-fast.ts";
+import { subsetYaml } from "./yaml-subset.ts";
+import { validateFast } from "./validate-fast.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/nflb/nflb.yaml";
 
@@ -55,29 +57,41 @@ export function parseConfigSource(text: string, file = "<config>"): CheckedConfi
 }
 
 /**
- * A config with long prefix lists, read without YAML positions (yaml-fast.ts): only when it is
- * valid. Anything to report (an error, a warning, a later system check) needs lines, so it is read
- * again with positions, then or on first use.
+ * A valid config, read without YAML positions: by yaml-subset.ts when it is written in the plain
+ * subset of YAML configs use (nearly always), else by yaml-fast.ts when it has long prefix lists;
+ * its long lists validated by validate-fast.ts. Only when it is valid: anything to report (an
+ * error, a warning, a later system check) needs lines, so it is read again with positions, then or
+ * on first use.
  */
 function parseValidFast(text: string, file: string): CheckedConfig | undefined {
-  const raw = fastYaml(text, { maxAliasCount: MAX_ALIASES });
-  if (raw === undefined || protoKeys(raw, []).length > 0) return undefined;
-  const parsed = configSchema.safeParse(raw ?? {}, { error: explainIssue, reportInput: true });
-  if (!parsed.success || crossCheck(parsed.data).length > 0) return undefined;
-  let positions: CheckedConfig | undefined;
-  const loc = (list: ConfigIssue[]) =>
-    list.length === 0 ? list : (positions ??= parseWithPositions(text, file)).locate(list);
+  let raw = subsetYaml(text);
+  // The subset has no `__proto__` key; the other reader may.
+  if (raw === undefined) {
+    raw = fastYaml(text, { maxAliasCount: MAX_ALIASES });
+    if (raw === undefined || protoKeys(raw, []).length > 0) return undefined;
+  }
+  const config = validateFast(raw ?? {});
+  if (!config || crossCheck(config).length > 0) return undefined;
+  let positions: ((list: ConfigIssue[]) => ConfigIssue[]) | undefined;
+  const loc = (list: ConfigIssue[]) => (list.length === 0 ? list : (positions ??= positionsOf(text))(list));
   let warnings: ConfigIssue[] | undefined;
   return {
-    config: parsed.data,
+    config,
     file,
     text,
     locate: loc,
     // Only `check` prints them; `apply` and `run` should not pay for their lines.
     get warnings() {
-      return (warnings ??= loc(configWarnings(parsed.data)));
+      return (warnings ??= loc(configWarnings(config)));
     },
   };
+}
+
+/** Lines for issues of a config known to be valid: the positioned read alone, no validation again. */
+function positionsOf(text: string): (list: ConfigIssue[]) => ConfigIssue[] {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
+  return (list) => list.map((i) => locate(doc, lc, i));
 }
 
 function parseWithPositions(text: string, file: string): CheckedConfig {

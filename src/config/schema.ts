@@ -3,6 +3,7 @@ import { formatDuration, MAX_TIMER_MS, parseDuration } from "./duration.ts";
 import { describeInput } from "./messages.ts";
 import { isInterfaceName, parseAddr, parseHostPort, splitPrefixes } from "../net/ip.ts";
 import { domainProblem } from "./domain.ts";
+import { parseBitrate } from "./bitrate.ts";
 
 // The validation schema is the single source of the config's shape: defaults, types and the
 // JSON Schema for editors all come from here.
@@ -219,7 +220,65 @@ export const probeSchema = z.strictObject({
   min_targets: z.number().int().min(1).max(LIMITS.targets).default(1),
   max_rtt: duration(1, 60_000).nullable().default(null),
   max_loss: z.number().min(0).max(1).nullable().default(null),
+  /** Low marks (pfSense's alarms): a link that went down comes back only below these (default: the max_ ones). */
+  recover_rtt: duration(1, 60_000).nullable().default(null),
+  recover_loss: z.number().min(0).max(1).nullable().default(null),
+  /** Smoothed jitter (variation of consecutive rounds' RTTs) above this takes the link down. */
+  max_jitter: duration(1, 60_000).nullable().default(null),
+  recover_jitter: duration(1, 60_000).nullable().default(null),
 });
+
+const RATE_PATTERN = "^\\s*\\d+(\\.\\d+)?\\s*[kKmMgGtT]?(bit|bits|b)?(/s)?\\s*$";
+
+/** A rate in bit/s, as written: a number, or text with a k/M/G/T prefix (10Mbit, 5M, 512k). */
+const rateText = z
+  .union([z.number().meta({ minimum: 1000 }), z.string().meta({ pattern: RATE_PATTERN })], {
+    error: (iss) => `expected a rate like 10Mbit, 5M or 512k (got ${describeInput(iss.input)})`,
+  })
+  .meta({ description: "bit/s: a number, or with a k/M/G/T prefix like 10Mbit, 5M, 512k" });
+
+/**
+ * What the link carries, in bit/s per direction; one rate means both. Overflow fills an uplink
+ * up to a share of it; status shows the measured load against it. The rates are checked after
+ * the shape, so that a bad one is reported as itself, not as "neither a rate nor an object".
+ */
+const capacity = z
+  .union(
+    [
+      rateText,
+      z
+        .strictObject({ down: rateText.optional(), up: rateText.optional() })
+        .refine((c) => c.down !== undefined || c.up !== undefined, {
+          message: "give down, up or both, like capacity: { down: 100M, up: 20M }",
+        }),
+    ],
+    {
+      error: (iss) =>
+        `expected a rate or { down, up }, like capacity: { down: 100M, up: 20M } (got ${describeInput(iss.input)})`,
+    },
+  )
+  .superRefine((c, ctx) => {
+    const each: [string | number | undefined, (string | number)[]][] =
+      typeof c === "object"
+        ? [
+            [c.down, ["down"]],
+            [c.up, ["up"]],
+          ]
+        : [[c, []]];
+    for (const [v, path] of each) {
+      const r = v === undefined ? 0 : parseBitrate(v);
+      if (typeof r !== "number") ctx.addIssue({ code: "custom", path, message: r.error });
+    }
+  })
+  .transform((c): { down?: number; up?: number } => {
+    const rate = (v: string | number | undefined) =>
+      v === undefined ? undefined : (parseBitrate(v) as number);
+    if (typeof c !== "object") return { down: rate(c), up: rate(c) };
+    const out: { down?: number; up?: number } = {};
+    if (c.down !== undefined) out.down = rate(c.down);
+    if (c.up !== undefined) out.up = rate(c.up);
+    return out;
+  });
 
 export const uplinkSchema = z.strictObject({
   interface: iface,
@@ -234,13 +293,38 @@ export const uplinkSchema = z.strictObject({
   probe: probeSchema.default(() => probeSchema.parse({})),
   /** Pins the uplink's slot (mark, table, rule priority); unset: kept from the state file, or the lowest free. */
   id: z.number().int().min(1).max(490).optional(),
+  capacity: capacity.optional(),
+  /** Carries only rules that name it, and the balance only while every unmetered uplink is down. */
+  metered: z.boolean().default(false),
+  /** `method: overflow` fills lower priorities first (default: the YAML order); equal ones share by weight. */
+  priority: z.number().int().min(0).max(10_000).optional(),
 });
+
+/**
+ * `method: overflow` (Peplink's overflow): new connections go to the first uplink, by priority,
+ * whose measured load is below `threshold` of its capacity; it spills above it and takes new
+ * connections again only below `recover` (hysteresis), so a link near its limit does not flap.
+ */
+export const overflowSchema = z
+  .strictObject({
+    threshold: z.number().min(0.05).max(1).default(0.8),
+    recover: z.number().min(0).max(1).default(0.7),
+    /** How often the interfaces' byte counters are read. */
+    interval: duration(100, 10_000).default(500),
+    /** Time constant of the load's moving average: longer ignores shorter bursts. */
+    smoothing: duration(100, 60_000).default(1000),
+  })
+  .refine((o) => o.recover < o.threshold, {
+    path: ["recover"],
+    message: "recover must be below threshold (the gap keeps an uplink near its limit from flapping)",
+  });
 
 export const balanceSchema = z.strictObject({
   from: z.array(iface).max(LIMITS.interfaces).optional(),
   sources: prefixes.optional(),
-  method: z.enum(["random", "round-robin", "source-hash", "source-dest-hash"]).default("random"),
+  method: z.enum(["random", "round-robin", "source-hash", "source-dest-hash", "overflow"]).default("random"),
   weights: z.enum(["static", "auto"]).default("static"),
+  overflow: overflowSchema.default(() => overflowSchema.parse({})),
   local: z.enum(["primary", "balance"]).default("primary"),
   primary: z.array(name).max(LIMITS.uplinks).optional(),
   flush_on_down: z.boolean().default(true),
@@ -479,4 +563,5 @@ export type RuleConfig = z.output<typeof ruleSchema>;
 export type ServiceConfig = z.output<typeof serviceSchema>;
 export type BackendConfig = z.output<typeof backendSchema>;
 export type DnsConfig = z.output<typeof dnsSchema>;
+export type OverflowConfig = z.output<typeof overflowSchema>;
 export type ClusterConfig = z.output<typeof clusterSchema>;

@@ -3,6 +3,7 @@ import { formatIssue, type ConfigIssue } from "./issues.ts";
 import type { CheckedConfig, LoadedConfig } from "./load.ts";
 import { checkOwnedRanges } from "./owned-ranges.ts";
 import { markCollisions } from "./mark-collisions.ts";
+import { overflowWarnings } from "./overflow-checks.ts";
 import { parseAddr, prefixContains } from "../net/ip.ts";
 import { staticGateways } from "../net/gateways.ts";
 import type { Facts } from "../net/facts.ts";
@@ -35,6 +36,7 @@ export function configWarnings(c: Config): ConfigIssue[] {
         });
     });
   if (uplinks.length > 0) out.push(...checkOwnedRanges(c).warnings);
+  out.push(...overflowWarnings(c));
   return out;
 }
 

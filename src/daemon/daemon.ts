@@ -27,6 +27,8 @@ import {
 } from "./reconciler.ts";
 import type { StatusJson } from "./status.ts";
 import { DnsService, type DnsView } from "../dns/service.ts";
+import { LinkLoad, type LoadView } from "./overflow.ts";
+import { formatBitrate } from "../config/bitrate.ts";
 
 export const DEFAULT_API = "127.0.0.1:9110";
 /** A periodic run re-reads addresses and re-installs the table if someone removed it. */
@@ -73,6 +75,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private reloading: Promise<unknown> = Promise.resolve();
   private counterCache: { at: number; value: Promise<Counters> } | null = null;
   private readonly flows: LiveFlows;
+  private readonly linkLoad: LinkLoad;
   private stopped = false;
   private readonly dnsService: DnsService;
   private dnsSets: { model: unknown; names: ReadonlySet<string> } = { model: null, names: new Set() };
@@ -144,6 +147,12 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       passiveDown: (v) => this.monitors.markBackendDown(v.service, v.backend, v.reason),
     });
     model.connections = (service) => this.flows.connections(service);
+    this.linkLoad = new LinkLoad({
+      read: opts.readLinkBytes ?? readLinkBytes,
+      changed: (name, spilling, view) => this.onSpill(name, spilling, view),
+    });
+    model.spilling = () => this.linkLoad.spilling();
+    model.loadView = (name) => this.linkLoad.view(name);
     this.metricsRegistry.declareUplinks(Object.keys(model.config.uplinks ?? {}));
   }
 
@@ -184,6 +193,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     }
     this.dnsService.applied(this.appliedDomainSets());
     await this.monitors.start();
+    this.linkLoad.configure(this.model.config);
     this.refreshCluster();
     this.resync = setInterval(
       () => void this.reconciler.reconcile("periodic check", { verify: true }),
@@ -274,6 +284,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     const r = await this.reconciler.reconcile(reason);
     this.dnsService.applied(this.appliedDomainSets());
     await this.monitors.start();
+    this.linkLoad.configure(loaded.config);
     this.refreshCluster();
     return r;
   }
@@ -331,6 +342,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.stopped = true;
     clearInterval(this.resync);
     this.dnsService.stop();
+    this.linkLoad.stop();
     await this.monitors.stopAll();
     await this.flows.stop();
     await this.reconciler.close();
@@ -382,6 +394,21 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     );
     if (moved)
       void this.reconciler.reconcile(`uplink ${o.name} quality ${o.quality.toFixed(2)} (weights: auto)`);
+  }
+
+  /** Overflow: an uplink crossed its threshold, or came back below `recover`. */
+  private onSpill(name: string, spilling: boolean, v: LoadView): void {
+    if (this.stopped || this.model.config.balance.method !== "overflow") return;
+    const o = this.model.config.balance.overflow;
+    const rate = `${formatBitrate(v.down ?? 0)} down, ${formatBitrate(v.up ?? 0)} up`;
+    const pct = (x: number) => `${Math.round(x * 100)}%`;
+    const reason = spilling
+      ? `load ${pct(v.ratio ?? 0)} of capacity (${rate}) above threshold ${pct(o.threshold)}: new connections spill to the next uplink`
+      : `load ${pct(v.ratio ?? 0)} of capacity (${rate}) below recover ${pct(o.recover)}: takes new connections again`;
+    const state = spilling ? "spilling" : "filling";
+    this.log.info({ uplink: name, overflow: state, load_ratio: v.ratio, reason }, `uplink ${name} ${state}`);
+    this.publish({ kind: "uplink", name, state, reason });
+    void this.reconciler.reconcile(`uplink ${name} ${state}: ${reason}`, { quiet: true });
   }
 
   private onBackendChange(o: BackendObservation): void {
@@ -647,8 +674,21 @@ export class Daemon implements ApiDaemon, ControlDaemon {
         rttMs: obs?.rttMs ?? null,
         loss: obs?.loss ?? 0,
         share: shares.get(name) ?? 0,
+        jitterMs: obs?.jitterMs ?? null,
+        ...this.loadMetrics(name),
       };
     });
+  }
+
+  private loadMetrics(name: string) {
+    const c = this.model.config;
+    const v = this.linkLoad.view(name);
+    return {
+      load: v,
+      capacity: c.uplinks?.[name]?.capacity ?? null,
+      spilling:
+        c.balance.method === "overflow" && c.uplinks?.[name]?.capacity ? (v?.spilling ?? false) : null,
+    };
   }
 
   private backendMetrics() {

@@ -8,6 +8,8 @@ import type { PlannedUplink } from "../plan/types.ts";
 import { formatHostPort, parseHostPort } from "../net/ip.ts";
 import { connCounter } from "../nft/names.ts";
 import { autoLevel } from "./auto-weights.ts";
+import { steerWeights } from "../plan/steer-weights.ts";
+import { loadStatus, type LoadView } from "./overflow.ts";
 import {
   backendState,
   buildHealthView,
@@ -43,6 +45,9 @@ export class DaemonModel {
   reloadError: string | null = null;
   /** Connections open now per backend of a service (the daemon's live flows), for least-conn. */
   connections: (service: string) => ReadonlyMap<string, number> | null = () => null;
+  /** Overflow's measured load (src/daemon/overflow.ts): uplinks over their threshold, and each one's view. */
+  spilling: () => ReadonlySet<string> = () => new Set();
+  loadView: (uplink: string) => LoadView | null = () => null;
   /** Why the last change to the kernel failed (the old data plane serves, a retry is due); null once one succeeds. */
   applyError: string | null = null;
   readonly startedAt = new Date();
@@ -134,18 +139,17 @@ export class DaemonModel {
     const probeDown = new Set(
       Object.keys(c.uplinks ?? {}).filter((n) => this.uplinkObs.get(n)?.state === "down"),
     );
-    return {
-      config: c,
-      health: buildHealthView(
-        c,
-        this.uplinkObs,
-        this.backendObs,
-        this.overrides,
-        this.autoLevels,
-        this.connections,
-      ),
-      probeDown,
-    };
+    const health = buildHealthView(
+      c,
+      this.uplinkObs,
+      this.backendObs,
+      this.overrides,
+      this.autoLevels,
+      this.connections,
+    );
+    // metered and overflow: effective weights over the health above (0 keeps an uplink out of the balance).
+    health.uplinks = steerWeights(c, health.uplinks, this.spilling());
+    return { config: c, health, probeDown };
   }
 
   status(
@@ -184,6 +188,7 @@ export class DaemonModel {
           probed: this.probed.has(name),
           ...(p ? { families: familiesOf(p, this.uplinkState(name), reason) } : {}),
           probe_error: obs?.probeError ?? null,
+          ...loadStatus(c, name, this.loadView(name)),
         };
       }),
       services: Object.entries(c.services ?? {}).map(([name, s]) => ({

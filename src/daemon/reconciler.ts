@@ -230,7 +230,7 @@ export class Reconciler {
         prev?.config === c
           ? { uplinkSlots: before ?? {} }
           : ((await this.ops.slotFacts?.(c, before)) ?? { uplinkSlots: before ?? {} });
-      const desired = desiredState(c, health, { ...facts, ...slots });
+      const desired = desiredState(c, health, { ...facts, ...slots }, prev?.desired.services);
       const removed = desired.uplinks
         ? removedSlots(slots.uplinkSlots ?? {}, slotsOf(desired.uplinks))
         : Object.entries(slots.uplinkSlots ?? {});

@@ -2,26 +2,45 @@ import type { BackendStatus, CheckStatus, ServiceStatus, StatusJson } from "./st
 
 const COLOURS = { up: "32", down: "31", disabled: "33", draining: "33", maint: "33", warn: "31" } as const;
 
+/** "8.1M/0.4M of 10M/10M spilling", "-" while not measured; "metered" marks a metered uplink. */
+function loadText(u: StatusJson["uplinks"][number]): string {
+  const m = (x: number | null | undefined) =>
+    x === null || x === undefined ? "-" : `${Number((x / 1e6).toFixed(1))}M`;
+  const parts = [u.load ? `${m(u.load.down)}/${m(u.load.up)}` : "-"];
+  if (u.capacity) parts.push(`of ${m(u.capacity.down)}/${m(u.capacity.up)}`);
+  if (u.overflow) parts.push(u.overflow);
+  if (u.metered) parts.push("metered");
+  return parts.join(" ");
+}
+
 /** `nflb status` for people: aligned columns, colour only when asked (a TTY). */
 export function formatStatus(s: StatusJson, colour: boolean): string {
   const paint = (text: string, key: keyof typeof COLOURS) =>
     colour ? `\x1b[${COLOURS[key]}m${text}\x1b[0m` : text;
   const out: string[] = [];
   if (s.uplinks.length) {
+    const loads = s.uplinks.some((u) => u.load);
     const rows = s.uplinks.map((u) => [
       u.name,
       u.interface,
       u.state,
       String(u.weight),
       pct(u.share),
-      u.rtt_ms === null ? "-" : `${u.rtt_ms.toFixed(1)} ms`,
+      u.rtt_ms === null
+        ? "-"
+        : `${u.rtt_ms.toFixed(1)} ms${u.jitter_ms === null ? "" : ` ±${u.jitter_ms.toFixed(1)}`}`,
       pct(u.loss),
       u.connections === null ? "-" : String(u.connections),
+      ...(loads ? [loadText(u)] : []),
       u.reason,
     ]);
     out.push(
       ...table(
-        ["UPLINK", "IFACE", "STATE", "WEIGHT", "SHARE", "RTT", "LOSS", "CONNS", "REASON"],
+        [
+          ...["UPLINK", "IFACE", "STATE", "WEIGHT", "SHARE", "RTT", "LOSS", "CONNS"],
+          ...(loads ? ["LOAD DOWN/UP"] : []),
+          "REASON",
+        ],
         rows,
         (r, i, t) => (i === 2 ? paint(t, r[2] as keyof typeof COLOURS) : t),
       ),

@@ -3,7 +3,7 @@
  * probe packet makes congestion show in the RTT).
  *
  *   baseline = the lowest round RTT seen in the last 10 minutes (the uplink's unloaded RTT)
- *   queueing = max(0, srtt - baseline)
+ *   queueing = max(0, srtt - baseline) + jitter   (RTT that swings hurts as much as RTT that sits high)
  *   delay    = 100 ms / (100 ms + queueing)          1 unloaded, 0.5 at +100 ms of queueing
  *   lossF    = max(0, 1 - loss / 0.5)                1 at 0 %, 0.8 at 10 %, 0 at ≥ 50 %
  *   raw      = clamp(delay × lossF, 0.1, 1)
@@ -38,8 +38,15 @@ export function baselineRtt(q: QualityState): number | null {
   return q.buckets.length ? Math.min(...q.buckets.map((b) => b.min)) : null;
 }
 
-export function rawQuality(srttMs: number | null, baselineMs: number | null, loss: number): number {
-  const queueing = srttMs !== null && baselineMs !== null ? Math.max(0, srttMs - baselineMs) : 0;
+export function rawQuality(
+  srttMs: number | null,
+  baselineMs: number | null,
+  loss: number,
+  jitterMs: number | null = null,
+): number {
+  const queueing =
+    (srttMs !== null && baselineMs !== null ? Math.max(0, srttMs - baselineMs) : 0) +
+    (jitterMs !== null && Number.isFinite(jitterMs) ? Math.max(0, jitterMs) : 0);
   const delay = QUALITY.refDelayMs / (QUALITY.refDelayMs + queueing);
   const lossF = Math.max(0, 1 - Math.min(Math.max(loss, 0), 1) / QUALITY.lossAtZero);
   return Math.min(1, Math.max(QUALITY.floor, delay * lossF));
@@ -48,7 +55,7 @@ export function rawQuality(srttMs: number | null, baselineMs: number | null, los
 /** Fold one round in: its median RTT (null when nothing answered), the smoothed RTT and the loss. */
 export function updateQuality(
   q: QualityState,
-  m: { at: number; rttMs: number | null; srttMs: number | null; loss: number },
+  m: { at: number; rttMs: number | null; srttMs: number | null; loss: number; jitterMs?: number | null },
 ): QualityState {
   let buckets = q.buckets.filter((b) => b.start > m.at - QUALITY.baselineWindowMs);
   if (m.rttMs !== null) {
@@ -59,7 +66,7 @@ export function updateQuality(
     else buckets = [...buckets, { start, min: m.rttMs }];
   }
   const next: QualityState = { buckets, value: q.value, lastAt: m.at };
-  const raw = rawQuality(m.srttMs, baselineRtt(next), m.loss);
+  const raw = rawQuality(m.srttMs, baselineRtt(next), m.loss, m.jitterMs ?? null);
   const dt = q.lastAt === null ? QUALITY.tauMs : Math.max(0, m.at - q.lastAt);
   const gain = 1 - Math.exp(-dt / QUALITY.tauMs);
   next.value = q.value + (raw - q.value) * gain;

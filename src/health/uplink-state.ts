@@ -11,6 +11,11 @@ import { initialQuality, updateQuality, type QualityState } from "./uplink-quali
 //   (a full window) is above `max_loss`, or at once on a link problem (no carrier, no address…).
 // - down → up after `up_after` good rounds in a row, counted only from rounds sent after the link
 //   came back, and only while the loss over the window is within `max_loss`.
+// - Recovery marks (pfSense/dpinger's low alarms): a down uplink's rounds count as good only with
+//   a median RTT within `recover_rtt`, and it comes back only while the window's loss is within
+//   `recover_loss` and the jitter within `recover_jitter` (each defaults to its max_ key), so a link
+//   that went down at the high mark does not bounce straight back just below it.
+// - `max_jitter`: up → down when the smoothed jitter (over a full window) is above it.
 // - Start: up. `apply` installs everything as healthy and a restarted daemon must not shift
 //   traffic away from working links, so an uplink starts up and `down_after` rounds (or a link
 //   event) decide; a dead one is down within down_after × interval + timeout.
@@ -39,6 +44,11 @@ export interface HealthParams {
   minTargets: number;
   maxRttMs: number | null;
   maxLoss: number | null;
+  /** Low marks for the way back up (default: the max_ ones); see the header. */
+  recoverRttMs?: number | null;
+  recoverLoss?: number | null;
+  maxJitterMs?: number | null;
+  recoverJitterMs?: number | null;
 }
 
 export function healthParams(p: ProbeConfig): HealthParams {
@@ -48,6 +58,10 @@ export function healthParams(p: ProbeConfig): HealthParams {
     minTargets: Math.min(p.min_targets, Math.max(1, p.targets.length)),
     maxRttMs: p.max_rtt,
     maxLoss: p.max_loss,
+    recoverRttMs: p.recover_rtt ?? p.max_rtt,
+    recoverLoss: p.recover_loss ?? p.max_loss,
+    maxJitterMs: p.max_jitter,
+    recoverJitterMs: p.recover_jitter ?? p.max_jitter,
   };
 }
 
@@ -146,6 +160,8 @@ export function judgeRound(
   r: RoundResult,
   p: HealthParams,
   linkProblem: string | null,
+  /** The uplink is down: its RTT must be within the low mark (recover_rtt) for a good round. */
+  down = false,
 ): Omit<RoundVerdict, "counted"> {
   const sent = r.results.length;
   const answered = r.results.filter((x) => x.rttMs !== null).length;
@@ -164,6 +180,9 @@ export function judgeRound(
   if (p.maxRttMs !== null && medianMs !== null && medianMs > p.maxRttMs) {
     return { ...base, good: false, why: `median RTT ${fmtMs(medianMs)} above max_rtt ${fmtMs(p.maxRttMs)}` };
   }
+  const low = down ? p.recoverRttMs : null;
+  if (low !== null && low !== undefined && medianMs !== null && medianMs > low)
+    return { ...base, good: false, why: `median RTT ${fmtMs(medianMs)} above recover_rtt ${fmtMs(low)}` };
   return { ...base, good: true, why: `${answered}/${sent} answered, median ${fmtMs(medianMs ?? 0)}` };
 }
 
@@ -188,7 +207,7 @@ export function onRound(h: UplinkHealth, r: RoundResult, p: HealthParams): Step 
     return { next: h.probeError === why ? h : { ...h, probeError: why }, changed: false, verdict };
   }
   if (h.probeError !== null && !r.burst) h = { ...h, probeError: null };
-  const v = judgeRound(r, p, h.linkProblem);
+  const v = judgeRound(r, p, h.linkProblem, h.state === "down");
   const burst = r.burst;
   const live = h.state === "up" && h.linkProblem === null && r.seq > h.suspicionOverSeq;
   const counted = burst
@@ -218,6 +237,7 @@ export function onRound(h: UplinkHealth, r: RoundResult, p: HealthParams): Step 
     rttMs: counted ? v.medianMs : null,
     srttMs: next.srttMs,
     loss,
+    jitterMs: next.jitterMs,
   });
 
   if (counted) {
@@ -229,7 +249,18 @@ export function onRound(h: UplinkHealth, r: RoundResult, p: HealthParams): Step 
     }
   }
 
-  const lossTooHigh = p.maxLoss !== null && next.window.length >= LOSS_WINDOW && loss > p.maxLoss;
+  const full = next.window.length >= LOSS_WINDOW;
+  const lossTooHigh = p.maxLoss !== null && full && loss > p.maxLoss;
+  const jitter = next.jitterMs;
+  const over = (limit: number | null | undefined, x: number | null) =>
+    limit !== null && limit !== undefined && full && x !== null && x > limit;
+  if (next.state === "up" && over(p.maxJitterMs, jitter)) {
+    const reason = `jitter ${fmtMs(jitter ?? 0)} is above max_jitter ${fmtMs(p.maxJitterMs ?? 0)}`;
+    const down = streakDown(next, r, verdict, p);
+    return down ?? { next: transition(next, "down", reason, r.at), changed: true, verdict };
+  }
+  // Back up only below the low marks (recover_loss, recover_jitter), not just under the high ones.
+  const heldDown = over(p.recoverLoss ?? p.maxLoss, loss) || over(p.recoverJitterMs, jitter);
   if (next.state === "up") {
     const down = streakDown(next, r, verdict, p);
     if (down) return down;
@@ -237,7 +268,7 @@ export function onRound(h: UplinkHealth, r: RoundResult, p: HealthParams): Step 
       const reason = `loss ${pct(loss)} over the last ${LOSS_WINDOW} rounds is above max_loss ${pct(p.maxLoss ?? 0)}`;
       return { next: transition(next, "down", reason, r.at), changed: true, verdict };
     }
-  } else if (next.linkProblem === null && next.goodStreak >= p.upAfter && !lossTooHigh) {
+  } else if (next.linkProblem === null && next.goodStreak >= p.upAfter && !lossTooHigh && !heldDown) {
     const rtt = next.srttMs === null ? "" : `, smoothed RTT ${fmtMs(next.srttMs)}`;
     const reason = `${next.goodStreak} good rounds in a row${rtt}, loss ${pct(loss)}`;
     return { next: transition(next, "up", reason, r.at), changed: true, verdict };

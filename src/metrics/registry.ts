@@ -12,6 +12,12 @@ export interface MetricsSource {
     rttMs: number | null;
     loss: number;
     share: number;
+    jitterMs?: number | null;
+    /** Smoothed bit/s from the interface's counters; absent while nothing samples them. */
+    load?: { down: number | null; up: number | null } | null;
+    capacity?: { down?: number; up?: number } | null;
+    /** Overflow: 1 over its threshold, 0 below; absent without overflow. */
+    spilling?: boolean | null;
   }[];
   /** `counter`: the nft named counter of new connections to this backend, when there is one. */
   backends(): { service: string; backend: string; up: boolean; counter: string | null }[];
@@ -82,6 +88,63 @@ export class Metrics {
       collect() {
         this.reset();
         for (const u of src.uplinks()) if (u.rttMs !== null) this.set({ uplink: u.name }, u.rttMs / 1000);
+      },
+    });
+    new Gauge({
+      name: "nflb_uplink_jitter_seconds",
+      help: "smoothed variation between consecutive probe rounds' RTTs (RFC 3550 style)",
+      labelNames: ["uplink"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of src.uplinks())
+          if (u.jitterMs !== null && u.jitterMs !== undefined)
+            this.set({ uplink: u.name }, u.jitterMs / 1000);
+      },
+    });
+    const perDirection = (
+      g: Gauge<"uplink" | "direction">,
+      pick: (
+        u: ReturnType<MetricsSource["uplinks"]>[number],
+      ) => { down?: number | null; up?: number | null } | null | undefined,
+    ) => {
+      g.reset();
+      for (const u of src.uplinks()) {
+        const v = pick(u);
+        for (const direction of ["down", "up"] as const) {
+          const x = v?.[direction];
+          if (x !== null && x !== undefined) g.set({ uplink: u.name, direction }, x);
+        }
+      }
+    };
+    new Gauge({
+      name: "nflb_uplink_load_bits_per_second",
+      help: "load measured from the interface's counters (smoothed), by direction (down = received, up = sent)",
+      labelNames: ["uplink", "direction"],
+      registers,
+      collect() {
+        perDirection(this, (u) => u.load);
+      },
+    });
+    new Gauge({
+      name: "nflb_uplink_capacity_bits_per_second",
+      help: "the uplink's configured capacity, by direction",
+      labelNames: ["uplink", "direction"],
+      registers,
+      collect() {
+        perDirection(this, (u) => u.capacity);
+      },
+    });
+    new Gauge({
+      name: "nflb_uplink_spilling",
+      help: "balance.method overflow: 1 while the uplink is over its threshold (new connections go to the next)",
+      labelNames: ["uplink"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of src.uplinks())
+          if (u.spilling !== null && u.spilling !== undefined)
+            this.set({ uplink: u.name }, u.spilling ? 1 : 0);
       },
     });
     new Gauge({

@@ -45,10 +45,16 @@ export const EMPTY_ROUTING = (c: Config): RoutingPlan => ({
   priorities: { from: c.rule_priority_base, to: c.rule_priority_base + 999 },
 });
 
-export function desiredState(c: Config, health: HealthView, facts: Facts): Desired {
+/** `previous`: the services plan in force (the daemon's), which a config edit changes as little as it can. */
+export function desiredState(
+  c: Config,
+  health: HealthView,
+  facts: Facts,
+  previous?: ServicesPlan | null,
+): Desired {
   const uplinks = planUplinks(c, health.uplinks, facts);
   const routing = uplinks ? planRouting(uplinks) : EMPTY_ROUTING(c);
-  const services = planServices(c, health.services, facts);
+  const services = planServices(c, health.services, facts, previous);
   const model = buildModel(uplinks, services, c.cluster);
   const sysctls = planSysctls(c, uplinks ? routing : null);
   for (const s of clusterSysctls(c)) if (!sysctls.some((w) => w.key === s.key)) sysctls.push(s);

@@ -6,23 +6,43 @@ import { apportion, type Weighted } from "./split.ts";
  * permutation of the M table slots and, in turns, claims the next free slot of its walk.
  *
  * Plain Maglev re-populates the whole table when a backend leaves, which moves a few percent of
- * the other backends' slots too (up to 8% for 5 backends at M ≈ 200·N, bench/RESULTS.md). nflb
- * populates the table once from the configured backends and their configured weights, then
- * deals only what health, drain and weight changes free: a backend that is down or over its
- * share gives slots up, the others claim free slots along their own permutations until each
- * holds exactly its share (largest remainder of M by effective weight). So a failure moves only
- * the failed backend's clients, a recovery moves them back, and every live backend holds
- * ⌊share⌋ or ⌈share⌉ slots.
+ * the other backends' slots too (up to ~3% at M ≈ 100·N, bench/RESULTS.md). nflb never
+ * re-populates a table it has: a table is populated once from the configured backends (its
+ * "configured table"), and every later table is dealt from an earlier one. Dealing keeps every slot
+ * of a backend within its share, frees the slots of backends that left (or are down, drained,
+ * over their share), and the backends under their share claim free slots along their own
+ * permutations, in turns, until each holds exactly its share (largest remainder of M by weight).
+ * So a failure moves only the failed backend's clients and a recovery moves them back (the live
+ * table is dealt from the configured one); a config edit that removes a backend moves only its
+ * clients, one that adds a backend moves only the slots it takes, ⌊share⌋ or ⌈share⌉ of them
+ * (the new configured table is dealt from the previous one, which the planner passes in); and
+ * every backend holds ⌊share⌋ or ⌈share⌉ slots.
+ *
+ * M is a step of a fixed ladder (about ×1.5 per step) above 100 slots per backend, a function of
+ * N alone: edits keep M, and so every client's slot (`jhash mod M`), unless N crosses a step.
  */
 
 /** Smallest table: below it a few weighted backends could not be apportioned finely. */
 export const MAGLEV_MIN = 1021;
 /** Slots per backend: shares within 1% (the paper's M > 100·N; exact shares give ±1 slot). */
 export const SLOTS_PER_BACKEND = 100;
+/** Growth from one table size to the next: bigger steps mean fewer resizes, more slots. */
+const STEP = 1.5;
 
-/** The smallest prime M ≥ max(1021, 100·N), N the configured backends (so M stays put on failures). */
+const sizes: number[] = [MAGLEV_MIN];
+
+/**
+ * The smallest step of the ladder 1021, 1543, 2333, 3511, … (each the smallest prime ≥ 1.5× the
+ * one before) with at least 100 slots per configured backend N. A function of N alone, so a
+ * restart finds the same M, and M stays put on failures and on edits that do not cross a step
+ * (N = 11, 16, 24, 36, 53, 80, 119, 179, 268, 402, 603, 904).
+ */
 export function maglevSize(backends: number): number {
-  return nextPrime(Math.max(MAGLEV_MIN, SLOTS_PER_BACKEND * backends));
+  const want = SLOTS_PER_BACKEND * backends;
+  let i = 0;
+  for (; (sizes[i] as number) < want; i++)
+    if (i + 1 === sizes.length) sizes.push(nextPrime(Math.ceil((sizes[i] as number) * STEP)));
+  return sizes[i] as number;
 }
 
 export function nextPrime(n: number): number {
@@ -44,29 +64,73 @@ export function permutationOf(name: string, size: number): { offset: number; ski
 
 /**
  * The lookup table: slot → backend name, for the live backends `backends` (effective weights;
- * weight 0 takes no slot) over a table populated from `configured` (every configured backend with
- * its configured weight; `backends` when omitted). Independent of the order of either list.
- * Tables are cached: re-planning after one backend's change recomputes every service, and the
- * unchanged ones get the very same array back (callers must not modify it).
+ * weight 0 takes no slot), dealt from the configured table `base` (see maglevBase), or else from
+ * the table populated from `configured` (every configured backend with its configured weight;
+ * `backends` when omitted). Independent of the order of either list. Tables are cached: the same
+ * base and live backends give the very same array back (callers must not modify it).
  */
-export function maglevTable(backends: Weighted[], size: number, configured?: Weighted[]): string[] {
+export function maglevTable(
+  backends: Weighted[],
+  size: number,
+  configured?: Weighted[],
+  base?: readonly string[],
+): string[] {
   const live = byName(backends);
   if (live.length === 0) return [];
   if (size < 2) throw new Error("maglev table size must be ≥ 2");
   const seeds = configured ? byName(configured) : live;
-  const key = `${size}|${listKey(live)}|${configured ? listKey(seeds) : "="}`;
-  const hit = cached(key);
-  if (hit) return hit;
-  const base = baseTable(seeds.length ? seeds : live, size);
-  return remember(key, deal(base, live, size));
+  const from = base?.length === size ? base : baseTable(seeds.length ? seeds : live, size);
+  return dealCached(from, live, size);
 }
 
-/** Plain Maglev population (weights by turns), the starting point of every table. */
+/**
+ * A service's configured table: every configured backend at exactly its configured share. Dealt
+ * from `previous` (the configured table of the plan in force, same size) when there is one, so a
+ * config edit moves only the slots it must; populated (plain Maglev) when there is none (a cold
+ * start) or M changed. `previous` itself when it still fits.
+ */
+export function maglevBase(configured: Weighted[], size: number, previous?: readonly string[]): string[] {
+  const seeds = byName(configured);
+  if (seeds.length === 0) return [];
+  if (size < 2) throw new Error("maglev table size must be ≥ 2");
+  return previous?.length === size ? dealCached(previous, seeds, size) : baseTable(seeds, size);
+}
+
+/** A service's configured tables: its regular backends', and its backups' (used while no regular one is up). */
+export interface MaglevPools {
+  regular: string[];
+  backup: string[];
+}
+
+/** Each pool's configured table (maglevBase), dealt from `previous` (the plan in force) when given. */
+export function maglevPools(
+  configured: (Weighted & { backup: boolean })[],
+  previous?: MaglevPools,
+): MaglevPools {
+  const pool = (backup: boolean, was?: string[]) => {
+    const members = configured.filter((b) => b.backup === backup);
+    return maglevBase(members, maglevSize(members.length), was);
+  };
+  return { regular: pool(false, previous?.regular), backup: pool(true, previous?.backup) };
+}
+
+/** Plain Maglev population (weights by turns), dealt to exact shares: the first configured table. */
 function baseTable(seeds: Weighted[], size: number): string[] {
   const key = `${size}|${listKey(seeds)}|base`;
   const hit = cached(key);
   if (hit) return hit;
-  return remember(key, populate(seeds, size));
+  return remember(key, deal(populate(seeds, size), seeds, size));
+}
+
+/** Identities of the tables dealt from, for the cache's keys. */
+const ids = new WeakMap<readonly string[], number>();
+let nextId = 0;
+
+function dealCached(from: readonly string[], live: Weighted[], size: number): string[] {
+  let id = ids.get(from);
+  if (id === undefined) ids.set(from, (id = nextId++));
+  const key = `${id}|${listKey(live)}`;
+  return cached(key) ?? remember(key, deal(from, live, size));
 }
 
 function populate(live: Weighted[], size: number): string[] {

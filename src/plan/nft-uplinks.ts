@@ -154,14 +154,29 @@ export function buildUplinks(p: UplinkPlan, serviceVips: readonly (4 | 6)[] = []
   return {
     objects,
     prerouting: [
-      // Packets of pinned connections: the conntrack mark decides the uplink (CONNMARK --restore-mark).
-      `ct mark and ${hex(mask)} vmap @${RESTORE_MARK}`,
+      ...restoreRules(mask),
       // New connections: one conntrack state test per packet (decide starts with the inbound pin).
       `ct state new jump ${DECIDE}`,
     ],
-    output: [`ct mark and ${hex(mask)} vmap @${RESTORE_MARK}`],
+    output: restoreRules(mask),
     postroutingNat: [`oifname vmap @${EGRESS}`],
   };
+}
+
+/**
+ * Packets of pinned connections: the conntrack mark decides the uplink (CONNMARK --restore-mark),
+ * and the packet leaves the chain (a pinned connection is never decided again, not even its
+ * retransmitted SYN). Every packet of every connection passes here, so the usual case, a packet
+ * mark still 0, is one rule with no map lookup and no jump: nflb's bits of the conntrack mark
+ * copied as they are (a value no fwmark rule names routes as 0 would). A packet another firewall
+ * marked before us goes through `restore_mark`, whose chains write only the bits inside the mask.
+ */
+function restoreRules(mask: number): string[] {
+  const m = hex(mask);
+  return [
+    `meta mark 0 ct mark and ${m} != 0 meta mark set ct mark and ${m} accept`,
+    `meta mark != 0 ct mark and ${m} vmap @${RESTORE_MARK}`,
+  ];
 }
 
 function egressRules(u: PlannedUplink, mask: number): string[] {

@@ -1,6 +1,6 @@
 import type { Config, ServiceConfig } from "../config/schema.ts";
 import { parseHostPort, type Addr } from "../net/ip.ts";
-import { maglevSize, maglevTable } from "./maglev.ts";
+import { maglevPools, maglevSize, maglevTable, type MaglevPools } from "./maglev.ts";
 import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
 import type { BackendHealth, Facts, ServiceHealth } from "./types.ts";
 
@@ -44,6 +44,8 @@ export interface PlannedService {
   persistenceMs?: number;
   /** No regular backend is up: the backups hold the slots (absent: false). */
   onBackups?: boolean;
+  /** maglev: each pool's configured table, which the next plan's are dealt from (src/plan/maglev.ts). */
+  maglev?: MaglevPools;
 }
 
 export interface ServicesPlan {
@@ -61,9 +63,18 @@ export function leastConnLength(live: number): number {
   return Math.min(8192, Math.max(256, 4 * live));
 }
 
-export function planServices(c: Config, health: ServiceHealth, facts?: Facts): ServicesPlan | null {
+/** `previous`: the plan in force, whose maglev tables a config edit changes as little as it can. */
+export function planServices(
+  c: Config,
+  health: ServiceHealth,
+  facts?: Facts,
+  previous?: ServicesPlan | null,
+): ServicesPlan | null {
   if (!c.services || Object.keys(c.services).length === 0) return null;
-  const services = Object.entries(c.services).map(([name, s]) => planCached(name, s, health[name] ?? {}));
+  const was = new Map(previous?.services.map((p) => [p.name, p]));
+  const services = Object.entries(c.services).map(([name, s]) =>
+    planCached(name, s, health[name] ?? {}, was.get(name)),
+  );
   const hairpinIfaces = [...(facts?.interfaces.keys() ?? [])].filter((n) => n !== "lo").sort();
   return { services, hairpinIfaces };
 }
@@ -78,10 +89,15 @@ const planMemo = new WeakMap<
   { name: string; health: (BackendHealth | undefined)[]; planned: PlannedService }
 >();
 
-function planCached(name: string, s: ServiceConfig, health: Record<string, BackendHealth>): PlannedService {
+function planCached(
+  name: string,
+  s: ServiceConfig,
+  health: Record<string, BackendHealth>,
+  previous?: PlannedService,
+): PlannedService {
   const hit = planMemo.get(s);
   if (hit && hit.name === name && sameHealth(s, health, hit.health)) return hit.planned;
-  const planned = planService(name, s, health);
+  const planned = planService(name, s, health, previous);
   planMemo.set(s, { name, health: s.backends.map((b) => copy(health[b.address])), planned });
   return planned;
 }
@@ -117,7 +133,12 @@ function sameHealth(
   return true;
 }
 
-function planService(name: string, s: ServiceConfig, health: Record<string, BackendHealth>): PlannedService {
+function planService(
+  name: string,
+  s: ServiceConfig,
+  health: Record<string, BackendHealth>,
+  previous?: PlannedService,
+): PlannedService {
   const listen = hostPort(s.listen);
   const backends = s.backends.map((b, index): PlannedBackend => {
     const hp = hostPort(b.address);
@@ -137,6 +158,13 @@ function planService(name: string, s: ServiceConfig, health: Record<string, Back
     };
   });
   const onBackups = !backends.some((b) => b.backup !== true && b.state === "up");
+  const maglev =
+    s.scheduler === "maglev"
+      ? maglevPools(
+          backends.map((b) => ({ name: b.key, weight: b.configWeight, backup: b.backup === true })),
+          previous?.maglev,
+        )
+      : undefined;
   return {
     name,
     family: listen.addr.family,
@@ -150,14 +178,17 @@ function planService(name: string, s: ServiceConfig, health: Record<string, Back
     slots: slotsFor(
       s.scheduler,
       backends.filter((b) => (b.backup === true) === onBackups),
+      maglev?.[onBackups ? "backup" : "regular"],
     ),
     onBackups,
     hashSeed: seedOf(`service:${name}`),
     ...(s.persistence !== undefined ? { persistenceMs: s.persistence } : {}),
+    ...(maglev ? { maglev } : {}),
   };
 }
 
-export function slotsFor(scheduler: Scheduler, backends: PlannedBackend[]): string[] {
+/** `base`: maglev's configured table for these backends (else populated from them). */
+export function slotsFor(scheduler: Scheduler, backends: PlannedBackend[], base?: string[]): string[] {
   const live = backends.filter((b) => b.state === "up");
   if (live.length === 0) return [];
   const weighted: Weighted[] = live.map((b) => ({ name: b.key, weight: b.weight }));
@@ -184,6 +215,7 @@ export function slotsFor(scheduler: Scheduler, backends: PlannedBackend[]): stri
         weighted,
         maglevSize(backends.length),
         backends.map((b) => ({ name: b.key, weight: b.configWeight })),
+        base,
       );
     case "least-conn":
       return leastConnSequence(

@@ -23,6 +23,15 @@ export function planSysctls(c: Config, routing: RoutingPlan | null): SysctlSpec[
       value: "2",
       why: `loose reverse-path filter on ${u.interface}`,
     });
+    // The reverse-path check of a packet arriving on an uplink looks the source up with the packet's
+    // mark, which prerouting restored: it stops at the uplink's fwmark rule, instead of walking every
+    // rule twice with mark 0 (the kernel checks the source of each forwarded packet whenever policy
+    // rules exist, whatever rp_filter says: half of the rule walking of a balanced connection).
+    out.push({
+      key: `net/ipv4/conf/${u.interface}/src_valid_mark`,
+      value: "1",
+      why: `reverse-path check by the uplink's mark on ${u.interface}`,
+    });
   }
   if (c.uplinks && c.balance.local === "balance") {
     out.push({

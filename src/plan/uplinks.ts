@@ -6,6 +6,7 @@ import { domainSetsPlan } from "./nft-domains.ts";
 import { maxSlot, slotUsable } from "../config/owned-ranges.ts";
 import { assignSlots, type SlotAssignment } from "./uplink-ids.ts";
 import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
+import { steerWeights } from "./steer-weights.ts";
 import type { Facts, Health, PlannedRule, PlannedSplit, PlannedUplink, Target, UplinkPlan } from "./types.ts";
 
 /** Table `table_base` carries the router's own default route; the uplink in slot k gets `table_base + k`. */
@@ -17,9 +18,9 @@ export function layoutOf(c: Config): MarkLayout {
   return l;
 }
 
-/** Every uplink up at its configured weight: what `apply` installs. */
+/** Every uplink up at its configured weight (metered ones out, overflow on the first): what `apply` installs. */
 export function allUp(c: Config): Health {
-  return Object.fromEntries(Object.keys(c.uplinks ?? {}).map((n) => [n, { up: true }]));
+  return steerWeights(c, Object.fromEntries(Object.keys(c.uplinks ?? {}).map((n) => [n, { up: true }])));
 }
 
 /**
@@ -125,7 +126,8 @@ function hasFamily(u: PlannedUplink, fam: 4 | 6): boolean {
 }
 
 function planSplit(c: Config, uplinks: PlannedUplink[]): PlannedSplit | null {
-  const method = c.balance.method;
+  // Overflow is a choice of weights (src/plan/steer-weights.ts), split at random among them.
+  const method = c.balance.method === "overflow" ? "random" : c.balance.method;
   // In slot order: reordering the YAML changes no slot of the split (a reload of it is a no-op).
   const ordered = bySlot(uplinks);
   let pool: Weighted[] = ordered

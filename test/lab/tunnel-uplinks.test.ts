@@ -167,6 +167,8 @@ describe(
         // The device came after the full apply: its loose rp_filter is written by the update.
         const rp = await lab.exec("router", ["sysctl", "-n", "net.ipv4.conf.tun2.rp_filter"]);
         assert.equal(rp.stdout.trim(), "2", "tun2's rp_filter is loose once it appeared");
+        const svm = await lab.exec("router", ["sysctl", "-n", "net.ipv4.conf.tun2.src_valid_mark"]);
+        assert.equal(svm.stdout.trim(), "1", "tun2's reverse-path check uses the packet's mark");
 
         // Its openvpn is killed (by pid): tun2 goes, its new connections move to tun1.
         const killed = Date.now();

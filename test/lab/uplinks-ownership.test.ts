@@ -96,7 +96,13 @@ rules:
       const before = await snapshot(lab, "router");
       const rp = async () =>
         (
-          await lab.run("router", ["sysctl", "-n", "net.ipv4.conf.wan1.rp_filter", "net.ipv4.ip_forward"])
+          await lab.run("router", [
+            "sysctl",
+            "-n",
+            "net.ipv4.conf.wan1.rp_filter",
+            "net.ipv4.ip_forward",
+            "net.ipv4.conf.wan1.src_valid_mark",
+          ])
         ).trim();
       const rpBefore = await rp();
       const file = good();
@@ -117,6 +123,7 @@ rules:
       );
       assert.match(twice.rules4 ?? "", /500:\tfrom 198\.51\.100\.0\/24 lookup main/);
       assert.notEqual(await rp(), rpBefore, "apply changed rp_filter/forwarding");
+      assert.equal((await rp()).split("\n")[2], "1", "the reverse-path check uses the packet's mark");
       await nflbOk(lab, "router", ["down"]);
       assert.deepEqual(await snapshot(lab, "router"), before);
       assert.equal(await rp(), rpBefore);

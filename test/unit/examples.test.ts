@@ -49,6 +49,15 @@ const scenarios: Record<string, (c: Config) => void> = {
     );
     assert.equal(c.uplinks, undefined);
   },
+  "overflow-metered.yaml": (c) => {
+    assert.equal(c.balance.method, "overflow");
+    assert.deepEqual(c.uplinks?.fibre?.capacity, { down: 100_000_000, up: 20_000_000 });
+    assert.equal(c.uplinks?.lte?.metered, true);
+    assert.ok(c.rules.some((r) => Array.isArray(r.via) && r.via[0] === "lte"));
+    // Installed with every link healthy: the balance is all fibre; the rule still reaches lte.
+    const u = desiredState(c, allHealthy(c), { interfaces: new Map() }).uplinks;
+    assert.deepEqual([...new Set(u?.split?.slots)], ["fibre"]);
+  },
   "cluster-three-nodes.yaml": (c) => {
     assert.ok(c.cluster);
     assert.equal(c.cluster.etcd.length, 3);

@@ -70,7 +70,8 @@ test("the table always has the exec map, steered from the output route chain aft
     output.split("\n").map((l) => l.trim()),
     [
       "type route hook output priority mangle; policy accept;",
-      "ct mark and 0x0000ff00 vmap @restore_mark",
+      "meta mark 0 ct mark and 0x0000ff00 != 0 meta mark set ct mark and 0x0000ff00 accept",
+      "meta mark != 0 ct mark and 0x0000ff00 vmap @restore_mark",
       "socket cgroupv2 level 1 vmap @exec_via",
     ],
   );

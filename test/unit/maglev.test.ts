@@ -1,19 +1,35 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { maglevSize, maglevTable, nextPrime, permutationOf } from "../../src/plan/maglev.ts";
+import {
+  maglevBase,
+  maglevPools,
+  maglevSize,
+  maglevTable,
+  nextPrime,
+  permutationOf,
+} from "../../src/plan/maglev.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { planServices } from "../../src/plan/services.ts";
 
 const names = (n: number) => Array.from({ length: n }, (_, i) => `198.51.100.${i + 1}:80`);
 const eq = (ns: string[]) => ns.map((name) => ({ name, weight: 1 }));
 const count = (xs: string[]) => xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map<string, number>());
 
-test("sizes: the smallest prime ≥ 100 slots per backend, at least 1021", () => {
-  assert.equal(maglevSize(1), 1021);
-  assert.equal(maglevSize(10), 1021);
-  assert.equal(maglevSize(11), 1103);
-  assert.equal(maglevSize(100), 10007);
-  assert.equal(maglevSize(1000), 100003);
-  assert.equal(maglevSize(1024), 102407);
+test("sizes: the smallest step of a fixed ladder (primes, ×1.5) with ≥ 100 slots per backend", () => {
+  for (let n = 1; n <= 10; n++) assert.equal(maglevSize(n), 1021);
+  assert.equal(maglevSize(11), 1543);
+  assert.equal(maglevSize(15), 1543);
+  assert.equal(maglevSize(16), 2333);
+  assert.equal(maglevSize(1024), 135571);
+  let prev = 0;
+  for (let n = 1; n <= 1024; n++) {
+    const m = maglevSize(n);
+    assert.ok(m >= 100 * n && nextPrime(m) === m, `N=${n}: ${m}`);
+    // Steps only: a size is the ladder's next one or the same.
+    if (m !== prev && prev !== 0) assert.ok(m >= 1.5 * prev && m < 1.5 * prev + 100, `${prev} → ${m}`);
+    prev = m;
+  }
   assert.equal(nextPrime(1021), 1021);
   assert.equal(nextPrime(1022), 1031);
 });
@@ -143,4 +159,96 @@ test("no live backend: empty table", () => {
 test("tables are cached: the same backends and size give the same array", () => {
   const a = maglevTable(eq(names(4)), 4093);
   assert.equal(maglevTable(eq(names(4)), 4093), a);
+});
+
+/** Slots that change owner between two tables of one size. */
+const changed = (a: readonly string[], b: readonly string[]) => a.filter((x, i) => b[i] !== x).length;
+const balanceOf = (t: string[], n: number) => Math.max(...shares(t)) / (t.length / n);
+
+test("config edits deal from the configured table in force, over N = 1..1000: a removal moves only the removed backend's slots, an add only the slots it takes; shares within 1%", () => {
+  for (const n of [1, 2, 3, 4, 5, 7, 9, 10, 14, 20, 33, 50, 100, 250, 500, 1000]) {
+    const M = maglevSize(n);
+    for (let trial = 0; trial < (n <= 100 ? 3 : 1); trial++) {
+      const all = randomNames(n);
+      const base = maglevBase(eq(all), M);
+      assert.ok(balanceOf(base, n) <= 1.01);
+      if (n >= 2 && maglevSize(n - 1) === M) {
+        for (const gone of all.slice(0, 3)) {
+          const after = maglevBase(eq(all.filter((x) => x !== gone)), M, base);
+          assert.equal(count(after).get(gone), undefined);
+          assert.equal(othersMoved(base, after, gone), 0, `N=${n}: ${gone} removed`);
+          assert.ok(balanceOf(after, n - 1) <= 1.01, `N=${n}: ${gone} removed, ${balanceOf(after, n - 1)}`);
+        }
+      }
+      if (maglevSize(n + 1) === M) {
+        const [extra = ""] = randomNames(1);
+        const after = maglevBase(eq([...all, extra]), M, base);
+        const taken = count(after).get(extra) ?? 0;
+        // Every slot that moved went to the new backend, and it holds just its share.
+        assert.equal(changed(base, after), taken, `N=${n}: ${extra} added`);
+        assert.ok(Math.abs(taken - M / (n + 1)) <= 1, `N=${n}: ${extra} took ${taken} of ${M}`);
+        assert.ok(balanceOf(after, n + 1) <= 1.01);
+      }
+    }
+  }
+});
+
+test("a config weight change moves only the slots the new shares need; an unchanged config keeps the very table", () => {
+  const all = randomNames(8);
+  const M = maglevSize(8);
+  const base = maglevBase(eq(all), M);
+  assert.equal(maglevBase(eq(all), M, base), base);
+  const heavier = all.map((name, i) => ({ name, weight: i === 0 ? 2 : 1 }));
+  const after = maglevBase(heavier, M, base);
+  assert.ok(changed(base, after) <= Math.ceil((2 / 9 - 1 / 8) * M) + 1, `moved ${changed(base, after)}`);
+  // Health is dealt from it as before: a failure frees only the failed backend's slots.
+  const live = maglevTable(eq(all.slice(1)), M, heavier, after);
+  assert.equal(othersMoved(after, live, all[0] ?? ""), 0);
+});
+
+test("a new size (N crosses a step) or no table in force: populated as plain Maglev", () => {
+  const all = names(10);
+  const base = maglevBase(eq(all), maglevSize(10));
+  const eleven = [...all, "198.51.100.99:80"];
+  assert.deepEqual(maglevBase(eq(eleven), maglevSize(11), base), maglevBase(eq(eleven), maglevSize(11)));
+  const pools = maglevPools([
+    ...eq(all).map((b) => ({ ...b, backup: false })),
+    { name: "x", weight: 1, backup: true },
+  ]);
+  assert.equal(pools.regular, base);
+  assert.deepEqual(new Set(pools.backup), new Set(["x"]));
+});
+
+test("the planner passes the plan in force: a config edit that removes or adds a backend moves only what it must", () => {
+  const svc = (backends: string[]) =>
+    parseConfig(`version: 1
+services:
+  web:
+    listen: 203.0.113.10:443
+    scheduler: maglev
+    backends:
+${backends.map((b) => `      - { address: ${b} }`).join("\n")}
+`);
+  const all = names(9);
+  const p1 = planServices(svc(all), {});
+  const before = p1?.services[0]?.slots ?? [];
+  const gone = all[4] ?? "";
+  const removed = planServices(svc(all.filter((b) => b !== gone)), {}, undefined, p1);
+  assert.equal(othersMoved(before, removed?.services[0]?.slots ?? [], gone), 0);
+  // Without the plan in force (a cold start): plain Maglev, which moves others too.
+  const cold = planServices(svc(all.filter((b) => b !== gone)), {});
+  assert.ok(othersMoved(before, cold?.services[0]?.slots ?? [], gone) > 0);
+  const added = planServices(svc([...all, "198.51.100.77:80"]), {}, undefined, p1);
+  const after = added?.services[0]?.slots ?? [];
+  assert.equal(changed(before, after), count(after).get("198.51.100.77:80"));
+  // A failure after the edit is dealt from the edited table: recovery gives it back exactly.
+  const down = planServices(
+    svc([...all, "198.51.100.77:80"]),
+    { web: { [all[0] ?? ""]: { up: false } } },
+    undefined,
+    added,
+  );
+  assert.equal(othersMoved(after, down?.services[0]?.slots ?? [], all[0] ?? ""), 0);
+  const up = planServices(svc([...all, "198.51.100.77:80"]), {}, undefined, down);
+  assert.deepEqual(up?.services[0]?.slots, after);
 });

@@ -125,6 +125,35 @@ describe("packet tracer over the rendered table", () => {
     assert.equal(t.mark, 0x100);
   });
 
+  test("a pinned connection's packet leaves prerouting with its mark, without a map lookup or decide", () => {
+    const t = trace(r, lan({ dport: 80, ctState: "established", ctMark: 0x200 }), { hooks: ["prerouting"] });
+    assert.equal(t.mark, 0x200);
+    assert.ok(
+      t.steps.every((s) => s.chain === "prerouting"),
+      "no jump out of prerouting",
+    );
+    // A retransmitted SYN (still `new`) of a pinned connection is not balanced again.
+    const syn = trace(r, lan({ dport: 80, ctState: "new", ctMark: 0x100 }), { hooks: ["prerouting"] });
+    assert.equal(syn.mark, 0x100);
+    assert.equal(syn.ctMark, 0x100);
+    assert.ok(!syn.steps.some((s) => s.chain === "decide"));
+  });
+
+  test("another firewall's packet-mark bits survive the restore; foreign conntrack bits are not copied", () => {
+    const t = trace(r, lan({ dport: 80, ctState: "established", ctMark: 0x10200, mark: 0x3 }), {
+      hooks: ["prerouting"],
+    });
+    assert.equal(t.mark, 0x203);
+    const plain = trace(r, lan({ dport: 80, ctState: "established", ctMark: 0x10200 }), {
+      hooks: ["prerouting"],
+    });
+    assert.equal(plain.mark, 0x200);
+    const unpinned = trace(r, lan({ dport: 80, ctState: "established", ctMark: 0x10000, mark: 0x3 }), {
+      hooks: ["prerouting"],
+    });
+    assert.equal(unpinned.mark, 0x3);
+  });
+
   test("random balance: every outcome with its share, as the weights say", () => {
     const all = traceAll(r, lan({ dport: 80 }), { hooks: ["prerouting"] });
     const share = (m: number) => all.filter((t) => t.mark === m).reduce((s, t) => s + t.share, 0);

@@ -146,3 +146,11 @@ balance: { local: balance }
     /default table 200 proto 110 nexthop via 100\.64\.1\.1 dev wan1 weight 3 nexthop via 100\.64\.2\.1 dev wan2 weight 1/,
   );
 });
+
+test("each uplink: loose rp_filter, and its reverse-path check looks the source up with the packet's mark", () => {
+  const d = desiredState(cfg, allHealthy(cfg), facts);
+  for (const iface of ["wan1", "wan2", "wg0"]) {
+    assert.ok(d.sysctls.some((s) => s.key === `net/ipv4/conf/${iface}/rp_filter` && s.value === "2"));
+    assert.ok(d.sysctls.some((s) => s.key === `net/ipv4/conf/${iface}/src_valid_mark` && s.value === "1"));
+  }
+});

@@ -304,6 +304,19 @@
     return v;
   }
 
+  /** " · load 8.1/0.4 of 10/10 Mbit/s, spilling · metered", or "" without a measured load. */
+  function loadNote(u) {
+    const m = (x) => (x === null || x === undefined ? "–" : String(Number((x / 1e6).toFixed(1))));
+    let out = "";
+    if (u.load) {
+      out += ` · load ${m(u.load.down)}/${m(u.load.up)}`;
+      if (u.capacity) out += ` of ${m(u.capacity.down)}/${m(u.capacity.up)}`;
+      out += " Mbit/s";
+      if (u.overflow) out += `, ${u.overflow}`;
+    }
+    return u.metered ? `${out} · metered` : out;
+  }
+
   function renderUplinks(list) {
     const key = list.map((u) => u.name).join(",");
     const box = $("#uplinks");
@@ -326,7 +339,7 @@
       v.card.dataset.state = u.state;
       v.badge.className = `badge uplink-state ${badgeClass(u.state)}`;
       v.badge.textContent = u.state;
-      v.reason.textContent = (u.reason || "") + (u.since ? ` · since ${clock(u.since)}` : "");
+      v.reason.textContent = (u.reason || "") + (u.since ? ` · since ${clock(u.since)}` : "") + loadNote(u);
       v.bar.style.width = `${(u.share || 0) * 100}%`;
       v.share.textContent = pct(u.share);
       const eff = u.effective_weight;

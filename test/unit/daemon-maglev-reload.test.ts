@@ -1,0 +1,53 @@
+// The daemon plans a reload from the plan in force (src/daemon/reconciler.ts → desiredState's
+// `previous`): a config edit that removes a maglev backend moves only that backend's slots.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { parseConfig } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/schema.ts";
+import { Reconciler, type DataplaneOps } from "../../src/daemon/reconciler.ts";
+import { silentLog } from "../../src/daemon/log.ts";
+
+const svc = (backends: string[]) =>
+  parseConfig(`version: 1
+services:
+  web:
+    listen: 203.0.113.10:443
+    scheduler: maglev
+    backends:
+${backends.map((b) => `      - { address: ${b} }`).join("\n")}
+`);
+
+const ops: DataplaneOps = {
+  readFacts: async () => ({ interfaces: new Map() }),
+  applyFull: async () => {},
+  applyNft: async () => {},
+  applyRouting: async () => {},
+  tableExists: async () => true,
+  flushConntrack: async () => 0,
+  purgeSticky: async () => 0,
+};
+
+test("a reload that removes a maglev backend moves only that backend's slots", async () => {
+  const all = Array.from({ length: 9 }, (_, i) => `198.51.100.${i + 1}:443`);
+  let config: Config = svc(all);
+  const r = new Reconciler(
+    () => ({ config, health: { uplinks: {}, services: {} }, probeDown: new Set() }),
+    ops,
+    {
+      log: silentLog,
+    },
+  );
+  assert.equal((await r.reconcile("start")).action, "full");
+  const before = r.last?.desired.services?.services[0]?.slots ?? [];
+  const gone = all[3] ?? "";
+  config = svc(all.filter((b) => b !== gone));
+  assert.equal((await r.reconcile("reload")).action, "full");
+  const after = r.last?.desired.services?.services[0]?.slots ?? [];
+  assert.equal(after.length, before.length);
+  let moved = 0;
+  for (let i = 0; i < before.length; i++) {
+    if (before[i] === gone) assert.notEqual(after[i], gone);
+    else if (after[i] !== before[i]) moved++;
+  }
+  assert.equal(moved, 0);
+});
