@@ -45,6 +45,8 @@ export async function listTableBounded(
     maxStdout: bounds.maxChars,
     timeoutMs: bounds.timeoutMs,
     killSignal: "SIGKILL",
+    // 10,000 prefixes are ~300 KB: through a pipe nft would wait for apply's busy main thread.
+    stdoutToFile: true,
   });
   if (r.truncated || r.code >= 128) return undefined;
   return r.code === 0 ? r.stdout : null;
