@@ -2,7 +2,9 @@ import type { Desired } from "../plan/desired.ts";
 import { diffOps, diffRouting, ownedRouting, type OwnedRange, type RoutingDiff } from "./diff-routing.ts";
 import { applyRoutingOps, readAll, readOwned, withRollback } from "./routing-batch.ts";
 import { systemIp, type IpPort, type KernelRouting } from "../system/iproute.ts";
-import { nftApply } from "../system/nft.ts";
+import { listTableBounded, nftApply } from "../system/nft.ts";
+import { liveTransaction } from "../nft/live.ts";
+import { FAMILY, TABLE } from "../nft/names.ts";
 import { readSysctl, writeSysctl } from "../system/sysctl.ts";
 import { loadState, saveState, type State } from "../system/state.ts";
 import { ownedState } from "./owned-state.ts";
@@ -12,6 +14,11 @@ const isAddition = (o: RoutingOp) => o.op === "rule-add" || o.op === "route-repl
 
 export interface ApplyReport {
   nftChanged: boolean;
+  /**
+   * What the transaction did to nflb's tables: written whole, brought in line object by object
+   * (src/nft/live.ts), or nothing, because the kernel held them as wanted already.
+   */
+  nft: "replaced" | "updated" | "unchanged";
   routing: RoutingDiff;
   sysctls: { key: string; from: string | null; to: string }[];
   seconds: number;
@@ -22,12 +29,58 @@ export async function readRouting(range: OwnedRange, ip: IpPort = systemIp) {
   return readOwned(ip, range);
 }
 
+/** What apply reads before it changes anything. */
+export interface Current {
+  state: State;
+  kernel: KernelRouting;
+  /**
+   * nflb's tables as `nft list table` prints them (null: not there), by "FAMILY NAME": apply
+   * sends only what differs (src/nft/live.ts). Unset: apply replaces the tables whole.
+   */
+  nft?: ReadonlyMap<string, string | null>;
+}
+
+/** The tables `nflb apply` may find: the one it owns and the cluster's ARP table. */
+const LIVE_TABLES = [`${FAMILY} ${TABLE}`, `arp ${TABLE}`];
+
 /**
- * The state file and every routing rule and route, read together (process start dominates each
- * read). Under the state lock: `nflb apply` starts this before it parses the config.
+ * The state file, every routing rule and route, and (with `nft`) nflb's tables as they are, read
+ * together (process start dominates each read). Under the state lock: `nflb apply` starts this
+ * before it parses the config; `routesJson` is the routes as `ip` printed them, for the gateway
+ * facts the config check needs (no `ip route … exact 0/0` of their own).
  */
-export function readCurrent(ip: IpPort = systemIp): Promise<[State, KernelRouting]> {
-  return Promise.all([loadState(), readAll(ip)]);
+export function readCurrent(
+  ip: IpPort = systemIp,
+  opts: { nft?: boolean } = {},
+): {
+  current: Promise<Current>;
+  /** The same without the nft tables, sooner: planning needs only these. */
+  routing: Promise<Omit<Current, "nft">>;
+  routesJson: Promise<{ 4: string; 6: string } | undefined>;
+} {
+  const kernel = readAll(ip);
+  const nft = opts.nft
+    ? Promise.all(LIVE_TABLES.map(async (t) => [t, await listTable(t)] as const)).then(
+        (e) => new Map(e.filter((x): x is [string, string | null] => x[1] !== undefined)),
+      )
+    : undefined;
+  const routing = Promise.all([loadState(), kernel]).then(([state, k]) => ({
+    state,
+    kernel: { rules: k.rules, routes: k.routes },
+  }));
+  const current = Promise.all([routing, nft]).then(([r, live]) => ({ ...r, ...(live ? { nft: live } : {}) }));
+  return { current, routing, routesJson: kernel.then((k) => k.routesJson).catch(() => undefined) };
+}
+
+/**
+ * A table too big to be worth reading (services with hundreds of thousands of elements: nft
+ * prints tens of MB) is left out of the reading, and apply replaces it whole as before.
+ */
+const LIVE_BOUNDS = { maxChars: 8 << 20, timeoutMs: 10_000 };
+
+function listTable(ref: string): Promise<string | null | undefined> {
+  const [family = "", name = ""] = ref.split(" ");
+  return listTableBounded(family, name, LIVE_BOUNDS);
 }
 
 /**
@@ -39,14 +92,15 @@ export function readCurrent(ip: IpPort = systemIp): Promise<[State, KernelRoutin
  */
 export async function applyDesired(
   want: Desired,
-  opts: { nftScript?: string; current?: ReturnType<typeof readCurrent> } = {},
+  opts: { nftScript?: string; current?: Promise<Current> } = {},
 ): Promise<ApplyReport> {
   const t0 = performance.now();
-  // A diff (a reload in place) may be empty: nothing for nft to do.
-  const script = opts.nftScript ?? want.nft;
   const ip = systemIp;
-  const [saved, kernel] = await (opts.current ?? readCurrent(ip));
-  const state = await ownedState(saved, kernel);
+  const { state: saved, kernel, nft: live } = await (opts.current ?? readCurrent(ip).current);
+  const state = await ownedState(saved, kernel, live && tablesOf(live));
+  // A diff (a reload in place) may be empty: nothing for nft to do. Without one, what differs
+  // from the live tables when apply read them, else the whole tables.
+  const update = opts.nftScript === undefined && live ? liveTransaction(want.model, live) : null;
 
   const range = {
     priorities: want.routing.priorities,
@@ -87,7 +141,16 @@ export async function applyDesired(
   // table used goes after the switch: killed at any point (kill -9, power), the host keeps a table
   // whose rules and routes are all there, whichever table that is.
   const ops = diffOps(diff, before);
-  const undo = await applyRoutingOps(ip, ops.filter(isAddition), range, before);
+  const adding = applyRoutingOps(ip, ops.filter(isAddition), range, before);
+  // The full script (~4 ms for 10,000 prefixes) is rendered while `ip` adds the rules and routes.
+  let script = "";
+  try {
+    script = opts.nftScript ?? update ?? want.nft;
+  } catch (e) {
+    const undoAdding = await adding;
+    throw await withRollback(e, undoAdding());
+  }
+  const undo = await adding;
   try {
     if (script) await nftApply(script);
   } catch (e) {
@@ -110,7 +173,17 @@ export async function applyDesired(
       sysctls.push({ key: s.key, from: cur, to: s.value });
     }
   }
-  return { nftChanged: script !== "", routing: diff, sysctls, seconds: (performance.now() - t0) / 1000 };
+  const nft = script === "" ? "unchanged" : update !== null ? "updated" : "replaced";
+  return { nftChanged: script !== "", nft, routing: diff, sysctls, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * The tables of a live read that exist, as `nft list tables` names them ("FAMILY NAME"); undefined
+ * when nflb's own table was not read (too big), so that ownedState asks nft itself.
+ */
+export function tablesOf(live: ReadonlyMap<string, string | null>): string[] | undefined {
+  if (!live.has(`${FAMILY} ${TABLE}`)) return undefined;
+  return [...live].filter(([, text]) => text !== null).map(([ref]) => ref);
 }
 
 /** Only the routing part (the daemon moves the primary's default route without a full apply). */

@@ -5,10 +5,19 @@ import { diffOps, diffRouting, ownedRouting, type OwnedRange, type RoutingState 
 
 const FAMILIES: readonly Fam[] = [4, 6];
 
-/** Every rule and route: one `ip rule` and one `ip route … table all` per family, all at once. */
-export async function readAll(ip: IpPort): Promise<KernelRouting> {
-  const both = await Promise.all(FAMILIES.map((f) => ip.read(f)));
-  return { rules: both.flatMap((k) => k.rules), routes: both.flatMap((k) => k.routes) };
+/**
+ * Every rule and route: `ip rule` and `ip route … table all` of each family (one process per
+ * family), both families at once; with the routes' JSON when the port gives it.
+ */
+export async function readAll(
+  ip: IpPort,
+): Promise<KernelRouting & { routesJson?: { 4: string; 6: string } }> {
+  const [v4, v6] = await Promise.all(FAMILIES.map((f) => ip.read(f)));
+  const both = [v4, v6] as const;
+  const out = { rules: both.flatMap((k) => k?.rules ?? []), routes: both.flatMap((k) => k?.routes ?? []) };
+  return v4?.routesJson !== undefined && v6?.routesJson !== undefined
+    ? { ...out, routesJson: { 4: v4.routesJson, 6: v6.routesJson } }
+    : out;
 }
 
 /** nflb's rules and routes now (tagged with its protocol, inside its range). */

@@ -1,4 +1,6 @@
 import { applyDesired, readCurrent } from "../apply/dataplane.ts";
+import { ownedState } from "../apply/owned-state.ts";
+import { systemIp } from "../system/iproute.ts";
 import { down as takeDown } from "../apply/down.ts";
 import { loadConfig } from "../config/load.ts";
 import { allHealthy, desiredState, type Desired } from "../plan/desired.ts";
@@ -32,9 +34,20 @@ export async function check(o: CheckOpts): Promise<void> {
 }
 
 export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
-  const { loaded, facts } = await loadChecked(o.config, { offline: o.offline === true });
+  // The state file and the routing, read while the config is parsed (as apply does).
+  const reading = o.offline ? undefined : readCurrent(systemIp);
+  reading?.current.catch(() => {});
+  const { loaded, facts } = await loadChecked(o.config, {
+    offline: o.offline === true,
+    ...(reading ? { routesJson: reading.routesJson } : {}),
+  });
   // The slots apply would use (the state file's): without them a reordered config would show moves.
-  if (!o.offline) Object.assign(facts, await readSlotFacts(loaded.config).catch(() => ({})));
+  if (reading) {
+    const slots = reading.current
+      .then(({ state, kernel }) => ownedState(state, kernel))
+      .then((owned) => readSlotFacts(loaded.config, owned));
+    Object.assign(facts, await slots.catch(() => ({})));
+  }
   const want = desiredState(loaded.config, allHealthy(loaded.config), facts);
   if (o.diff) return planDiff(o, want);
   const routing = renderRouting(want.routing);
@@ -60,12 +73,13 @@ export async function apply(o: CheckOpts): Promise<void> {
     return printJson({
       ok: true,
       seconds: r.seconds,
+      nft: r.nft,
       rules: { added: d.addRules.length, deleted: d.delRules.length },
       routes: { replaced: d.replaceRoutes.length, deleted: d.delRoutes.length },
       sysctls,
     });
   say(
-    `applied in ${r.seconds.toFixed(3)} s: nft table inet nflb; rules +${d.addRules.length} -${d.delRules.length}; ` +
+    `applied in ${r.seconds.toFixed(3)} s: nft table inet nflb ${r.nft}; rules +${d.addRules.length} -${d.delRules.length}; ` +
       `routes ~${d.replaceRoutes.length} -${d.delRoutes.length}; sysctls ${sysctls.map((s) => `${s.key}=${s.value}`).join(", ") || "unchanged"}`,
   );
 }
@@ -89,10 +103,17 @@ async function applyConfig(file: string) {
     });
   }
   try {
-    const current = readCurrent();
+    // nflb's tables are read too, so that apply sends only what differs from them.
+    const { current, routing, routesJson } = readCurrent(systemIp, { nft: true });
     current.catch(() => {});
-    const { loaded, facts } = await loadChecked(file);
-    const slots = await readSlotFacts(loaded.config);
+    const { loaded, facts } = await loadChecked(file, { routesJson });
+    // The slots from the state file already read (the same reading applyDesired makes of it);
+    // planning does not wait for the nft listing, which only applyDesired needs.
+    const { state, kernel } = await routing;
+    // (Without uplinks there are no slots, and no rule of nflb's proves the state file is ours.)
+    const slots = loaded.config.uplinks
+      ? await readSlotFacts(loaded.config, await ownedState(state, kernel))
+      : {};
     const want = desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots });
     return await applyDesired(want, { current });
   } finally {

@@ -1,10 +1,15 @@
 import { spawn } from "node:child_process";
+import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmdirSync, unlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** Result of a finished command. Commands are always argument arrays: no shell is involved anywhere. */
 export interface ExecResult {
   code: number;
   stdout: string;
   stderr: string;
+  /** Killed for printing more than `maxStdout`: `stdout` is incomplete. */
+  truncated?: boolean;
 }
 
 export interface ExecOptions {
@@ -15,6 +20,38 @@ export interface ExecOptions {
   env?: NodeJS.ProcessEnv;
   /** Signal sent when `timeoutMs` runs out (default SIGTERM). */
   killSignal?: NodeJS.Signals;
+  /** More stdout than this (UTF-16 units) kills the command (SIGKILL); the result says `truncated`. */
+  maxStdout?: number;
+  /**
+   * Let the command write its stdout into a file (unlinked at once: nothing is left behind) rather
+   * than a pipe, read when it exits: a command that prints a lot then never waits for this
+   * process's event loop, busy with other work meanwhile, to drain a 64 KiB pipe. With
+   * `maxStdout` (bytes here), a bigger output is not read and the result says `truncated`.
+   */
+  stdoutToFile?: boolean;
+}
+
+/** A private file with no name (its directory and name removed at once), open for read and write. */
+function anonymousFile(): number {
+  const dir = mkdtempSync(join(tmpdir(), "nflb-out-"));
+  const path = join(dir, "out");
+  const fd = openSync(path, "w+", 0o600);
+  unlinkSync(path);
+  rmdirSync(dir);
+  return fd;
+}
+
+function readWhole(fd: number, max: number): { text: string; truncated: boolean } {
+  const size = fstatSync(fd).size;
+  if (size > max) return { text: "", truncated: true };
+  const buf = Buffer.alloc(size);
+  let off = 0;
+  while (off < size) {
+    const n = readSync(fd, buf, off, size - off, off);
+    if (n <= 0) break;
+    off += n;
+  }
+  return { text: buf.subarray(0, off).toString("utf8"), truncated: false };
 }
 
 export class ExecError extends Error {
@@ -37,21 +74,54 @@ export function exec(argv: readonly string[], opts: ExecOptions = {}): Promise<E
   const full = wrapNetns(argv, opts.netns);
   const [cmd, ...args] = full;
   if (!cmd) throw new Error("exec: empty argv");
+  const file = opts.stdoutToFile ? anonymousFile() : undefined;
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      stdio: ["pipe", "pipe", "pipe"],
-      env: opts.env ?? process.env,
-      timeout: opts.timeoutMs ?? 30_000,
-      killSignal: opts.killSignal ?? "SIGTERM",
-    });
+    let child;
+    try {
+      child = spawn(cmd, args, {
+        stdio: ["pipe", file ?? "pipe", "pipe"],
+        env: opts.env ?? process.env,
+        timeout: opts.timeoutMs ?? 30_000,
+        killSignal: opts.killSignal ?? "SIGTERM",
+      });
+    } catch (e) {
+      if (file !== undefined) closeSync(file);
+      throw e;
+    }
     let stdout = "";
     let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
-    child.stdin.on("error", () => undefined);
-    child.stdin.end(opts.input ?? "");
+    let truncated = false;
+    const max = opts.maxStdout ?? Infinity;
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+      if (truncated) return;
+      stdout += d;
+      if (stdout.length > max) {
+        truncated = true;
+        child.kill("SIGKILL");
+      }
+    });
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    let open = file !== undefined;
+    const release = () => {
+      if (open && file !== undefined) closeSync(file);
+      open = false;
+    };
+    child.on("error", (e) => {
+      release();
+      reject(e);
+    });
+    child.on("close", (code, signal) => {
+      if (open && file !== undefined) {
+        try {
+          ({ text: stdout, truncated } = readWhole(file, max));
+        } finally {
+          release();
+        }
+      }
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr, ...(truncated ? { truncated } : {}) });
+    });
+    child.stdin?.on("error", () => undefined);
+    child.stdin?.end(opts.input ?? "");
   });
 }
 

@@ -28,8 +28,8 @@ export interface KernelRouting {
 
 /** What `ip` (or a fake of it, in unit tests) must do for apply and down. */
 export interface IpPort {
-  /** Every rule and the routes of every table of one family: two processes, run together. */
-  read(fam: Fam): Promise<KernelRouting>;
+  /** Every rule and the routes of every table of one family (and the routes' JSON, when real). */
+  read(fam: Fam): Promise<KernelRouting & { routesJson?: string }>;
   /**
    * Run the lines of `text` in one `ip -batch -`. Without `force` it stops at the first failing
    * line and throws an IpBatchError saying how many lines went in before it (they stay applied).
@@ -142,12 +142,17 @@ function hopOf(h: RawHop, multipath: boolean) {
   return hop;
 }
 
-export async function readRouting(fam: Fam): Promise<KernelRouting> {
-  const [rules, routes] = await Promise.all([
-    run(["ip", "-N", `-${fam}`, "-j", "rule", "show"]),
-    run(["ip", "-N", `-${fam}`, "-j", "route", "show", "table", "all"]),
-  ]);
-  return { rules: parseRules(fam, rules), routes: parseRoutes(fam, routes) };
+/** Every rule and the routes of every table of one family, with the routes' JSON as `ip` printed it. */
+export async function readRoutingRaw(fam: Fam): Promise<KernelRouting & { routesJson: string }> {
+  // One process for both reads: `ip -batch` prints each command's JSON on a line of its own.
+  const out = await run(["ip", "-N", `-${fam}`, "-j", "-batch", "-"], {
+    input: "rule show\nroute show table all\n",
+  });
+  const lines = out.split("\n");
+  if (lines.length < 2)
+    throw new Error(`ip -${fam} -batch: expected 2 JSON lines, got: ${out.slice(0, 200)}`);
+  const [rules = "", routesJson = ""] = lines;
+  return { rules: parseRules(fam, rules), routes: parseRoutes(fam, routesJson), routesJson };
 }
 
 export async function ipBatch(fam: Fam, text: string, opts: { force?: boolean } = {}): Promise<void> {
@@ -166,7 +171,7 @@ export async function ipBatch(fam: Fam, text: string, opts: { force?: boolean } 
   );
 }
 
-export const systemIp: IpPort = { read: readRouting, batch: ipBatch };
+export const systemIp: IpPort = { read: readRoutingRaw, batch: ipBatch };
 
 export async function ipRaw(fam: Fam, args: string[]): Promise<void> {
   await run(["ip", `-${fam}`, ...args]);
@@ -189,14 +194,23 @@ export function readDefaultRoutes(fam: Fam, opts: { timeoutMs?: number } = {}): 
 
 /** Interfaces with their carrier state, global addresses and learned default gateways. */
 export async function readInterfaces(
-  opts: { gateways: boolean } = { gateways: true },
+  opts: {
+    gateways: boolean;
+    /**
+     * Every route of each family as `ip -N -j route show table all` printed it, when the caller
+     * has read them anyway (apply): the default routes among them are what `exact 0/0` would
+     * print, so no process of its own.
+     */
+    routesJson?: Promise<{ 4: string; 6: string } | undefined>;
+  } = { gateways: true },
 ): Promise<Map<string, InterfaceFacts>> {
   // Without learned gateways, one process instead of three: this runs on every reconcile.
-  const [out, r4, r6] = await Promise.all([
-    run(["ip", "-j", "addr", "show"]),
-    opts.gateways ? readDefaultRoutes(4) : "",
-    opts.gateways ? readDefaultRoutes(6) : "",
-  ]);
+  const defaults = async (fam: Fam) => {
+    if (!opts.gateways) return "";
+    const given = await opts.routesJson;
+    return given ? given[fam] : readDefaultRoutes(fam);
+  };
+  const [out, r4, r6] = await Promise.all([run(["ip", "-j", "addr", "show"]), defaults(4), defaults(6)]);
   const hops = { 4: defaultHops(r4), 6: defaultHops(r6) };
   const links = JSON.parse(out || "[]") as RawLink[];
   const map = new Map<string, InterfaceFacts>();

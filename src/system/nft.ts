@@ -32,6 +32,26 @@ export async function listTableText(family: string, table: string): Promise<stri
   return r.code === 0 ? r.stdout : null;
 }
 
+/**
+ * `nft list table` when it is small enough to be worth reading: undefined when nft printed more
+ * than `maxChars` or took longer than `timeoutMs` (killed), null when the table is not there.
+ */
+export async function listTableBounded(
+  family: string,
+  table: string,
+  bounds: { maxChars: number; timeoutMs: number },
+): Promise<string | null | undefined> {
+  const r = await exec(["nft", "list", "table", family, table], {
+    maxStdout: bounds.maxChars,
+    timeoutMs: bounds.timeoutMs,
+    killSignal: "SIGKILL",
+    // 10,000 prefixes are ~300 KB: through a pipe nft would wait for apply's busy main thread.
+    stdoutToFile: true,
+  });
+  if (r.truncated || r.code >= 128) return undefined;
+  return r.code === 0 ? r.stdout : null;
+}
+
 export async function deleteTable(family: string, table: string): Promise<void> {
   if (await tableExists(family, table)) await run(["nft", "delete", "table", family, table]);
 }
