@@ -11,6 +11,7 @@
 //
 // Needs root. nft runs inside a throw-away namespace (nlXXXX-lb), removed at the end. Prints a
 // markdown section for bench/RESULTS.md.
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { parseConfigSource } from "../src/config/load.ts";
 import { allHealthy, desiredState, type Desired } from "../src/plan/desired.ts";
@@ -65,6 +66,16 @@ function configYaml(services: number, backends: number, scheduler: string): stri
   return lines.join("\n") + "\n";
 }
 
+/**
+ * CPU (user + system) ms of this process's waited-for children (`/proc/self/stat` cutime and
+ * cstime, clock ticks of 10 ms): 10 ms resolution.
+ */
+function childCpuMs(): number {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[13]) + Number(f[14])) * 10;
+}
+
 /** Wall and CPU (user + system) ms of a synchronous step. */
 function step<T>(f: () => T): { wall: number; cpu: number; value: T } {
   const c0 = process.cpuUsage();
@@ -115,11 +126,17 @@ const ms = (xs: number[]) =>
 
 await withBenchNet(async (net: BenchNet) => {
   await net.addNs("lb");
+  // CPU (user + system) of every `nft -f`, in call order: the wall time on a shared machine is
+  // mostly waiting for a core.
+  const nftCpu: number[] = [];
   const nft = async (script: string): Promise<number> => {
+    const c0 = childCpuMs();
     const t0 = performance.now();
     const r = await net.exec("lb", ["nft", "-f", "-"], { input: script, timeoutMs: 600_000 });
     if (r.code !== 0) throw new Error(`nft: ${r.stderr.slice(0, 2000)}`);
-    return performance.now() - t0;
+    const wall = performance.now() - t0;
+    nftCpu.push(childCpuMs() - c0);
+    return wall;
   };
   const times = async (n: number, f: () => Promise<number>) => {
     const xs: number[] = [];
@@ -142,6 +159,7 @@ await withBenchNet(async (net: BenchNet) => {
   const sizes: string[][] = [];
   await nft(EMPTY);
   const empty = await times(Math.max(RUNS, 5), () => nft(EMPTY));
+  const emptyCpu = nftCpu.slice(-empty.length);
   await dropTable();
   for (const c of CONFIGS) {
     process.stderr.write(`-- ${label(c)}\n`);
@@ -160,8 +178,10 @@ await withBenchNet(async (net: BenchNet) => {
       await dropTable();
       return t;
     });
+    const freshCpu: number[] = [];
     const fresh = await times(RUNS, async () => {
       const t = await nft(script.value);
+      freshCpu.push(nftCpu.at(-1) ?? 0);
       await dropTable();
       return t;
     });
@@ -173,6 +193,7 @@ await withBenchNet(async (net: BenchNet) => {
     const planMs: number[] = [];
     const planCpu: number[] = [];
     const updMs: number[] = [];
+    const updCpu: number[] = [];
     let update = "";
     for (let i = 0; i < RUNS * 2; i++) {
       const health = i % 2 === 0 ? { ...healthy, services: { s0: { [first]: { up: false } } } } : healthy;
@@ -184,6 +205,7 @@ await withBenchNet(async (net: BenchNet) => {
       planCpu.push(d.cpu);
       if (i === 0) update = d.value.script;
       updMs.push(await nft(d.value.script));
+      updCpu.push(nftCpu.at(-1) ?? 0);
       applied = d.value.model;
     }
     await dropTable();
@@ -201,14 +223,14 @@ await withBenchNet(async (net: BenchNet) => {
         label(c),
         `\`nft -f\` whole table, first load`,
         ms(fresh),
-        `${(med(fresh) / med(plainMs)).toFixed(2)}× a plain set of as many elements (${ms(plainMs)} ms)`,
+        `${(med(fresh) / med(plainMs)).toFixed(2)}× a plain set of as many elements (${ms(plainMs)} ms); nft CPU ${ms(freshCpu)}`,
       ],
       [label(c), "one backend down/up: `desiredState` + `diff`", ms(planMs), `CPU ${ms(planCpu)}`],
       [
         label(c),
         "one backend down/up: `nft -f` the update",
         ms(updMs),
-        `${(med(updMs) / e).toFixed(2)}× an empty table (${ms(empty)} ms)`,
+        `${(med(updMs) / e).toFixed(2)}× an empty table (${ms(empty)} ms, nft CPU ${ms(emptyCpu)}); nft CPU ${ms(updCpu)}`,
       ],
     );
     sizes.push([

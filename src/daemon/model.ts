@@ -224,10 +224,11 @@ export class DaemonModel {
             weight: health.services[name]?.[b.address]?.weight ?? b.weight,
             configured_weight: b.weight,
             connections: open ? (open.get(canonicalBackend(b.address)) ?? 0) : null,
-            connections_total: counter ? (counters.get(counter)?.packets ?? null) : null,
-            // Bytes of DNATed packets forwarded to/from it (src/plan/nft-services.ts).
-            bytes_to_backend: counter ? (counters.get(`${counter}_to`)?.bytes ?? null) : null,
-            bytes_from_backend: counter ? (counters.get(`${counter}_from`)?.bytes ?? null) : null,
+            // Elements of dynamic counter sets (src/plan/nft-services.ts): none until its first packet.
+            connections_total: counter ? (counters.get(counter)?.packets ?? 0) : null,
+            // Bytes of DNATed packets forwarded to/from it.
+            bytes_to_backend: counter ? (counters.get(`${counter}_to`)?.bytes ?? 0) : null,
+            bytes_from_backend: counter ? (counters.get(`${counter}_from`)?.bytes ?? 0) : null,
             reason: this.backendReason(name, b.address, obs?.reason ?? ""),
             since: obs ? new Date(obs.since).toISOString() : null,
             ...backendExtras(b, i, plannedServices.get(name)),

@@ -48,6 +48,8 @@ export class Monotonic {
   }
 }
 
+const NONE = { packets: 0, bytes: 0 };
+
 interface Snapshot {
   counters: Map<string, { packets: number; bytes: number }>;
   links: Map<string, LinkBytes>;
@@ -262,7 +264,8 @@ export class Metrics {
       collect() {
         this.reset();
         for (const b of src.backends()) {
-          const c = b.counter ? snap().counters.get(b.counter) : undefined;
+          // A backend's counter element exists from its first packet on (a dynamic set): none is 0.
+          const c = b.counter ? (snap().counters.get(b.counter) ?? NONE) : undefined;
           const key = `backend/${b.service}/${b.backend}`;
           if (c) this.inc({ service: b.service, backend: b.backend }, mono.value(key, c.packets));
         }
@@ -295,7 +298,7 @@ export class Metrics {
             ["to_backend", "_to"],
             ["from_backend", "_from"],
           ] as const) {
-            const c = snap().counters.get(b.counter + suffix);
+            const c = snap().counters.get(b.counter + suffix) ?? NONE;
             const key = `bytes/${direction}/${b.service}/${b.backend}`;
             if (c) this.inc({ service: b.service, backend: b.backend, direction }, mono.value(key, c.bytes));
           }

@@ -38,10 +38,11 @@ import { persistence } from "./nft-persist.ts";
  * changes, the one rule of `svc_NAME`: the diff (src/nft/diff.ts) sends only those, and only for
  * services that changed.
  *
- * Counters per backend are elements of sets declared `counter`, keyed by (VIP . proto . port .
- * backend address . backend port): a lookup that finds an element bumps its counter. New
- * connections are counted in postrouting's nat chain (it sees a connection's first packet only,
- * after the DNAT); bytes in a forward-hook chain `svc_bytes`, one lookup per packet and direction.
+ * Counters per backend are elements of dynamic sets declared `counter`, keyed by (VIP . proto .
+ * port . backend address . backend port): `update @set { key }` from the packet path adds the
+ * element on a backend's first packet and bumps its counter on every one. New connections are
+ * counted in postrouting's nat chain (it sees a connection's first packet only, after the DNAT);
+ * bytes in a forward-hook chain `svc_bytes`, one update per packet and direction.
  * (Connections from the router itself, via the output DNAT chain, are not forwarded and not
  * counted in bytes.)
  */
@@ -70,10 +71,32 @@ const SERVICE_TYPE = {
 } as const;
 // `ct original proto-dst` has a type only once the protocol is known, hence the l4proto match
 // (and `type`, not `typeof`, in the set declarations).
-const SERVICE_KEY = {
-  4: "meta nfproto ipv4 meta l4proto { tcp, udp } ct status dnat ct original ip daddr . meta l4proto . ct original proto-dst",
-  6: "meta nfproto ipv6 meta l4proto { tcp, udp } ct status dnat ct original ip6 daddr . meta l4proto . ct original proto-dst",
+const SERVICE_OF = {
+  4: "ct original ip daddr . meta l4proto . ct original proto-dst",
+  6: "ct original ip6 daddr . meta l4proto . ct original proto-dst",
 } as const;
+const SERVICE_KEY = {
+  4: `meta nfproto ipv4 meta l4proto { tcp, udp } ct status dnat ${SERVICE_OF[4]}`,
+  6: `meta nfproto ipv6 meta l4proto { tcp, udp } ct status dnat ${SERVICE_OF[6]}`,
+} as const;
+/**
+ * The per-backend counter sets: elements made by the packet path, so only backends that got
+ * traffic have one and loading the table writes none (at 5,000 × 50, three sets of 250,000
+ * declared elements were three quarters of the load). An element that saw no packet for
+ * COUNT_TIMEOUT expires (a removed backend's, or an idle one's: the daemon keeps its total,
+ * src/system/service-counters.ts); COUNT_SIZE bounds the memory. Neither depends on the plan,
+ * so the declaration never changes.
+ */
+const COUNT_SIZE = 1_048_576;
+const COUNT_TIMEOUT = "7d";
+const countSet = (name: string, f: 4 | 6) =>
+  typedSet(name, COUNT_TYPE[f], [], {
+    flags: ["dynamic", "timeout"],
+    timeout: COUNT_TIMEOUT,
+    size: COUNT_SIZE,
+    counter: true,
+    owner: "packet",
+  });
 
 export interface ServicesSection {
   /** Declarations and postrouting rules, assembled by `buildTable` like any section. */
@@ -108,21 +131,16 @@ export function buildServices(p: ServicesPlan): ServicesSection {
   }
   const bytesRules: string[] = [];
   for (const f of fams) {
-    const of = p.services.filter((s) => s.family === f);
-    // The elements depend on addresses only: the same array while no service's backends changed.
-    const keys = joined(
-      `keys${f}`,
-      of.map((s) => counterElements(s)),
-    );
-    objects.push({ ...typedSet(SVC_CONNS[f], COUNT_TYPE[f], [], { counter: true }), elements: keys });
-    count.push(`${SERVICE_KEY[f]} . ${IP[f]} daddr . th dport @${SVC_CONNS[f]}`);
+    // Only connections to nflb's own services (@svc_vips): another table's DNAT makes no element.
+    const ours = `${SERVICE_KEY[f]} @${SVC_VIPS[f]}`;
+    objects.push(countSet(SVC_CONNS[f], f));
+    count.push(`${ours} update @${SVC_CONNS[f]} { ${SERVICE_OF[f]} . ${IP[f]} daddr . th dport }`);
     for (const dir of ["to", "from"] as const) {
-      const set = typedSet(SVC_BYTES[dir][f], COUNT_TYPE[f], [], { counter: true });
-      objects.push({ ...set, elements: keys });
+      objects.push(countSet(SVC_BYTES[dir][f], f));
       const backend = dir === "to" ? `${IP[f]} daddr . th dport` : `${IP[f]} saddr . th sport`;
       const ctDir = dir === "to" ? "original" : "reply";
       bytesRules.push(
-        `${NFPROTO[f]} meta l4proto { tcp, udp } ct status dnat ct direction ${ctDir} ct original ${IP[f]} daddr . meta l4proto . ct original proto-dst . ${backend} @${SVC_BYTES[dir][f]}`,
+        `${SERVICE_KEY[f]} @${SVC_VIPS[f]} ct direction ${ctDir} update @${SVC_BYTES[dir][f]} { ${SERVICE_OF[f]} . ${backend} }`,
       );
     }
   }
@@ -199,35 +217,6 @@ function serviceObjects(s: PlannedService): NftObject[] {
 function slotsType(s: PlannedService): string {
   const gen = s.scheduler === "random" ? "numgen random mod 1" : "numgen inc mod 1";
   return `${gen} : ${IP[s.family]} daddr . ${s.protocol} dport`;
-}
-
-const keysMemo = new WeakMap<PlannedService, Element[]>();
-/** The last counter keys per service name: a health change gives a new plan, not new keys. */
-const lastKeys = new Map<string, Element[]>();
-
-/** The service's keys in the per-backend counter sets (they depend on addresses, not health). */
-function counterElements(s: PlannedService): Element[] {
-  const hit = keysMemo.get(s);
-  if (hit) return hit;
-  const made = s.backends.map((b) => ({ key: `${serviceKey(s)} . ${b.addr.text} . ${b.port}` }));
-  const was = lastKeys.get(s.name);
-  const out = was && was.length === made.length && was.every((e, i) => e.key === made[i]?.key) ? was : made;
-  if (lastKeys.size > 100_000) lastKeys.clear();
-  lastKeys.set(s.name, out);
-  keysMemo.set(s, out);
-  return out;
-}
-
-/** The concatenation of `parts`, the same array as last time for `id` when every part is the same. */
-const joinMemo = new Map<string, { parts: Element[][]; all: Element[] }>();
-
-function joined(id: string, parts: Element[][]): Element[] {
-  const was = joinMemo.get(id);
-  if (was && was.parts.length === parts.length && was.parts.every((p, i) => p === parts[i])) return was.all;
-  const all: Element[] = [];
-  for (const p of parts) for (const e of p) all.push(e);
-  joinMemo.set(id, { parts, all });
-  return all;
 }
 
 function serviceKey(s: PlannedService): string {

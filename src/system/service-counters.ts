@@ -5,12 +5,51 @@ import { listJson } from "./nft.ts";
 type Count = { packets: number; bytes: number };
 
 /**
- * The services' per-backend counters, which are elements of sets declared `counter`
+ * The services' per-backend counters, which are elements of dynamic sets declared `counter`
  * (src/plan/nft-services.ts), under the names the daemon's status and metrics look up: the
  * backend's key for new connections, `KEY_to`/`KEY_from` for bytes. Sets that do not exist
- * (no service of that family) read as empty.
+ * (no service of that family) read as empty; a backend that never got traffic has no element.
+ * Totals stay monotonic across an element's expiry (see `Totals`).
  */
 export async function readServiceCounters(family: string, table: string): Promise<Map<string, Count>> {
+  return totals.add(await readElements(family, table));
+}
+
+/**
+ * Counters that never go back: an element that expired (no packet for the set's timeout) or was
+ * made again since the last read leaves its last value as a base that later values add to.
+ * (An element that expired and came back above its old value between two reads is not seen
+ * as new: that takes a week without traffic and then more packets than before within one read.)
+ */
+export class Totals {
+  private readonly seen = new Map<string, { last: Count; base: Count }>();
+  constructor(private readonly max = 4_000_000) {}
+
+  add(now: Map<string, Count>): Map<string, Count> {
+    const out = new Map<string, Count>();
+    for (const [key, c] of now) {
+      let m = this.seen.get(key);
+      if (!m) {
+        if (this.seen.size >= this.max) this.seen.clear();
+        this.seen.set(key, (m = { last: c, base: { packets: 0, bytes: 0 } }));
+      } else if (c.packets < m.last.packets || c.bytes < m.last.bytes) m.base = sum(m.base, m.last);
+      m.last = c;
+      out.set(key, sum(m.base, c));
+    }
+    for (const [key, m] of this.seen) {
+      if (now.has(key)) continue;
+      m.base = sum(m.base, m.last);
+      m.last = { packets: 0, bytes: 0 };
+      out.set(key, m.base);
+    }
+    return out;
+  }
+}
+
+const sum = (a: Count, b: Count): Count => ({ packets: a.packets + b.packets, bytes: a.bytes + b.bytes });
+const totals = new Totals();
+
+async function readElements(family: string, table: string): Promise<Map<string, Count>> {
   const out = new Map<string, Count>();
   const sets = ([4, 6] as const).flatMap((f) => [
     { set: SVC_CONNS[f], suffix: "" },

@@ -2,7 +2,7 @@
 // metrics look up (the same key the daemon computes from the config).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { elementCounters } from "../../src/system/service-counters.ts";
+import { elementCounters, Totals } from "../../src/system/service-counters.ts";
 import { backendCounterKey } from "../../src/nft/names.ts";
 
 test("elements of a counter set become the backend's key, with canonical addresses", () => {
@@ -37,4 +37,18 @@ test("elements of a counter set become the backend's key, with canonical address
   ]);
   assert.deepEqual(elementCounters({ set: {} }), []);
   assert.deepEqual(elementCounters({}), []);
+});
+
+test("totals stay monotonic when a dynamic element expires or is made again", () => {
+  const t = new Totals();
+  const c = (packets: number) => ({ packets, bytes: packets * 100 });
+  assert.deepEqual(t.add(new Map([["a", c(5)]])).get("a"), c(5));
+  assert.deepEqual(t.add(new Map([["a", c(7)]])).get("a"), c(7));
+  // Expired (no element): the total stays.
+  assert.deepEqual(t.add(new Map()).get("a"), c(7));
+  // Made again from its next packet on: counts on from the total.
+  assert.deepEqual(t.add(new Map([["a", c(2)]])).get("a"), c(9));
+  // Expired and made again between two reads, below its last value.
+  assert.deepEqual(t.add(new Map([["a", c(1)]])).get("a"), c(10));
+  assert.equal(t.add(new Map()).size, 1);
 });

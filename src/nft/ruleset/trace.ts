@@ -368,6 +368,11 @@ class Walk {
           `${s.op} @${s.set} { ${showKey(s.key, key)}${val !== undefined ? ` : ${formatVal(set.data, val as Val)}` : ""} }`,
         );
         const at = set.elements.findIndex((e) => e.key.every((a, i) => inAtom(keys[i] as Val, a)));
+        // A set declared `counter`: the added or refreshed element's counter counts this packet.
+        if (s.op !== "delete" && set.flags.includes("counter"))
+          this.t.counters.push(
+            `@${set.name} ${keys.map((k, i) => formatVal(set.key[i] ?? "int", k as Val)).join(" . ")}`,
+          );
         if (s.op === "delete") {
           if (this.opts.remember && at >= 0) set.elements.splice(at, 1);
           return null;
