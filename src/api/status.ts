@@ -31,6 +31,12 @@ export interface UplinkStatus {
    * backoff); the uplink keeps its state meanwhile. null while probing works.
    */
   probe_error?: string | null;
+  /**
+   * Passive health from the uplink's live connections (conntrack): new connections answered and
+   * left unanswered (for `passive.timeout`), the unanswered ones in a row now, and whether a
+   * suspicion is being re-probed. null when nothing watches it (passive off, or fewer than 2 uplinks).
+   */
+  passive?: { answered: number; unanswered: number; streak: number; suspect: boolean } | null;
 }
 
 export interface FamilyStatus {
