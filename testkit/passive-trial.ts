@@ -87,10 +87,20 @@ function summarize(
 
 /** nflb_uplink_transitions_total by `uplink/to`, from the daemon's /metrics. */
 export async function transitions(lab: UplinkLab): Promise<Record<string, number>> {
+  return counters(lab, "nflb_uplink_transitions_total");
+}
+
+/** nflb_uplink_passive_suspicions_total by `uplink/outcome`. */
+export async function suspicions(lab: UplinkLab): Promise<Record<string, number>> {
+  return counters(lab, "nflb_uplink_passive_suspicions_total");
+}
+
+/** A counter with two labels from the daemon's /metrics, by `label1/label2`. */
+async function counters(lab: UplinkLab, name: string): Promise<Record<string, number>> {
   const r = await http(lab, "router", "GET", "http://127.0.0.1:9110/metrics");
   if (r.code !== 200) throw new Error(`metrics: HTTP ${r.code}`);
   const out: Record<string, number> = {};
-  for (const m of r.body.matchAll(/^nflb_uplink_transitions_total\{uplink="([^"]+)",to="([^"]+)"\} (\d+)/gm))
-    out[`${m[1]}/${m[2]}`] = Number(m[3]);
+  const re = new RegExp(`^${name}\\{\\w+="([^"]+)",\\w+="([^"]+)"\\} (\\d+)`, "gm");
+  for (const m of r.body.matchAll(re)) out[`${m[1]}/${m[2]}`] = Number(m[3]);
   return out;
 }

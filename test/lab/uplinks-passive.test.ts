@@ -12,7 +12,7 @@ import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import { startConnRate } from "../../testkit/conn-rate.ts";
 import { DaemonFixture, http, labConfig, sleep, status, waitStatus } from "../../testkit/daemon-harness.ts";
-import { blackholeTrial, transitions } from "../../testkit/passive-trial.ts";
+import { blackholeTrial, suspicions, transitions } from "../../testkit/passive-trial.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -80,17 +80,18 @@ describe(
             "all up",
           );
           const before = await transitions(lab);
+          const suspectedBefore = await suspicions(lab);
           await lab.setLoss(1, loss);
           try {
             const c = await startConnRate(lab, { rate: 50, timeoutMs: 3000, durationMs: LOSS_S * 1000 });
             const { summary } = await c.done;
             const isp = await lab.ispCounters(1);
             const after = await transitions(lab);
-            const logs = fx.daemon?.logs() ?? [];
-            const suspects = logs.filter((l) => l.passive === "suspect").length;
+            const suspected = await suspicions(lab);
+            const cleared = (suspected["isp1/cleared"] ?? 0) - (suspectedBefore["isp1/cleared"] ?? 0);
             t.diagnostic(
               `${summary.ok} ok, ${summary.failed} failed, ${isp.lossDropped} packets dropped by isp1; ` +
-                `transitions ${JSON.stringify(after)}; passive suspicions logged (bounded log): ${suspects}`,
+                `isp1 suspected and cleared by the re-probe ${cleared} time(s); transitions ${JSON.stringify(after)}`,
             );
             assert.ok(isp.lossDropped > 0, "isp1 dropped packets");
             assert.deepEqual(after, before, "no transition under random loss");
