@@ -266,9 +266,12 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
     if (run)
       void run.then((rs) => {
         const judged = rs.map((r) => judgeRound(r, this.params, null));
-        const good = judged.find((v) => v.good);
-        if (good || rs.length < rounds)
-          this.passiveSettled(true, good ? `re-probe ${good.seq}: ${good.why}` : "re-probe interrupted");
+        const i = judged.findIndex((v) => v.good);
+        if (i >= 0 || rs.length < rounds)
+          this.passiveSettled(
+            true,
+            i >= 0 ? `re-probe ${i + 1}/${rounds}: ${judged[i]?.why ?? ""}` : "re-probe interrupted",
+          );
         else
           this.passiveSettled(
             false,
