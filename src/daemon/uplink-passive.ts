@@ -30,6 +30,8 @@ const RESTART_MIN_MS = 1000;
 const RESTART_MAX_MS = 30_000;
 /** Connections unanswered for `timeout` are counted this often (the suspicions have their own timer). */
 const EXPIRE_EVERY_MS = 1000;
+/** An event stamped further than this from our clock is taken as seen now. */
+const MAX_SKEW_MS = 5000;
 
 /**
  * The daemon's passive health of its uplinks: one `conntrack -E` while at least two uplinks are
@@ -65,7 +67,8 @@ export class UplinkPassiveWatch {
     opts: UplinkPassiveOptions = {},
   ) {
     this.spawn = opts.spawn ?? spawnLines;
-    this.now = opts.now ?? (() => performance.now());
+    // Wall-clock ms: the kernel's event timestamps are on that clock.
+    this.now = opts.now ?? Date.now;
     this.metrics = opts.registry ? this.declareMetrics(opts.registry) : null;
   }
 
@@ -181,7 +184,11 @@ export class UplinkPassiveWatch {
 
   private onLine(line: string): void {
     const e = parseUplinkFlowLine(line);
-    if (e && this.tracker.event(e, this.now())) this.queueCheck();
+    if (!e) return;
+    // The kernel's time of the event, unless the clocks disagree (a step of the wall clock).
+    const now = this.now();
+    const at = e.at !== undefined && Math.abs(now - e.at) < MAX_SKEW_MS ? Math.min(e.at, now) : now;
+    if (this.tracker.event(e, at)) this.queueCheck();
   }
 
   /** Once per batch of lines (they arrive in chunks), after the chunk is handled. */

@@ -3,8 +3,8 @@
  * lines, so that the first answer to a new outgoing connection (TCP SYN-ACK or RST, the first UDP
  * reply) is seen the moment the kernel sees it. Only the fields passive health needs are read:
  *
- *     [NEW] tcp 6 120 SYN_SENT src=C dst=S sport=P dport=443 [UNREPLIED] src=S dst=WAN … mark=256 id=N
- *  [UPDATE] tcp 6 60 SYN_RECV src=C dst=S sport=P dport=443 src=S dst=WAN … mark=256 id=N
+ *   [1796312231.604922]     [NEW] tcp 6 120 SYN_SENT src=C dst=S sport=P dport=443 [UNREPLIED] src=S dst=WAN … mark=256 id=N
+ *   [1796312231.605088]  [UPDATE] tcp 6 60 SYN_RECV src=C dst=S sport=P dport=443 src=S dst=WAN … mark=256 id=N
  *
  * An UPDATE without `[UNREPLIED]` says the connection got its first answer (conntrack clears the
  * flag on the first reply-direction packet). The uplink is the conntrack mark nflb gave it.
@@ -17,7 +17,8 @@
  * state only: the daemon filters by mark itself, and the flow table stays with the kernel.)
  */
 export function uplinkEventsArgv(bufferBytes = 16 * 1024 * 1024): string[] {
-  return ["conntrack", "-E", "-e", "NEW,UPDATE", "-b", String(bufferBytes), "-o", "id"];
+  // `timestamp`: when the kernel saw the event, so a daemon that reads late still times silences right.
+  return ["conntrack", "-E", "-e", "NEW,UPDATE", "-b", String(bufferBytes), "-o", "timestamp,id"];
 }
 
 export interface UplinkFlowEvent {
@@ -28,6 +29,8 @@ export interface UplinkFlowEvent {
   mark: number;
   /** No reply-direction packet seen yet. */
   unreplied: boolean;
+  /** When the kernel reported it (epoch ms, `-o timestamp`), when the line says. */
+  at?: number;
 }
 
 /** Longer lines are not conntrack's (an IPv6 entry with every option is under 400 bytes). */
@@ -41,6 +44,15 @@ const MAX_LINE = 1024;
 export function parseUplinkFlowLine(line: string): UplinkFlowEvent | null {
   if (line.length > MAX_LINE) return null;
   let i = 0;
+  let at: number | undefined;
+  if (line.charCodeAt(0) === 91 /* [ */) {
+    const end = line.indexOf("]");
+    const ts = end > 0 && end < 24 ? line.slice(1, end) : "";
+    if (/^\d{1,12}\.\d{1,9}$/.test(ts)) {
+      at = Number(ts) * 1000;
+      i = end + 1;
+    }
+  }
   while (line.charCodeAt(i) === 32 || line.charCodeAt(i) === 9) i++;
   let type: UplinkFlowEvent["type"];
   if (line.startsWith("[NEW]", i)) {
@@ -58,7 +70,9 @@ export function parseUplinkFlowLine(line: string): UplinkFlowEvent | null {
   const mark = numberAfter(line, " mark=");
   const id = numberAfter(line, " id=");
   if (mark === null || id === null) return null;
-  return { type, protocol, id, mark, unreplied: line.includes("[UNREPLIED]", i) };
+  const e: UplinkFlowEvent = { type, protocol, id, mark, unreplied: line.includes("[UNREPLIED]", i) };
+  if (at !== undefined) e.at = at;
+  return e;
 }
 
 /** The decimal number right after the last `key` in the line (at most 10 digits, ≤ 2^32-1). */

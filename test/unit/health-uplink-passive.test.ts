@@ -25,7 +25,24 @@ const NEW_UDP =
   "    [NEW] udp      17 30 src=198.18.0.2 dst=203.0.113.10 sport=52930 dport=5000 [UNREPLIED] src=203.0.113.10 dst=100.64.1.2 sport=5000 dport=52930 mark=512 id=2826001415";
 
 test("conntrack uplink events: NEW and UPDATE of TCP/UDP with mark, id and the UNREPLIED flag", () => {
-  assert.deepEqual(uplinkEventsArgv(), ["conntrack", "-E", "-e", "NEW,UPDATE", "-b", "16777216", "-o", "id"]);
+  assert.deepEqual(uplinkEventsArgv(), [
+    "conntrack",
+    "-E",
+    "-e",
+    "NEW,UPDATE",
+    "-b",
+    "16777216",
+    "-o",
+    "timestamp,id",
+  ]);
+  assert.deepEqual(parseUplinkFlowLine(`[1796312231.604922]\t${NEW_TCP}`), {
+    type: "new",
+    protocol: "tcp",
+    id: 121815946,
+    mark: 256,
+    unreplied: true,
+    at: 1796312231604.922,
+  });
   assert.deepEqual(parseUplinkFlowLine(NEW_TCP), {
     type: "new",
     protocol: "tcp",
