@@ -49,13 +49,17 @@ try {
       await waitStatus(lab, allUp, 15_000, "every uplink up");
       const ms: number[] = [];
       const failed: number[] = [];
+      const gaps: number[] = [];
       let passiveDowns = 0;
       for (let k = 0; k < TRIALS; k++) {
         const r = await blackholeTrial(lab, () => daemon.logs());
         ms.push(r.lastFailedMs);
         failed.push(r.failed);
+        gaps.push(r.maxGapMs);
         if (r.reason.startsWith("passive:")) passiveDowns++;
-        progress(`${part} trial ${k + 1}: ${r.lastFailedMs} ms, ${r.failed} failed; ${r.reason}`);
+        progress(
+          `${part} trial ${k + 1}: ${r.lastFailedMs} ms, ${r.failed} failed, client pause ${r.maxGapMs} ms; ${r.reason}`,
+        );
       }
       const s = summarize(ms);
       const f = summarize(failed);
@@ -69,6 +73,7 @@ try {
         `${within} of ${s.n}`,
         `${f.median} / ${f.max}`,
         `${passiveDowns} of ${s.n}`,
+        String(Math.max(...gaps)),
       ]);
       load.push(`${part}: ${loadLine()}`);
     } finally {
@@ -90,7 +95,8 @@ out.push(
   "2 uplinks, random split 1:1, ICMP probes to 2 targets at the defaults (interval 200ms, timeout 500ms, " +
     "down_after 3). A LAN client opens 50 new TCP connections/s (each given 800 ms); about 1 s in, isp1's " +
     "ISP drops everything (both directions, carrier up). Time = start of the last failed connection − the " +
-    "moment before the cut command.",
+    "moment before the cut command. Longest client pause: the client starts one connection every 20 ms; " +
+    "a longer pause in the 600 ms after the cut means the (shared) machine starved it, and the daemon too.",
 );
 out.push("");
 out.push(

@@ -14,6 +14,11 @@ export interface TrialResult {
   reason: string;
   /** Connections and daemon log lines around the cut, for a trial that missed its bound. */
   timeline: string;
+  /**
+   * The longest pause between two connection starts in the 600 ms after the cut (the client starts
+   * one every 20 ms): far more says the machine was starved, the client and the daemon alike.
+   */
+  maxGapMs: number;
 }
 
 const RATE = 50;
@@ -82,7 +87,11 @@ function summarize(
     .sort((a, b) => a[0] - b[0])
     .map(([t, s]) => `${t >= 0 ? "+" : ""}${t} ms ${s}`)
     .join("\n");
-  return { lastFailedMs: last ? last.t - cut : 0, cutMs, failed: failed.length, reason, timeline };
+  let maxGapMs = 0;
+  const near = conns.filter((x) => x.t >= cut - 20 && x.t <= cut + 600);
+  for (let i = 1; i < near.length; i++)
+    maxGapMs = Math.max(maxGapMs, (near[i]?.t ?? 0) - (near[i - 1]?.t ?? 0));
+  return { lastFailedMs: last ? last.t - cut : 0, cutMs, failed: failed.length, reason, timeline, maxGapMs };
 }
 
 /** nflb_uplink_transitions_total by `uplink/to`, from the daemon's /metrics. */

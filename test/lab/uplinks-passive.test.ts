@@ -20,6 +20,8 @@ const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
 const TRIALS = boundedEnv("NFLB_PASSIVE_TRIALS", 5, 1, 200);
 const LOSS_S = boundedEnv("NFLB_PASSIVE_LOSS_SECONDS", 30, 5, 3600);
 const BOUND_MS = 500;
+/** The client starts a connection every 20 ms: a pause this long means a starved machine. */
+const STARVED_MS = 100;
 
 function boundedEnv(name: string, def: number, min: number, max: number): number {
   const v = process.env[name];
@@ -30,7 +32,7 @@ function boundedEnv(name: string, def: number, min: number, max: number): number
 
 describe(
   "passive uplink health: 50 new connections/s, 2 uplinks, default probe settings",
-  { skip, timeout: 120_000 + TRIALS * 15_000 + LOSS_S * 3 * 1000 + 60_000 },
+  { skip, timeout: 120_000 + TRIALS * 3 * 15_000 + LOSS_S * 3 * 1000 + 60_000 },
   () => {
     const lab = new UplinkLab({ uplinks: 2 });
     const fx = new DaemonFixture(lab, () => labConfig(lab));
@@ -40,14 +42,21 @@ describe(
 
     test(
       `a blackholed uplink: failed connections stop within ${BOUND_MS} ms of the cut (${TRIALS} trials)`,
-      { timeout: TRIALS * 15_000 + 30_000 },
+      { timeout: TRIALS * 3 * 15_000 + 30_000 },
       async (t) => {
         const times: number[] = [];
         for (let k = 0; k < TRIALS; k++) {
-          const r = await blackholeTrial(lab, fx.daemon?.logs ?? (() => []));
+          let r = await blackholeTrial(lab, fx.daemon?.logs ?? (() => []));
+          // A trial the machine starved (the client itself paused > 100 ms) is run again, twice at most.
+          for (let again = 0; again < 2 && r.lastFailedMs > BOUND_MS && r.maxGapMs > STARVED_MS; again++) {
+            t.diagnostic(
+              `trial ${k + 1}: ${r.lastFailedMs} ms, but the client paused ${r.maxGapMs} ms: again`,
+            );
+            r = await blackholeTrial(lab, fx.daemon?.logs ?? (() => []));
+          }
           t.diagnostic(
             `trial ${k + 1}: last failed connection ${r.lastFailedMs} ms after the cut ` +
-              `(cut took ${r.cutMs} ms; ${r.failed} failed); reason: ${r.reason}`,
+              `(cut took ${r.cutMs} ms; ${r.failed} failed; longest client pause ${r.maxGapMs} ms); reason: ${r.reason}`,
           );
           if (r.lastFailedMs > BOUND_MS) t.diagnostic(r.timeline);
           assert.match(r.reason, /^passive: \d+ of \d+ new connections unanswered/);
