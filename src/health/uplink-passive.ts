@@ -39,6 +39,8 @@ export const PASSIVE = {
   cooldownMs: 500,
   maxBackoff: 6,
   backoffWithin: 2,
+  /** A suspicion no outcome settled by then (its monitor was replaced by a reload) is dropped. */
+  maxSuspectMs: 10_000,
 } as const;
 
 export interface UplinkPassiveParams {
@@ -89,6 +91,7 @@ interface Link {
   rttvar: number;
   samples: number;
   suspect: boolean;
+  suspectSince: number;
   holdUntil: number;
   backoff: number;
   lastFalseAt: number;
@@ -111,6 +114,7 @@ function newLink(name: string, params: UplinkPassiveParams | null): Link {
     rttvar: 0,
     samples: 0,
     suspect: false,
+    suspectSince: -Infinity,
     holdUntil: -Infinity,
     backoff: 0,
     lastFalseAt: -Infinity,
@@ -210,6 +214,10 @@ export class UplinkPassive {
     const later = (t: number) => (nextAt = nextAt === null ? t : Math.min(nextAt, t));
     for (const l of this.byName.values()) {
       const p = l.params;
+      if (l.suspect && now - l.suspectSince > PASSIVE.maxSuspectMs) {
+        l.suspect = false;
+        l.streak = 0;
+      }
       if (!p || !l.up || l.suspect || l.streak < p.suspectAfter) continue;
       const due = Math.max(l.streakSince + wait(l, p), l.holdUntil);
       if (now < due) {
@@ -218,6 +226,7 @@ export class UplinkPassive {
       }
       if (!this.othersAnswer(l)) continue;
       l.suspect = true;
+      l.suspectSince = now;
       suspects.push({ uplink: l.name, unanswered: l.streak, silentMs: Math.round(now - l.streakSince) });
     }
     return { suspects, nextAt };

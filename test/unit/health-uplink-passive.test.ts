@@ -131,6 +131,8 @@ test("passive: unanswered new connections in a row make an uplink suspect once t
   assert.deepEqual(r.suspects, [{ uplink: "isp1", unanswered: 4, silentMs: 121 }]);
   assert.equal(t.stats("isp1")?.suspect, true);
   assert.deepEqual(t.check(1130).suspects, [], "once per suspicion");
+  assert.deepEqual(t.check(11_200).suspects, [], "an unsettled suspicion is dropped after 10 s…");
+  assert.equal(t.stats("isp1")?.suspect, false);
   t.outcome("isp1", "confirmed", 1180);
   assert.deepEqual(t.stats("isp1")?.suspicions, { confirmed: 1, cleared: 0 });
   assert.equal(t.stats("isp1")?.streak, 0);
