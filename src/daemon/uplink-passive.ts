@@ -2,7 +2,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import { uplinkPassiveOf, type Config } from "../config/schema.ts";
 import {
   describeExit,
-  spawnLines,
+  spawnPolledLines,
   stopProcess,
   type LineProcess,
   type SpawnLines,
@@ -32,6 +32,13 @@ const RESTART_MAX_MS = 30_000;
 const EXPIRE_EVERY_MS = 1000;
 /** An event stamped further than this from our clock is taken as seen now. */
 const MAX_SKEW_MS = 5000;
+/**
+ * conntrack's output is read this often while it has something to say, backing off to POLL_IDLE_MS
+ * while it has not: the cost stays flat however many connections come and go (one read per poll,
+ * not one per event), and the events' own timestamps keep the timing exact.
+ */
+const POLL_MS = 25;
+const POLL_IDLE_MS = 100;
 
 /**
  * The daemon's passive health of its uplinks: one `conntrack -E` while at least two uplinks are
@@ -50,6 +57,8 @@ export class UplinkPassiveWatch {
   private checkAt = Infinity;
   private checkQueued = false;
   private expireTimer: ReturnType<typeof setInterval> | undefined;
+  private pollTimer: ReturnType<typeof setTimeout> | undefined;
+  private got = false;
   private readonly spawn: SpawnLines;
   private readonly now: () => number;
   private names: string[] = [];
@@ -66,7 +75,7 @@ export class UplinkPassiveWatch {
     private readonly hooks: UplinkPassiveHooks,
     opts: UplinkPassiveOptions = {},
   ) {
-    this.spawn = opts.spawn ?? spawnLines;
+    this.spawn = opts.spawn ?? spawnPolledLines;
     // Wall-clock ms: the kernel's event timestamps are on that clock.
     this.now = opts.now ?? Date.now;
     this.metrics = opts.registry ? this.declareMetrics(opts.registry) : null;
@@ -138,7 +147,8 @@ export class UplinkPassiveWatch {
     clearTimeout(this.restartTimer);
     clearTimeout(this.checkTimer);
     clearInterval(this.expireTimer);
-    this.restartTimer = this.checkTimer = this.expireTimer = undefined;
+    clearTimeout(this.pollTimer);
+    this.restartTimer = this.checkTimer = this.expireTimer = this.pollTimer = undefined;
     this.checkAt = Infinity;
     const p = this.proc;
     this.proc = null;
@@ -158,6 +168,7 @@ export class UplinkPassiveWatch {
       return;
     }
     this.proc = proc;
+    if (proc.poll) this.schedulePoll(POLL_MS);
     const startedAt = this.now();
     void proc.exited.then((e) => {
       if (this.proc !== proc) return;
@@ -182,7 +193,22 @@ export class UplinkPassiveWatch {
     this.restartTimer.unref();
   }
 
+  /** Read what conntrack printed meanwhile (output read on demand), then again soon. */
+  private schedulePoll(ms: number): void {
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = undefined;
+      const p = this.proc;
+      if (!p?.poll || !this.running) return;
+      this.got = false;
+      p.poll();
+      this.schedulePoll(this.got ? POLL_MS : Math.min(POLL_IDLE_MS, ms * 2));
+    }, ms);
+    this.pollTimer.unref();
+  }
+
   private onLine(line: string): void {
+    this.got = true;
     const e = parseUplinkFlowLine(line);
     if (!e) return;
     // The kernel's time of the event, unless the clocks disagree (a step of the wall clock).
@@ -203,6 +229,8 @@ export class UplinkPassiveWatch {
 
   private runCheck(): void {
     if (!this.running || !this.proc) return;
+    // A timer's check reads first: what conntrack said meanwhile may settle it.
+    this.proc.poll?.();
     const now = this.now();
     const { suspects, nextAt } = this.tracker.check(now);
     for (const s of suspects) {
