@@ -3,10 +3,13 @@
 // upstream blackholed (the ISP drops everything both ways, the carrier stays up), TRIALS times.
 // The baseline, in the same run: the same trials with `passive: false` (the probes alone).
 //
-//   node --import tsx bench/uplinks-passive.ts [--trials 20] [--only passive,probes]
+//   node --import tsx bench/uplinks-passive.ts [--trials 20] [--only passive,probes,cpu]
+//                                              [--cpu-rate 200] [--cpu-seconds 30]
 //
-// Per trial: the start of the last connection that failed, minus the moment just before the cut
-// command (its own run time, ~20 ms, is inside the figure). Needs root and fping. Prints a
+// Per trial: the start of the last connection that failed, minus the cut (testkit/passive-trial.ts:
+// the start of the cut command, or the last connection through isp1 that still worked); the
+// figure from the cut command's start is printed too. `cpu`: the CPU time of the daemon and its
+// conntrack child under steady traffic, passive on and off. Needs root and fping. Prints a
 // markdown section for bench/RESULTS.md on stdout, progress on stderr.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -116,21 +119,24 @@ try {
     try {
       await waitStatus(lab, allUp, 15_000, "every uplink up");
       const ms: number[] = [];
+      const fromCmd: number[] = [];
       const failed: number[] = [];
       const gaps: number[] = [];
       let passiveDowns = 0;
       for (let k = 0; k < TRIALS; k++) {
         const r = await blackholeTrial(lab, () => daemon.logs());
         ms.push(r.lastFailedMs);
+        fromCmd.push(r.fromCommandMs);
         failed.push(r.failed);
         gaps.push(r.maxGapMs);
         if (r.reason.startsWith("passive:")) passiveDowns++;
         progress(
-          `${part} trial ${k + 1}: ${r.lastFailedMs} ms, ${r.failed} failed, client pause ${r.maxGapMs} ms; ${r.reason}`,
+          `${part} trial ${k + 1}: ${r.lastFailedMs} ms (${r.fromCommandMs} from the cut command, which took ${r.cutMs}), ${r.failed} failed, client pause ${r.maxGapMs} ms; ${r.reason}`,
         );
       }
       const s = summarize(ms);
       const f = summarize(failed);
+      const c = summarize(fromCmd);
       medians.set(part, s.median);
       const within = ms.filter((x) => x <= 500).length;
       rows.push([
@@ -139,6 +145,7 @@ try {
         String(Math.round(s.median)),
         String(Math.round(s.max)),
         `${within} of ${s.n}`,
+        `${Math.round(c.median)} / ${Math.round(c.max)}`,
         `${f.median} / ${f.max}`,
         `${passiveDowns} of ${s.n}`,
         String(Math.max(...gaps)),
@@ -163,7 +170,9 @@ out.push(
   "2 uplinks, random split 1:1, ICMP probes to 2 targets at the defaults (interval 200ms, timeout 500ms, " +
     "down_after 3). A LAN client opens 50 new TCP connections/s (each given 800 ms); about 1 s in, isp1's " +
     "ISP drops everything (both directions, carrier up). Time = start of the last failed connection − the " +
-    "moment before the cut command. Longest client pause: the client starts one connection every 20 ms; " +
+    "cut, taken at the latest moment it is known not to have happened: the start of the cut command, or " +
+    "the start of the last connection through isp1 that still worked, if later (the cut command, one " +
+    "`nft -f` in the ISP's namespace, takes ~20 ms, more on a starved machine). Longest client pause: the client starts one connection every 20 ms; " +
     "a longer pause in the 600 ms after the cut means the (shared) machine starved it, and the daemon too.",
 );
 out.push("");
@@ -175,6 +184,7 @@ out.push(
       "median ms",
       "max ms",
       "≤ 500 ms",
+      "from the cut command: median / max ms",
       "failed conns median / max",
       "down by passive",
     ],

@@ -5,8 +5,14 @@ import { startConnRate, type Conn } from "./conn-rate.ts";
 import { http, sleep, waitStatus } from "./daemon-harness.ts";
 
 export interface TrialResult {
-  /** Start of the last connection that failed, after the cut (ms); 0 when none failed. */
+  /**
+   * Start of the last connection that failed, after the cut (ms; 0 when none failed). The cut is
+   * taken at the latest moment it is known not to have happened yet: the start of the cut command,
+   * or later the start of the last connection through isp1 that still worked.
+   */
   lastFailedMs: number;
+  /** The same from the start of the cut command (the most conservative figure). */
+  fromCommandMs: number;
   /** How long the command that cut isp1 took: the cut took effect somewhere in it. */
   cutMs: number;
   failed: number;
@@ -62,16 +68,21 @@ export async function blackholeTrial(
     conns = (await c.done.catch(() => ({ conns: [] as Conn[] }))).conns;
     await lab.restoreUpstream(1);
   }
-  return summarize(conns, cut, cutDone - cut, reason, logs());
+  return summarize(conns, cut, cutDone, `inet ${lab.uplink(1).router4}`, reason, logs());
 }
 
 function summarize(
   conns: Conn[],
   cut: number,
-  cutMs: number,
+  cutDone: number,
+  isp1: string,
   reason: string,
   logs: Record<string, unknown>[],
 ): TrialResult {
+  const cutMs = cutDone - cut;
+  // A connection through isp1 that worked was sent before the cut took effect.
+  const worked = conns.filter((x) => x.seen === isp1 && x.t <= cutDone).map((x) => x.t);
+  const cutAt = Math.max(cut, ...worked);
   const failed = conns.filter((x) => x.seen === null && x.t >= cut - 100);
   const earlier = conns.filter((x) => x.seen === null && x.t < cut - 100);
   if (earlier.length > 0) throw new Error(`${earlier.length} connection(s) failed before the cut`);
@@ -91,7 +102,15 @@ function summarize(
   const near = conns.filter((x) => x.t >= cut - 20 && x.t <= cut + 600);
   for (let i = 1; i < near.length; i++)
     maxGapMs = Math.max(maxGapMs, (near[i]?.t ?? 0) - (near[i - 1]?.t ?? 0));
-  return { lastFailedMs: last ? last.t - cut : 0, cutMs, failed: failed.length, reason, timeline, maxGapMs };
+  return {
+    lastFailedMs: last ? last.t - cutAt : 0,
+    fromCommandMs: last ? last.t - cut : 0,
+    cutMs,
+    failed: failed.length,
+    reason,
+    timeline,
+    maxGapMs,
+  };
 }
 
 /** nflb_uplink_transitions_total by `uplink/to`, from the daemon's /metrics. */
