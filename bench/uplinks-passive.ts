@@ -187,6 +187,7 @@ out.push(
       "from the cut command: median / max ms",
       "failed conns median / max",
       "down by passive",
+      "longest client pause ms",
     ],
     rows,
   ),
