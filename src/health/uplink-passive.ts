@@ -43,6 +43,12 @@ export const PASSIVE = {
   cooldownMs: 500,
   maxBackoff: 6,
   backoffWithin: 2,
+  /**
+   * Answers later than this are not learnt (Karn's rule): most are answers to a retransmitted SYN
+   * (Linux retransmits after 1 s), and learning them would stretch the wait to the timeout's half
+   * after any loss, slowing the next detection down for minutes.
+   */
+  maxSampleMs: 800,
   /** A suspicion no outcome settled by then (its monitor was replaced by a reload) is dropped. */
   maxSuspectMs: 10_000,
 } as const;
@@ -307,6 +313,7 @@ export class UplinkPassive {
 const DEFAULT_TIMEOUT_MS = 3000;
 
 function learn(l: Link, ms: number): void {
+  if (ms > PASSIVE.maxSampleMs) return;
   if (l.srtt === null) {
     l.srtt = ms;
     l.rttvar = ms / 2;

@@ -154,6 +154,9 @@ test("passive: an answer ends the streak; the answer time learnt lengthens the w
   for (let k = 0; k < 10; k++) conn(0x100, k * 10, 200);
   // RFC 6298: srtt 200, rttvar 100 decayed by 3/4 per later sample
   assert.ok(Math.abs((t.waitMs("isp1") ?? 0) - (200 + 4 * 100 * 0.75 ** 9)) < 0.01);
+  // answers to retransmitted SYNs (after 1 s) are not learnt
+  for (let k = 0; k < 10; k++) conn(0x100, 200 + k * 10, 1000 + k);
+  assert.ok(Math.abs((t.waitMs("isp1") ?? 0) - (200 + 4 * 100 * 0.75 ** 9)) < 0.01);
   for (let k = 0; k < 3; k++) conn(0x100, 5000 + k, null);
   conn(0x100, 5003, 5);
   assert.equal(t.stats("isp1")?.streak, 0);
