@@ -88,6 +88,7 @@ const EXAMPLES: Record<string, string> = {
   "services.*.check.path": "path: /healthz",
   "services.*.check.expect_status": "expect_status: 204",
   "services.*.check.port": "port: 8081",
+  "uplinks.*.passive": "passive: { suspect_after: 4, min_silence: 50ms, timeout: 3s, confirm_rounds: 3 }",
   "services.*.check.passive": "passive: { fall: 5, window: 10, timeout: 1s }",
   "services.*.check.host": "host: www.example.com",
   "services.*.check.sni": "sni: www.example.com",

@@ -66,6 +66,14 @@ export const DESCRIPTIONS: Record<string, string> = {
     "Optional: the link is down while its smoothed jitter (variation of consecutive rounds' RTTs) is above this.",
   "uplinks.*.probe.recover_jitter":
     "Optional low mark of max_jitter: a link that is down comes back only with its jitter within this (default: max_jitter).",
+  "uplinks.*.passive":
+    "Passive health from the uplink's live connections (on by default, with at least 2 uplinks): when `suspect_after` new TCP/UDP connections in a row through it get no answer (no SYN-ACK, RST or UDP reply) while the other uplinks' connections do, the uplink is suspect at once and re-probed through it (`confirm_rounds` fping rounds 10 ms apart, each lost unless answered within the overdue time its regular rounds taught); down only when every re-probe fails too. Needs icmp probe targets for the fast re-probe (other methods: the next `confirm_rounds` regular rounds decide). false turns it off.",
+  "uplinks.*.passive.suspect_after": "New connections in a row, none answered, that make the uplink suspect.",
+  "uplinks.*.passive.min_silence":
+    "The first of them has waited at least this long (longer when the link's own answers take longer: srtt + 4 × rttvar).",
+  "uplinks.*.passive.timeout":
+    "A connection unanswered this long counts as unanswered in status and metrics (it takes no part in the suspicion).",
+  "uplinks.*.passive.confirm_rounds": "Re-probe rounds that must all fail before the uplink is down.",
   balance: "How new connections are divided among the uplinks.",
   "balance.from": "Interfaces whose new connections are balanced (default: every non-uplink interface).",
   "balance.sources": "Only these source prefixes are balanced.",

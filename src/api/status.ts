@@ -41,6 +41,12 @@ export interface UplinkStatus {
   overflow?: "spilling" | "filling" | null;
   /** `metered: true`: only rules that name it, and the balance while every unmetered uplink is down. */
   metered?: boolean;
+  /**
+   * Passive health from the uplink's live connections (conntrack): new connections answered and
+   * left unanswered (for `passive.timeout`), the unanswered ones in a row now, and whether a
+   * suspicion is being re-probed. null when nothing watches it (passive off, or fewer than 2 uplinks).
+   */
+  passive?: { answered: number; unanswered: number; streak: number; suspect: boolean } | null;
 }
 
 /**

@@ -279,6 +279,36 @@ const capacity = z
     if (c.up !== undefined) out.up = rate(c.up);
     return out;
   });
+/**
+ * Passive health of an uplink: new connections through it that get no answer while the other
+ * uplinks' connections do make it suspect at once; a fast re-probe through it confirms (down) or
+ * clears. `true` (the default) means these settings, `false` turns it off.
+ */
+export const uplinkPassiveSchema = z.strictObject({
+  /** New connections in a row, none answered, that make the uplink suspect. */
+  suspect_after: z.number().int().min(2).max(1000).default(4),
+  /** The first of them has waited at least this long (longer when the link's answers take longer). */
+  min_silence: duration(10, 10_000).default(50),
+  /** A connection unanswered this long counts as unanswered in status and metrics. */
+  timeout: duration(100, 60_000).default(3000),
+  /** Re-probe rounds (10 ms apart; each lost unless answered within the probe's overdue time) that must all fail. */
+  confirm_rounds: z.number().int().min(1).max(10).default(3),
+});
+
+export type UplinkPassiveConfig = z.output<typeof uplinkPassiveSchema>;
+
+const uplinkPassive = z
+  .union([z.boolean(), uplinkPassiveSchema], {
+    error: (iss) =>
+      `expected true, false or { suspect_after, min_silence, timeout, confirm_rounds }, like passive: false (got ${describeInput(iss.input)})`,
+  })
+  .default(true);
+
+/** An uplink's passive health settings; null when it is off. */
+export function uplinkPassiveOf(u: { passive: boolean | UplinkPassiveConfig }): UplinkPassiveConfig | null {
+  const p = u.passive;
+  return p === false ? null : p === true ? uplinkPassiveSchema.parse({}) : p;
+}
 
 export const uplinkSchema = z.strictObject({
   interface: iface,
@@ -291,6 +321,7 @@ export const uplinkSchema = z.strictObject({
   weight: z.number().int().min(0).max(10_000).default(1),
   nat: z.enum(["masquerade", "none", "snat"]).default("masquerade"),
   probe: probeSchema.default(() => probeSchema.parse({})),
+  passive: uplinkPassive,
   /** Pins the uplink's slot (mark, table, rule priority); unset: kept from the state file, or the lowest free. */
   id: z.number().int().min(1).max(490).optional(),
   capacity: capacity.optional(),

@@ -25,10 +25,12 @@ import {
   type ReconcileInput,
   type ReconcileResult,
 } from "./reconciler.ts";
-import type { StatusJson } from "./status.ts";
+import type { StatusJson, UplinkStatus } from "./status.ts";
 import { DnsService, type DnsView } from "../dns/service.ts";
 import { LinkLoad, type LoadView } from "./overflow.ts";
 import { formatBitrate } from "../config/bitrate.ts";
+import type { PassiveOutcome } from "../health/types.ts";
+import { UplinkPassiveWatch } from "./uplink-passive.ts";
 
 export const DEFAULT_API = "127.0.0.1:9110";
 /** A periodic run re-reads addresses and re-installs the table if someone removed it. */
@@ -79,6 +81,8 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private stopped = false;
   private readonly dnsService: DnsService;
   private dnsSets: { model: unknown; names: ReadonlySet<string> } = { model: null, names: new Set() };
+  /** The uplinks' passive health (conntrack events); null when the factories give no way to read them. */
+  private readonly passive: UplinkPassiveWatch | null;
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -116,6 +120,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       {
         uplinkChange: (o) => this.onUplinkChange(o),
         uplinkRound: (o) => this.onUplinkRound(o),
+        uplinkPassive: (o) => this.onUplinkPassive(o),
         uplinkLink: (o) => {
           if (this.stopped || !this.model.config.uplinks?.[o.name]) return;
           void this.reconciler.reconcile(`uplink ${o.name}: addresses or gateway changed`);
@@ -153,6 +158,13 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     });
     model.spilling = () => this.linkLoad.spilling();
     model.loadView = (name) => this.linkLoad.view(name);
+    const uplinkEvents = opts.factories.uplinkEvents;
+    this.passive = uplinkEvents
+      ? new UplinkPassiveWatch(
+          { log: this.log, suspect: (name, check) => this.monitors.passiveSuspect(name, check) },
+          { spawn: uplinkEvents, registry: this.metricsRegistry.registry },
+        )
+      : null;
     this.metricsRegistry.declareUplinks(Object.keys(model.config.uplinks ?? {}));
   }
 
@@ -192,8 +204,10 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       throw r.error ?? new Error("the first apply failed");
     }
     this.dnsService.applied(this.appliedDomainSets());
+    this.configurePassive();
     await this.monitors.start();
     this.linkLoad.configure(this.model.config);
+    this.passive?.start();
     this.refreshCluster();
     this.resync = setInterval(
       () => void this.reconciler.reconcile("periodic check", { verify: true }),
@@ -283,6 +297,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     // and rotation positions stay), and replaces the table only when its shape cannot change in place.
     const r = await this.reconciler.reconcile(reason);
     this.dnsService.applied(this.appliedDomainSets());
+    this.configurePassive();
     await this.monitors.start();
     this.linkLoad.configure(loaded.config);
     this.refreshCluster();
@@ -344,6 +359,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.dnsService.stop();
     this.linkLoad.stop();
     await this.monitors.stopAll();
+    await this.passive?.stop();
     await this.flows.stop();
     await this.reconciler.close();
     await this.hook.idle();
@@ -376,6 +392,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       return;
     }
     const disabled = this.model.overrides.disabledUplinks.has(o.name);
+    this.passive?.setUp(o.name, o.state === "up");
     this.metricsRegistry.transitions.inc({ uplink: o.name, to: o.state });
     const fields = {
       uplink: o.name,
@@ -421,6 +438,25 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       out.push(`uplink ${o.name} IPv${fam} ${f.state}: ${f.reason}`);
     }
     return out;
+  }
+
+  /** The marks the applied plan gave the uplinks: passive health tells their connections by them. */
+  private configurePassive(): void {
+    if (!this.passive) return;
+    const marks = new Map<string, number>();
+    for (const u of this.reconciler.last?.desired.uplinks?.uplinks ?? []) marks.set(u.name, u.mark);
+    this.passive.configure(this.model.config, marks);
+    for (const name of marks.keys())
+      this.passive.setUp(name, this.model.uplinkObs.get(name)?.state !== "down");
+  }
+
+  private onUplinkPassive(o: PassiveOutcome): void {
+    if (this.stopped || !this.model.config.uplinks?.[o.name]) return;
+    this.passive?.outcome(o);
+    const fields = { uplink: o.name, passive: o.result, reason: o.reason };
+    if (o.result === "confirmed") this.log.warn(fields, `uplink ${o.name} passive suspicion confirmed`);
+    else if (o.result === "suspect") this.log.info(fields, `uplink ${o.name} suspect (passive)`);
+    else this.log.info(fields, `uplink ${o.name} passive suspicion cleared`);
   }
 
   private onUplinkRound(o: UplinkObservation): void {
@@ -516,7 +552,11 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   async status(): Promise<StatusJson> {
     const applied = this.reconciler.last;
     const [counters, active] = await Promise.all([this.counters(), this.activeConnections()]);
-    const s = this.model.status(applied, this.reconciler.keepingLast, counters, this.backendCounter, active);
+    const s0 = this.model.status(applied, this.reconciler.keepingLast, counters, this.backendCounter, active);
+    const passive = this.passive;
+    const s = passive
+      ? { ...s0, uplinks: s0.uplinks.map((u) => ({ ...u, passive: passiveStatus(passive, u.name) })) }
+      : s0;
     const dns = this.dnsService.status();
     return dns ? { ...s, dns } : s;
   }
@@ -759,4 +799,12 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       })),
     );
   }
+}
+
+/** An uplink's passive health for status: null when nothing watches it. */
+function passiveStatus(w: UplinkPassiveWatch, name: string): UplinkStatus["passive"] {
+  const st = w.stats(name);
+  return st
+    ? { answered: st.answered, unanswered: st.unanswered, streak: st.streak, suspect: st.suspect }
+    : null;
 }

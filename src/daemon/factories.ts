@@ -2,6 +2,7 @@ import { daemonClusterPart } from "../cluster/daemon-host.ts";
 import { createBackendChecker } from "../health/backend-checker.ts";
 import { ConntrackFlowMonitor } from "../health/flow-monitor.ts";
 import { LinkWatcher } from "../health/link-watch.ts";
+import { spawnPolledLines } from "../health/probe-process.ts";
 import { createUplinkMonitor } from "../health/uplink-monitor.ts";
 import type { Log } from "./log.ts";
 import type { MonitorFactories } from "./monitors.ts";
@@ -26,6 +27,7 @@ export function realFactories(log: Log): MonitorFactories {
     },
     backend: (ctx) => createBackendChecker(ctx),
     cluster: (ctx) => daemonClusterPart(ctx),
+    uplinkEvents: spawnPolledLines,
     flows: () => new ConntrackFlowMonitor({ log: (msg) => log.warn({ reason: "conntrack events" }, msg) }),
     start: () => link.start(),
     stop: () => link.stop(),

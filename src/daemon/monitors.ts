@@ -2,9 +2,12 @@ import type { BackendConfig, Config, ServiceConfig, UplinkConfig } from "../conf
 import type {
   BackendMonitor,
   BackendObservation,
+  PassiveCheck,
+  PassiveOutcome,
   UplinkMonitor,
   UplinkObservation,
 } from "../health/types.ts";
+import type { SpawnLines } from "../health/probe-process.ts";
 import type { FlowMonitor } from "../health/flow-monitor.ts";
 import type { Element } from "../nft/model.ts";
 import type { Log } from "./log.ts";
@@ -57,6 +60,8 @@ export interface MonitorFactories {
   cluster?: (ctx: { config: Config; log: Log; daemon: ClusterDaemonSide }) => ClusterPart;
   /** The services' live connections (conntrack events): counts for least-conn and status, passive health. */
   flows?: () => FlowMonitor;
+  /** How conntrack's events are read for the uplinks' passive health; none: passive health is off. */
+  uplinkEvents?: SpawnLines;
   /** Shared resources (a link watcher): started before the first monitor, stopped after the last. */
   start?: () => Promise<void>;
   stop?: () => Promise<void>;
@@ -67,6 +72,8 @@ export interface MonitorHandlers {
   uplinkRound(obs: UplinkObservation): void;
   /** The uplink's addresses or learned gateways changed: re-plan (snat, from-rules, routes). */
   uplinkLink(obs: UplinkObservation): void;
+  /** Passive health: a suspicion being re-probed, confirmed or cleared by the uplink's monitor. */
+  uplinkPassive?(o: PassiveOutcome): void;
   backendChange(obs: BackendObservation): void;
   clusterChange(snapshot: ClusterView): void;
 }
@@ -123,6 +130,7 @@ export class MonitorSet {
         monitor.on("change", (o) => this.handlers.uplinkChange(o));
         monitor.on("round", (o) => this.handlers.uplinkRound(o));
         monitor.on("link", (o) => this.handlers.uplinkLink(o));
+        monitor.on("passive", (o) => this.handlers.uplinkPassive?.(o));
         this.uplinks.set(name, { key, monitor, started: false });
         fresh.uplinks.push(monitor.snapshot());
       }
@@ -211,6 +219,11 @@ export class MonitorSet {
     if (!m?.markDown) return false;
     m.markDown(reason);
     return true;
+  }
+
+  /** Passive health suspects an uplink: its monitor re-probes it. False when it cannot. */
+  passiveSuspect(uplink: string, check: PassiveCheck): boolean {
+    return this.uplinks.get(uplink)?.monitor.passiveSuspect?.(check) ?? false;
   }
 
   isProbed(uplink: string): boolean {

@@ -1,7 +1,13 @@
 import { EventEmitter } from "node:events";
 import type { UplinkConfig } from "../config/schema.ts";
 import { parseAddr } from "../net/ip.ts";
-import type { FamilyObservation, UplinkMonitor, UplinkMonitorEvents, UplinkObservation } from "./types.ts";
+import type {
+  FamilyObservation,
+  PassiveCheck,
+  UplinkMonitor,
+  UplinkMonitorEvents,
+  UplinkObservation,
+} from "./types.ts";
 
 /**
  * Per-family health. An uplink's IPv4 and IPv6 fail separately (a broken IPv6 gateway is common),
@@ -93,7 +99,17 @@ export class FamilyUplinkMonitor extends EventEmitter<UplinkMonitorEvents> imple
       m.on("change", () => this.emit("change", this.snapshot()));
       m.on("round", () => this.emit("round", this.snapshot()));
       m.on("link", () => this.emit("link", this.snapshot()));
+      m.on("passive", (o) => this.emit("passive", o));
     }
+  }
+
+  /**
+   * Passive health watches the uplink's connections of both families together, so one family's
+   * re-probe settles a suspicion: IPv4's when it takes it, else IPv6's. Only one outcome follows;
+   * a confirmed suspicion takes that family down, the other keeps following its own probes.
+   */
+  passiveSuspect(check: PassiveCheck): boolean {
+    return (this.v4.passiveSuspect?.(check) ?? false) || (this.v6.passiveSuspect?.(check) ?? false);
   }
 
   start(): void {

@@ -10,7 +10,7 @@ import {
 } from "./probe-process.ts";
 import { FpingBurst } from "./fping-burst.ts";
 import { RoundCollector } from "./probe-rounds.ts";
-import type { FastReprobe, ProbeSource, Prober, ProberHooks, RoundSink } from "./probe-types.ts";
+import type { FastReprobe, ProbeSource, Prober, ProberHooks, RoundResult, RoundSink } from "./probe-types.ts";
 import { gridStart, wakeGroupFor, type CancelWake, type WakeGroup } from "./wake-group.ts";
 
 // One long-lived `fping -l` per uplink: one process for all targets and all rounds, ~8x cheaper
@@ -164,6 +164,7 @@ export class FpingProber implements Prober, FastReprobe {
   private checkedThrough = -1;
   private checkTimer: TimerId | undefined;
   private burstRun: FpingBurst | undefined;
+  private confirmRun: FpingBurst | undefined;
 
   constructor(
     private readonly o: FpingOptions,
@@ -218,8 +219,9 @@ export class FpingProber implements Prober, FastReprobe {
     // address); reporting them lost could take a healthy uplink down.
     this.collector.discardPending();
     const burst = this.burstRun;
-    this.burstRun = undefined;
-    await Promise.all([gen?.proc ? stopProcess(gen.proc) : undefined, burst?.stop()]);
+    const confirm = this.confirmRun;
+    this.burstRun = this.confirmRun = undefined;
+    await Promise.all([gen?.proc ? stopProcess(gen.proc) : undefined, burst?.stop(), confirm?.stop()]);
   }
 
   overdueAfter(ms: number | null): void {
@@ -254,6 +256,38 @@ export class FpingProber implements Prober, FastReprobe {
       if (this.burstRun === run) this.burstRun = undefined;
     });
     return true;
+  }
+
+  confirm(count: number, spacingMs: number, timeoutMs: number): Promise<RoundResult[]> | null {
+    const gen = this.gen;
+    const src = this.source;
+    if (!gen || !src || !gen.proc || gen.idle !== undefined || this.confirmRun || count < 1) return null;
+    const targets = this.targets.filter((t) => gen.probed.has(t.addr.text));
+    if (targets.length === 0) return null;
+    const o = { intervalMs: spacingMs, timeoutMs, size: this.o.size };
+    const argv = fpingArgv(
+      o,
+      src.iface,
+      src.addresses,
+      targets.map((t) => t.addr),
+      count,
+    );
+    const rounds: RoundResult[] = [];
+    const run = new FpingBurst(
+      { argv, seq: -1, count, spacingMs, timeoutMs, targets, allTargets: this.o.targets },
+      (r) => rounds.push(r),
+      {
+        clock: this.clock,
+        spawn: this.deps.spawn ?? spawnLines,
+        parse: parseFpingLine,
+        ...(this.deps.log ? { log: this.deps.log } : {}),
+      },
+    );
+    this.confirmRun = run;
+    return run.done.then(() => {
+      if (this.confirmRun === run) this.confirmRun = undefined;
+      return rounds;
+    });
   }
 
   private launch(): void {

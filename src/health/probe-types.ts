@@ -73,6 +73,13 @@ export interface FastReprobe {
    * (nothing sent) when not running or when a burst is still in flight.
    */
   burst(seq: number, count: number, spacingMs: number): boolean;
+  /**
+   * Passive health's confirmation: `count` rounds `spacingMs` apart through the same binding, each
+   * target lost unless answered within `timeoutMs`. Resolves with the rounds once all are concluded
+   * (fewer when the prober stopped meanwhile); null (nothing sent) when it cannot probe now or a
+   * confirmation is still in flight. Independent of `burst`; its rounds reach no sink.
+   */
+  confirm?(count: number, spacingMs: number, timeoutMs: number): Promise<RoundResult[]> | null;
 }
 
 /** How a monitor listens to a prober beyond its rounds. */

@@ -47,7 +47,22 @@ export type UplinkMonitorEvents = {
   round: [UplinkObservation];
   /** The device's addresses or learned gateways changed (a new lease): the data plane must follow. */
   link: [UplinkObservation];
+  /** Passive health: a suspicion taken up (re-probing), confirmed (the uplink went down) or cleared. */
+  passive: [PassiveOutcome];
 };
+
+/** Passive health asks an uplink's monitor to confirm a suspicion (src/health/uplink-passive.ts). */
+export interface PassiveCheck {
+  /** What the traffic shows, as it stands when asked ("12 of 12 new connections unanswered"). */
+  evidence(): string;
+}
+
+export interface PassiveOutcome {
+  name: string;
+  result: "suspect" | "confirmed" | "cleared";
+  /** In words: what the traffic showed and what the probes said. */
+  reason: string;
+}
 
 export interface Monitor<E extends Record<string, unknown[]>, S> extends EventEmitter<E> {
   start(): void;
@@ -55,7 +70,14 @@ export interface Monitor<E extends Record<string, unknown[]>, S> extends EventEm
   snapshot(): S;
 }
 
-export type UplinkMonitor = Monitor<UplinkMonitorEvents, UplinkObservation>;
+export type UplinkMonitor = Monitor<UplinkMonitorEvents, UplinkObservation> & {
+  /**
+   * Passive health suspects the uplink: re-probe it now and take it down when the probes fail too.
+   * false when it cannot (not up, no probe targets, a confirmation in flight); else the outcome
+   * follows as a `passive` event.
+   */
+  passiveSuspect?(check: PassiveCheck): boolean;
+};
 
 export interface BackendObservation {
   service: string;

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import type { UplinkConfig } from "../config/schema.ts";
+import { uplinkPassiveOf, type UplinkConfig } from "../config/schema.ts";
 import { autoGatewayProblem } from "../net/gateways.ts";
 import { parseAddr, type Addr } from "../net/ip.ts";
 import { FpingProber } from "./fping.ts";
@@ -19,13 +19,15 @@ import {
   withFollower,
   type Family,
 } from "./family-monitor.ts";
-import type { UplinkMonitor, UplinkMonitorEvents, UplinkObservation } from "./types.ts";
+import type { PassiveCheck, UplinkMonitor, UplinkMonitorEvents, UplinkObservation } from "./types.ts";
 import {
   healthParams,
   initialHealth,
+  judgeRound,
   observe,
   onLink,
   onLinkUnprobed,
+  onPassiveDown,
   onRound,
   type HealthParams,
   type RoundVerdict,
@@ -52,6 +54,9 @@ export interface UplinkMonitorDeps {
   /** The prober's own failures (fping exited, stalled, printed garbage; it is restarted). */
   warn?: (msg: string) => void;
 }
+
+/** Passive health's re-probe rounds go this far apart (fping's shortest period). */
+const PASSIVE_SPACING_MS = 10;
 
 /** Default ports when `probe.port` is not set. */
 export const DEFAULT_PROBE_PORTS = { tcp: 443, http: 80, dns: 53 } as const;
@@ -103,6 +108,14 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
   /** Addresses and gateways last seen, to tell the daemon when a lease changed them. */
   private linkKey: string | undefined;
   private proberOp: Promise<void> = Promise.resolve();
+  /** A passive suspicion being confirmed; `since`: rounds sent before say nothing about it. */
+  private passive: {
+    check: PassiveCheck;
+    since: number;
+    /** No fping confirmation: this many regular rounds in a row must fail (`failed` so far). */
+    viaRounds: number | null;
+    failed: number;
+  } | null = null;
   private readonly onLinkEvent = (s: LinkState) => {
     if (s.iface === this.uplink.interface) this.linkChanged(s);
   };
@@ -153,6 +166,7 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.passive = null;
     this.deps.link?.off("link", this.onLinkEvent);
     this.source = undefined;
     const p = this.prober;
@@ -209,6 +223,12 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
     this.apply(step);
     const v = step.verdict;
     if (v) this.suspicion.learn(r, { good: v.good, counted: v.counted && learn }, this.clock.now());
+    const pv = this.passive;
+    if (v && !r.burst && v.counted && pv?.viaRounds && r.startedAt >= pv.since) {
+      if (v.good) this.passiveSettled(true, `round ${r.seq}: ${v.why}`);
+      else if (++pv.failed >= pv.viaRounds)
+        this.passiveSettled(false, `${pv.failed} probe round(s) in a row failed; last: ${v.why}`);
+    }
     this.watch();
     const obs = this.observed();
     if (step.verdict) this.deps.onRound?.(r, step.verdict, obs);
@@ -236,6 +256,58 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
       `${this.name} suspect: round ${seq} overdue (${this.suspicion.overdueMs()} ms), ` +
         `${plan.count} extra rounds ${plan.spacingMs} ms apart`,
     );
+  }
+
+  /**
+   * Passive health suspects this uplink (uplink-passive.ts): re-probe through it at once, with
+   * fping's `confirm` when the prober has it (`confirm_rounds` rounds 10 ms apart, each lost unless
+   * answered within the overdue time the regular rounds taught, else within `timeout`); other
+   * probers let their next regular round decide. Down only when every re-probe fails.
+   */
+  passiveSuspect(check: PassiveCheck): boolean {
+    const h = this.health;
+    const cfg = uplinkPassiveOf(this.uplink);
+    if (!this.running || !cfg || this.passive || !this.prober || h.state !== "up" || h.linkProblem !== null)
+      return false;
+    const rounds = cfg.confirm_rounds;
+    const deadline = this.suspicion.overdueMs() ?? this.uplink.probe.timeout;
+    const run = this.prober.fast?.confirm?.(rounds, PASSIVE_SPACING_MS, deadline) ?? null;
+    const now = this.clock.now();
+    this.passive = { check, since: now, viaRounds: run === null ? rounds : null, failed: 0 };
+    const how = run
+      ? `re-probing: ${rounds} round(s) ${PASSIVE_SPACING_MS} ms apart, ${deadline} ms each`
+      : `the next ${rounds} probe round(s) decide`;
+    this.emit("passive", { name: this.name, result: "suspect", reason: `${check.evidence()}; ${how}` });
+    if (run)
+      void run.then((rs) => {
+        const judged = rs.map((r) => judgeRound(r, this.params, null));
+        const i = judged.findIndex((v) => v.good);
+        if (i >= 0 || rs.length < rounds)
+          this.passiveSettled(
+            true,
+            i >= 0 ? `re-probe ${i + 1}/${rounds}: ${judged[i]?.why ?? ""}` : "re-probe interrupted",
+          );
+        else
+          this.passiveSettled(
+            false,
+            `${rounds} re-probe round${rounds === 1 ? "" : "s"} without an answer within ${deadline} ms`,
+          );
+      });
+    return true;
+  }
+
+  private passiveSettled(answered: boolean, what: string): void {
+    const p = this.passive;
+    this.passive = null;
+    if (!p || !this.running) return;
+    const evidence = p.check.evidence();
+    if (answered) {
+      this.emit("passive", { name: this.name, result: "cleared", reason: `${evidence}; but ${what}` });
+      return;
+    }
+    const reason = `passive: ${evidence}, confirmed by probe (${what})`;
+    this.emit("passive", { name: this.name, result: "confirmed", reason });
+    this.apply(onPassiveDown(this.health, reason, this.clock.now()));
   }
 
   private apply(step: Step): void {

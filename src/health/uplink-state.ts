@@ -362,3 +362,12 @@ export function observe(h: UplinkHealth): UplinkObservation {
     probeError: h.probeError,
   };
 }
+
+/**
+ * Passive health confirmed by probe (uplink-passive.ts, uplink-monitor.ts): down at once, with the
+ * reason; the regular rounds and `up_after` bring it back, as after any other fall.
+ */
+export function onPassiveDown(h: UplinkHealth, reason: string, at: number): Step {
+  if (h.state !== "up") return { next: h, changed: false };
+  return { next: { ...transition(h, "down", reason, at), failStreak: 0, burstFailures: 0 }, changed: true };
+}

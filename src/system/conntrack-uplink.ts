@@ -1,0 +1,93 @@
+/**
+ * conntrack's events for the uplinks' passive health: every NEW connection and every UPDATE, as
+ * lines, so that the first answer to a new outgoing connection (TCP SYN-ACK or RST, the first UDP
+ * reply) is seen the moment the kernel sees it. Only the fields passive health needs are read:
+ *
+ *   [1796312231.604922]     [NEW] tcp 6 120 SYN_SENT src=C dst=S sport=P dport=443 [UNREPLIED] src=S dst=WAN … mark=256 id=N
+ *   [1796312231.605088]  [UPDATE] tcp 6 60 SYN_RECV src=C dst=S sport=P dport=443 src=S dst=WAN … mark=256 id=N
+ *
+ * An UPDATE without `[UNREPLIED]` says the connection got its first answer (conntrack clears the
+ * flag on the first reply-direction packet). The uplink is the conntrack mark nflb gave it.
+ */
+
+/**
+ * `conntrack -E` for NEW and UPDATE events. A large socket buffer so that a burst of new
+ * connections does not overflow it; what is lost anyway only costs passive health a sample.
+ * (conntrack 1.4.7 filters by mark or state in user space, not in the kernel, and accepts one
+ * state only: the daemon filters by mark itself, and the flow table stays with the kernel.)
+ */
+export function uplinkEventsArgv(bufferBytes = 16 * 1024 * 1024): string[] {
+  // `timestamp`: when the kernel saw the event, so a daemon that reads late still times silences right.
+  return ["conntrack", "-E", "-e", "NEW,UPDATE", "-b", String(bufferBytes), "-o", "timestamp,id"];
+}
+
+export interface UplinkFlowEvent {
+  type: "new" | "update";
+  protocol: "tcp" | "udp";
+  id: number;
+  /** The conntrack mark (the whole 32 bits; the caller masks it). */
+  mark: number;
+  /** No reply-direction packet seen yet. */
+  unreplied: boolean;
+  /** When the kernel reported it (epoch ms, `-o timestamp`), when the line says. */
+  at?: number;
+}
+
+/** Longer lines are not conntrack's (an IPv6 entry with every option is under 400 bytes). */
+const MAX_LINE = 1024;
+
+/**
+ * One event line; null for anything else (other protocols, DESTROY, summaries, junk). Pure, and
+ * cheap: a few indexOf calls, no regular expression over the whole line (this runs for every
+ * state change of every connection of the router).
+ */
+export function parseUplinkFlowLine(line: string): UplinkFlowEvent | null {
+  if (line.length > MAX_LINE) return null;
+  let i = 0;
+  let at: number | undefined;
+  if (line.charCodeAt(0) === 91 /* [ */) {
+    const end = line.indexOf("]");
+    const ts = end > 0 && end < 24 ? line.slice(1, end) : "";
+    if (/^\d{1,12}\.\d{1,9}$/.test(ts)) {
+      at = Number(ts) * 1000;
+      i = end + 1;
+    }
+  }
+  while (line.charCodeAt(i) === 32 || line.charCodeAt(i) === 9) i++;
+  let type: UplinkFlowEvent["type"];
+  if (line.startsWith("[NEW]", i)) {
+    type = "new";
+    i += 5;
+  } else if (line.startsWith("[UPDATE]", i)) {
+    type = "update";
+    i += 8;
+  } else return null;
+  while (line.charCodeAt(i) === 32) i++;
+  let protocol: UplinkFlowEvent["protocol"];
+  if (line.startsWith("tcp ", i)) protocol = "tcp";
+  else if (line.startsWith("udp ", i)) protocol = "udp";
+  else return null;
+  const mark = numberAfter(line, " mark=");
+  const id = numberAfter(line, " id=");
+  if (mark === null || id === null) return null;
+  const e: UplinkFlowEvent = { type, protocol, id, mark, unreplied: line.includes("[UNREPLIED]", i) };
+  if (at !== undefined) e.at = at;
+  return e;
+}
+
+/** The decimal number right after the last `key` in the line (at most 10 digits, ≤ 2^32-1). */
+function numberAfter(line: string, key: string): number | null {
+  const k = line.lastIndexOf(key);
+  if (k < 0) return null;
+  let j = k + key.length;
+  const start = j;
+  while (j < line.length && j - start <= 10) {
+    const c = line.charCodeAt(j);
+    if (c < 48 || c > 57) break;
+    j++;
+  }
+  if (j === start || j - start > 10) return null;
+  if (j < line.length && line.charCodeAt(j) !== 32 && line.charCodeAt(j) !== 9) return null;
+  const n = Number(line.slice(start, j));
+  return n <= 0xffffffff ? n : null;
+}
