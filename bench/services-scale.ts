@@ -20,6 +20,7 @@ import { diff } from "../src/nft/diff.ts";
 import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
 import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
 import { fmtMs, markdownTable, summarize } from "./lib/stats.ts";
+import { servicesConfigYaml } from "./lib/services-config.ts";
 
 const { values } = parseArgs({
   options: {
@@ -48,23 +49,6 @@ const label = (c: (typeof ALL_CONFIGS)[number]) =>
   `${c.services.toLocaleString("en")} × ${c.backends.toLocaleString("en")} ${c.scheduler}`;
 const CONFIGS = ALL_CONFIGS.filter((c) => values.only === undefined || label(c).includes(values.only));
 if (CONFIGS.length === 0) throw new Error(`--only ${values.only}: no config matches`);
-
-/** Backend n (0-based, global) → an address in 198.18.0.0/15. */
-const backendAddr = (n: number) => `198.${18 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}`;
-
-function configYaml(services: number, backends: number, scheduler: string): string {
-  const lines = ["version: 1", "services:"];
-  for (let s = 0; s < services; s++) {
-    lines.push(
-      `  s${s}:`,
-      `    listen: 203.0.113.${10 + (s >> 14)}:${1000 + (s & 16383)}`,
-      `    scheduler: ${scheduler}`,
-      "    backends:",
-    );
-    for (let b = 0; b < backends; b++) lines.push(`      - { address: ${backendAddr(s * backends + b)}:80 }`);
-  }
-  return lines.join("\n") + "\n";
-}
 
 /**
  * CPU (user + system) ms of this process's waited-for children (`/proc/self/stat` cutime and
@@ -163,7 +147,7 @@ await withBenchNet(async (net: BenchNet) => {
   await dropTable();
   for (const c of CONFIGS) {
     process.stderr.write(`-- ${label(c)}\n`);
-    const text = configYaml(c.services, c.backends, c.scheduler);
+    const text = servicesConfigYaml(c.services, c.backends, c.scheduler);
     const parsed = step(() => parseConfigSource(text, "bench.yaml"));
     const config = parsed.value.config;
     const facts = { interfaces: new Map() };
