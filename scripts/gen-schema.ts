@@ -46,7 +46,7 @@ export const DESCRIPTIONS: Record<string, string> = {
     "method: overflow fills lower priorities first (default: the position in the YAML, 1, 2, 3…); equal priorities share by weight.",
   "uplinks.*.probe.method": "icmp, tcp (connect), http (GET path) or dns (a query).",
   "uplinks.*.probe.targets":
-    "Addresses probed through this uplink; several, so one dead target is not a dead link. With targets of both families, IPv4 and IPv6 are judged apart, each by its own targets (down_after, up_after, min_targets apply to each): a family that fails leaves only that family's balancing, and the uplink stays up while the other works. With targets of one family only, that family judges the whole uplink and the other follows it.",
+    "Addresses probed through this uplink; several, so one dead target is not a dead link. With at least two targets of each family, IPv4 and IPv6 are judged apart, each by its own targets (with one target of a family, every target judges the uplink together: one target's random loss is too noisy to move a family on) (down_after, up_after, min_targets apply to each): a family that fails leaves only that family's balancing, and the uplink stays up while the other works. With targets of one family only, that family judges the whole uplink and the other follows it.",
   "uplinks.*.probe.port": "Port for tcp/http probes.",
   "uplinks.*.probe.path": "Path for http probes.",
   "uplinks.*.probe.size": "ICMP payload bytes (a large payload makes congestion show in the RTT).",

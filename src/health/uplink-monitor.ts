@@ -320,8 +320,8 @@ class UplinkMonitorImpl extends EventEmitter<UplinkMonitorEvents> implements Upl
 }
 
 /**
- * An uplink's monitor: one per family when its probe targets hold both (family-monitor.ts), each
- * family judged by its own targets; with targets of one family, that family judges the uplink and
+ * An uplink's monitor: one per family when its probe targets hold at least two of each family
+ * (family-monitor.ts), each family judged by its own targets; with targets of one family, that family judges the uplink and
  * the other follows it. `deps.prober`, when given, is asked once per family.
  */
 export function createUplinkMonitor(
@@ -331,6 +331,11 @@ export function createUplinkMonitor(
 ): UplinkMonitor {
   const fams = targetFamilies(uplink);
   if (fams.length < 2) return new UplinkMonitorImpl(name, uplink, deps, fams[0] ?? null);
+  // One target's random loss is too noisy to move a family's traffic on (10 % loss on a single
+  // target downs it every few minutes): a family is judged apart only with two targets or more;
+  // otherwise every target judges the uplink together, as one family's would.
+  if (fams.some((f) => withFamilyTargets(uplink, f).probe.targets.length < 2))
+    return new UplinkMonitorImpl(name, uplink, deps, null);
   const one = (fam: 4 | 6) => {
     const log = deps.log;
     const warn = deps.warn;

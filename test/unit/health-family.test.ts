@@ -15,6 +15,8 @@ import { parseConfig } from "../../src/config/load.ts";
 
 const V4 = "198.18.200.1";
 const V6 = "2001:db8:200::1";
+const V4b = "198.18.200.2";
+const V6b = "2001:db8:200::2";
 const A = (s: string) => parseAddr(s) as Addr;
 
 class FakeLinks extends EventEmitter<LinkEvents> implements LinkSource {
@@ -50,16 +52,19 @@ function setup(targets: string[]) {
 }
 
 test("targets of both families: one fping per family; IPv6 silent takes only IPv6 down, and back", async () => {
-  const { clock, procs, m, changes } = setup([V4, V6]);
+  const { clock, procs, m, changes } = setup([V4, V4b, V6, V6b]);
   await settle();
   assert.equal(procs.length, 2);
   const p4 = procs.find((p) => p.argv.includes(V4));
   const p6 = procs.find((p) => p.argv.includes(V6));
   assert.ok(p4 && p6 && !p4.argv.includes(V6) && !p6.argv.includes(V4), "each family its own targets");
   assert.ok(p6.argv.includes("2001:db8:1::2"), "IPv6 probes leave from the IPv6 address");
-  const ok = (p: typeof p4, t: string, s: number) =>
-    p.line(`${t} : [${s}], 64 bytes, 2.0 ms (2 avg, 0% loss)`);
-  const lost = (p: typeof p4, t: string, s: number) => p.line(`${t} : [${s}], timed out (2 avg, 50% loss)`);
+  const ok = (p: typeof p4, t: string, s: number) => {
+    for (const a of [t, t === V4 ? V4b : V6b]) p.line(`${a} : [${s}], 64 bytes, 2.0 ms (2 avg, 0% loss)`);
+  };
+  const lost = (p: typeof p4, t: string, s: number) => {
+    for (const a of [t, t === V4 ? V4b : V6b]) p.line(`${a} : [${s}], timed out (2 avg, 50% loss)`);
+  };
   for (const s of [0, 1, 2, 3]) {
     clock.advance(200);
     ok(p4, V4, s);
@@ -77,6 +82,15 @@ test("targets of both families: one fping per family; IPv6 silent takes only IPv
     ok(p6, V6, s);
   }
   assert.equal(m.snapshot().families?.[6].state, "up", "IPv6 back after up_after good rounds");
+  await m.stop();
+});
+
+test("one target of each family: all targets judge the uplink together (one fping, no family apart)", async () => {
+  const { procs, m } = setup([V4, V6]);
+  await settle();
+  assert.equal(procs.length, 1);
+  assert.ok(procs[0]?.argv.includes(V4) && procs[0]?.argv.includes(V6));
+  assert.equal(m.snapshot().families, undefined);
   await m.stop();
 });
 
