@@ -158,12 +158,11 @@ describe(
         t.diagnostic(
           `tun2: first balanced connection ${firstVia2.t - appeared} ms after the device appeared`,
         );
+        // The poller's connections run beside the batch and take turns of the same round-robin
+        // counter, so the split of these 24 is 12:12 give or take the poller's few.
         const share = await lanBatch(lab);
-        assert.deepEqual(
-          share,
-          { [`inet ${tunnel(1).client}`]: 12, [`inet ${tunnel(2).client}`]: 12 },
-          "1:1 round-robin",
-        );
+        const [a, b] = [share[`inet ${tunnel(1).client}`] ?? 0, share[`inet ${tunnel(2).client}`] ?? 0];
+        assert.ok(a + b === 24 && Math.abs(a - b) <= 4, `1:1 round-robin: ${JSON.stringify(share)}`);
         // The device came after the full apply: its loose rp_filter is written by the update.
         const rp = await lab.exec("router", ["sysctl", "-n", "net.ipv4.conf.tun2.rp_filter"]);
         assert.equal(rp.stdout.trim(), "2", "tun2's rp_filter is loose once it appeared");
