@@ -2,20 +2,10 @@
 // `previous`): a config edit that removes a maglev backend moves only that backend's slots.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { Reconciler, type DataplaneOps } from "../../src/daemon/reconciler.ts";
 import { silentLog } from "../../src/daemon/log.ts";
-
-const svc = (backends: string[]) =>
-  parseConfig(`version: 1
-services:
-  web:
-    listen: 203.0.113.10:443
-    scheduler: maglev
-    backends:
-${backends.map((b) => `      - { address: ${b} }`).join("\n")}
-`);
+import { webService } from "../../testkit/service-config.ts";
 
 const ops: DataplaneOps = {
   readFacts: async () => ({ interfaces: new Map() }),
@@ -29,7 +19,7 @@ const ops: DataplaneOps = {
 
 test("a reload that removes a maglev backend moves only that backend's slots", async () => {
   const all = Array.from({ length: 9 }, (_, i) => `198.51.100.${i + 1}:443`);
-  let config: Config = svc(all);
+  let config: Config = webService(all);
   const r = new Reconciler(
     () => ({ config, health: { uplinks: {}, services: {} }, probeDown: new Set() }),
     ops,
@@ -40,7 +30,7 @@ test("a reload that removes a maglev backend moves only that backend's slots", a
   assert.equal((await r.reconcile("start")).action, "full");
   const before = r.last?.desired.services?.services[0]?.slots ?? [];
   const gone = all[3] ?? "";
-  config = svc(all.filter((b) => b !== gone));
+  config = webService(all.filter((b) => b !== gone));
   assert.equal((await r.reconcile("reload")).action, "full");
   const after = r.last?.desired.services?.services[0]?.slots ?? [];
   assert.equal(after.length, before.length);

@@ -9,7 +9,7 @@ import {
   nextPrime,
   permutationOf,
 } from "../../src/plan/maglev.ts";
-import { parseConfig } from "../../src/config/load.ts";
+import { webService } from "../../testkit/service-config.ts";
 import { planServices } from "../../src/plan/services.ts";
 
 const names = (n: number) => Array.from({ length: n }, (_, i) => `198.51.100.${i + 1}:80`);
@@ -220,35 +220,26 @@ test("a new size (N crosses a step) or no table in force: populated as plain Mag
 });
 
 test("the planner passes the plan in force: a config edit that removes or adds a backend moves only what it must", () => {
-  const svc = (backends: string[]) =>
-    parseConfig(`version: 1
-services:
-  web:
-    listen: 203.0.113.10:443
-    scheduler: maglev
-    backends:
-${backends.map((b) => `      - { address: ${b} }`).join("\n")}
-`);
   const all = names(9);
-  const p1 = planServices(svc(all), {});
+  const p1 = planServices(webService(all), {});
   const before = p1?.services[0]?.slots ?? [];
   const gone = all[4] ?? "";
-  const removed = planServices(svc(all.filter((b) => b !== gone)), {}, undefined, p1);
+  const removed = planServices(webService(all.filter((b) => b !== gone)), {}, undefined, p1);
   assert.equal(othersMoved(before, removed?.services[0]?.slots ?? [], gone), 0);
   // Without the plan in force (a cold start): plain Maglev, which moves others too.
-  const cold = planServices(svc(all.filter((b) => b !== gone)), {});
+  const cold = planServices(webService(all.filter((b) => b !== gone)), {});
   assert.ok(othersMoved(before, cold?.services[0]?.slots ?? [], gone) > 0);
-  const added = planServices(svc([...all, "198.51.100.77:80"]), {}, undefined, p1);
+  const added = planServices(webService([...all, "198.51.100.77:80"]), {}, undefined, p1);
   const after = added?.services[0]?.slots ?? [];
   assert.equal(changed(before, after), count(after).get("198.51.100.77:80"));
   // A failure after the edit is dealt from the edited table: recovery gives it back exactly.
   const down = planServices(
-    svc([...all, "198.51.100.77:80"]),
+    webService([...all, "198.51.100.77:80"]),
     { web: { [all[0] ?? ""]: { up: false } } },
     undefined,
     added,
   );
   assert.equal(othersMoved(after, down?.services[0]?.slots ?? [], all[0] ?? ""), 0);
-  const up = planServices(svc([...all, "198.51.100.77:80"]), {}, undefined, down);
+  const up = planServices(webService([...all, "198.51.100.77:80"]), {}, undefined, down);
   assert.deepEqual(up?.services[0]?.slots, after);
 });
