@@ -301,31 +301,85 @@ export function timeline(
     .join("\n");
 }
 
+/** What a daemon fixture waits for once `nflb run` says it runs. */
+export interface Ready {
+  ok: (s: StatusJson) => boolean;
+  timeoutMs: number;
+  what: string;
+}
+
+export const EVERY_UPLINK_UP: Ready = { ok: allUp, timeoutMs: 15_000, what: "every uplink up" };
+
+export interface DaemonFixtureOptions {
+  /** Wait for lab.settle() after the build (tests that count every connection from the start). */
+  settle?: boolean;
+  /**
+   * Set-up between the build (with `dir` made) and writing the config: servers, addresses, files.
+   * down() undoes it with the lab (every process the lab spawned is stopped by pid).
+   */
+  prepare?: () => Promise<void>;
+  /** More environment for `nflb run`, asked at every start (e.g. a PATH with fakes in front). */
+  env?: () => Record<string, string>;
+  /** What start() waits for by default: every uplink up; null for nothing (the test waits itself). */
+  ready?: Ready | null;
+  /** false: up() writes the config and leaves starting `nflb run` to the test (start()). */
+  start?: boolean;
+}
+
 /**
  * The usual set-up of a daemon lab test: build the lab, write `config()` to a temporary file, run
- * `nflb run` on the router and wait until every uplink is up; `down()` undoes all of it.
+ * `nflb run` on the router and wait until every uplink is up; `down()` undoes all of it, also
+ * after a set-up that failed half-way. start()/stop() restart the daemon inside a test.
  */
 export class DaemonFixture {
   daemon: RunningDaemon | undefined;
+  /** The config file (`nflb.yaml` in `dir`); the daemon's state file goes next to it. */
   file = "";
-  private dir = "";
+  /** The fixture's temporary directory, removed by down(). */
+  dir = "";
 
   constructor(
     private readonly lab: UplinkLab,
     private readonly config: () => string,
+    private readonly opts: DaemonFixtureOptions = {},
   ) {}
 
   async up(): Promise<void> {
     await this.lab.build();
+    if (this.opts.settle) await this.lab.settle();
     this.dir = await mkdtemp(join(tmpdir(), "nflb-lab-"));
     this.file = join(this.dir, "nflb.yaml");
-    await writeFile(this.file, this.config());
-    this.daemon = await startDaemon(this.lab, this.file);
-    await waitStatus(this.lab, allUp, 15_000, "every uplink up");
+    await this.opts.prepare?.();
+    await this.write();
+    if (this.opts.start !== false) await this.start();
+  }
+
+  /** Write the config file: `config()` unless given another text. */
+  async write(text = this.config()): Promise<void> {
+    await writeFile(this.file, text);
+  }
+
+  /**
+   * Run `nflb run` with the config file as it is now (a daemon still running is stopped first)
+   * and wait for `ready`.
+   */
+  async start(ready: Ready | null = this.opts.ready === undefined ? EVERY_UPLINK_UP : this.opts.ready) {
+    await this.stop();
+    const env = this.opts.env?.();
+    this.daemon = await startDaemon(this.lab, this.file, undefined, env ? { env } : {});
+    if (ready) await waitStatus(this.lab, ready.ok, ready.timeoutMs, ready.what);
+    return this.daemon;
+  }
+
+  /** Stop the daemon (SIGTERM, then SIGKILL); its exit code, or undefined when none ran. */
+  async stop(): Promise<number | undefined> {
+    const d = this.daemon;
+    this.daemon = undefined;
+    return d?.stop();
   }
 
   async down(): Promise<void> {
-    await this.daemon?.stop();
+    await this.stop();
     await this.lab.destroy();
     if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
