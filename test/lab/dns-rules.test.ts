@@ -5,27 +5,15 @@
 // keeps it; an open connection keeps it; a cached answer to a second client refreshes it; 10,000
 // malformed DNS packets change nothing but a counter. Needs root.
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { ipBatch } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import { LAN } from "../../src/lab/addressing.ts";
-import type { TrackedProcess } from "../../src/lab/processes.ts";
 import { toolArgv } from "../../src/lab/traffic.ts";
-import {
-  NFLB,
-  allUp,
-  http,
-  labConfig,
-  sleep,
-  startDaemon,
-  status,
-  waitStatus,
-  type RunningDaemon,
-} from "../../testkit/daemon-harness.ts";
+import { DaemonFixture, NFLB, http, labConfig, sleep, status } from "../../testkit/daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -51,12 +39,17 @@ interface Resolved {
   ms: number;
 }
 
+/** nft's durations (`4s996ms`, `1m2s`, `500ms`) in milliseconds. */
+function ms(d: string): number {
+  const unit: Record<string, number> = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+  let total = 0;
+  for (const [, n, u] of d.matchAll(/(\d+)(ms|d|h|m|s)/g)) total += Number(n) * (unit[u ?? ""] ?? NaN);
+  assert.ok(Number.isFinite(total) && /^(\d+(ms|d|h|m|s))+$/.test(d), `nft duration ${d}`);
+  return total;
+}
+
 describe("rules by domain name (nflb run, dnsmasq resolver chain)", { skip, timeout: 300_000 }, () => {
   const lab = new UplinkLab({ uplinks: 2, lanClients: 2 });
-  let dir = "";
-  let file = "";
-  let daemon: RunningDaemon | undefined;
-  const procs: TrackedProcess[] = [];
   const isp2 = () => `inet ${lab.uplink(2).router4}`;
 
   const config = (more: string[] = []) =>
@@ -96,6 +89,23 @@ describe("rules by domain name (nflb run, dnsmasq resolver chain)", { skip, time
     }
     return out;
   };
+  /**
+   * An address's entry in a rule's set as the kernel tells it (`nft list set`, in ms; the JSON
+   * listing rounds to seconds): its timeout and when it expires, between `earliest` and `latest`
+   * (epoch ms: the listing took a while, the kernel read its clock somewhere in it).
+   */
+  const entry = async (set: string, a: string) => {
+    const t0 = Date.now();
+    const r = await lab.exec("router", ["nft", "list", "set", "inet", "nflb", set]);
+    const t1 = Date.now();
+    assert.equal(r.code, 0, r.stderr);
+    const m = new RegExp(`(?:^|[{,\\s])${a.replaceAll(".", "\\.")} timeout (\\S+) expires ([^,\\s}]+)`).exec(
+      r.stdout,
+    );
+    if (!m) return undefined;
+    const expires = ms(m[2] ?? "");
+    return { timeoutMs: ms(m[1] ?? ""), earliest: t0 + expires, latest: t1 + expires };
+  };
   const inDns = async (a: string) => (await members("dom_video_4")).has(a);
   const inKeep = async (a: string) => (await members("dom_video_keep4")).has(a);
 
@@ -129,74 +139,77 @@ describe("rules by domain name (nflb run, dnsmasq resolver chain)", { skip, time
     return Number(vals?.split(/\s+/)[i] ?? 0);
   };
   const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  /** Answered addresses the daemon has to write: new ones, and refreshes (expiry moved later). */
+  const toWrite = async () => {
+    const m = await metric("nflb_dns_set_updates_total");
+    return (m.get('{result="new"}') ?? 0) + (m.get('{result="refreshed"}') ?? 0);
+  };
+  /**
+   * resolve(), then wait (bounded) until what the answer changed is in the kernel: the answer
+   * waits for a new address, not for a refresh (written up to 50 ms later, with an nft run).
+   */
+  const resolveWritten = async (role: string, names: string[]): Promise<Resolved[]> => {
+    const writes0 = sum(await metric("nflb_dns_set_writes_total"));
+    const changes0 = await toWrite();
+    const r = await resolve(role, names);
+    if ((await toWrite()) > changes0)
+      await waitFor(
+        "the daemon to write the sets",
+        async () => sum(await metric("nflb_dns_set_writes_total")) > writes0,
+        5000,
+      );
+    return r;
+  };
 
-  before(
-    async () => {
-      await lab.build();
-      dir = await mkdtemp(join(tmpdir(), "nflb-lab-dns-"));
-      await ipBatch(
-        lab.netns("inet"),
-        [AUTH, CACHE, ...Object.values(HOSTS)].map((a) => `addr add ${a}/32 dev lo`),
-      );
-      const servers = Object.values(HOSTS);
-      procs.push(
-        await lab.startEchoServer({
-          role: "inet",
-          name: "inet",
-          tcp: servers.map((address) => ({ address, port: ECHO })),
-        }),
-      );
-      procs.push(
-        await lab.startEchoServer({
-          role: "inet",
-          name: "inet",
-          hold: true,
-          tcp: servers.map((address) => ({ address, port: HOLD })),
-        }),
-      );
-      const dnsmasq = (name: string, listen: string, extra: string[]) => {
-        const p = lab.spawn("inet", [
-          "dnsmasq",
-          "--keep-in-foreground",
-          "--no-resolv",
-          "--no-hosts",
-          `--listen-address=${listen}`,
-          "--bind-interfaces",
-          "--port=53",
-          `--pid-file=${join(dir, `${name}.pid`)}`,
-          "--log-facility=-",
-          ...extra,
-        ]);
-        procs.push(p);
-        // dnsmasq logs to stderr; `cleared cache` comes once it listens.
-        return waitFor(`dnsmasq ${name}`, async () => p.stderr().includes("cleared cache"), 10_000);
-      };
-      // The authoritative end: every name with TTL 5 s; www.video.example a CNAME to a CDN name.
-      await dnsmasq("auth", AUTH, [
-        ...Object.entries(HOSTS).map(([n, a]) => `--host-record=${n},${a}`),
-        "--cname=www.video.example,edge.cdn.test",
-        `--local-ttl=${TTL_S}`,
+  /** The resolvers and servers of the internet side, before nflb starts. */
+  const prepare = async () => {
+    await ipBatch(
+      lab.netns("inet"),
+      [AUTH, CACHE, ...Object.values(HOSTS)].map((a) => `addr add ${a}/32 dev lo`),
+    );
+    const servers = Object.values(HOSTS);
+    await lab.startEchoServer({
+      role: "inet",
+      name: "inet",
+      tcp: servers.map((address) => ({ address, port: ECHO })),
+    });
+    await lab.startEchoServer({
+      role: "inet",
+      name: "inet",
+      hold: true,
+      tcp: servers.map((address) => ({ address, port: HOLD })),
+    });
+    const dnsmasq = (name: string, listen: string, extra: string[]) => {
+      const p = lab.spawn("inet", [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        `--listen-address=${listen}`,
+        "--bind-interfaces",
+        "--port=53",
+        `--pid-file=${join(fx.dir, `${name}.pid`)}`,
+        "--log-facility=-",
+        ...extra,
       ]);
-      // A caching resolver between nflb and the authoritative server: its cached answers carry
-      // what is left of the TTL.
-      await dnsmasq("cache", CACHE, [`--server=${AUTH}`]);
-      file = join(dir, "nflb.yaml");
-      await writeFile(file, config());
-      daemon = await startDaemon(lab, file);
-      await waitStatus(lab, allUp, 15_000, "every uplink up");
-    },
-    { timeout: 120_000 },
-  );
+      // dnsmasq logs to stderr; `cleared cache` comes once it listens.
+      return waitFor(`dnsmasq ${name}`, async () => p.stderr().includes("cleared cache"), 10_000);
+    };
+    // The authoritative end: every name with TTL 5 s; www.video.example a CNAME to a CDN name.
+    await dnsmasq("auth", AUTH, [
+      ...Object.entries(HOSTS).map(([n, a]) => `--host-record=${n},${a}`),
+      "--cname=www.video.example,edge.cdn.test",
+      `--local-ttl=${TTL_S}`,
+    ]);
+    // A caching resolver between nflb and the authoritative server: its cached answers carry
+    // what is left of the TTL.
+    await dnsmasq("cache", CACHE, [`--server=${AUTH}`]);
+  };
+  // The lab's processes (servers, dnsmasq) are stopped by pid when down() destroys the lab.
+  const fx = new DaemonFixture(lab, () => config(), { prepare });
 
-  after(
-    async () => {
-      await daemon?.stop();
-      for (const p of procs) await p.stop(2000);
-      await lab.destroy();
-      if (dir) await rm(dir, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  before(() => fx.up(), { timeout: 120_000 });
+  after(() => fx.down(), { timeout: 60_000 });
 
   test("a resolved name's connections leave by the rule's uplink; the answer waits for the set", async () => {
     const [v, www] = await resolve("lan", ["video.example", "www.video.example"]);
@@ -237,7 +250,7 @@ describe("rules by domain name (nflb run, dnsmasq resolver chain)", { skip, time
       "tcp",
       String(ECHO),
       "-c",
-      file,
+      fx.file,
     ]);
     assert.equal(ex.code, 0, ex.stderr);
     assert.match(ex.stdout, /203\.0\.113\.20 matches rule video via video\.example, \d+ s left/);
@@ -245,25 +258,34 @@ describe("rules by domain name (nflb run, dnsmasq resolver chain)", { skip, time
   });
 
   test("with no new answer and no open connection the address leaves the set after its TTL", async () => {
-    const t0 = Date.now();
-    await resolve("lan", ["video.example"]);
-    // A cached answer may carry less than 5 s; the floor (min_ttl 4 s) applies then.
-    await sleep(3000);
-    assert.ok(await inDns(HOSTS["video.example"]), "gone before its TTL");
-    await waitFor(
-      "video.example to leave the DNS set",
-      async () => !(await inDns(HOSTS["video.example"])),
-      8000,
-    );
-    const gone = Date.now() - t0;
-    assert.ok(gone >= 3500 && gone <= 9000, `left after ${gone} ms`);
+    const a = HOSTS["video.example"];
+    await resolveWritten("lan", ["video.example"]);
+    // The kernel's expiry is the reference, not the time of the query: test 1 answered this name
+    // a moment ago, and an answer that moves the expiry by less than a second is not written again.
+    const e = await entry("dom_video_4", a);
+    assert.ok(e, "the answer put the address in the set");
+    // TTL 5 s, or what the cache had left of it, with the floor min_ttl 4 s.
+    assert.ok(e.timeoutMs >= 4000 && e.timeoutMs <= TTL_S * 1000, `timeout ${e.timeoutMs} ms`);
+    // Watch it until it leaves (bounded): there at every look before its expiry, gone after.
+    let lastSeen = 0; // when the last listing that still held it started
+    let goneBy = 0; // when the first listing without it ended
+    while (Date.now() < e.latest + 5000) {
+      const at = Date.now();
+      if (!(await inDns(a))) {
+        goneBy = Date.now();
+        break;
+      }
+      lastSeen = at;
+      await sleep(100);
+    }
+    const around = `expiry in [${e.earliest - lastSeen}, ${e.latest - lastSeen}] ms after the last look`;
+    assert.ok(goneBy > 0, `still in the set 5 s after its expiry; ${around}`);
+    assert.ok(goneBy >= e.earliest, `gone ${e.earliest - goneBy} ms before its TTL`);
+    assert.ok(lastSeen >= e.earliest - 1500, `not seen in the last 1.5 s before its expiry; ${around}`);
+    assert.ok(lastSeen <= e.latest + 250, `still there after its expiry: written again; ${around}`);
     // Its short connections closed long ago: the keep set lets it go too (keep: 3s).
-    await waitFor(
-      "video.example to leave the keep set",
-      async () => !(await inKeep(HOSTS["video.example"])),
-      6000,
-    );
-    const b = await connect(HOSTS["video.example"], 24);
+    await waitFor("video.example to leave the keep set", async () => !(await inKeep(a)), 6000);
+    const b = await connect(a, 24);
     assert.equal(Object.keys(b.bySeen).length, 2, `balanced again: ${JSON.stringify(b.bySeen)}`);
   });
 
@@ -296,22 +318,22 @@ describe("rules by domain name (nflb run, dnsmasq resolver chain)", { skip, time
   });
 
   test("a cached answer to a second client refreshes the timeout", async () => {
-    const t0 = Date.now();
-    const [first] = await resolve("lan", ["cached.example"]);
-    assert.deepEqual(first?.addresses, [HOSTS["cached.example"]]);
+    const a = HOSTS["cached.example"];
+    const [first] = await resolveWritten("lan", ["cached.example"]);
+    assert.deepEqual(first?.addresses, [a]);
+    const before = await entry("dom_video_4", a);
+    assert.ok(before, "the first answer put the address in the set");
     await sleep(2500);
-    const [second] = await resolve("lan2", ["cached.example"]);
+    const [second] = await resolveWritten("lan2", ["cached.example"]);
     const ttl = second?.ttls[0] ?? 99;
     assert.ok(ttl < TTL_S, `the second answer came from the cache (TTL ${ttl})`);
-    // Without the refresh it would leave at t0 + 5 s; with it (floor 4 s) at about t0 + 6.5 s.
-    await sleep(Math.max(0, t0 + 5600 - Date.now()));
-    const left = (await members("dom_video_4")).get(HOSTS["cached.example"]);
-    assert.ok(left !== undefined, "refreshed by the cached answer");
-    await waitFor(
-      "cached.example to leave the DNS set",
-      async () => !(await inDns(HOSTS["cached.example"])),
-      6000,
-    );
+    const after = await entry("dom_video_4", a);
+    // Written with the first answer's TTL 5 s, written again with the cached answer's (floor 4 s).
+    assert.deepEqual([before.timeoutMs, after?.timeoutMs], [TTL_S * 1000, 4000]);
+    // Past the first answer's expiry (by the kernel's clock), the second answer keeps it.
+    await sleep(Math.max(0, before.latest + 250 - Date.now()));
+    assert.ok(await inDns(a), "refreshed by the cached answer");
+    await waitFor("cached.example to leave the DNS set", async () => !(await inDns(a)), 6000);
   });
 
   test("10,000 malformed DNS packets change nothing but a counter", async () => {
@@ -343,15 +365,15 @@ describe("rules by domain name (nflb run, dnsmasq resolver chain)", { skip, time
     const [v] = await resolve("lan", ["video.example"]);
     assert.deepEqual(v?.addresses, [HOSTS["video.example"]]);
     assert.ok(await inDns(HOSTS["video.example"]));
-    assert.equal(daemon?.proc.child.exitCode, null);
+    assert.equal(fx.daemon?.proc.child.exitCode, null);
   });
 
   test("a reload keeps the domain sets' addresses, and a rule that gains domains gets its own sets", async () => {
     await resolve("lan", ["video.example"]);
     assert.ok(await inDns(HOSTS["video.example"]));
     // A new rule in front of the old one: reordered, the video rule keeps its sets by name.
-    await writeFile(file, config(["  - { name: other, domains: [other.example], via: [isp1] }"]));
-    const r = await lab.exec("router", [NFLB, "reload", "-c", file], { timeoutMs: 60_000 });
+    await writeFile(fx.file, config(["  - { name: other, domains: [other.example], via: [isp1] }"]));
+    const r = await lab.exec("router", [NFLB, "reload", "-c", fx.file], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.ok(await inDns(HOSTS["video.example"]), "the reload kept the answered address");
     const [o] = await resolve("lan", ["other.example"]);
