@@ -5,21 +5,13 @@
 // removed uplink's connections are flushed; a sticky choice made before the weight-only reload is
 // honoured after it. Needs root.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
-import {
-  NFLB,
-  allUp,
-  sleep,
-  startDaemon,
-  waitStatus,
-  type RunningDaemon,
-} from "../../testkit/daemon-harness.ts";
+import { DaemonFixture, NFLB, allUp, sleep, waitStatus } from "../../testkit/daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -120,9 +112,6 @@ class Held {
 
 describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 360_000 }, () => {
   const lab = new UplinkLab({ uplinks: 3 });
-  let dir = "";
-  let file = "";
-  let daemon: RunningDaemon | undefined;
   const holds: Held[] = [];
   const target = () => lab.addr.targets4[1] ?? "";
   const via = (n: number) => `inet ${lab.uplink(n).router4}`;
@@ -146,10 +135,13 @@ describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 3
     lines.push(`  - { name: sticky, destination: [${target()}/32], sticky: 30m }`);
     return lines.join("\n") + "\n";
   };
+  const fx = new DaemonFixture(lab, () => yaml([1, 2]), {
+    ready: { ok: allUp, timeoutMs: 20_000, what: "isp1 and isp2 up" },
+  });
 
   const reload = async (text: string) => {
-    await writeFile(file, text);
-    const r = await lab.exec("router", [NFLB, "reload", "-c", file], { timeoutMs: 60_000 });
+    await fx.write(text);
+    const r = await lab.exec("router", [NFLB, "reload", "-c", fx.file], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, `nflb reload: ${r.stdout}${r.stderr}`);
   };
 
@@ -178,9 +170,9 @@ describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 3
     );
   };
   const stateSlots = async () => {
-    const f = (await readdir(dir)).find((n) => /^netns-\d+\.json$/.test(n));
+    const f = (await readdir(fx.dir)).find((n) => /^netns-\d+\.json$/.test(n));
     assert.ok(f, "the daemon wrote its state file");
-    return (JSON.parse(await readFile(join(dir, f), "utf8")) as { uplinkSlots?: unknown }).uplinkSlots;
+    return (JSON.parse(await readFile(join(fx.dir, f), "utf8")) as { uplinkSlots?: unknown }).uplinkSlots;
   };
   const marksHeld = async (mark: string) => {
     const r = await lab.exec("router", ["conntrack", "-L", "-m", `${mark}/0xff00`]);
@@ -192,26 +184,9 @@ describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 3
   const onUplink = (src: string) =>
     holds.flatMap((h) => [...h.sources().values()].filter((s) => s === src)).length;
 
-  before(
-    async () => {
-      await lab.build();
-      dir = await mkdtemp(join(tmpdir(), "nflb-lab-reload-"));
-      file = join(dir, "nflb.yaml");
-      await writeFile(file, yaml([1, 2]));
-      daemon = await startDaemon(lab, file);
-      await waitStatus(lab, allUp, 20_000, "isp1 and isp2 up");
-    },
-    { timeout: 120_000 },
-  );
-  after(
-    async () => {
-      for (const h of holds) await h.proc.stop(2000);
-      await daemon?.stop();
-      await lab.destroy();
-      if (dir) await rm(dir, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  before(() => fx.up(), { timeout: 120_000 });
+  // The held connections' processes are the lab's: destroy() stops them by pid.
+  after(() => fx.down(), { timeout: 60_000 });
 
   test(
     "add first, remove, weights only, restart reordered: surviving connections never break; marks follow names",
@@ -235,7 +210,7 @@ describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 3
       const onIsp2 = onUplink(via(2));
       await reload(yaml([3, 1]));
       const left = await marksHeld("0x200");
-      const said = daemon?.logs().filter((l) => /forgot|could not|failed|applied/.test(String(l.msg)));
+      const said = fx.daemon?.logs().filter((l) => /forgot|could not|failed|applied/.test(String(l.msg)));
       assert.deepEqual(left, [], `no conntrack entry keeps isp2's mark; daemon: ${JSON.stringify(said)}`);
       await sleep(3000);
       assert.deepEqual(brokenOn([via(1), via(3)]), [], "no held connection on isp1 or isp3 broke");
@@ -274,11 +249,9 @@ describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 3
       assert.deepEqual(brokenOn([via(1), via(3)]), [], "no held connection broke on the weight-only reload");
 
       // (4) Restart with the YAML reordered: the state file keeps the marks; held connections live on.
-      await daemon?.stop();
-      daemon = undefined;
-      await writeFile(file, yaml([1, 3]));
-      daemon = await startDaemon(lab, file);
-      await waitStatus(lab, allUp, 20_000, "isp1 and isp3 up after the restart");
+      await fx.stop();
+      await fx.write(yaml([1, 3]));
+      await fx.start({ ok: allUp, timeoutMs: 20_000, what: "isp1 and isp3 up after the restart" });
       assert.deepEqual(await kernelMarks(), { isp1: "100", isp3: "300" });
       assert.equal(await tcpLineFromLan(target()), via(chosen), "the sticky choice survives the restart");
       await sleep(1500);
@@ -295,25 +268,27 @@ describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 3
   );
 
   const cli = (args: string[]) =>
-    lab.exec("router", [NFLB, ...args], { timeoutMs: 60_000, env: { ...process.env, NFLB_STATE_DIR: dir } });
+    lab.exec("router", [NFLB, ...args], {
+      timeoutMs: 60_000,
+      env: { ...process.env, NFLB_STATE_DIR: fx.dir },
+    });
 
   test(
     "nflb apply and plan --diff use the recorded slots: a reordered YAML changes nothing, a new name takes a free slot; down removes it all",
     { timeout: 120_000 },
     async () => {
       // The daemon of the first test is stopped; its data plane (isp1, isp3) and state file stay.
-      await daemon?.stop();
-      daemon = undefined;
-      await writeFile(file, yaml([3, 1]));
-      const same = await cli(["plan", "--diff", "-c", file]);
+      await fx.stop();
+      await fx.write(yaml([3, 1]));
+      const same = await cli(["plan", "--diff", "-c", fx.file]);
       assert.equal(same.code, 0, same.stderr);
       assert.match(same.stdout, /nothing to change/, same.stdout);
-      const applied = await cli(["apply", "-c", file]);
+      const applied = await cli(["apply", "-c", fx.file]);
       assert.equal(applied.code, 0, applied.stderr);
       assert.deepEqual(await kernelMarks(), { isp1: "100", isp3: "300" });
       // isp2 comes back first in the YAML: its old slot is free again (its connections were flushed).
-      await writeFile(file, yaml([2, 3, 1]));
-      const again = await cli(["apply", "-c", file]);
+      await fx.write(yaml([2, 3, 1]));
+      const again = await cli(["apply", "-c", fx.file]);
       assert.equal(again.code, 0, again.stderr);
       assert.deepEqual(await kernelMarks(), { isp2: "200", isp3: "300", isp1: "100" });
       assert.deepEqual(await stateSlots(), { isp2: 2, isp3: 3, isp1: 1 });
@@ -325,7 +300,7 @@ describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 3
       assert.doesNotMatch(rules.stdout, /proto 110/, "no nflb rule left");
       assert.equal((await lab.exec("router", ["nft", "list", "table", "inet", "nflb"])).code, 1, "no table");
       assert.equal(
-        (await readdir(dir)).find((n) => /^netns-\d+\.json$/.test(n)),
+        (await readdir(fx.dir)).find((n) => /^netns-\d+\.json$/.test(n)),
         undefined,
         "state file removed",
       );
