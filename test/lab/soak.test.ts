@@ -9,24 +9,21 @@
 // NFLB_SOAK_SECONDS sets the length (default 75 s); figures go to stdout as `# soak: …` lines
 // (bench/RESULTS.md records a 30-minute run). Needs root.
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readdir, readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import {
   API_PORT,
   NFLB,
+  DaemonFixture,
   allUp,
   http,
   labConfig,
   sleep,
-  startDaemon,
   startPoller,
   waitStatus,
   type Batch,
-  type RunningDaemon,
 } from "../../testkit/daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
@@ -62,41 +59,25 @@ describe(
   { skip, timeout: (SECONDS + 240) * 1000 },
   () => {
     const lab = new UplinkLab({ uplinks: 3, v6: false });
-    let dir = "";
-    let file = "";
-    let daemon: RunningDaemon | undefined;
     const local = (path: string) => `http://127.0.0.1:${API_PORT}${path}`;
     const configs = [
       labConfig(lab, { interval: "500ms" }),
       labConfig(lab, { interval: "500ms", weights: [2, 1, 1] }),
     ];
 
-    before(
-      async () => {
-        await lab.build();
-        await lab.settle();
-        dir = await mkdtemp(join(tmpdir(), "nflb-soak-"));
-        file = join(dir, "nflb.yaml");
-        await writeFile(file, configs[0] ?? "");
-        daemon = await startDaemon(lab, file);
-        await waitStatus(lab, allUp, 20_000, "every uplink up");
-      },
-      { timeout: 120_000 },
-    );
-    after(
-      async () => {
-        await daemon?.stop();
-        await lab.destroy();
-        if (dir) await rm(dir, { recursive: true, force: true });
-      },
-      { timeout: 60_000 },
-    );
+    const fx = new DaemonFixture(lab, () => configs[0] ?? "", {
+      settle: true,
+      ready: { ok: allUp, timeoutMs: 20_000, what: "every uplink up" },
+    });
+
+    before(() => fx.up(), { timeout: 120_000 });
+    after(() => fx.down(), { timeout: 60_000 });
 
     test(
       "no failure outside fault windows, nothing leaks, RSS bounded, the data plane is the plan",
       { timeout: (SECONDS + 180) * 1000 },
       async () => {
-        const d = daemon;
+        const d = fx.daemon;
         assert.ok(d);
         const pid = d.proc.pid;
         const poller = await startPoller(lab, {
@@ -151,7 +132,7 @@ describe(
           } else if (now >= next.reload) {
             // A reload is hitless: no window.
             reloads++;
-            await writeFile(file, configs[reloads % 2] ?? "");
+            await fx.write(configs[reloads % 2] ?? "");
             process.kill(pid, "SIGHUP");
             next = { ...next, reload: now + 10_000 };
           } else {
@@ -161,7 +142,7 @@ describe(
         // Back to the steady state: carrier up, isp2 enabled, config 0; every uplink up.
         if (!carrier) await lab.carrierUp(3);
         if (disabled) await http(lab, "router", "POST", local("/api/v1/uplinks/isp2/enable"));
-        await writeFile(file, configs[0] ?? "");
+        await fx.write(configs[0] ?? "");
         process.kill(pid, "SIGHUP");
         windows.push([Date.now(), Date.now() + WINDOW_MS]);
         await waitStatus(lab, allUp, 20_000, "every uplink up again");
@@ -180,7 +161,7 @@ describe(
         const outside = during.filter((b) => b.failed > 0 && !inWindow(b));
         const r = await lab.exec(
           "router",
-          ["env", `NFLB_STATE_DIR=${dir}`, NFLB, "plan", "--diff", "--json", "-c", file],
+          ["env", `NFLB_STATE_DIR=${fx.dir}`, NFLB, "plan", "--diff", "--json", "-c", fx.file],
           {
             timeoutMs: 30_000,
           },
