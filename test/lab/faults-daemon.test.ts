@@ -9,27 +9,24 @@
 // Every test keeps short LAN connections going (a batch of 4 every 100 ms) and counts them: none
 // may fail. Needs root.
 import assert from "node:assert/strict";
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import {
   API_PORT,
+  DaemonFixture,
   NFLB,
-  allUp,
   failures,
   http,
   labConfig,
   sleep,
-  startDaemon,
   startPoller,
   status,
   waitStatus,
   type Batch,
   type Poller,
-  type RunningDaemon,
 } from "../../testkit/daemon-harness.ts";
 import { snapshot } from "./support/nflb.ts";
 
@@ -90,10 +87,7 @@ const kill = (pid: number, sig: NodeJS.Signals) => {
 
 describe("faults in a running daemon", { skip, timeout: 600_000 }, () => {
   const lab = new UplinkLab({ uplinks: 2, v6: false });
-  let dir = "";
   let fake = "";
-  let file = "";
-  let daemon: RunningDaemon | undefined;
   const env = () => ({ PATH: `${fake}:${process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"}` });
   const local = (path: string) => `http://127.0.0.1:${API_PORT}${path}`;
   const via = (n: number) => `inet ${lab.uplink(n).router4}`;
@@ -128,39 +122,28 @@ describe("faults in a running daemon", { skip, timeout: 600_000 }, () => {
   };
 
   const transitions = () =>
-    (daemon?.logs() ?? []).filter((l) => /^uplink \S+ (up|down)$/.test(String(l["msg"])));
+    (fx.daemon?.logs() ?? []).filter((l) => /^uplink \S+ (up|down)$/.test(String(l["msg"])));
 
-  before(
-    async () => {
-      await lab.build();
-      await lab.settle();
-      dir = await mkdtemp(join(tmpdir(), "nflb-faults-daemon-"));
-      fake = join(dir, "bin");
+  const fx = new DaemonFixture(lab, () => config(), {
+    settle: true,
+    env,
+    // Fakes of nft and fping that run the real ones until a test says otherwise.
+    prepare: async () => {
+      fake = join(fx.dir, "bin");
       await mkdir(fake);
       await writeFile(join(fake, "nft"), fakeNft(fake, "/usr/sbin/nft"));
       await writeFile(join(fake, "fping"), fakeFping(fake, "/usr/bin/fping"));
       await chmod(join(fake, "nft"), 0o755);
       await chmod(join(fake, "fping"), 0o755);
-      file = join(dir, "nflb.yaml");
-      await writeFile(file, config());
-      daemon = await startDaemon(lab, file, undefined, { env: env() });
-      await waitStatus(lab, allUp, 15_000, "every uplink up");
     },
-    { timeout: 120_000 },
-  );
-  after(
-    async () => {
-      await daemon?.stop();
-      await lab.destroy();
-      if (dir) await rm(dir, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  });
+  before(() => fx.up(), { timeout: 120_000 });
+  after(() => fx.down(), { timeout: 60_000 });
 
   test("nft refuses the applies: the old data plane serves, status says why, retries converge", async () => {
     const poller = await poll(60_000);
     assert.deepEqual(await batch(), [via(1), via(2)]);
-    const failedBefore = (daemon?.logs() ?? []).filter((l) => l["msg"] === "reconcile failed; will retry");
+    const failedBefore = (fx.daemon?.logs() ?? []).filter((l) => l["msg"] === "reconcile failed; will retry");
     await writeFile(join(fake, "nft.fail"), "");
     const t0 = Date.now();
     // Disabling isp2 needs a change to the kernel: it fails.
@@ -170,7 +153,7 @@ describe("faults in a running daemon", { skip, timeout: 600_000 }, () => {
     assert.deepEqual(await batch(), [via(1), via(2)], "the old data plane (both uplinks) still serves");
     // It retries, with backoff (1 s, 2 s, …): at least two more failures within ~5 s.
     await sleep(5000);
-    const failed = (daemon?.logs() ?? []).filter((l) => l["msg"] === "reconcile failed; will retry");
+    const failed = (fx.daemon?.logs() ?? []).filter((l) => l["msg"] === "reconcile failed; will retry");
     assert.ok(
       failed.length - failedBefore.length >= 3,
       `${failed.length - failedBefore.length} failures logged`,
@@ -195,11 +178,11 @@ describe("faults in a running daemon", { skip, timeout: 600_000 }, () => {
 
   for (const fault of ["crash", "garbage", "hang"] as const)
     test(`fping ${fault === "hang" ? "hanging (SIGSTOP)" : fault === "crash" ? "crashing in a loop" : "printing garbage"}: restarted with backoff, no flap, status says why`, async () => {
-      const pid = daemon?.proc.pid ?? 0;
+      const pid = fx.daemon?.proc.pid ?? 0;
       const poller = await poll(60_000);
       const flapsBefore = transitions().length;
       const restartLines = () =>
-        (daemon?.logs() ?? []).filter((l) => /restarting in \d+ ms/.test(String(l["msg"]))).length;
+        (fx.daemon?.logs() ?? []).filter((l) => /restarting in \d+ ms/.test(String(l["msg"]))).length;
       const restartsBefore = restartLines();
       const first = await children(pid, "fping");
       assert.ok(first.length >= 2, `an fping per uplink: ${first.join(",")}`);
@@ -240,15 +223,14 @@ describe("faults in a running daemon", { skip, timeout: 600_000 }, () => {
 
   test(`the daemon killed (SIGKILL) at ${POINTS} points of a reload: old or new plan, never half; restart converges; down restores`, async () => {
     // The host as it was before any nflb: what `down` must bring back at the end.
-    await daemon?.stop();
-    daemon = undefined;
-    const r0 = await lab.exec("router", ["env", `NFLB_STATE_DIR=${dir}`, NFLB, "down"], {
+    await fx.stop();
+    const r0 = await lab.exec("router", ["env", `NFLB_STATE_DIR=${fx.dir}`, NFLB, "down"], {
       timeoutMs: 30_000,
     });
     assert.equal(r0.code, 0, r0.stderr);
     const pristine = await snapshot(lab, "router");
-    const fileA = join(dir, "a.yaml");
-    const fileB = join(dir, "b.yaml");
+    const fileA = join(fx.dir, "a.yaml");
+    const fileB = join(fx.dir, "b.yaml");
     await writeFile(fileA, config());
     await writeFile(
       fileB,
@@ -258,7 +240,7 @@ describe("faults in a running daemon", { skip, timeout: 600_000 }, () => {
     const same = async (f: string) => {
       const r = await lab.exec(
         "router",
-        ["env", `NFLB_STATE_DIR=${dir}`, NFLB, "plan", "--diff", "--json", "-c", f],
+        ["env", `NFLB_STATE_DIR=${fx.dir}`, NFLB, "plan", "--diff", "--json", "-c", f],
         {
           timeoutMs: 30_000,
         },
@@ -267,12 +249,11 @@ describe("faults in a running daemon", { skip, timeout: 600_000 }, () => {
     };
     const outcomes: string[] = [];
     // How long a reload takes, SIGHUP to "config reloaded" (measured once).
-    await writeFile(file, await readFile(fileA, "utf8"));
-    daemon = await startDaemon(lab, file, undefined, { env: env() });
-    await waitStatus(lab, allUp, 15_000, "every uplink up");
+    await fx.write(await readFile(fileA, "utf8"));
+    let daemon = await fx.start();
     // From here on the data plane is never taken away: not one connection may fail.
     const poller = await poll(POINTS * 20_000 + 20_000);
-    await writeFile(file, await readFile(fileB, "utf8"));
+    await fx.write(await readFile(fileB, "utf8"));
     let t = Date.now();
     process.kill(daemon.proc.pid, "SIGHUP");
     await daemon.proc.waitForLine(/"msg":"config reloaded"/, 15_000);
@@ -280,12 +261,11 @@ describe("faults in a running daemon", { skip, timeout: 600_000 }, () => {
     for (let i = 0; i < POINTS; i++) {
       // Back to A with a fresh daemon (it adopts whatever the last one left), then reload to B and
       // kill it at a point spread over the reload.
-      await daemon.stop();
-      await writeFile(file, await readFile(fileA, "utf8"));
-      daemon = await startDaemon(lab, file, undefined, { env: env() });
-      await waitStatus(lab, allUp, 15_000, "every uplink up");
+      await fx.stop();
+      await fx.write(await readFile(fileA, "utf8"));
+      daemon = await fx.start();
       assert.ok(await same(fileA), `point ${i}: the daemon runs A`);
-      await writeFile(file, await readFile(fileB, "utf8"));
+      await fx.write(await readFile(fileB, "utf8"));
       const delay = Math.round((span * 1.5 * (i + Math.random())) / POINTS);
       t = Date.now();
       process.kill(daemon.proc.pid, "SIGHUP");
@@ -300,24 +280,24 @@ describe("faults in a running daemon", { skip, timeout: 600_000 }, () => {
       // Its fping helpers die with it (their output pipe is gone) or are orphans: none may stay.
       for (const p of fpings) kill(p, "SIGKILL");
       // A new daemon with B converges (it takes over the dead one's lock).
-      daemon = await startDaemon(lab, file, undefined, { env: env() });
-      await waitStatus(lab, allUp, 15_000, "every uplink up");
+      daemon = await fx.start();
       assert.ok(await same(fileB), `point ${i}: the restarted daemon converged to B`);
     }
-    await daemon.stop();
-    daemon = undefined;
+    await fx.stop();
     const n = assertNoLoss(await poller.stop(), "daemon killed mid-reload");
     process.stdout.write(
       `# reload ${span} ms; ${n} connections, none failed; kills: ${outcomes.join(", ")}\n`,
     );
-    const r = await lab.exec("router", ["env", `NFLB_STATE_DIR=${dir}`, NFLB, "down"], { timeoutMs: 30_000 });
+    const r = await lab.exec("router", ["env", `NFLB_STATE_DIR=${fx.dir}`, NFLB, "down"], {
+      timeoutMs: 30_000,
+    });
     assert.equal(r.code, 0, r.stderr);
     const norm = (x: Record<string, string>) =>
       JSON.stringify(x).replace(/packets \d+ bytes \d+/g, "packets 0 bytes 0");
     assert.equal(norm(await snapshot(lab, "router")), norm(pristine), "down restored the host exactly");
     // The daemon's own state too: no lock or temp file left behind.
     assert.deepEqual(
-      (await readdir(dir)).filter((f) => f.endsWith(".tmp") || f.endsWith(".lock")),
+      (await readdir(fx.dir)).filter((f) => f.endsWith(".tmp") || f.endsWith(".lock")),
       [],
     );
   });
