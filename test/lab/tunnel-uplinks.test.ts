@@ -3,11 +3,7 @@
 // in OpenVPN 2.6), over their own veth, balanced 1:1 by `nflb run`. One tunnel is not connected
 // when nflb starts; it connects later and is then killed. Needs root, openvpn and openssl.
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { writeFile } from "node:fs/promises";
 import { exec } from "../../src/system/exec.ts";
 import { ipBatch, labUnavailableReason } from "../../src/lab/netns.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
@@ -20,14 +16,13 @@ import {
   tunnelPlan,
 } from "../../src/lab/dynamic-links.ts";
 import {
+  DaemonFixture,
   failures,
   lanBatch,
   recoveredAt,
   sleep,
-  startDaemon,
   startPoller,
   waitStatus,
-  type RunningDaemon,
 } from "../../testkit/daemon-harness.ts";
 
 const unavailable =
@@ -51,74 +46,59 @@ describe(
   { skip, timeout: 240_000 },
   () => {
     const lab = new UplinkLab({ uplinks: 1 });
-    let dir = "";
-    let daemon: RunningDaemon | undefined;
     const clients = new Map<number, TrackedProcess>();
 
     const openvpn = (role: "router" | "inet", i: number): TrackedProcess =>
-      startOpenvpn(lab, role === "inet" ? "server" : "client", i, dir);
+      startOpenvpn(lab, role === "inet" ? "server" : "client", i, fx.dir);
 
-    before(
-      async () => {
-        await lab.build();
-        dir = await mkdtemp(join(tmpdir(), "nflb-ovpn-"));
-        await makeTunnelPki(dir);
-        await ipBatch(undefined, [
-          `link add name ${TRANSPORT.routerIf} netns ${lab.netns("router")} type veth peer name ${TRANSPORT.inetIf} netns ${lab.netns("inet")}`,
-        ]);
-        await ipBatch(lab.netns("router"), [
-          `addr add ${TRANSPORT.router}/30 dev vpnu0`,
-          "link set vpnu0 up",
-        ]);
-        await ipBatch(lab.netns("inet"), [
-          `addr add ${TRANSPORT.inet}/30 dev ${TRANSPORT.inetIf}`,
-          `link set ${TRANSPORT.inetIf} up`,
-        ]);
-        for (const i of [1, 2]) {
-          const s = openvpn("inet", i);
-          await s.waitForLine(/Initialization Sequence Completed|UDPv4 link local/, 15_000);
-        }
-        const c1 = openvpn("router", 1);
-        clients.set(1, c1);
-        await c1.waitForLine(/Initialization Sequence Completed/, 20_000);
-      },
-      { timeout: 90_000 },
-    );
+    const config = () => {
+      const targets = lab.addr.targets4.join(", ");
+      const uplink = (i: number) => [
+        `  vpn${i}:`,
+        `    interface: ${tunnel(i).dev}`,
+        "    weight: 1",
+        `    probe: { targets: [${targets}], interval: ${INTERVAL_MS}ms, up_after: ${UP_AFTER} }`,
+      ];
+      return [
+        "version: 1",
+        "uplinks:",
+        ...uplink(1),
+        ...uplink(2),
+        "balance: { from: [lan0], method: round-robin }",
+        "",
+      ].join("\n");
+    };
 
-    after(
-      async () => {
-        await daemon?.stop();
-        // Every openvpn was started by lab.spawn: destroy() stops them by pid.
-        await lab.destroy();
-        if (dir) await rm(dir, { recursive: true, force: true });
-      },
-      { timeout: 60_000 },
-    );
+    /** The tunnels' transport link, both servers and tun1's client; the test starts nflb. */
+    const prepare = async () => {
+      await makeTunnelPki(fx.dir);
+      await ipBatch(undefined, [
+        `link add name ${TRANSPORT.routerIf} netns ${lab.netns("router")} type veth peer name ${TRANSPORT.inetIf} netns ${lab.netns("inet")}`,
+      ]);
+      await ipBatch(lab.netns("router"), [`addr add ${TRANSPORT.router}/30 dev vpnu0`, "link set vpnu0 up"]);
+      await ipBatch(lab.netns("inet"), [
+        `addr add ${TRANSPORT.inet}/30 dev ${TRANSPORT.inetIf}`,
+        `link set ${TRANSPORT.inetIf} up`,
+      ]);
+      for (const i of [1, 2]) {
+        const s = openvpn("inet", i);
+        await s.waitForLine(/Initialization Sequence Completed|UDPv4 link local/, 15_000);
+      }
+      const c1 = openvpn("router", 1);
+      clients.set(1, c1);
+      await c1.waitForLine(/Initialization Sequence Completed/, 20_000);
+    };
+    // Every openvpn is started by lab.spawn: down() stops them by pid with the lab.
+    const fx = new DaemonFixture(lab, config, { prepare, start: false, ready: null });
+
+    before(() => fx.up(), { timeout: 90_000 });
+    after(() => fx.down(), { timeout: 60_000 });
 
     test(
       "starts with tun2 absent and balances over tun1; tun2 connects and takes its share within up_after rounds; killing its openvpn moves its new connections within 1 s",
       { timeout: 150_000 },
       async (t) => {
-        const targets = lab.addr.targets4.join(", ");
-        const file = join(dir, "nflb.yaml");
-        const uplink = (i: number) => [
-          `  vpn${i}:`,
-          `    interface: ${tunnel(i).dev}`,
-          "    weight: 1",
-          `    probe: { targets: [${targets}], interval: ${INTERVAL_MS}ms, up_after: ${UP_AFTER} }`,
-        ];
-        await writeFile(
-          file,
-          [
-            "version: 1",
-            "uplinks:",
-            ...uplink(1),
-            ...uplink(2),
-            "balance: { from: [lan0], method: round-robin }",
-            "",
-          ].join("\n"),
-        );
-        daemon = await startDaemon(lab, file);
+        await fx.start();
         const s = await waitStatus(
           lab,
           (x) => x.uplinks[0]?.state === "up" && x.uplinks[0].probed,
