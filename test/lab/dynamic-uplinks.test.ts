@@ -3,8 +3,7 @@
 // `nflb run`, and an uplink whose interface does not exist when nflb starts and appears later as
 // a bridge. Needs root, dnsmasq and udhcpc (scripts/ensure-deps).
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { exec } from "../../src/system/exec.ts";
@@ -19,16 +18,15 @@ import {
   startDhcpServer,
 } from "../../src/lab/dynamic-links.ts";
 import {
+  DaemonFixture,
   NFLB,
   failures,
   lanBatch,
   sleep,
-  startDaemon,
   startPoller,
   status,
   timeline,
   waitStatus,
-  type RunningDaemon,
 } from "../../testkit/daemon-harness.ts";
 
 const unavailable = (await labUnavailableReason()) ?? (await missingTools(["dnsmasq", "udhcpc"]));
@@ -53,8 +51,6 @@ async function fpingArgs(lab: UplinkLab): Promise<string[][]> {
 
 describe("nflb run with a DHCP uplink (dnsmasq → udhcpc, gateway: auto)", { skip, timeout: 240_000 }, () => {
   const lab = new UplinkLab({ uplinks: 2, clientAddresses: 1 });
-  let dir = "";
-  let daemon: RunningDaemon | undefined;
   let dnsmasq: TrackedProcess | undefined;
   let udhcpc: TrackedProcess | undefined;
   const u1 = () => lab.uplink(1);
@@ -70,57 +66,45 @@ describe("nflb run with a DHCP uplink (dnsmasq → udhcpc, gateway: auto)", { sk
       from: lease(from),
       to: lease(to),
       router,
-      leaseFile: join(dir, "dnsmasq.leases"),
+      leaseFile: join(fx.dir, "dnsmasq.leases"),
     });
 
-  before(
-    async () => {
-      await lab.build();
-      dir = await mkdtemp(join(tmpdir(), "nflb-dhcp-"));
-      // wan1 loses its static address: from now on it has what the DHCP lease gives it.
+  const config = () => {
+    const t = lab.addr.targets4.join(", ");
+    return [
+      "version: 1",
+      "uplinks:",
+      "  isp1:",
+      `    interface: ${u1().wanIf}`,
+      "    gateway: auto",
+      // A new lease starts with the old address gone (udhcpc's deconfig): the uplink is back
+      // after up_after good rounds, and those must fit in the issue's 2 s.
+      `    probe: { targets: [${t}], up_after: 3 }`,
+      "  isp2:",
+      `    interface: ${lab.uplink(2).wanIf}`,
+      `    gateway: ${lab.uplink(2).gateway4}`,
+      `    probe: { targets: [${t}], up_after: 5 }`,
+      "balance:",
+      "  from: [lan0]",
+      "  method: round-robin",
+      "rules:",
+      `  - { name: holder, source: [${pinned()}/32], via: [isp2] }`,
+      "",
+    ].join("\n");
+  };
+  // nflb starts before the lease: wan1 has no address and no gateway yet (no readiness to wait for).
+  const fx = new DaemonFixture(lab, config, {
+    ready: null,
+    // wan1 loses its static address: from now on it has what the DHCP lease gives it.
+    prepare: async () => {
       await lab.run("router", ["ip", "-4", "addr", "flush", "dev", u1().wanIf]);
       await lab.run("isp1", ["ip", "addr", "add", `${gw2()}/24`, "dev", "cust"]);
-      const t = lab.addr.targets4.join(", ");
-      const file = join(dir, "nflb.yaml");
-      await writeFile(
-        file,
-        [
-          "version: 1",
-          "uplinks:",
-          "  isp1:",
-          `    interface: ${u1().wanIf}`,
-          "    gateway: auto",
-          // A new lease starts with the old address gone (udhcpc's deconfig): the uplink is back
-          // after up_after good rounds, and those must fit in the issue's 2 s.
-          `    probe: { targets: [${t}], up_after: 3 }`,
-          "  isp2:",
-          `    interface: ${lab.uplink(2).wanIf}`,
-          `    gateway: ${lab.uplink(2).gateway4}`,
-          `    probe: { targets: [${t}], up_after: 5 }`,
-          "balance:",
-          "  from: [lan0]",
-          "  method: round-robin",
-          "rules:",
-          `  - { name: holder, source: [${pinned()}/32], via: [isp2] }`,
-          "",
-        ].join("\n"),
-      );
-      // nflb starts before the lease: wan1 has no address and no gateway yet.
-      daemon = await startDaemon(lab, file);
     },
-    { timeout: 90_000 },
-  );
+  });
 
-  after(
-    async () => {
-      await daemon?.stop();
-      await udhcpc?.stop(2000);
-      await dnsmasq?.stop(2000);
-      await lab.destroy();
-      if (dir) await rm(dir, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  // dnsmasq and udhcpc are the lab's processes: down() stops them by pid with the lab.
+  before(() => fx.up(), { timeout: 90_000 });
+  after(() => fx.down(), { timeout: 60_000 });
 
   test("before any lease the DHCP uplink is down with its reason; the other carries everything", async () => {
     const s = await waitStatus(lab, (x) => x.uplinks[1]?.state === "up", 15_000, "isp2 up");
@@ -165,7 +149,7 @@ describe("nflb run with a DHCP uplink (dnsmasq → udhcpc, gateway: auto)", { sk
       await sleep(1000);
       // The ISP renumbers: another range, another router; the client is made to ask again.
       await dnsmasq?.stop(2000);
-      await rm(join(dir, "dnsmasq.leases"), { force: true });
+      await rm(join(fx.dir, "dnsmasq.leases"), { force: true });
       dnsmasq = startDnsmasq(150, 159, gw2());
       await sleep(300);
       if (udhcpc) await forceNewLease(udhcpc);
@@ -188,7 +172,7 @@ describe("nflb run with a DHCP uplink (dnsmasq → udhcpc, gateway: auto)", { sk
       assert.ok(fromNew, "connections from the new address");
       t.diagnostic(`first connection from the new address ${fromNew.t - applied} ms after the lease`);
       if (fromNew.t - applied > LEASE_BOUND_MS / 2)
-        t.diagnostic(timeline(batches, daemon?.logs() ?? [], applied - 2500, 5000));
+        t.diagnostic(timeline(batches, fx.daemon?.logs() ?? [], applied - 2500, 5000));
       assert.ok(fromNew.t - applied <= LEASE_BOUND_MS, `${fromNew.t - applied} ms (bound ${LEASE_BOUND_MS})`);
       const late = batches.filter((b) => b.t >= fromNew.t);
       assert.deepEqual(failures(late, fromNew.t), [], "every connection after that succeeds");
@@ -218,60 +202,59 @@ describe(
   { skip, timeout: 180_000 },
   () => {
     const lab = new UplinkLab({ uplinks: 3 });
-    let dir = "";
-    let daemon: RunningDaemon | undefined;
     const u2 = () => lab.uplink(2);
 
-    before(
-      async () => {
-        await lab.build();
-        dir = await mkdtemp(join(tmpdir(), "nflb-absent-"));
+    const config = () => {
+      const t = lab.addr.targets4.join(", ");
+      return [
+        "version: 1",
+        "uplinks:",
+        "  isp1:",
+        `    interface: ${lab.uplink(1).wanIf}`,
+        `    gateway: ${lab.uplink(1).gateway4}`,
+        `    probe: { targets: [${t}] }`,
+        "  isp2:",
+        "    interface: wanbr",
+        `    gateway: ${u2().gateway4}`,
+        `    probe: { targets: [${t}], up_after: 5 }`,
+        // wan3 has an address but no default route: no gateway will ever be learned.
+        "  isp3:",
+        `    interface: ${lab.uplink(3).wanIf}`,
+        "    gateway: auto",
+        `    probe: { targets: [${t}] }`,
+        "balance: { from: [lan0], method: round-robin }",
+        "",
+      ].join("\n");
+    };
+    // The test starts nflb, after `nflb check` of the config.
+    const fx = new DaemonFixture(lab, config, {
+      start: false,
+      ready: null,
+      // wan2's address goes to the bridge the test makes.
+      prepare: async () => {
         await lab.run("router", ["ip", "-4", "addr", "flush", "dev", u2().wanIf]);
       },
-      { timeout: 60_000 },
-    );
-    after(
-      async () => {
-        await daemon?.stop();
-        await lab.destroy();
-        if (dir) await rm(dir, { recursive: true, force: true });
-      },
-      { timeout: 60_000 },
-    );
+    });
+
+    before(() => fx.up(), { timeout: 60_000 });
+    after(() => fx.down(), { timeout: 60_000 });
 
     test(
       "check warns, run starts, status says why; when the bridge appears it is probed and carries its share",
       { timeout: 120_000 },
       async () => {
-        const t = lab.addr.targets4.join(", ");
-        const file = join(dir, "nflb.yaml");
-        await writeFile(
-          file,
-          [
-            "version: 1",
-            "uplinks:",
-            "  isp1:",
-            `    interface: ${lab.uplink(1).wanIf}`,
-            `    gateway: ${lab.uplink(1).gateway4}`,
-            `    probe: { targets: [${t}] }`,
-            "  isp2:",
-            "    interface: wanbr",
-            `    gateway: ${u2().gateway4}`,
-            `    probe: { targets: [${t}], up_after: 5 }`,
-            // wan3 has an address but no default route: no gateway will ever be learned.
-            "  isp3:",
-            `    interface: ${lab.uplink(3).wanIf}`,
-            "    gateway: auto",
-            `    probe: { targets: [${t}] }`,
-            "balance: { from: [lan0], method: round-robin }",
-            "",
-          ].join("\n"),
-        );
-        const check = await lab.exec("router", ["env", `NFLB_STATE_DIR=${dir}`, NFLB, "check", "-c", file]);
+        const check = await lab.exec("router", [
+          "env",
+          `NFLB_STATE_DIR=${fx.dir}`,
+          NFLB,
+          "check",
+          "-c",
+          fx.file,
+        ]);
         assert.equal(check.code, 0, check.stderr);
         assert.match(check.stderr, /warning: uplinks\.isp2\.interface \(line 8.*interface wanbr not present/);
 
-        daemon = await startDaemon(lab, file);
+        const daemon = await fx.start();
         const s = await waitStatus(lab, (x) => x.uplinks[0]?.state === "up", 15_000, "isp1 up");
         assert.equal(s.uplinks[1]?.state, "down");
         assert.equal(s.uplinks[1]?.reason, "interface wanbr not present");
@@ -334,7 +317,7 @@ describe(
         assert.equal(refused.uplinks[2]?.state, "down");
         assert.ok(
           daemon
-            ?.logs()
+            .logs()
             .some((l) =>
               /IPv4 gateway 203\.0\.113\.1 on wan3 is outside its subnets \(100\.64\.3\.0\/24\): refused/.test(
                 String(l["msg"]),
@@ -342,7 +325,7 @@ describe(
             ),
           "a log line says why the gateway was refused",
         );
-        assert.equal(daemon?.proc.child.exitCode, null, "the daemon runs on");
+        assert.equal(daemon.proc.child.exitCode, null, "the daemon runs on");
 
         // The bridge goes: its new connections move to isp1 (the failure path).
         await lab.run("router", ["ip", "link", "del", "wanbr"]);
@@ -351,8 +334,8 @@ describe(
         assert.deepEqual(Object.keys(await lanBatch(lab)), [`inet ${lab.uplink(1).router4}`]);
 
         // A reload that adds an uplink whose interface is not there is accepted.
-        const yaml = await readFile(file, "utf8");
-        await writeFile(file, yaml.replace("balance:", "  isp4: { interface: ppp7 }\nbalance:"));
+        const yaml = await readFile(fx.file, "utf8");
+        await writeFile(fx.file, yaml.replace("balance:", "  isp4: { interface: ppp7 }\nbalance:"));
         await exec(["kill", "-HUP", String(daemon.proc.pid)], { timeoutMs: 5000 });
         // Until the link watcher has read ppp7 the new uplink is "assumed up" (no route, not in the split).
         const reloaded = await waitStatus(
