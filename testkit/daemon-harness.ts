@@ -22,24 +22,44 @@ export interface LabConfigOptions {
   probe?: string;
 }
 
+/** One uplink's block under `uplinks:`; `probe` is what goes inside its braces. */
+export interface UplinkYaml {
+  interface: string;
+  gateway?: string;
+  weight?: number;
+  probe?: string;
+}
+
+function uplinkYaml(name: string, u: UplinkYaml): string[] {
+  const lines = [`  ${name}:`, `    interface: ${u.interface}`];
+  if (u.gateway !== undefined) lines.push(`    gateway: ${u.gateway}`);
+  if (u.weight !== undefined) lines.push(`    weight: ${u.weight}`);
+  if (u.probe !== undefined) lines.push(`    probe: { ${u.probe} }`);
+  return lines;
+}
+
+/** A config of these uplinks (name → block), then `more` lines (balance, rules…). */
+export function uplinksConfig(uplinks: Record<string, UplinkYaml>, more: string[]): string {
+  const lines = ["version: 1", "uplinks:"];
+  for (const [name, u] of Object.entries(uplinks)) lines.push(...uplinkYaml(name, u));
+  return [...lines, ...more, ""].join("\n");
+}
+
 /** A config for the lab's router: every lab uplink, ICMP probes to the lab's two targets. */
 export function labConfig(lab: UplinkLab, o: LabConfigOptions = {}): string {
-  const targets = lab.addr.targets4.join(", ");
-  const lines = ["version: 1", "uplinks:"];
-  for (const u of lab.uplinks) {
-    const probe = [`targets: [${targets}]`];
-    if (o.interval) probe.push(`interval: ${o.interval}`);
-    if (o.probe) probe.push(o.probe);
-    lines.push(
-      `  isp${u.index}:`,
-      `    interface: ${u.wanIf}`,
-      `    gateway: ${u.gateway4}`,
-      `    weight: ${o.weights?.[u.index - 1] ?? 1}`,
-      `    probe: { ${probe.join(", ")} }`,
-    );
-  }
-  lines.push("balance:", "  from: [lan0]", `  method: ${o.method ?? "random"}`);
-  return lines.join("\n") + "\n" + (o.extra ?? "");
+  const probe = [`targets: [${lab.addr.targets4.join(", ")}]`];
+  if (o.interval) probe.push(`interval: ${o.interval}`);
+  if (o.probe) probe.push(o.probe);
+  const uplinks: Record<string, UplinkYaml> = {};
+  for (const u of lab.uplinks)
+    uplinks[`isp${u.index}`] = {
+      interface: u.wanIf,
+      gateway: u.gateway4,
+      weight: o.weights?.[u.index - 1] ?? 1,
+      probe: probe.join(", "),
+    };
+  const balance = ["balance:", "  from: [lan0]", `  method: ${o.method ?? "random"}`];
+  return uplinksConfig(uplinks, balance) + (o.extra ?? "");
 }
 
 export async function writeConfig(file: string, text: string): Promise<void> {

@@ -26,6 +26,7 @@ import {
   startPoller,
   status,
   timeline,
+  uplinksConfig,
   waitStatus,
 } from "../../testkit/daemon-harness.ts";
 
@@ -70,27 +71,23 @@ describe("nflb run with a DHCP uplink (dnsmasq → udhcpc, gateway: auto)", { sk
     });
 
   const config = () => {
-    const t = lab.addr.targets4.join(", ");
-    return [
-      "version: 1",
-      "uplinks:",
-      "  isp1:",
-      `    interface: ${u1().wanIf}`,
-      "    gateway: auto",
-      // A new lease starts with the old address gone (udhcpc's deconfig): the uplink is back
-      // after up_after good rounds, and those must fit in the issue's 2 s.
-      `    probe: { targets: [${t}], up_after: 3 }`,
-      "  isp2:",
-      `    interface: ${lab.uplink(2).wanIf}`,
-      `    gateway: ${lab.uplink(2).gateway4}`,
-      `    probe: { targets: [${t}], up_after: 5 }`,
-      "balance:",
-      "  from: [lan0]",
-      "  method: round-robin",
-      "rules:",
-      `  - { name: holder, source: [${pinned()}/32], via: [isp2] }`,
-      "",
-    ].join("\n");
+    const targets = `targets: [${lab.addr.targets4.join(", ")}]`;
+    const isp2 = lab.uplink(2);
+    return uplinksConfig(
+      {
+        // A new lease starts with the old address gone (udhcpc's deconfig): the uplink is back
+        // after up_after good rounds, and those must fit in the issue's 2 s.
+        isp1: { interface: u1().wanIf, gateway: "auto", probe: `${targets}, up_after: 3` },
+        isp2: { interface: isp2.wanIf, gateway: isp2.gateway4, probe: `${targets}, up_after: 5` },
+      },
+      [
+        "balance:",
+        "  from: [lan0]",
+        "  method: round-robin",
+        "rules:",
+        `  - { name: holder, source: [${pinned()}/32], via: [isp2] }`,
+      ],
+    );
   };
   // nflb starts before the lease: wan1 has no address and no gateway yet (no readiness to wait for).
   const fx = new DaemonFixture(lab, config, {
@@ -205,26 +202,17 @@ describe(
     const u2 = () => lab.uplink(2);
 
     const config = () => {
-      const t = lab.addr.targets4.join(", ");
-      return [
-        "version: 1",
-        "uplinks:",
-        "  isp1:",
-        `    interface: ${lab.uplink(1).wanIf}`,
-        `    gateway: ${lab.uplink(1).gateway4}`,
-        `    probe: { targets: [${t}] }`,
-        "  isp2:",
-        "    interface: wanbr",
-        `    gateway: ${u2().gateway4}`,
-        `    probe: { targets: [${t}], up_after: 5 }`,
-        // wan3 has an address but no default route: no gateway will ever be learned.
-        "  isp3:",
-        `    interface: ${lab.uplink(3).wanIf}`,
-        "    gateway: auto",
-        `    probe: { targets: [${t}] }`,
-        "balance: { from: [lan0], method: round-robin }",
-        "",
-      ].join("\n");
+      const probe = `targets: [${lab.addr.targets4.join(", ")}]`;
+      const [isp1, isp3] = [lab.uplink(1), lab.uplink(3)];
+      return uplinksConfig(
+        {
+          isp1: { interface: isp1.wanIf, gateway: isp1.gateway4, probe },
+          isp2: { interface: "wanbr", gateway: u2().gateway4, probe: `${probe}, up_after: 5` },
+          // wan3 has an address but no default route: no gateway will ever be learned.
+          isp3: { interface: isp3.wanIf, gateway: "auto", probe },
+        },
+        ["balance: { from: [lan0], method: round-robin }"],
+      );
     };
     // The test starts nflb, after `nflb check` of the config.
     const fx = new DaemonFixture(lab, config, {

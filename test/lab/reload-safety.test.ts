@@ -11,7 +11,15 @@ import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
-import { DaemonFixture, NFLB, allUp, sleep, waitStatus } from "../../testkit/daemon-harness.ts";
+import {
+  DaemonFixture,
+  NFLB,
+  allUp,
+  sleep,
+  uplinksConfig,
+  waitStatus,
+  type UplinkYaml,
+} from "../../testkit/daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -118,22 +126,19 @@ describe("reload safety: stable uplink identity (3 uplinks)", { skip, timeout: 3
 
   /** The lab's uplinks `order` (by number) in that YAML order, fast probes, one sticky rule. */
   const yaml = (order: number[], weights: Record<number, number> = {}) => {
-    const lines = ["version: 1", "uplinks:"];
+    const probe = `targets: [${lab.addr.targets4.join(", ")}], interval: 200ms, up_after: 3`;
+    const uplinks: Record<string, UplinkYaml> = {};
     for (const i of order) {
       const u = lab.uplink(i);
-      lines.push(
-        `  isp${i}:`,
-        `    interface: ${u.wanIf}`,
-        `    gateway: ${u.gateway4}`,
-        `    weight: ${weights[i] ?? 1}`,
-        `    probe: { targets: [${lab.addr.targets4.join(", ")}], interval: 200ms, up_after: 3 }`,
-      );
+      uplinks[`isp${i}`] = { interface: u.wanIf, gateway: u.gateway4, weight: weights[i] ?? 1, probe };
     }
     // The primary (the router's own default route) by name too, so a reordered YAML changes nothing.
     const primary = [...order].sort().map((i) => `isp${i}`);
-    lines.push(`balance: { from: [lan0], method: random, primary: [${primary.join(", ")}] }`, "rules:");
-    lines.push(`  - { name: sticky, destination: [${target()}/32], sticky: 30m }`);
-    return lines.join("\n") + "\n";
+    return uplinksConfig(uplinks, [
+      `balance: { from: [lan0], method: random, primary: [${primary.join(", ")}] }`,
+      "rules:",
+      `  - { name: sticky, destination: [${target()}/32], sticky: 30m }`,
+    ]);
   };
   const fx = new DaemonFixture(lab, () => yaml([1, 2]), {
     ready: { ok: allUp, timeoutMs: 20_000, what: "isp1 and isp2 up" },

@@ -22,6 +22,7 @@ import {
   recoveredAt,
   sleep,
   startPoller,
+  uplinksConfig,
   waitStatus,
 } from "../../testkit/daemon-harness.ts";
 
@@ -52,21 +53,11 @@ describe(
       startOpenvpn(lab, role === "inet" ? "server" : "client", i, fx.dir);
 
     const config = () => {
-      const targets = lab.addr.targets4.join(", ");
-      const uplink = (i: number) => [
-        `  vpn${i}:`,
-        `    interface: ${tunnel(i).dev}`,
-        "    weight: 1",
-        `    probe: { targets: [${targets}], interval: ${INTERVAL_MS}ms, up_after: ${UP_AFTER} }`,
-      ];
-      return [
-        "version: 1",
-        "uplinks:",
-        ...uplink(1),
-        ...uplink(2),
+      const probe = `targets: [${lab.addr.targets4.join(", ")}], interval: ${INTERVAL_MS}ms, up_after: ${UP_AFTER}`;
+      const vpn = (i: number) => ({ interface: tunnel(i).dev, weight: 1, probe });
+      return uplinksConfig({ vpn1: vpn(1), vpn2: vpn(2) }, [
         "balance: { from: [lan0], method: round-robin }",
-        "",
-      ].join("\n");
+      ]);
     };
 
     /** The tunnels' transport link, both servers and tun1's client; the test starts nflb. */
