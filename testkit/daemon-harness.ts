@@ -5,7 +5,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { NetnsLab } from "../src/lab/lab.ts";
 import type { UplinkLab } from "../src/lab/uplink-lab.ts";
+import type { ExecResult } from "../src/system/exec.ts";
 import type { TrackedProcess } from "../src/lab/processes.ts";
 import type { StatusJson } from "../src/daemon/status.ts";
 
@@ -74,10 +76,6 @@ export interface RunningDaemon {
 }
 
 /**
- * Start `nflb run` in the router namespace and wait until it says it runs. Its state file goes
- * next to the config (a temp dir the test removes), not to the host's /run/nflb.
- */
-/**
  * The JSON object lines of a lab process's output. Only its last 64 KiB are kept, so after a long
  * run the first line may be cut: lines that do not parse are left out.
  */
@@ -92,29 +90,34 @@ function jsonLines(out: string): Record<string, unknown>[] {
   });
 }
 
+export interface DaemonStart {
+  /** More environment for the daemon (e.g. a PATH with fake nft/fping in front, for fault injection). */
+  env?: Record<string, string>;
+  /** The lab namespace it runs in: the router unless said (a service lab's is "lb"). */
+  role?: string;
+  /** How long it may take to say it runs (20 s; a config of thousands of objects takes longer). */
+  startMs?: number;
+  /** How long stop() waits after SIGTERM before SIGKILL (5 s). */
+  stopMs?: number;
+}
+
+/**
+ * Start `nflb run` in a lab namespace and wait until it says it runs. Its state file goes next to
+ * the config (a temp dir the test removes), not to the host's /run/nflb. `api` null: no --api.
+ */
 export async function startDaemon(
-  lab: UplinkLab,
+  lab: NetnsLab,
   configFile: string,
-  api = `0.0.0.0:${API_PORT}`,
-  opts: { env?: Record<string, string> } = {},
+  api: string | null = `0.0.0.0:${API_PORT}`,
+  opts: DaemonStart = {},
 ): Promise<RunningDaemon> {
-  // `env` execs nflb in place: the pid stays the daemon's own, for signals. `opts.env` adds to the
-  // daemon's environment (e.g. a PATH with fake nft/fping in front, for fault injection).
+  // `env` execs nflb in place: the pid stays the daemon's own, for signals.
   const extra = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
-  const argv = [
-    "env",
-    `NFLB_STATE_DIR=${dirname(configFile)}`,
-    ...extra,
-    NFLB,
-    "run",
-    "-c",
-    configFile,
-    "--api",
-    api,
-  ];
-  const proc = lab.spawn("router", argv);
+  const argv = ["env", `NFLB_STATE_DIR=${dirname(configFile)}`, ...extra, NFLB, "run", "-c", configFile];
+  if (api !== null) argv.push("--api", api);
+  const proc = lab.spawn(opts.role ?? "router", argv);
   try {
-    await proc.waitForLine(/"msg":"nflb running"/, 20_000);
+    await proc.waitForLine(/"msg":"nflb running"/, opts.startMs ?? 20_000);
   } catch (e) {
     await proc.stop(2000);
     throw e;
@@ -123,7 +126,7 @@ export async function startDaemon(
     proc,
     logs: () => jsonLines(proc.stdout()),
     stop: async () => {
-      await proc.stop(5000);
+      await proc.stop(opts.stopMs ?? 5000);
       return proc.exited;
     },
   };
@@ -136,7 +139,7 @@ export interface HttpAnswer {
 
 /** One HTTP request with curl from a lab namespace (bounded by --max-time). */
 export async function http(
-  lab: UplinkLab,
+  lab: NetnsLab,
   role: string,
   method: "GET" | "POST",
   url: string,
@@ -149,7 +152,7 @@ export async function http(
   return { code: Number(r.stdout.slice(nl + 1)) || 0, body: r.stdout.slice(0, nl) };
 }
 
-export async function status(lab: UplinkLab): Promise<StatusJson> {
+export async function status(lab: NetnsLab): Promise<StatusJson> {
   const r = await http(lab, "router", "GET", `http://127.0.0.1:${API_PORT}/api/v1/status`);
   if (r.code !== 200) throw new Error(`status: HTTP ${r.code} ${r.body}`);
   return JSON.parse(r.body) as StatusJson;
@@ -157,7 +160,7 @@ export async function status(lab: UplinkLab): Promise<StatusJson> {
 
 /** Poll status until `ok` holds (at most `timeoutMs`); returns the last status. */
 export async function waitStatus(
-  lab: UplinkLab,
+  lab: NetnsLab,
   ok: (s: StatusJson) => boolean,
   timeoutMs: number,
   what: string,
@@ -330,7 +333,9 @@ export interface Ready {
 
 export const EVERY_UPLINK_UP: Ready = { ok: allUp, timeoutMs: 15_000, what: "every uplink up" };
 
-export interface DaemonFixtureOptions {
+export interface DaemonFixtureOptions extends Omit<DaemonStart, "env"> {
+  /** `nflb run --api` (the router's port 9110); null: none. */
+  api?: string | null;
   /** Wait for lab.settle() after the build (tests that count every connection from the start). */
   settle?: boolean;
   /**
@@ -340,11 +345,17 @@ export interface DaemonFixtureOptions {
   prepare?: () => Promise<void>;
   /** More environment for `nflb run`, asked at every start (e.g. a PATH with fakes in front). */
   env?: () => Record<string, string>;
-  /** What start() waits for by default: every uplink up; null for nothing (the test waits itself). */
+  /**
+   * What start() waits for by default (asked of the router's API): every uplink up; null for
+   * nothing (the test waits itself; a service lab, which has no router).
+   */
   ready?: Ready | null;
   /** false: up() writes the config and leaves starting `nflb run` to the test (start()). */
   start?: boolean;
 }
+
+/** A lab a fixture can build: an uplink lab, a service lab. */
+export type BuildableLab = NetnsLab & { build(): Promise<unknown> };
 
 /**
  * The usual set-up of a daemon lab test: build the lab, write `config()` to a temporary file, run
@@ -359,7 +370,7 @@ export class DaemonFixture {
   dir = "";
 
   constructor(
-    private readonly lab: UplinkLab,
+    readonly lab: BuildableLab,
     private readonly config: () => string,
     private readonly opts: DaemonFixtureOptions = {},
   ) {}
@@ -385,10 +396,17 @@ export class DaemonFixture {
    */
   async start(ready: Ready | null = this.opts.ready === undefined ? EVERY_UPLINK_UP : this.opts.ready) {
     await this.stop();
+    const { role, startMs, stopMs, api } = this.opts;
     const env = this.opts.env?.();
-    this.daemon = await startDaemon(this.lab, this.file, undefined, env ? { env } : {});
+    this.daemon = await startDaemon(this.lab, this.file, api, { role, startMs, stopMs, env });
     if (ready) await waitStatus(this.lab, ready.ok, ready.timeoutMs, ready.what);
     return this.daemon;
+  }
+
+  /** `nflb ARGS` in the daemon's namespace, with its state directory. */
+  cli(args: string[], timeoutMs = 60_000): Promise<ExecResult> {
+    const env = { ...process.env, NFLB_STATE_DIR: this.dir };
+    return this.lab.exec(this.opts.role ?? "router", [NFLB, ...args], { timeoutMs, env });
   }
 
   /** Stop the daemon (SIGTERM, then SIGKILL); its exit code, or undefined when none ran. */
