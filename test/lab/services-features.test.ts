@@ -6,9 +6,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { StatusJson } from "../../src/daemon/status.ts";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
-import type { TrackedProcess } from "../../src/lab/processes.ts";
 import { SERVICE_LAB as L, ServiceLab, backendAddress } from "../../src/lab/service-lab.ts";
-import { NFLB, STATE_DIR, nflb } from "./support/nflb.ts";
+import { DaemonFixture } from "../../testkit/daemon-harness.ts";
 import { selfSigned, type SelfSigned } from "../../testkit/self-signed.ts";
 
 const unavailable = await labUnavailableReason();
@@ -16,29 +15,30 @@ const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
 const addr = (i: number) => `${backendAddress(i).v4}:80`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** One lab (client, balancer, backends) and the daemon each test starts with its own config. */
-class Fixture {
-  readonly lab: ServiceLab;
-  private daemon: TrackedProcess | undefined;
-  file = "";
+interface FixtureOptions {
+  backends: number;
+  clientSources?: number;
+  config: () => string;
+  /** More set-up before nflb starts, once every backend runs (health servers). */
+  prepare?: () => Promise<void>;
+}
 
-  constructor(backends: number, clientSources = 0) {
-    this.lab = new ServiceLab({ backends, clientSources });
+/** One service lab (client, balancer, every backend running) with `nflb run` on its balancer (no API). */
+class Fixture extends DaemonFixture {
+  declare readonly lab: ServiceLab;
+
+  constructor(o: FixtureOptions) {
+    const lab = new ServiceLab({ backends: o.backends, clientSources: o.clientSources ?? 0 });
+    const prepare = async () => {
+      for (let i = 1; i <= o.backends; i++) await lab.startBackend(i);
+      await o.prepare?.();
+    };
+    super(lab, o.config, { role: "lb", api: null, ready: null, prepare });
   }
 
-  cli(args: string[], timeoutMs = 60_000) {
-    return nflb(this.lab, "lb", [...args, "-c", this.file], timeoutMs);
-  }
-
-  async start(yaml: string): Promise<void> {
-    this.file = await this.lab.writeConfig("nflb.yaml", yaml);
-    this.daemon = this.lab.spawn("lb", ["env", `NFLB_STATE_DIR=${STATE_DIR}`, NFLB, "run", "-c", this.file]);
-    await this.daemon.waitForLine(/"msg":"nflb running"/, 20_000);
-  }
-
-  async stop(): Promise<void> {
-    await this.daemon?.stop(5000);
-    this.daemon = undefined;
+  /** `nflb ARGS -c FILE` on the balancer. */
+  override cli(args: string[], timeoutMs = 60_000) {
+    return super.cli([...args, "-c", this.file], timeoutMs);
   }
 
   async status(): Promise<StatusJson> {
@@ -95,7 +95,7 @@ class Fixture {
 
   /** Write the config again and have the daemon reload it (waits until it is applied). */
   async reload(yaml: string): Promise<void> {
-    this.file = await this.lab.writeConfig("nflb.yaml", yaml);
+    await this.write(yaml);
     const r = await this.cli(["reload"]);
     assert.equal(r.code, 0, r.stderr);
   }
@@ -114,12 +114,10 @@ describe(
   "persistence: a client keeps its backend across connections (nflb run)",
   { skip, timeout: 300_000 },
   () => {
-    const f = new Fixture(3, 6);
-    before(
-      async () => {
-        await f.lab.build();
-        for (const i of [1, 2, 3]) await f.lab.startBackend(i);
-        await f.start(`version: 1
+    const f = new Fixture({
+      backends: 3,
+      clientSources: 6,
+      config: () => `version: 1
 services:
   web:
     listen: ${L.vip4}:80
@@ -149,17 +147,10 @@ services:
       - { address: "[${backendAddress(1).v6}]:80" }
       - { address: "[${backendAddress(2).v6}]:80" }
       - { address: "[${backendAddress(3).v6}]:80" }
-`);
-      },
-      { timeout: 90_000 },
-    );
-    after(
-      async () => {
-        await f.stop();
-        await f.lab.destroy();
-      },
-      { timeout: 60_000 },
-    );
+`,
+    });
+    before(() => f.up(), { timeout: 90_000 });
+    after(() => f.down(), { timeout: 60_000 });
 
     test("round-robin: every connection of one client reaches one backend; clients are spread", async () => {
       const first = await f.stuck(12, 81);
@@ -239,12 +230,9 @@ describe(
   "backup: the sorry server takes connections only while no regular backend is up",
   { skip, timeout: 300_000 },
   () => {
-    const f = new Fixture(3);
-    before(
-      async () => {
-        await f.lab.build();
-        for (const i of [1, 2, 3]) await f.lab.startBackend(i);
-        await f.start(`version: 1
+    const f = new Fixture({
+      backends: 3,
+      config: () => `version: 1
 services:
   web:
     listen: ${L.vip4}:80
@@ -254,17 +242,10 @@ services:
       - { address: ${addr(1)} }
       - { address: ${addr(2)} }
       - { address: ${addr(3)}, backup: true }
-`);
-      },
-      { timeout: 90_000 },
-    );
-    after(
-      async () => {
-        await f.stop();
-        await f.lab.destroy();
-      },
-      { timeout: 60_000 },
-    );
+`,
+    });
+    before(() => f.up(), { timeout: 90_000 });
+    after(() => f.down(), { timeout: 60_000 });
 
     test("regulars up: the backup gets nothing; all regulars dead: it gets everything; one back: it gets it all", async () => {
       assert.deepEqual(await f.spread(), { b1: 6, b2: 6 });
@@ -319,7 +300,6 @@ describe(
   "https checks: SNI, Host header and expected body decide who takes connections",
   { skip, timeout: 300_000 },
   () => {
-    const f = new Fixture(2);
     let cert: SelfSigned | undefined;
     const config = (check: string) => `version: 1
 services:
@@ -332,11 +312,11 @@ services:
       - { address: ${addr(2)} }
 `;
     const states = async () => (await f.status()).services[0]?.backends.map((b) => b.state).join(",");
-    before(
-      async () => {
-        await f.lab.build();
+    const f = new Fixture({
+      backends: 2,
+      config: () => config("sni: good.example, host: good.example, expect_body: healthy"),
+      prepare: async () => {
         cert = await selfSigned("good.example");
-        for (const i of [1, 2]) await f.lab.startBackend(i);
         // b1 answers only to good.example; b2 to any name, with another body.
         for (const [i, name] of [
           [1, "good.example"],
@@ -355,15 +335,18 @@ services:
           ]);
           await p.waitForLine(/ready/, 10_000);
         }
-        await f.start(config("sni: good.example, host: good.example, expect_body: healthy"));
+      },
+    });
+    before(
+      async () => {
+        await f.up();
         await f.until("both up", async () => (await states()) === "up,up", 15_000);
       },
       { timeout: 90_000 },
     );
     after(
       async () => {
-        await f.stop();
-        await f.lab.destroy();
+        await f.down();
         await cert?.remove();
       },
       { timeout: 60_000 },

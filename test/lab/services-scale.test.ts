@@ -10,7 +10,7 @@ import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { spawnTracked, type TrackedProcess } from "../../src/lab/processes.ts";
 import { SERVICE_LAB as L, ServiceLab, backendAddress } from "../../src/lab/service-lab.ts";
 import { maglevSize } from "../../src/plan/maglev.ts";
-import { NFLB, STATE_DIR, nflb } from "./support/nflb.ts";
+import { DaemonFixture } from "../../testkit/daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -94,28 +94,22 @@ describe(
   { skip, timeout: 600_000 },
   () => {
     const lab = new ServiceLab({ backends: BACKENDS });
-    let file = "";
-    let daemon: TrackedProcess | undefined;
     const servers = new Map<number, TrackedProcess>();
-    const cli = (args: string[]) => nflb(lab, "lb", [...args, "-c", file], 60_000);
-
-    before(
-      async () => {
-        await lab.build();
+    // The balancer's daemon, no API; 100,000 slots take a while to load (and to take down).
+    const fx = new DaemonFixture(lab, config, {
+      role: "lb",
+      api: null,
+      ready: null,
+      startMs: 120_000,
+      stopMs: 10_000,
+      prepare: async () => {
         for (let b = 1; b <= BACKENDS; b++) servers.set(b, await lab.startBackend(b));
-        file = await lab.writeConfig("nflb.yaml", config());
-        daemon = lab.spawn("lb", ["env", `NFLB_STATE_DIR=${STATE_DIR}`, NFLB, "run", "-c", file]);
-        await daemon.waitForLine(/"msg":"nflb running"/, 120_000);
       },
-      { timeout: 180_000 },
-    );
-    after(
-      async () => {
-        await daemon?.stop(10_000);
-        await lab.destroy();
-      },
-      { timeout: 60_000 },
-    );
+    });
+    const cli = (args: string[]) => fx.cli([...args, "-c", fx.file]);
+
+    before(() => fx.up(), { timeout: 180_000 });
+    after(() => fx.down(), { timeout: 60_000 });
 
     test("every service's table holds M slots, and a service answers", { timeout: 240_000 }, async () => {
       assert.equal(M, 1021);
@@ -160,14 +154,16 @@ describe(
         // The daemon's log, not `nflb status` (which counts conntrack per service: slow here).
         const why = `backend s0/${addr(5)} down`;
         const applied = () =>
-          (daemon?.stdout() ?? "").split("\n").filter((l) => l.includes('"msg":"applied') && l.includes(why));
+          (fx.daemon?.proc.stdout() ?? "")
+            .split("\n")
+            .filter((l) => l.includes('"msg":"applied') && l.includes(why));
         const before = applied().length;
         const lines = await monitored(lab, async () => {
           await servers.get(5)?.stop(5000);
           const deadline = Date.now() + 30_000;
           while (applied().length === before) {
             if (Date.now() > deadline)
-              throw new Error(`no "${why}" applied:\n${daemon?.stdout().slice(-3000)}`);
+              throw new Error(`no "${why}" applied:\n${fx.daemon?.proc.stdout().slice(-3000)}`);
             await sleep(200);
           }
         });
