@@ -7,7 +7,7 @@ import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { ISP_CUSTOMER_IF } from "../../src/lab/isp-firewall.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
-import { DaemonFixture, sleep, status, waitStatus } from "../../testkit/daemon-harness.ts";
+import { DaemonFixture, sleep, status, uplinksConfig, waitStatus } from "../../testkit/daemon-harness.ts";
 import type { StatusJson } from "../../src/daemon/status.ts";
 
 const unavailable = await labUnavailableReason();
@@ -32,20 +32,17 @@ describe(
   () => {
     const lab = new UplinkLab({ uplinks: 2 });
     const fx = new DaemonFixture(lab, () => {
-      const targets = lab.addr.targets4.join(", ");
-      const lines = ["version: 1", "uplinks:"];
-      for (const u of lab.uplinks)
-        lines.push(
-          `  isp${u.index}:`,
-          `    interface: ${u.wanIf}`,
-          `    gateway: ${u.gateway4}`,
+      const probe = `targets: [${lab.addr.targets4.join(", ")}], max_rtt: 150ms`;
+      const [isp1, isp2] = [lab.uplink(1), lab.uplink(2)];
+      return uplinksConfig(
+        {
+          isp1: { interface: isp1.wanIf, gateway: isp1.gateway4, probe: `${probe}, recover_rtt: 30ms` },
           // isp2 is the control: the same high mark, no low mark.
-          `    probe: { targets: [${targets}], max_rtt: 150ms${u.index === 1 ? ", recover_rtt: 30ms" : ""} }`,
-        );
-      lines.push("balance: { from: [lan0] }");
-      return lines.join("\n") + "\n";
+          isp2: { interface: isp2.wanIf, gateway: isp2.gateway4, probe },
+        },
+        ["balance: { from: [lan0] }"],
+      );
     });
-    const senders: TrackedProcess[] = [];
     const shape = (i: number, latency: string) =>
       lab.run(`isp${i}`, [
         "tc",
@@ -65,18 +62,14 @@ describe(
     const up = (s: StatusJson, n: string) => s.uplinks.find((u) => u.name === n);
 
     before(() => fx.up(), { timeout: 90_000 });
-    after(
-      async () => {
-        for (const p of senders) await p.stop(2000);
-        await fx.down();
-      },
-      { timeout: 60_000 },
-    );
+    // The UDP senders are the lab's processes: down() stops them by pid with the lab.
+    after(() => fx.down(), { timeout: 60_000 });
 
     test(
       "down above max_rtt; between the marks only the link without recover_rtt returns; below it, both",
       { timeout: 120_000 },
       async (t) => {
+        const senders: TrackedProcess[] = [];
         for (const i of [1, 2]) {
           await shape(i, "250ms");
           senders.push(
@@ -113,7 +106,7 @@ describe(
         assert.ok(rtt1 > 30 && rtt1 < 150, `isp1's RTT ${rtt1} ms is between the marks`);
 
         // The queue gone: isp1 is below its low mark and returns.
-        for (const p of senders.splice(0)) await p.stop(2000);
+        for (const p of senders) await p.stop(2000);
         const back = await waitStatus(
           lab,
           (s) => up(s, "isp1")?.state === "up",
