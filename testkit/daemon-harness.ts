@@ -334,7 +334,7 @@ export interface Ready {
 export const EVERY_UPLINK_UP: Ready = { ok: allUp, timeoutMs: 15_000, what: "every uplink up" };
 
 export interface DaemonFixtureOptions extends Omit<DaemonStart, "env"> {
-  /** `nflb run --api` (the router's port 9110); null: none. */
+  /** `nflb run --api` (0.0.0.0:9110 unless said); null: none. */
   api?: string | null;
   /** Wait for lab.settle() after the build (tests that count every connection from the start). */
   settle?: boolean;
@@ -359,8 +359,9 @@ export type BuildableLab = NetnsLab & { build(): Promise<unknown> };
 
 /**
  * The usual set-up of a daemon lab test: build the lab, write `config()` to a temporary file, run
- * `nflb run` on the router and wait until every uplink is up; `down()` undoes all of it, also
- * after a set-up that failed half-way. start()/stop() restart the daemon inside a test.
+ * `nflb run` on the router (or `role`) and wait until every uplink is up (or `ready`); `down()`
+ * undoes all of it, also after a set-up that failed half-way. stop(), write() and start()
+ * restart the daemon inside a test.
  */
 export class DaemonFixture {
   daemon: RunningDaemon | undefined;
