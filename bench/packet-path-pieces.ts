@@ -4,7 +4,8 @@
 // side, measured in interleaved rounds of new TCP connections (as bench/uplinks-packet-path.ts).
 //
 //   node --import tsx bench/packet-path-pieces.ts [--uplinks 32] [--variants ng,nflb,…]
-//                                                  [--count 40000] [--rounds 40]
+//                                                  [--count 40000] [--rounds 40] [--pin]
+//                                                  [--perf HZ [--symbols]]
 //
 // Two measures per variant: the connection rate, as the median of per-round ratios to the bare
 // design (drifts with the machine's load), and the machine's softirq and system CPU ticks per
@@ -14,16 +15,22 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { exec } from "../src/system/exec.ts";
 import { parseArgs } from "node:util";
-import { withBenchNet } from "./lib/bench-net.ts";
+import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
 import type { ConnSample } from "./lib/conn-client.ts";
+import {
+  fmtRatio,
+  intOption as int,
+  pairedRatios,
+  ratioSummary,
+  runConnClient,
+  startConnServer,
+  type ClientOptions,
+} from "./lib/packet-path-run.ts";
 import { VARIANTS, type Variant } from "./lib/packet-path-variants.ts";
-import { tsNode } from "./lib/paths.ts";
 import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
 import type { InstallContext } from "./lib/router-configs.ts";
 import { markdownTable, summarize } from "./lib/stats.ts";
 import { buildUplinkTopology, type BenchRouter } from "./lib/uplink-topology.ts";
-
-const PORT = 8080;
 
 const { values } = parseArgs({
   options: {
@@ -35,16 +42,12 @@ const { values } = parseArgs({
     parallel: { type: "string", default: "32" },
     perf: { type: "string", default: "0" },
     symbols: { type: "boolean", default: false },
+    pin: { type: "boolean", default: false },
   },
   strict: true,
 });
-const int = (s: string | undefined, name: string, min: number, max: number) => {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be ${min}..${max}`);
-  return n;
-};
-const COUNT = int(values.count, "count", 100, 200_000);
-const ROUNDS = int(values.rounds, "rounds", 1, 50);
+const COUNT = int(values.count, "count", 100, 400_000);
+const ROUNDS = int(values.rounds, "rounds", 1, 400);
 const N = int(values.uplinks, "uplinks", 1, 32);
 const THREADS = int(values.threads, "threads", 1, 16);
 const PARALLEL = int(values.parallel, "parallel", 1, 1024);
@@ -60,25 +63,19 @@ if (CHOSEN[0]?.name !== "ng") CHOSEN.unshift(VARIANTS[0] as Variant);
 
 requireRoot("bench/packet-path-pieces.ts");
 
-async function runClient(
-  net: import("./lib/bench-net.ts").BenchNet,
-  routers: readonly BenchRouter[],
-  count: number,
-  rounds: number,
-): Promise<ConnSample[]> {
-  const argv = tsNode("bench/lib/conn-client.ts", [
-    ...routers.flatMap((r) => ["--target", `${r.server}:${PORT}`]),
-    ...["--count", String(count), "--rounds", String(rounds)],
-    ...["--threads", String(THREADS), "--parallel", String(PARALLEL), "--deadline-ms", "900000"],
-  ]);
-  const out = await net.run("client", argv, { timeoutMs: 1_200_000 });
-  const res = JSON.parse(out.trim().split("\n").pop() ?? "{}") as { samples: ConnSample[]; pid: number };
+const CLIENT: ClientOptions = { threads: THREADS, parallel: PARALLEL, cpus: values.pin ? "0" : undefined };
+
+async function runClient(net: BenchNet, routers: readonly BenchRouter[], count: number, rounds: number) {
+  const res = await runConnClient(net, routers, count, rounds, CLIENT);
   OURS.add(res.pid);
   return res.samples;
 }
 
-type Group = "nft" | "rules" | "fib" | "ct" | "nat" | "kernel";
-const GROUPS: Group[] = ["nft", "rules", "fib", "ct", "nat", "kernel"];
+type Group = "nft" | "rules" | "fib" | "ct" | "nat" | "kernel" | "all";
+const GROUPS: Group[] = ["nft", "rules", "fib", "ct", "nat", "kernel", "all"];
+
+/** The idle loop's own functions: the idle task's samples there are no work (its softirqs are). */
+const IDLE = /idle|safe_halt|mwait|poll_idle|hlt/;
 
 function groupOf(sym: string): Group | undefined {
   if (/^(nft_|__nft|nf_tables)/.test(sym)) return "nft";
@@ -105,18 +102,20 @@ const OURS = new Set<number>([0]);
 /** Samples per kernel symbol of the groups, per target (for --symbols). */
 const SYMBOLS = new Map<number, Map<string, number>>();
 
-/** Kernel samples per group, per target, inside each measurement's window. */
-async function kernelProfile(
-  file: string,
-  samples: readonly ConnSample[],
-): Promise<Map<number, Partial<Record<Group, number>>>> {
+type Profile = Partial<Record<Group, number>>;
+
+/**
+ * Samples per group inside each measurement's window, per target and round (key `target:round`).
+ * `all` is every sample of ours, user space included: the CPU a connection costs the machine.
+ */
+async function kernelProfile(file: string, samples: readonly ConnSample[]): Promise<Map<string, Profile>> {
   const res = await exec(["perf", "script", "-i", file, "--ns", "-F", "comm,pid,time,ip,sym"], {
     timeoutMs: 600_000,
   });
   const windows = samples
-    .map((s) => ({ t: s.target, a: BigInt(s.monoStart), b: BigInt(s.monoEnd) }))
+    .map((s) => ({ t: s.target, round: s.round, a: BigInt(s.monoStart), b: BigInt(s.monoEnd) }))
     .sort((x, y) => (x.a < y.a ? -1 : 1));
-  const out = new Map<number, Partial<Record<Group, number>>>();
+  const out = new Map<string, Profile>();
   for (const line of res.stdout.split("\n")) {
     const m = /^\s*(.*?)\s+(\d+)\s+(\d+)\.(\d{9}):\s+([0-9a-f]+)\s+(\S+)/.exec(line);
     if (!m) continue;
@@ -133,8 +132,11 @@ async function kernelProfile(
     const w = windows[lo];
     if (!w || t < w.a || t >= w.b) continue;
     const kernel = (m[3] as string).startsWith("ffff");
+    if (kernel && IDLE.test(m[4] as string)) continue;
     const g = groupOf(m[4] as string);
-    const acc = out.get(w.t) ?? {};
+    const key = `${w.t}:${w.round}`;
+    const acc = out.get(key) ?? {};
+    acc.all = (acc.all ?? 0) + 1;
     if (kernel) acc.kernel = (acc.kernel ?? 0) + 1;
     if (kernel && g) {
       acc[g] = (acc[g] ?? 0) + 1;
@@ -142,9 +144,19 @@ async function kernelProfile(
       bySym.set(m[4] as string, (bySym.get(m[4] as string) ?? 0) + 1);
       SYMBOLS.set(w.t, bySym);
     }
-    out.set(w.t, acc);
+    out.set(key, acc);
   }
   return out;
+}
+
+/** One target's samples over all its rounds. */
+function sumProfiles(profile: Map<string, Profile>, target: number): Profile {
+  const acc: Profile = {};
+  for (const [key, p] of profile) {
+    if (!key.startsWith(`${target}:`)) continue;
+    for (const g of GROUPS) acc[g] = (acc[g] ?? 0) + (p[g] ?? 0);
+  }
+  return acc;
 }
 
 const out: string[] = [];
@@ -167,9 +179,7 @@ await withBenchNet(async (net) => {
     const r = topo.routers[i] as BenchRouter;
     await v.install(ctx, r, r.uplinks);
   }
-  const server = net.spawn("upstream", tsNode("bench/lib/conn-server.ts", ["--listen", `0.0.0.0:${PORT}`]));
-  await server.waitForLine(/"ready":true/, 60_000);
-  OURS.add(server.pid);
+  OURS.add(await startConnServer(net, values.pin ? "1" : undefined));
 
   const warm = await runClient(net, topo.routers, 400, 1);
   for (const [i, v] of CHOSEN.entries()) {
@@ -206,23 +216,31 @@ await withBenchNet(async (net) => {
     await perfDone;
   }
   const profile = PERF_HZ ? await kernelProfile(perfFile, samples) : undefined;
-  const rateOf = (i: number, round: number) =>
-    samples.find((s) => s.target === i && s.round === round)?.perSecond ?? NaN;
+  /** Per round: the bare design's CPU per connection over variant i's (> 1: i is cheaper). */
+  const cpuRatios = (i: number): number[] => {
+    if (!profile) return [];
+    const perConn = (t: number, round: number) => {
+      const s = samples.find((x) => x.target === t && x.round === round);
+      return (profile.get(`${t}:${round}`)?.all ?? NaN) / Math.max(1, s?.ok ?? 0);
+    };
+    return Array.from({ length: ROUNDS }, (_, r) => perConn(0, r) / perConn(i, r));
+  };
   const rows = CHOSEN.map((v, i) => {
     const ss = samples.filter((s) => s.target === i);
     const rate = summarize(ss.map((s) => s.perSecond));
-    const ratio = summarize(ss.map((s) => s.perSecond / rateOf(0, s.round)));
+    const ratio = ratioSummary(pairedRatios(samples, i, 0));
     const ok = ss.reduce((a, s) => a + s.ok, 0);
     const failed = ss.reduce((a, s) => a + s.failed + s.notStarted, 0);
     const per1k = (k: "softirq" | "system" | "busy") =>
       ((1000 * ss.reduce((a, s) => a + s.cpu[k], 0)) / Math.max(1, ok)).toFixed(2);
-    const prof = profile?.get(i);
+    const prof = profile ? sumProfiles(profile, i) : undefined;
     const us = (g: Group) => (prof ? (((prof[g] ?? 0) * 1e6) / PERF_HZ / Math.max(1, ok)).toFixed(2) : "–");
     return [
       `${v.name}: ${v.label}`,
       ...GROUPS.map(us),
       rate.median.toFixed(0),
-      i === 0 ? "1" : `${ratio.median.toFixed(3)} (${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)})`,
+      i === 0 ? "1" : fmtRatio(ratio),
+      ...(profile ? [i === 0 ? "1" : fmtRatio(ratioSummary(cpuRatios(i)))] : []),
       per1k("softirq"),
       per1k("system"),
       per1k("busy"),
@@ -235,12 +253,14 @@ await withBenchNet(async (net) => {
   say();
   say(
     `${ROUNDS} rounds × ${PER_MEASUREMENT.toLocaleString("en")} connections per variant, interleaved; ` +
-      `client ${THREADS} threads × ${PARALLEL} in flight. CPU: clock ticks (1/100 s) of the whole machine per ` +
+      `client ${THREADS} threads × ${PARALLEL} in flight${values.pin ? " (client on CPU 0, server on CPU 1)" : ""}. CPU: clock ticks (1/100 s) of the whole machine per ` +
       "1,000 connections, summed over the rounds." +
       (PERF_HZ
         ? ` µs/conn: CPU time per connection in kernel functions by group, from \`perf record -a -e cpu-clock -F ${PERF_HZ}\` ` +
           "samples of the client, the server, ksoftirqd and the idle task inside each measurement's time window (nft: nf_tables; rules: fib rules; fib: FIB lookups and " +
-          "route input; ct: conntrack; nat: NAT; kernel: every kernel sample)."
+          "route input; ct: conntrack; nat: NAT; kernel: every kernel sample; all: every sample, user space " +
+          "included, the idle loop left out). The CPU ratio is the rate ratio the variants would show if the cores were " +
+          "the limit and all theirs; other load moves it far less than it moves the rate."
         : ""),
   );
   say();
@@ -250,7 +270,8 @@ await withBenchNet(async (net) => {
         "variant",
         ...GROUPS.map((g) => `µs/conn ${g}`),
         "conn/s median",
-        "rate / bare, per round: median (min–max)",
+        "rate / bare, per round: median [95 % CI] (IQR)",
+        ...(profile ? ["bare's CPU / this CPU per conn, per round: median [95 % CI] (IQR)"] : []),
         "softirq",
         "system",
         "busy",
