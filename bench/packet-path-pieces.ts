@@ -21,6 +21,7 @@ import {
   fmtRatio,
   intOption as int,
   pairedRatios,
+  ratioOfTotals,
   ratioSummary,
   runConnClient,
   startConnServer,
@@ -225,6 +226,23 @@ await withBenchNet(async (net) => {
     };
     return Array.from({ length: ROUNDS }, (_, r) => perConn(0, r) / perConn(i, r));
   };
+  /** Σ CPU of the bare design's rounds per connection over variant i's, rounds paired. */
+  const cpuTotals = (i: number): string => {
+    if (!profile) return "–";
+    const cpu = (t: number) => Array.from({ length: ROUNDS }, (_, r) => profile.get(`${t}:${r}`)?.all ?? 0);
+    const oks = (t: number) =>
+      Array.from({ length: ROUNDS }, (_, r) => samples.find((x) => x.target === t && x.round === r)?.ok ?? 0);
+    // (Σ cpu0 / Σ ok0) / (Σ cpuI / Σ okI): with equal connections per round, Σ cpu0 / Σ cpuI.
+    const scale =
+      oks(i).reduce((a, b) => a + b, 0) /
+      Math.max(
+        1,
+        oks(0).reduce((a, b) => a + b, 0),
+      );
+    const r = ratioOfTotals(cpu(0), cpu(i));
+    const f = (x: number) => (x * scale).toFixed(3);
+    return `${f(r.ratio)} [${f(r.lo)}–${f(r.hi)}]`;
+  };
   const rows = CHOSEN.map((v, i) => {
     const ss = samples.filter((s) => s.target === i);
     const rate = summarize(ss.map((s) => s.perSecond));
@@ -240,7 +258,9 @@ await withBenchNet(async (net) => {
       ...GROUPS.map(us),
       rate.median.toFixed(0),
       i === 0 ? "1" : fmtRatio(ratio),
-      ...(profile ? [i === 0 ? "1" : fmtRatio(ratioSummary(cpuRatios(i)))] : []),
+      ...(profile
+        ? [i === 0 ? "1" : fmtRatio(ratioSummary(cpuRatios(i))), i === 0 ? "1" : cpuTotals(i)]
+        : []),
       per1k("softirq"),
       per1k("system"),
       per1k("busy"),
@@ -271,7 +291,12 @@ await withBenchNet(async (net) => {
         ...GROUPS.map((g) => `µs/conn ${g}`),
         "conn/s median",
         "rate / bare, per round: median [95 % CI] (IQR)",
-        ...(profile ? ["bare's CPU / this CPU per conn, per round: median [95 % CI] (IQR)"] : []),
+        ...(profile
+          ? [
+              "bare's CPU / this CPU per conn, per round: median [95 % CI] (IQR)",
+              "the same over all rounds [95 % bootstrap CI]",
+            ]
+          : []),
         "softirq",
         "system",
         "busy",

@@ -143,3 +143,28 @@ export function intOption(s: string | undefined, name: string, min: number, max:
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be ${min}..${max}`);
   return n;
 }
+
+/**
+ * The ratio of two totals over rounds (Σ num / Σ den) with a 95 % bootstrap interval: rounds
+ * drawn again with replacement, 2,000 times (a fixed seed, so a rerun prints the same interval).
+ */
+export function ratioOfTotals(
+  num: readonly number[],
+  den: readonly number[],
+): { ratio: number; lo: number; hi: number } {
+  const n = Math.min(num.length, den.length);
+  const sum = (xs: readonly number[], idx: readonly number[]) => idx.reduce((a, i) => a + (xs[i] ?? 0), 0);
+  const all = Array.from({ length: n }, (_, i) => i);
+  let seed = 0x6e666c62;
+  const rand = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 2 ** 32;
+  };
+  const draws: number[] = [];
+  for (let b = 0; b < 2000; b++) {
+    const idx = all.map(() => Math.floor(rand() * n));
+    draws.push(sum(num, idx) / sum(den, idx));
+  }
+  draws.sort((a, b) => a - b);
+  return { ratio: sum(num, all) / sum(den, all), lo: draws[49] as number, hi: draws[1949] as number };
+}

@@ -30,6 +30,16 @@ async function sysctlUplinks(
   await routerRun(ctx, r, ["sysctl", "-q", "-w", ...uplinks.map((u) => `net.ipv4.conf.${u.iface}.${kv}`)]);
 }
 
+/** Flush one chain of `inet nflb` and give it these rules instead (one transaction). */
+async function replaceChain(ctx: InstallContext, r: BenchRouter, chain: string, rules: readonly string[]) {
+  const script = [
+    `flush chain inet nflb ${chain}`,
+    ...rules.map((x) => `add rule inet nflb ${chain} ${x}`),
+    "",
+  ];
+  await routerRun(ctx, r, ["nft", "-f", "-"], script.join("\n"));
+}
+
 /** Delete nflb's ip rules whose priority (offset from the base) passes `drop`. */
 async function dropRules(ctx: InstallContext, r: BenchRouter, drop: (offset: number) => boolean) {
   const rules = JSON.parse(await routerRun(ctx, r, ["ip", "-j", "rule", "show"])) as { priority: number }[];
@@ -119,6 +129,35 @@ export const VARIANTS: Variant[] = [
     name: "masq-rules",
     label: "one-link masquerade + the bare design's fwmark rules (no marks set)",
     install: (ctx, r, ups) => installConfig(ctx, { kind: "masqrules", uplinks: ups.length }, r),
+  },
+  {
+    name: "nflb-nofib",
+    label: "nflb without decide's `fib daddr type` test",
+    async install(ctx, r, ups) {
+      await nflbApply(ctx, r, ups);
+      await replaceChain(ctx, r, "decide", [
+        "iifname vmap @inbound",
+        "iifname != @balance_from return",
+        "goto balance",
+      ]);
+    },
+  },
+  {
+    name: "nflb-min",
+    label:
+      "nflb with decide cut to the split (no inbound pin, fib test, family dispatch) and no egress counters",
+    async install(ctx, r, ups) {
+      await nflbApply(ctx, r, ups);
+      await replaceChain(ctx, r, "decide", [
+        "iifname != @balance_from return",
+        `numgen random mod ${ups.length} vmap @split4`,
+      ]);
+      for (const [k] of ups.entries())
+        await replaceChain(ctx, r, `up_isp${k}_egress`, [
+          "ct mark and 0xff00 == 0 ct mark set ct mark and 0xffff00ff or " + `0x${nflbMark(k).toString(16)}`,
+          "masquerade",
+        ]);
+    },
   },
   {
     name: "nflb-rp0",
