@@ -14,7 +14,8 @@
 //   (npm run bench:uplinks runs both uplink benches)
 //
 // --count is per configuration, split evenly over the rounds (at most 400). --configs picks the
-// per-N configurations (plain and one-link masquerade always run). --pin runs the client on CPU 0
+// per-N configurations (plain and one-link masquerade always run; `ecmp`, a multipath default
+// route with no marks or rules, only when asked). --pin runs the client on CPU 0
 // and the server on CPU 1 (taskset). Needs root; everything happens in namespaces named nlXXXX-*,
 // removed at the end.
 import { join } from "node:path";
@@ -45,14 +46,15 @@ import {
 import { markdownTable, summarize } from "./lib/stats.ts";
 import { buildUplinkTopology, type BenchRouter } from "./lib/uplink-topology.ts";
 
-const PER_N: ConfigKind[] = ["nflb", "numgen", "masqrules", "iptables"];
+const PER_N: ConfigKind[] = ["nflb", "numgen", "masqrules", "ecmp", "iptables"];
+const DEFAULT_CONFIGS: ConfigKind[] = ["nflb", "numgen", "masqrules", "iptables"];
 
 const { values } = parseArgs({
   options: {
     count: { type: "string", default: "100000" },
     rounds: { type: "string", default: "50" },
     uplinks: { type: "string", default: "2,8,32" },
-    configs: { type: "string", default: PER_N.join(",") },
+    configs: { type: "string", default: DEFAULT_CONFIGS.join(",") },
     threads: { type: "string", default: "2" },
     parallel: { type: "string", default: "32" },
     pin: { type: "boolean", default: false },
@@ -144,6 +146,7 @@ await withBenchNet(async (net) => {
     versus(at("nflb", n), masq),
     versus(at("numgen", n), masq),
     versus(at("masqrules", n), masq),
+    versus(at("ecmp", n), masq),
   ]);
 
   const iptVersion = (await exec(["iptables", "--version"])).stdout.trim();
@@ -184,6 +187,7 @@ await withBenchNet(async (net) => {
         "nflb / one-link masquerade",
         "bare numgen / one-link masquerade",
         "masquerade + N fwmark rules / one-link masquerade",
+        "multipath route / one-link masquerade",
       ],
       paired,
     ),

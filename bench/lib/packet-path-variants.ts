@@ -131,6 +131,11 @@ export const VARIANTS: Variant[] = [
     install: (ctx, r, ups) => installConfig(ctx, { kind: "masqrules", uplinks: ups.length }, r),
   },
   {
+    name: "ecmp",
+    label: "multipath default route, L4 hash, masquerade (no marks, rules or pinning)",
+    install: (ctx, r, ups) => installConfig(ctx, { kind: "ecmp", uplinks: ups.length }, r),
+  },
+  {
     name: "nflb-nofib",
     label: "nflb without decide's `fib daddr type` test",
     async install(ctx, r, ups) {

@@ -9,7 +9,7 @@ import { NFLB_BIN } from "./paths.ts";
 import { benchConfigYaml } from "./uplink-config.ts";
 import { ROUTER_LAN_IF, type BenchRouter, type BenchUplink } from "./uplink-topology.ts";
 
-export type ConfigKind = "plain" | "masq1" | "masqrules" | "nflb" | "numgen" | "iptables";
+export type ConfigKind = "plain" | "masq1" | "masqrules" | "ecmp" | "nflb" | "numgen" | "iptables";
 
 export interface RouterConfigSpec {
   kind: ConfigKind;
@@ -21,6 +21,8 @@ export const CONFIG_LABELS: Record<ConfigKind, (n: number) => string> = {
   plain: () => "plain forwarding (one default route, no nft, no conntrack)",
   masq1: () => "one link, nft masquerade (conntrack + NAT, no balancing)",
   masqrules: (n) => `one-link masquerade + the bare design's ${n} fwmark rules and tables (no marks set)`,
+  ecmp: (n) =>
+    `multipath default route over ${n} links, L4 hash, masquerade (no marks, no rules, no pinning)`,
   nflb: (n) => `nflb, ${n} uplinks (random, masquerade)`,
   numgen: (n) => `bare numgen map, ${n} uplinks (ct mark map, fwmark rules, masquerade)`,
   iptables: (n) => `iptables nth recipe, ${n} uplinks`,
@@ -33,10 +35,11 @@ export function linksCarrying(c: RouterConfigSpec): number {
 
 /** Namespace role of a configuration's router, e.g. `nflb8`. */
 export function routerRole(c: RouterConfigSpec): string {
-  const short = {
+  const short: Record<ConfigKind, string> = {
     plain: "plain",
     masq1: "masq1",
     masqrules: "mqr",
+    ecmp: "ecmp",
     nflb: "nflb",
     numgen: "ng",
     iptables: "ipt",
@@ -92,6 +95,19 @@ export function bareNumgenScript(uplinks: readonly BenchUplink[], mark: (k: numb
   ].join("\n");
 }
 
+/** One masquerade rule for the given links. */
+function masqueradeScript(uplinks: readonly BenchUplink[]): string {
+  return [
+    "table ip benchref {",
+    "\tchain post {",
+    "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+    `\t\toifname { ${uplinks.map((u) => `"${u.iface}"`).join(", ")} } masquerade`,
+    "\t}",
+    "}",
+    "",
+  ].join("\n");
+}
+
 /** `nflb apply` of the bench config (random, masquerade, balance.from the LAN) plus `extra` YAML. */
 export async function nflbApply(
   ctx: InstallContext,
@@ -129,6 +145,16 @@ export async function installConfig(ctx: InstallContext, c: RouterConfigSpec, r:
       if (c.kind === "masqrules") await ctx.net.ipBatch(r.role, recipeRoutingUp(uplinks));
       return;
     }
+    case "ecmp":
+      // The cheapest multi-link design there is: one multipath route, a flow's link chosen by the
+      // FIB's hash of its 5-tuple, no mark, no policy rule. It cannot pin a connection (a change of
+      // nexthops moves flows), so it is a floor, not an alternative.
+      await ctx.net.sysctl(r.role, { "net.ipv4.fib_multipath_hash_policy": 1 });
+      await routerRun(ctx, r, ["nft", "-f", "-"], masqueradeScript(uplinks));
+      await ctx.net.ipBatch(r.role, [
+        `route replace default ${uplinks.map((u) => `nexthop via ${u.gateway} dev ${u.iface}`).join(" ")}`,
+      ]);
+      return;
     case "nflb":
       return nflbApply(ctx, r, uplinks);
     case "numgen":
