@@ -10,13 +10,14 @@
 // interquartile range: a gap smaller than the interval is not a measured difference.
 //
 //   node --import tsx bench/uplinks-packet-path.ts [--count 100000] [--rounds 50] [--uplinks 2,8,32]
-//       [--configs nflb,numgen,masqrules,iptables] [--threads 2] [--parallel 32] [--pin]
+//       [--configs nflb,numgen,masqrules,iptables] [--threads 2] [--parallel 32] [--pin] [--perf HZ]
 //   (npm run bench:uplinks runs both uplink benches)
 //
 // --count is per configuration, split evenly over the rounds (at most 400). --configs picks the
 // per-N configurations (plain and one-link masquerade always run; `ecmp`, a multipath default
 // route with no marks or rules, only when asked). --pin runs the client on CPU 0
-// and the server on CPU 1 (taskset). Needs root; everything happens in namespaces named nlXXXX-*,
+// and the server on CPU 1 (taskset). --perf HZ adds the ratios from CPU per connection
+// (bench/lib/perf-cpu.ts), the figure to judge by on a shared machine. Needs root; everything happens in namespaces named nlXXXX-*,
 // removed at the end.
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -33,6 +34,7 @@ import {
   txPackets,
   type ClientOptions,
 } from "./lib/packet-path-run.ts";
+import { CpuProfile } from "./lib/perf-cpu.ts";
 import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
 import {
   CONFIG_LABELS,
@@ -58,6 +60,7 @@ const { values } = parseArgs({
     threads: { type: "string", default: "2" },
     parallel: { type: "string", default: "32" },
     pin: { type: "boolean", default: false },
+    perf: { type: "string", default: "0" },
   },
   strict: true,
 });
@@ -70,6 +73,8 @@ const KINDS = (values.configs ?? "").split(",").map((k) => {
   if (!PER_N.includes(k as ConfigKind)) throw new Error(`--configs: ${k} is not one of ${PER_N.join(", ")}`);
   return k as ConfigKind;
 });
+/** Sampling rate of `perf record -a -e cpu-clock` during the measured rounds (0: no profile). */
+const PERF_HZ = int(values.perf, "perf", 0, 10_000);
 const PER_MEASUREMENT = Math.ceil(COUNT / ROUNDS);
 const CLIENT: ClientOptions = { threads: THREADS, parallel: PARALLEL, cpus: values.pin ? "0" : undefined };
 
@@ -100,7 +105,7 @@ await withBenchNet(async (net) => {
   const routers = topo.routers;
   const ctx: InstallContext = { net, dir: work, env };
   for (const [i, spec] of SPECS.entries()) await installConfig(ctx, spec, routers[i] as BenchRouter);
-  await startConnServer(net, values.pin ? "1" : undefined);
+  const serverPid = await startConnServer(net, values.pin ? "1" : undefined);
 
   // Warm-up and sanity: every configuration carries traffic, without failures, over all its uplinks.
   const wBefore = await txPackets(net, routers);
@@ -116,8 +121,20 @@ await withBenchNet(async (net) => {
   }
 
   const before = await txPackets(net, routers);
-  const { samples } = await runConnClient(net, routers, PER_MEASUREMENT, ROUNDS, CLIENT);
+  const profile = PERF_HZ ? new CpuProfile(PERF_HZ, join(work, "perf.data")) : undefined;
+  profile?.start();
+  let measured: Awaited<ReturnType<typeof runConnClient>>;
+  try {
+    measured = await runConnClient(net, routers, PER_MEASUREMENT, ROUNDS, CLIENT);
+  } finally {
+    await profile?.stop();
+  }
+  const { samples } = measured;
   const after = await txPackets(net, routers);
+  if (profile) {
+    profile.ours.add(serverPid).add(measured.pid);
+    await profile.read(samples);
+  }
 
   const rows = SPECS.map((spec, i) => {
     const ss = samples.filter((s) => s.target === i);
@@ -130,6 +147,9 @@ await withBenchNet(async (net) => {
       CONFIG_LABELS[spec.kind](spec.uplinks),
       `${rate.median.toFixed(0)} (${rate.min.toFixed(0)}–${rate.max.toFixed(0)})`,
       i === 0 ? "1" : fmtRatio(ratio),
+      ...(profile
+        ? [profile.usPerConn(i, "all", ok).toFixed(1), profile.usPerConn(i, "kernel", ok).toFixed(1)]
+        : []),
       `${ok} / ${failed}`,
       `${linksUsed(before, after, role, linksCarrying(spec))} / ${linksCarrying(spec)}`,
     ];
@@ -140,6 +160,17 @@ await withBenchNet(async (net) => {
   const masq = at("masq1", 1);
   const versus = (a: number, b: number) =>
     a < 0 || b < 0 ? "–" : fmtRatio(ratioSummary(pairedRatios(samples, a, b)));
+  // The same from CPU per connection: reference's CPU over a's is a's rate over reference's.
+  const versusCpu = (a: number, b: number) =>
+    a < 0 || b < 0 || !profile ? "–" : profile.totalRatio(samples, a, b, ROUNDS);
+  const pairedCpu = NS.map((n) => [
+    String(n),
+    versusCpu(at("nflb", n), at("numgen", n)),
+    versusCpu(at("nflb", n), masq),
+    versusCpu(at("numgen", n), masq),
+    versusCpu(at("masqrules", n), masq),
+    versusCpu(at("ecmp", n), masq),
+  ]);
   const paired = NS.map((n) => [
     String(n),
     versus(at("nflb", n), at("numgen", n)),
@@ -157,7 +188,8 @@ await withBenchNet(async (net) => {
   say(
     `${ROUNDS} rounds × ${PER_MEASUREMENT.toLocaleString("en")} connections per configuration and round ` +
       `(${(ROUNDS * PER_MEASUREMENT).toLocaleString("en")} per configuration), configurations interleaved, odd rounds ` +
-      `in reverse order. Client: ${THREADS} threads × ${PARALLEL} connections in flight, each connect, read 1 byte ` +
+      `in reverse order. Client: ${THREADS} threads × ${PARALLEL} connections in flight` +
+      `${values.pin ? " on CPU 0 (server on CPU 1)" : ""}, each connect, read 1 byte ` +
       "(the server writes it and closes), close. Ratios are per round, against that round's plain forwarding.",
   );
   say();
@@ -167,6 +199,7 @@ await withBenchNet(async (net) => {
         "configuration",
         "conn/s median (min–max)",
         "ratio to plain: median [95 % CI] (IQR)",
+        ...(profile ? ["CPU µs/conn", "of it kernel"] : []),
         "ok / failed",
         "uplinks used",
       ],
@@ -179,19 +212,26 @@ await withBenchNet(async (net) => {
       "interval of that median] (interquartile range of the ratios):",
   );
   say();
-  say(
-    markdownTable(
-      [
-        "uplinks",
-        "nflb / bare numgen map",
-        "nflb / one-link masquerade",
-        "bare numgen / one-link masquerade",
-        "masquerade + N fwmark rules / one-link masquerade",
-        "multipath route / one-link masquerade",
-      ],
-      paired,
-    ),
-  );
+  const pairHeader = [
+    "uplinks",
+    "nflb / bare numgen map",
+    "nflb / one-link masquerade",
+    "bare numgen / one-link masquerade",
+    "masquerade + N fwmark rules / one-link masquerade",
+    "multipath route / one-link masquerade",
+  ];
+  say(markdownTable(pairHeader, paired));
+  if (profile) {
+    say();
+    say(
+      `The same from CPU per connection (\`perf record -a -e cpu-clock -F ${PERF_HZ}\`, only the client's, the ` +
+        "server's, ksoftirqd's and the idle task's softirq samples inside each measurement's window, user space " +
+        "included): the reference's CPU per connection over the configuration's, over all rounds [95 % bootstrap " +
+        "interval], i.e. the rate ratio with the cores to themselves; other load moves it far less than the rate:",
+    );
+    say();
+    say(markdownTable(pairHeader, pairedCpu));
+  }
   say();
   say(`${loadLine()} at end; whole run ${((performance.now() - started) / 1000).toFixed(0)} s.`);
 });
