@@ -131,6 +131,7 @@ await withBenchNet(async (net) => {
         ? [
             i === 0 ? "1" : fmtRatio(ratioSummary(profile.roundRatios(samples, i, 0, ROUNDS))),
             i === 0 ? "1" : profile.totalRatio(samples, i, 0, ROUNDS),
+            i === 0 ? "1" : profile.kernelRatio(samples, i, 0, ROUNDS),
           ]
         : []),
       per1k("softirq"),
@@ -167,6 +168,7 @@ await withBenchNet(async (net) => {
           ? [
               "bare's CPU / this CPU per conn, per round: median [95 % CI] (IQR)",
               "the same over all rounds [95 % bootstrap CI]",
+              "the same, user space taken as equal [95 % bootstrap CI]",
             ]
           : []),
         "softirq",

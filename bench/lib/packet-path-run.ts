@@ -145,15 +145,13 @@ export function intOption(s: string | undefined, name: string, min: number, max:
 }
 
 /**
- * The ratio of two totals over rounds (Σ num / Σ den) with a 95 % bootstrap interval: rounds
- * drawn again with replacement, 2,000 times (a fixed seed, so a rerun prints the same interval).
+ * A statistic over rounds with a 95 % bootstrap interval: the rounds drawn again with replacement,
+ * 2,000 times (a fixed seed, so a rerun prints the same interval). `stat` gets the round indices.
  */
-export function ratioOfTotals(
-  num: readonly number[],
-  den: readonly number[],
-): { ratio: number; lo: number; hi: number } {
-  const n = Math.min(num.length, den.length);
-  const sum = (xs: readonly number[], idx: readonly number[]) => idx.reduce((a, i) => a + (xs[i] ?? 0), 0);
+export function bootstrap(
+  n: number,
+  stat: (idx: readonly number[]) => number,
+): { value: number; lo: number; hi: number } {
   const all = Array.from({ length: n }, (_, i) => i);
   let seed = 0x6e666c62;
   const rand = () => {
@@ -161,10 +159,17 @@ export function ratioOfTotals(
     return seed / 2 ** 32;
   };
   const draws: number[] = [];
-  for (let b = 0; b < 2000; b++) {
-    const idx = all.map(() => Math.floor(rand() * n));
-    draws.push(sum(num, idx) / sum(den, idx));
-  }
+  for (let b = 0; b < 2000; b++) draws.push(stat(all.map(() => Math.floor(rand() * n))));
   draws.sort((a, b) => a - b);
-  return { ratio: sum(num, all) / sum(den, all), lo: draws[49] as number, hi: draws[1949] as number };
+  return { value: stat(all), lo: draws[49] as number, hi: draws[1949] as number };
+}
+
+/** Σ num / Σ den over rounds, with a 95 % bootstrap interval. */
+export function ratioOfTotals(
+  num: readonly number[],
+  den: readonly number[],
+): { ratio: number; lo: number; hi: number } {
+  const sum = (xs: readonly number[], idx: readonly number[]) => idx.reduce((a, i) => a + (xs[i] ?? 0), 0);
+  const r = bootstrap(Math.min(num.length, den.length), (idx) => sum(num, idx) / sum(den, idx));
+  return { ratio: r.value, lo: r.lo, hi: r.hi };
 }

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { exec } from "../../src/system/exec.ts";
 import type { ConnSample } from "./conn-client.ts";
-import { ratioOfTotals } from "./packet-path-run.ts";
+import { bootstrap, ratioOfTotals } from "./packet-path-run.ts";
 
 export type Group = "nft" | "rules" | "fib" | "ct" | "nat" | "kernel" | "all";
 export const GROUPS: Group[] = ["nft", "rules", "fib", "ct", "nat", "kernel", "all"];
@@ -137,5 +137,33 @@ export class CpuProfile {
     const r = ratioOfTotals(cpu(reference), cpu(target));
     const f = (x: number) => (x * scale).toFixed(3);
     return `${f(r.ratio)} [${f(r.lo)}–${f(r.hi)}]`;
+  }
+
+  /**
+   * As totalRatio, but with the user-space CPU per connection taken as equal for both (the
+   * average of the two): the client and server run the same code whatever the router does, so
+   * a difference there is noise, and this leaves the kernel's difference, which is the router's.
+   */
+  kernelRatio(samples: readonly ConnSample[], target: number, reference: number, rounds: number): string {
+    const per = (t: number, g: Group) =>
+      Array.from({ length: rounds }, (_, r) => this.byRound.get(`${t}:${r}`)?.[g] ?? 0);
+    const oks = (t: number) =>
+      Array.from({ length: rounds }, (_, r) => samples.find((x) => x.target === t && x.round === r)?.ok ?? 0);
+    const [kR, aR, oR, kT, aT, oT] = [
+      per(reference, "kernel"),
+      per(reference, "all"),
+      oks(reference),
+      per(target, "kernel"),
+      per(target, "all"),
+      oks(target),
+    ];
+    const sum = (xs: readonly number[], idx: readonly number[]) => idx.reduce((a, i) => a + (xs[i] ?? 0), 0);
+    const r = bootstrap(rounds, (idx) => {
+      const [okR, okT] = [Math.max(1, sum(oR, idx)), Math.max(1, sum(oT, idx))];
+      const user = (sum(aR, idx) - sum(kR, idx) + sum(aT, idx) - sum(kT, idx)) / (okR + okT);
+      return (user + sum(kR, idx) / okR) / (user + sum(kT, idx) / okT);
+    });
+    const f = (x: number) => x.toFixed(3);
+    return `${f(r.value)} [${f(r.lo)}–${f(r.hi)}]`;
   }
 }
