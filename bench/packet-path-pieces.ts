@@ -7,10 +7,11 @@
 //                                                  [--count 40000] [--rounds 40] [--pin]
 //                                                  [--perf HZ [--symbols]]
 //
-// Two measures per variant: the connection rate, as the median of per-round ratios to the bare
-// design (drifts with the machine's load), and the machine's softirq and system CPU ticks per
-// 1,000 connections summed over all rounds (/proc/stat; forwarding, nft and policy routing run in
-// softirq, so this moves with the router's work per connection, much less with other load).
+// Measures per variant: the connection rate, as the median of per-round ratios to the bare design
+// with its 95 % interval (drifts with the machine's load); with --perf, CPU per connection by
+// kernel group and in all, from the bench's own samples only (bench/lib/perf-cpu.ts), and the bare
+// design's over the variant's, per round and over all rounds (the figure to judge by on a shared
+// machine); and the machine's softirq and system CPU ticks per 1,000 connections (/proc/stat).
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
