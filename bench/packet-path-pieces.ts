@@ -4,26 +4,33 @@
 // side, measured in interleaved rounds of new TCP connections (as bench/uplinks-packet-path.ts).
 //
 //   node --import tsx bench/packet-path-pieces.ts [--uplinks 32] [--variants ng,nflb,…]
-//                                                  [--count 40000] [--rounds 40]
+//                                                  [--count 40000] [--rounds 40] [--pin]
+//                                                  [--perf HZ [--symbols]]
 //
-// Two measures per variant: the connection rate, as the median of per-round ratios to the bare
-// design (drifts with the machine's load), and the machine's softirq and system CPU ticks per
-// 1,000 connections summed over all rounds (/proc/stat; forwarding, nft and policy routing run in
-// softirq, so this moves with the router's work per connection, much less with other load).
-import { spawn } from "node:child_process";
+// Measures per variant: the connection rate, as the median of per-round ratios to the bare design
+// with its 95 % interval (drifts with the machine's load); with --perf, CPU per connection by
+// kernel group and in all, from the bench's own samples only (bench/lib/perf-cpu.ts), and the bare
+// design's over the variant's, per round and over all rounds (the figure to judge by on a shared
+// machine); and the machine's softirq and system CPU ticks per 1,000 connections (/proc/stat).
 import { join } from "node:path";
-import { exec } from "../src/system/exec.ts";
 import { parseArgs } from "node:util";
-import { withBenchNet } from "./lib/bench-net.ts";
+import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
 import type { ConnSample } from "./lib/conn-client.ts";
+import {
+  fmtRatio,
+  intOption as int,
+  pairedRatios,
+  ratioSummary,
+  runConnClient,
+  startConnServer,
+  type ClientOptions,
+} from "./lib/packet-path-run.ts";
 import { VARIANTS, type Variant } from "./lib/packet-path-variants.ts";
-import { tsNode } from "./lib/paths.ts";
+import { CpuProfile, GROUPS, groupOf, type Group } from "./lib/perf-cpu.ts";
 import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
 import type { InstallContext } from "./lib/router-configs.ts";
 import { markdownTable, summarize } from "./lib/stats.ts";
 import { buildUplinkTopology, type BenchRouter } from "./lib/uplink-topology.ts";
-
-const PORT = 8080;
 
 const { values } = parseArgs({
   options: {
@@ -35,16 +42,12 @@ const { values } = parseArgs({
     parallel: { type: "string", default: "32" },
     perf: { type: "string", default: "0" },
     symbols: { type: "boolean", default: false },
+    pin: { type: "boolean", default: false },
   },
   strict: true,
 });
-const int = (s: string | undefined, name: string, min: number, max: number) => {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be ${min}..${max}`);
-  return n;
-};
-const COUNT = int(values.count, "count", 100, 200_000);
-const ROUNDS = int(values.rounds, "rounds", 1, 50);
+const COUNT = int(values.count, "count", 100, 400_000);
+const ROUNDS = int(values.rounds, "rounds", 1, 400);
 const N = int(values.uplinks, "uplinks", 1, 32);
 const THREADS = int(values.threads, "threads", 1, 16);
 const PARALLEL = int(values.parallel, "parallel", 1, 1024);
@@ -60,91 +63,15 @@ if (CHOSEN[0]?.name !== "ng") CHOSEN.unshift(VARIANTS[0] as Variant);
 
 requireRoot("bench/packet-path-pieces.ts");
 
-async function runClient(
-  net: import("./lib/bench-net.ts").BenchNet,
-  routers: readonly BenchRouter[],
-  count: number,
-  rounds: number,
-): Promise<ConnSample[]> {
-  const argv = tsNode("bench/lib/conn-client.ts", [
-    ...routers.flatMap((r) => ["--target", `${r.server}:${PORT}`]),
-    ...["--count", String(count), "--rounds", String(rounds)],
-    ...["--threads", String(THREADS), "--parallel", String(PARALLEL), "--deadline-ms", "900000"],
-  ]);
-  const out = await net.run("client", argv, { timeoutMs: 1_200_000 });
-  const res = JSON.parse(out.trim().split("\n").pop() ?? "{}") as { samples: ConnSample[]; pid: number };
-  OURS.add(res.pid);
+const CLIENT: ClientOptions = { threads: THREADS, parallel: PARALLEL, cpus: values.pin ? "0" : undefined };
+
+/** The client's and the server's pids: their samples count in the CPU profile. */
+const PIDS = new Set<number>();
+
+async function runClient(net: BenchNet, routers: readonly BenchRouter[], count: number, rounds: number) {
+  const res = await runConnClient(net, routers, count, rounds, CLIENT);
+  PIDS.add(res.pid);
   return res.samples;
-}
-
-type Group = "nft" | "rules" | "fib" | "ct" | "nat" | "kernel";
-const GROUPS: Group[] = ["nft", "rules", "fib", "ct", "nat", "kernel"];
-
-function groupOf(sym: string): Group | undefined {
-  if (/^(nft_|__nft|nf_tables)/.test(sym)) return "nft";
-  if (/^(fib_rule|fib4_rule|__fib_rule)/.test(sym)) return "rules";
-  if (
-    /^(fib_|__fib|ip_route|ip_mkroute|rt_|inet_addr_type|fib4_|__fib_validate|ip_rcv_finish_core)/.test(sym)
-  )
-    return "fib";
-  if (/^(nf_nat|__nf_nat|nf_masq|inet_select_addr)/.test(sym)) return "nat";
-  if (
-    /^(nf_conntrack|__nf_conntrack|nf_ct_|ipv4_conntrack|nf_confirm|__nf_ct|tcp_in_window|nf_tcp)/.test(sym)
-  )
-    return "ct";
-  return undefined;
-}
-
-/**
- * The processes whose kernel samples count: the client and the server (the router's forwarding
- * runs in softirq on their system calls), the idle task (softirq on an interrupt's exit) and
- * ksoftirqd (added by name). Other work on the shared machine is left out.
- */
-const OURS = new Set<number>([0]);
-
-/** Samples per kernel symbol of the groups, per target (for --symbols). */
-const SYMBOLS = new Map<number, Map<string, number>>();
-
-/** Kernel samples per group, per target, inside each measurement's window. */
-async function kernelProfile(
-  file: string,
-  samples: readonly ConnSample[],
-): Promise<Map<number, Partial<Record<Group, number>>>> {
-  const res = await exec(["perf", "script", "-i", file, "--ns", "-F", "comm,pid,time,ip,sym"], {
-    timeoutMs: 600_000,
-  });
-  const windows = samples
-    .map((s) => ({ t: s.target, a: BigInt(s.monoStart), b: BigInt(s.monoEnd) }))
-    .sort((x, y) => (x.a < y.a ? -1 : 1));
-  const out = new Map<number, Partial<Record<Group, number>>>();
-  for (const line of res.stdout.split("\n")) {
-    const m = /^\s*(.*?)\s+(\d+)\s+(\d+)\.(\d{9}):\s+([0-9a-f]+)\s+(\S+)/.exec(line);
-    if (!m) continue;
-    if (!OURS.has(Number(m[2])) && !(m[1] as string).startsWith("ksoftirqd")) continue;
-    m.splice(1, 2);
-    const t = BigInt(m[1] as string) * 1_000_000_000n + BigInt(m[2] as string);
-    let lo = 0;
-    let hi = windows.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if ((windows[mid] as (typeof windows)[number]).a <= t) lo = mid;
-      else hi = mid - 1;
-    }
-    const w = windows[lo];
-    if (!w || t < w.a || t >= w.b) continue;
-    const kernel = (m[3] as string).startsWith("ffff");
-    const g = groupOf(m[4] as string);
-    const acc = out.get(w.t) ?? {};
-    if (kernel) acc.kernel = (acc.kernel ?? 0) + 1;
-    if (kernel && g) {
-      acc[g] = (acc[g] ?? 0) + 1;
-      const bySym = SYMBOLS.get(w.t) ?? new Map<string, number>();
-      bySym.set(m[4] as string, (bySym.get(m[4] as string) ?? 0) + 1);
-      SYMBOLS.set(w.t, bySym);
-    }
-    out.set(w.t, acc);
-  }
-  return out;
 }
 
 const out: string[] = [];
@@ -167,9 +94,7 @@ await withBenchNet(async (net) => {
     const r = topo.routers[i] as BenchRouter;
     await v.install(ctx, r, r.uplinks);
   }
-  const server = net.spawn("upstream", tsNode("bench/lib/conn-server.ts", ["--listen", `0.0.0.0:${PORT}`]));
-  await server.waitForLine(/"ready":true/, 60_000);
-  OURS.add(server.pid);
+  PIDS.add(await startConnServer(net, values.pin ? "1" : undefined));
 
   const warm = await runClient(net, topo.routers, 400, 1);
   for (const [i, v] of CHOSEN.entries()) {
@@ -177,52 +102,39 @@ await withBenchNet(async (net) => {
     if (!s || s.failed + s.notStarted > 0) throw new Error(`${v.name}: warm-up failed: ${JSON.stringify(s)}`);
   }
 
-  const perfFile = join(work, "perf.data");
-  const perf = PERF_HZ
-    ? spawn(
-        "perf",
-        [
-          "record",
-          "-q",
-          "-a",
-          "-e",
-          "cpu-clock",
-          "-F",
-          String(PERF_HZ),
-          "-k",
-          "CLOCK_MONOTONIC",
-          "-o",
-          perfFile,
-        ],
-        { stdio: "ignore" },
-      )
-    : undefined;
-  const perfDone = perf ? new Promise((r) => perf.once("exit", r)) : undefined;
+  const profile = PERF_HZ ? new CpuProfile(PERF_HZ, join(work, "perf.data")) : undefined;
+  profile?.start();
   let samples: ConnSample[];
   try {
     samples = await runClient(net, topo.routers, PER_MEASUREMENT, ROUNDS);
   } finally {
-    if (perf?.pid) process.kill(perf.pid, "SIGINT");
-    await perfDone;
+    await profile?.stop();
   }
-  const profile = PERF_HZ ? await kernelProfile(perfFile, samples) : undefined;
-  const rateOf = (i: number, round: number) =>
-    samples.find((s) => s.target === i && s.round === round)?.perSecond ?? NaN;
+  if (profile) {
+    for (const pid of PIDS) profile.ours.add(pid);
+    await profile.read(samples);
+  }
   const rows = CHOSEN.map((v, i) => {
     const ss = samples.filter((s) => s.target === i);
     const rate = summarize(ss.map((s) => s.perSecond));
-    const ratio = summarize(ss.map((s) => s.perSecond / rateOf(0, s.round)));
+    const ratio = ratioSummary(pairedRatios(samples, i, 0));
     const ok = ss.reduce((a, s) => a + s.ok, 0);
     const failed = ss.reduce((a, s) => a + s.failed + s.notStarted, 0);
     const per1k = (k: "softirq" | "system" | "busy") =>
       ((1000 * ss.reduce((a, s) => a + s.cpu[k], 0)) / Math.max(1, ok)).toFixed(2);
-    const prof = profile?.get(i);
-    const us = (g: Group) => (prof ? (((prof[g] ?? 0) * 1e6) / PERF_HZ / Math.max(1, ok)).toFixed(2) : "–");
+    const us = (g: Group) => (profile ? profile.usPerConn(i, g, ok).toFixed(2) : "–");
     return [
       `${v.name}: ${v.label}`,
       ...GROUPS.map(us),
       rate.median.toFixed(0),
-      i === 0 ? "1" : `${ratio.median.toFixed(3)} (${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)})`,
+      i === 0 ? "1" : fmtRatio(ratio),
+      ...(profile
+        ? [
+            i === 0 ? "1" : fmtRatio(ratioSummary(profile.roundRatios(samples, i, 0, ROUNDS))),
+            i === 0 ? "1" : profile.totalRatio(samples, i, 0, ROUNDS),
+            i === 0 ? "1" : profile.kernelRatio(samples, i, 0, ROUNDS),
+          ]
+        : []),
       per1k("softirq"),
       per1k("system"),
       per1k("busy"),
@@ -235,12 +147,14 @@ await withBenchNet(async (net) => {
   say();
   say(
     `${ROUNDS} rounds × ${PER_MEASUREMENT.toLocaleString("en")} connections per variant, interleaved; ` +
-      `client ${THREADS} threads × ${PARALLEL} in flight. CPU: clock ticks (1/100 s) of the whole machine per ` +
+      `client ${THREADS} threads × ${PARALLEL} in flight${values.pin ? " (client on CPU 0, server on CPU 1)" : ""}. CPU: clock ticks (1/100 s) of the whole machine per ` +
       "1,000 connections, summed over the rounds." +
       (PERF_HZ
         ? ` µs/conn: CPU time per connection in kernel functions by group, from \`perf record -a -e cpu-clock -F ${PERF_HZ}\` ` +
           "samples of the client, the server, ksoftirqd and the idle task inside each measurement's time window (nft: nf_tables; rules: fib rules; fib: FIB lookups and " +
-          "route input; ct: conntrack; nat: NAT; kernel: every kernel sample)."
+          "route input; ct: conntrack; nat: NAT; kernel: every kernel sample; all: every sample, user space " +
+          "included, the idle loop left out). The CPU ratio is the rate ratio the variants would show if the cores were " +
+          "the limit and all theirs; other load moves it far less than it moves the rate."
         : ""),
   );
   say();
@@ -250,7 +164,14 @@ await withBenchNet(async (net) => {
         "variant",
         ...GROUPS.map((g) => `µs/conn ${g}`),
         "conn/s median",
-        "rate / bare, per round: median (min–max)",
+        "rate / bare, per round: median [95 % CI] (IQR)",
+        ...(profile
+          ? [
+              "bare's CPU / this CPU per conn, per round: median [95 % CI] (IQR)",
+              "the same over all rounds [95 % bootstrap CI]",
+              "the same, user space taken as equal [95 % bootstrap CI]",
+            ]
+          : []),
         "softirq",
         "system",
         "busy",
@@ -265,7 +186,7 @@ await withBenchNet(async (net) => {
     say();
     for (const [i, v] of CHOSEN.entries()) {
       const ok = samples.filter((s) => s.target === i).reduce((a, s) => a + s.ok, 0);
-      const all = [...(SYMBOLS.get(i) ?? new Map<string, number>())].sort((a, b) => b[1] - a[1]);
+      const all = [...(profile?.symbols.get(i) ?? new Map<string, number>())].sort((a, b) => b[1] - a[1]);
       const us = (n: number) => ((n * 1e6) / PERF_HZ / Math.max(1, ok)).toFixed(2);
       for (const g of ["nft", "rules", "fib"] as const) {
         const top = all.filter(([sym]) => groupOf(sym) === g).slice(0, 8);

@@ -7,7 +7,7 @@
 //                  [--parallel K] [--timeout-ms T] [--deadline-ms D]
 //
 // A measurement starts when the threads are told to go (Node and tsx start-up excluded) and
-// stops when its last connection has finished. Bounded: at most 2,000,000 connections in all,
+// stops when its last connection has finished. Bounded: at most 5,000,000 connections in all,
 // none started after --deadline-ms. Prints one JSON line: {samples: ConnSample[]}.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -50,7 +50,7 @@ export function readCpuTicks(): CpuTicks {
   return { softirq: at(6), system: at(2), busy: total - at(3) - at(4) };
 }
 
-const MAX_TOTAL = 2_000_000;
+const MAX_TOTAL = 5_000_000;
 
 const { values } = parseArgs({
   options: {
@@ -67,7 +67,7 @@ const { values } = parseArgs({
 const targets = (values.target ?? []).map(parseEndpoint);
 if (targets.length === 0) throw new Error("--target HOST:PORT is required");
 const count = boundedInt(values.count, "count", 1000, 1, 200_000);
-const rounds = boundedInt(values.rounds, "rounds", 1, 1, 100);
+const rounds = boundedInt(values.rounds, "rounds", 1, 1, 400);
 const threads = boundedInt(values.threads, "threads", 2, 1, 16);
 const parallel = boundedInt(values.parallel, "parallel", 32, 1, 1024);
 const timeoutMs = boundedInt(values["timeout-ms"], "timeout-ms", 3000, 1, 60_000);

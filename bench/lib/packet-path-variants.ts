@@ -2,14 +2,14 @@
 // bench/packet-path-pieces.ts: each variant is nflb (as `nflb apply` installs it) with one piece
 // taken away or changed, or the bare design with one of nflb's pieces added, so that interleaved
 // measurements say which piece costs what.
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import type { InstallContext } from "./router-configs.ts";
-import { installConfig } from "./router-configs.ts";
-import { recipeMark } from "./iptables-recipe.ts";
-import { benchConfigYaml } from "./uplink-config.ts";
-import { NFLB_BIN } from "./paths.ts";
-import { ROUTER_LAN_IF, type BenchRouter, type BenchUplink } from "./uplink-topology.ts";
+import {
+  bareNumgenScript,
+  installConfig,
+  nflbApply,
+  routerRun,
+  type InstallContext,
+} from "./router-configs.ts";
+import type { BenchRouter, BenchUplink } from "./uplink-topology.ts";
 
 export interface Variant {
   name: string;
@@ -21,58 +21,32 @@ export interface Variant {
 const nflbMark = (k: number) => (k + 1) << 8;
 const RULE_BASE = 10000;
 
-async function run(ctx: InstallContext, r: BenchRouter, argv: readonly string[], input?: string) {
-  const res = await ctx.net.exec(r.role, argv, {
-    env: ctx.env,
-    timeoutMs: 120_000,
-    ...(input === undefined ? {} : { input }),
-  });
-  if (res.code !== 0) throw new Error(`${r.role}: ${argv.join(" ")}: ${res.stderr.trim().slice(-1500)}`);
-  return res.stdout;
-}
-
-async function nflbApply(ctx: InstallContext, r: BenchRouter, uplinks: readonly BenchUplink[], extra = "") {
-  const file = join(ctx.dir, `${r.role}.yaml`);
-  await writeFile(file, benchConfigYaml({ uplinks, method: "random", balanceFrom: true }) + extra);
-  await run(ctx, r, [NFLB_BIN, "apply", "-c", file]);
-}
-
 async function sysctlUplinks(
   ctx: InstallContext,
   r: BenchRouter,
   uplinks: readonly BenchUplink[],
   kv: string,
 ) {
-  await run(ctx, r, ["sysctl", "-q", "-w", ...uplinks.map((u) => `net.ipv4.conf.${u.iface}.${kv}`)]);
+  await routerRun(ctx, r, ["sysctl", "-q", "-w", ...uplinks.map((u) => `net.ipv4.conf.${u.iface}.${kv}`)]);
+}
+
+/** Flush one chain of `inet nflb` and give it these rules instead (one transaction). */
+async function replaceChain(ctx: InstallContext, r: BenchRouter, chain: string, rules: readonly string[]) {
+  const script = [
+    `flush chain inet nflb ${chain}`,
+    ...rules.map((x) => `add rule inet nflb ${chain} ${x}`),
+    "",
+  ];
+  await routerRun(ctx, r, ["nft", "-f", "-"], script.join("\n"));
 }
 
 /** Delete nflb's ip rules whose priority (offset from the base) passes `drop`. */
 async function dropRules(ctx: InstallContext, r: BenchRouter, drop: (offset: number) => boolean) {
-  const rules = JSON.parse(await run(ctx, r, ["ip", "-j", "rule", "show"])) as { priority: number }[];
+  const rules = JSON.parse(await routerRun(ctx, r, ["ip", "-j", "rule", "show"])) as { priority: number }[];
   const lines = rules
     .filter((x) => x.priority >= RULE_BASE && x.priority < RULE_BASE + 1000 && drop(x.priority - RULE_BASE))
     .map((x) => `rule del priority ${x.priority}`);
   if (lines.length) await ctx.net.ipBatch(r.role, lines);
-}
-
-/** The bare design's nft table, with a caller's mark values (so it can run on nflb's routing too). */
-function bareScript(uplinks: readonly BenchUplink[], mark: (k: number) => number, extraPre: string[] = []) {
-  const map = uplinks.map((_, k) => `${k} : 0x${mark(k).toString(16)}`).join(", ");
-  return [
-    "table ip benchng {",
-    "\tchain pre {",
-    "\t\ttype filter hook prerouting priority mangle; policy accept;",
-    ...extraPre.map((l) => `\t\t${l}`),
-    `\t\tiifname "${ROUTER_LAN_IF}" ct state new ct mark set numgen random mod ${uplinks.length} map { ${map} }`,
-    `\t\tiifname "${ROUTER_LAN_IF}" meta mark set ct mark`,
-    "\t}",
-    "\tchain post {",
-    "\t\ttype nat hook postrouting priority srcnat; policy accept;",
-    `\t\toifname { ${uplinks.map((u) => `"${u.iface}"`).join(", ")} } masquerade`,
-    "\t}",
-    "}",
-    "",
-  ].join("\n");
 }
 
 export const VARIANTS: Variant[] = [
@@ -115,8 +89,8 @@ export const VARIANTS: Variant[] = [
     label: "bare nft on nflb's routing + sysctls",
     async install(ctx, r, ups) {
       await nflbApply(ctx, r, ups);
-      await run(ctx, r, ["nft", "delete", "table", "inet", "nflb"]);
-      await run(ctx, r, ["nft", "-f", "-"], bareScript(ups, nflbMark));
+      await routerRun(ctx, r, ["nft", "delete", "table", "inet", "nflb"]);
+      await routerRun(ctx, r, ["nft", "-f", "-"], bareNumgenScript(ups, nflbMark));
     },
   },
   {
@@ -130,7 +104,7 @@ export const VARIANTS: Variant[] = [
     async install(ctx, r, ups) {
       await nflbApply(ctx, r, ups);
       await sysctlUplinks(ctx, r, ups, "src_valid_mark=0");
-      await run(
+      await routerRun(
         ctx,
         r,
         ["nft", "-f", "-"],
@@ -150,6 +124,45 @@ export const VARIANTS: Variant[] = [
     name: "masq1",
     label: "one link, nft masquerade (conntrack + NAT, no balancing)",
     install: (ctx, r) => installConfig(ctx, { kind: "masq1", uplinks: 1 }, r),
+  },
+  {
+    name: "masq-rules",
+    label: "one-link masquerade + the bare design's fwmark rules (no marks set)",
+    install: (ctx, r, ups) => installConfig(ctx, { kind: "masqrules", uplinks: ups.length }, r),
+  },
+  {
+    name: "ecmp",
+    label: "multipath default route, L4 hash, masquerade (no marks, rules or pinning)",
+    install: (ctx, r, ups) => installConfig(ctx, { kind: "ecmp", uplinks: ups.length }, r),
+  },
+  {
+    name: "nflb-nofib",
+    label: "nflb without decide's `fib daddr type` test",
+    async install(ctx, r, ups) {
+      await nflbApply(ctx, r, ups);
+      await replaceChain(ctx, r, "decide", [
+        "iifname vmap @inbound",
+        "iifname != @balance_from return",
+        "goto balance",
+      ]);
+    },
+  },
+  {
+    name: "nflb-min",
+    label:
+      "nflb with decide cut to the split (no inbound pin, fib test, family dispatch) and no egress counters",
+    async install(ctx, r, ups) {
+      await nflbApply(ctx, r, ups);
+      await replaceChain(ctx, r, "decide", [
+        "iifname != @balance_from return",
+        `numgen random mod ${ups.length} vmap @split4`,
+      ]);
+      for (const [k] of ups.entries())
+        await replaceChain(ctx, r, `up_isp${k}_egress`, [
+          "ct mark and 0xff00 == 0 ct mark set ct mark and 0xffff00ff or " + `0x${nflbMark(k).toString(16)}`,
+          "masquerade",
+        ]);
+    },
   },
   {
     name: "nflb-rp0",
@@ -176,6 +189,3 @@ export const VARIANTS: Variant[] = [
     },
   },
 ];
-
-/** The bare design's mark for link k, for variants that keep its routing. */
-export const bareMark = recipeMark;
