@@ -1,11 +1,11 @@
-import { applyDesired, readCurrent } from "../apply/dataplane.ts";
+import { applyDesired } from "../apply/dataplane.ts";
 import { ownedState } from "../apply/owned-state.ts";
-import { systemIp } from "../system/iproute.ts";
+import { startApplyReads, startReads, type HostReads } from "./host-reads.ts";
 import { down as takeDown } from "../apply/down.ts";
 import { loadConfig } from "../config/load.ts";
 import { allHealthy, desiredState, type Desired } from "../plan/desired.ts";
 import { renderRouting } from "../render/routes.ts";
-import { acquireStateLock, StateLockError, withStateLock } from "../system/lock.ts";
+import { withStateLock } from "../system/lock.ts";
 import { checkWarnings, formatWarning } from "../config/warnings.ts";
 import { loadChecked } from "./load.ts";
 import { readSlotFacts } from "../apply/uplink-slots.ts";
@@ -33,13 +33,14 @@ export async function check(o: CheckOpts): Promise<void> {
   say(`${o.config}: valid (${parts.join(", ")})`);
 }
 
-export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
+/** `reads`: the host's state, read from the verb's start (src/cli/host-reads.ts). */
+export async function plan(o: CheckOpts & { diff?: boolean }, reads?: HostReads): Promise<void> {
   // The state file and the routing, read while the config is parsed (as apply does).
-  const reading = o.offline ? undefined : readCurrent(systemIp);
-  reading?.current.catch(() => {});
+  const host = o.offline ? undefined : (reads ?? startReads({ nft: false }));
+  const reading = host?.reading;
   const { loaded, facts } = await loadChecked(o.config, {
     offline: o.offline === true,
-    ...(reading ? { routesJson: reading.routesJson } : {}),
+    ...(host ? { routesJson: host.reading.routesJson, facts: host.facts } : {}),
   });
   // The slots apply would use (the state file's): without them a reordered config would show moves.
   if (reading) {
@@ -65,8 +66,9 @@ export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
   say(out.join("\n"));
 }
 
-export async function apply(o: CheckOpts): Promise<void> {
-  const r = await applyConfig(o.config);
+/** `early`: the state lock and the host's state, taken from the verb's start (src/cli/host-reads.ts). */
+export async function apply(o: CheckOpts, early?: ReturnType<typeof startApplyReads>): Promise<void> {
+  const r = await applyConfig(o.config, await (early ?? startApplyReads()));
   const d = r.routing;
   const sysctls = r.sysctls.map((s) => ({ key: s.key.replaceAll("/", "."), value: s.to }));
   if (o.json)
@@ -85,16 +87,13 @@ export async function apply(o: CheckOpts): Promise<void> {
 }
 
 /**
- * When the lock is free, it is taken first and the kernel's routing state and the state file are
- * read while the config is parsed (their `ip` processes run beside it). When someone holds it (the
- * daemon, another apply), the config is read first as before, so a bad config is reported as such.
+ * When the lock was free (`early`), it was taken first and the kernel's routing state, the state
+ * file and nflb's tables are being read while the config is parsed (their `ip` and `nft` processes
+ * run beside it). When someone holds it (the daemon, another apply), the config is read first as
+ * before, so a bad config is reported as such.
  */
-async function applyConfig(file: string) {
-  const lock = await acquireStateLock("nflb apply", { waitMs: 0 }).catch((e: unknown) => {
-    if (e instanceof StateLockError) return undefined;
-    throw e;
-  });
-  if (lock === undefined) {
+async function applyConfig(file: string, early: Awaited<ReturnType<typeof startApplyReads>>) {
+  if (early === undefined) {
     const { loaded, facts } = await loadChecked(file);
     return withStateLock("nflb apply", async () => {
       // Read under the lock: a concurrent apply may be recording other slots.
@@ -102,11 +101,11 @@ async function applyConfig(file: string) {
       return applyDesired(desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots }));
     });
   }
+  const { lock, reads } = early;
   try {
     // nflb's tables are read too, so that apply sends only what differs from them.
-    const { current, routing, routesJson } = readCurrent(systemIp, { nft: true });
-    current.catch(() => {});
-    const { loaded, facts } = await loadChecked(file, { routesJson });
+    const { current, routing, routesJson } = reads.reading;
+    const { loaded, facts } = await loadChecked(file, { routesJson, facts: reads.facts });
     // The slots from the state file already read (the same reading applyDesired makes of it);
     // planning does not wait for the nft listing, which only applyDesired needs.
     const { state, kernel } = await routing;
@@ -117,7 +116,7 @@ async function applyConfig(file: string) {
     const want = desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots });
     return await applyDesired(want, { current });
   } finally {
-    await lock?.release();
+    await lock.release();
   }
 }
 

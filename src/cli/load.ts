@@ -15,12 +15,17 @@ export async function readFacts(routesJson?: Promise<{ 4: string; 6: string } | 
 /** Load, validate, and (unless offline) check the config against this host. Throws ConfigError. */
 export async function loadChecked(
   file: string,
-  opts: { offline?: boolean; routesJson?: Promise<{ 4: string; 6: string } | undefined> } = {},
+  opts: {
+    offline?: boolean;
+    routesJson?: Promise<{ 4: string; 6: string } | undefined>;
+    /** The interfaces, when the caller started reading them already (src/cli/host-reads.ts). */
+    facts?: Promise<Facts>;
+  } = {},
 ): Promise<{ loaded: LoadedConfig; facts: Facts }> {
   // `ip -j addr` runs while the config is parsed.
   const reading = opts.offline
     ? Promise.resolve<Facts>({ interfaces: new Map() })
-    : readFacts(opts.routesJson);
+    : (opts.facts ?? readFacts(opts.routesJson));
   reading.catch(() => {});
   const loaded = await loadConfig(file);
   const facts = await reading;

@@ -1,0 +1,44 @@
+import { readCurrent } from "../apply/dataplane.ts";
+import type { Facts } from "../net/facts.ts";
+import { readInterfaces, systemIp } from "../system/iproute.ts";
+import { acquireStateLock, StateLockError, type StateLock } from "../system/lock.ts";
+
+/**
+ * What `plan` and `apply` read of this host (the state file, the routing, the interfaces, for
+ * apply nflb's tables too), started by the verb's action before it loads the config's modules
+ * (the YAML reader, zod and its schemas: ~60 ms of module loading). This module imports none of
+ * them, so the `ip` and `nft` processes start ~60 ms sooner, while the heap is still small (each
+ * spawn blocks the main thread for a fork of it), and run beside the loading and the parse:
+ * `nft list table` of 10,000 interval elements takes ~50 ms of nft CPU, which `apply` with
+ * nothing to change then no longer waits for.
+ */
+export interface HostReads {
+  reading: ReturnType<typeof readCurrent>;
+  facts: Promise<Facts>;
+}
+
+export function startReads(opts: { nft: boolean }): HostReads {
+  const reading = readCurrent(systemIp, opts);
+  // Each is awaited later (or not, when the config is bad): none may count as unhandled meanwhile.
+  reading.current.catch(() => {});
+  reading.routing.catch(() => {});
+  const facts = readInterfaces({ gateways: true, routesJson: reading.routesJson }).then(
+    (interfaces): Facts => ({ interfaces, complete: true }),
+  );
+  facts.catch(() => {});
+  return { reading, facts };
+}
+
+/**
+ * `apply`: the state lock first, then the reads (under it: a concurrent apply may be recording
+ * other slots). Undefined when someone holds the lock (the daemon, another apply): apply then reads
+ * the config first, so that a bad config is reported as such, and waits for the lock after.
+ */
+export async function startApplyReads(): Promise<{ lock: StateLock; reads: HostReads } | undefined> {
+  const lock = await acquireStateLock("nflb apply", { waitMs: 0 }).catch((e: unknown) => {
+    if (e instanceof StateLockError) return undefined;
+    throw e;
+  });
+  if (!lock) return undefined;
+  return { lock, reads: startReads({ nft: true }) };
+}
