@@ -168,11 +168,12 @@ export async function applyDesired(
     const cur = current.get(s.key) ?? null;
     // An uplink's interface that is not there yet (a tunnel, PPP) has no settings to write.
     if (cur === null && isInterfaceKey(s.key)) continue;
-    if (cur !== s.value) {
-      await writeSysctl(s.key, s.value);
-      sysctls.push({ key: s.key, from: cur, to: s.value });
-    }
+    if (cur !== s.value) sysctls.push({ key: s.key, from: cur, to: s.value });
   }
+  // The global ones in order (ip_forward, all/forwarding reset interfaces' values), then each
+  // interface's, together: 64 of them one by one took ~10 ms with 32 uplinks.
+  for (const s of sysctls) if (!isInterfaceKey(s.key)) await writeSysctl(s.key, s.to);
+  await Promise.all(sysctls.filter((s) => isInterfaceKey(s.key)).map((s) => writeSysctl(s.key, s.to)));
   const nft = script === "" ? "unchanged" : update !== null ? "updated" : "replaced";
   return { nftChanged: script !== "", nft, routing: diff, sysctls, seconds: (performance.now() - t0) / 1000 };
 }
