@@ -2,17 +2,18 @@ import { applyDesired } from "../apply/dataplane.ts";
 import { ownedState } from "../apply/owned-state.ts";
 import { startApplyReads, startReads, type HostReads } from "./host-reads.ts";
 import { down as takeDown } from "../apply/down.ts";
-import { loadConfig } from "../config/load.ts";
 import { allHealthy, desiredState, type Desired } from "../plan/desired.ts";
 import { renderRouting } from "../render/routes.ts";
 import { withStateLock } from "../system/lock.ts";
-import { checkWarnings, formatWarning } from "../config/warnings.ts";
 import { loadChecked } from "./load.ts";
 import { readSlotFacts } from "../apply/uplink-slots.ts";
 import { printJson, say } from "./output.ts";
 import type { CheckOpts, DownOpts } from "./verbs-config.ts";
 
+// The config's reader and checks (YAML, zod) are imported where a verb reads a config itself:
+// `plan` and `apply` may take a validated one from the cache without them (src/config/cached.ts).
 export async function check(o: CheckOpts): Promise<void> {
+  const { checkWarnings, formatWarning } = await import("../config/warnings.ts");
   const { loaded, facts } = await loadChecked(o.config, { offline: o.offline === true });
   const c = loaded.config;
   const warnings = checkWarnings(loaded, o.offline ? null : facts);
@@ -40,6 +41,7 @@ export async function plan(o: CheckOpts & { diff?: boolean }, reads?: HostReads)
   const reading = host?.reading;
   const { loaded, facts } = await loadChecked(o.config, {
     offline: o.offline === true,
+    cache: true,
     ...(host ? { routesJson: host.reading.routesJson, facts: host.facts } : {}),
   });
   // The slots apply would use (the state file's): without them a reordered config would show moves.
@@ -94,7 +96,7 @@ export async function apply(o: CheckOpts, early?: ReturnType<typeof startApplyRe
  */
 async function applyConfig(file: string, early: Awaited<ReturnType<typeof startApplyReads>>) {
   if (early === undefined) {
-    const { loaded, facts } = await loadChecked(file);
+    const { loaded, facts } = await loadChecked(file, { cache: true });
     return withStateLock("nflb apply", async () => {
       // Read under the lock: a concurrent apply may be recording other slots.
       const slots = await readSlotFacts(loaded.config);
@@ -105,7 +107,7 @@ async function applyConfig(file: string, early: Awaited<ReturnType<typeof startA
   try {
     // nflb's tables are read too, so that apply sends only what differs from them.
     const { current, routing, routesJson } = reads.reading;
-    const { loaded, facts } = await loadChecked(file, { routesJson, facts: reads.facts });
+    const { loaded, facts } = await loadChecked(file, { routesJson, facts: reads.facts, cache: true });
     // The slots from the state file already read (the same reading applyDesired makes of it);
     // planning does not wait for the nft listing, which only applyDesired needs.
     const { state, kernel } = await routing;
@@ -121,7 +123,7 @@ async function applyConfig(file: string, early: Awaited<ReturnType<typeof startA
 }
 
 export async function down(o: DownOpts): Promise<void> {
-  const c = o.config ? (await loadConfig(o.config)).config : null;
+  const c = o.config ? (await (await import("../config/load.ts")).loadConfig(o.config)).config : null;
   const done = await takeDown(c ? { tableBase: c.table_base, ruleBase: c.rule_priority_base } : {});
   if (o.json) return printJson({ ok: true, done });
   say(done.map((d) => `  ${d}`).join("\n") + "\nnflb is down");

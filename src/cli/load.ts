@@ -1,5 +1,5 @@
-import { loadConfig, type LoadedConfig } from "../config/load.ts";
-import { ConfigError } from "../config/issues.ts";
+import type { LoadedConfig } from "../config/load.ts";
+import { loadConfigCached, withPositions } from "../config/cached.ts";
 import { systemCheck } from "../config/system-checks.ts";
 import type { Facts } from "../plan/types.ts";
 import { readInterfaces } from "../system/iproute.ts";
@@ -20,6 +20,8 @@ export async function loadChecked(
     routesJson?: Promise<{ 4: string; 6: string } | undefined>;
     /** The interfaces, when the caller started reading them already (src/cli/host-reads.ts). */
     facts?: Promise<Facts>;
+    /** A config validated before by this build is taken as it was (src/config/cached.ts). */
+    cache?: boolean;
   } = {},
 ): Promise<{ loaded: LoadedConfig; facts: Facts }> {
   // `ip -j addr` runs while the config is parsed.
@@ -27,11 +29,17 @@ export async function loadChecked(
     ? Promise.resolve<Facts>({ interfaces: new Map() })
     : (opts.facts ?? readFacts(opts.routesJson));
   reading.catch(() => {});
-  const loaded = await loadConfig(file);
+  // The YAML reader, zod and the schemas are loaded only when the config is read (not a cached one).
+  const loaded = opts.cache
+    ? await loadConfigCached(file)
+    : await (await import("../config/load.ts")).loadConfig(file);
   const facts = await reading;
   if (!opts.offline) {
     const issues = systemCheck(loaded.config, facts);
-    if (issues.length) throw new ConfigError(file, loaded.locate(issues));
+    if (issues.length) {
+      const { ConfigError } = await import("../config/issues.ts");
+      throw new ConfigError(file, (await withPositions(loaded)).locate(issues));
+    }
   }
   return { loaded, facts };
 }
