@@ -5,7 +5,7 @@ import { systemIp, type IpPort, type KernelRouting } from "../system/iproute.ts"
 import { listTableBounded, nftApply } from "../system/nft.ts";
 import { liveTransaction } from "../nft/live.ts";
 import { FAMILY, TABLE } from "../nft/names.ts";
-import { readSysctl, writeSysctl } from "../system/sysctl.ts";
+import { isInterfaceKey, readSysctl, writeSysctl } from "../system/sysctl.ts";
 import { loadState, saveState, type State } from "../system/state.ts";
 import { ownedState } from "./owned-state.ts";
 import type { RoutingOp } from "../plan/routing.ts";
@@ -195,9 +195,6 @@ export async function applyRoutingOnly(want: Desired, ip: IpPort = systemIp): Pr
   await syncInterfaceSysctls(want);
   return diff;
 }
-
-/** A setting of one interface (`net/ipv4/conf/tun1/rp_filter`), not of all or the default. */
-const isInterfaceKey = (key: string) => /^net\/ipv[46]\/conf\/(?!all\/|default\/)/.test(key);
 
 /**
  * An uplink whose device appeared after the last full apply (a tunnel that connected, a PPP link)
