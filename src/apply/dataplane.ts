@@ -1,12 +1,13 @@
 import type { Desired } from "../plan/desired.ts";
 import { diffOps, diffRouting, ownedRouting, type OwnedRange, type RoutingDiff } from "./diff-routing.ts";
-import { applyRoutingOps, readAll, readOwned, withRollback } from "./routing-batch.ts";
-import { systemIp, type IpPort, type KernelRouting } from "../system/iproute.ts";
-import { listTableBounded, nftApply } from "../system/nft.ts";
+import { applyRoutingOps, readOwned, withRollback } from "./routing-batch.ts";
+import { readCurrent, type Current } from "./read-current.ts";
+import { systemIp, type IpPort } from "../system/iproute.ts";
+import { nftApply } from "../system/nft.ts";
 import { liveTransaction } from "../nft/live.ts";
 import { FAMILY, TABLE } from "../nft/names.ts";
 import { isInterfaceKey, readSysctl, writeSysctl } from "../system/sysctl.ts";
-import { loadState, saveState, type State } from "../system/state.ts";
+import { loadState, saveState } from "../system/state.ts";
 import { ownedState } from "./owned-state.ts";
 import type { RoutingOp } from "../plan/routing.ts";
 
@@ -29,59 +30,8 @@ export async function readRouting(range: OwnedRange, ip: IpPort = systemIp) {
   return readOwned(ip, range);
 }
 
-/** What apply reads before it changes anything. */
-export interface Current {
-  state: State;
-  kernel: KernelRouting;
-  /**
-   * nflb's tables as `nft list table` prints them (null: not there), by "FAMILY NAME": apply
-   * sends only what differs (src/nft/live.ts). Unset: apply replaces the tables whole.
-   */
-  nft?: ReadonlyMap<string, string | null>;
-}
-
-/** The tables `nflb apply` may find: the one it owns and the cluster's ARP table. */
-const LIVE_TABLES = [`${FAMILY} ${TABLE}`, `arp ${TABLE}`];
-
-/**
- * The state file, every routing rule and route, and (with `nft`) nflb's tables as they are, read
- * together (process start dominates each read). Under the state lock: `nflb apply` starts this
- * before it parses the config; `routesJson` is the routes as `ip` printed them, for the gateway
- * facts the config check needs (no `ip route … exact 0/0` of their own).
- */
-export function readCurrent(
-  ip: IpPort = systemIp,
-  opts: { nft?: boolean } = {},
-): {
-  current: Promise<Current>;
-  /** The same without the nft tables, sooner: planning needs only these. */
-  routing: Promise<Omit<Current, "nft">>;
-  routesJson: Promise<{ 4: string; 6: string } | undefined>;
-} {
-  const kernel = readAll(ip);
-  const nft = opts.nft
-    ? Promise.all(LIVE_TABLES.map(async (t) => [t, await listTable(t)] as const)).then(
-        (e) => new Map(e.filter((x): x is [string, string | null] => x[1] !== undefined)),
-      )
-    : undefined;
-  const routing = Promise.all([loadState(), kernel]).then(([state, k]) => ({
-    state,
-    kernel: { rules: k.rules, routes: k.routes },
-  }));
-  const current = Promise.all([routing, nft]).then(([r, live]) => ({ ...r, ...(live ? { nft: live } : {}) }));
-  return { current, routing, routesJson: kernel.then((k) => k.routesJson).catch(() => undefined) };
-}
-
-/**
- * A table too big to be worth reading (services with hundreds of thousands of elements: nft
- * prints tens of MB) is left out of the reading, and apply replaces it whole as before.
- */
-const LIVE_BOUNDS = { maxChars: 8 << 20, timeoutMs: 10_000 };
-
-function listTable(ref: string): Promise<string | null | undefined> {
-  const [family = "", name = ""] = ref.split(" ");
-  return listTableBounded(family, name, LIVE_BOUNDS);
-}
+// What apply reads first lives in a module of its own, which the CLI loads before the rest.
+export { readCurrent, type Current } from "./read-current.ts";
 
 /**
  * Install a desired state. Routing additions go in one `ip -batch` per family and are rolled back

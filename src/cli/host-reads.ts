@@ -1,4 +1,4 @@
-import { readCurrent } from "../apply/dataplane.ts";
+import { readCurrent } from "../apply/read-current.ts";
 import type { Facts } from "../net/facts.ts";
 import { readInterfaces, systemIp } from "../system/iproute.ts";
 import { acquireStateLock, StateLockError, type StateLock } from "../system/lock.ts";
@@ -41,4 +41,39 @@ export async function startApplyReads(): Promise<{ lock: StateLock; reads: HostR
   });
   if (!lock) return undefined;
   return { lock, reads: startReads({ nft: true }) };
+}
+
+/** Reads main.ts started before commander and the verbs loaded, for the verb's action to take. */
+let early:
+  | { verb: "apply"; reads: ReturnType<typeof startApplyReads> }
+  | { verb: "plan"; reads: HostReads }
+  | undefined;
+
+/**
+ * Called by main.ts with the command line, before it loads commander (~15 ms) and the verbs:
+ * `apply` and `plan` (not offline, no help asked) start their reads at once. The verb's options
+ * change nothing in what is read; a command line commander then refuses exits, which releases the
+ * lock (StateLock's exit hook), and the `ip`/`nft` reads end by themselves.
+ */
+export function startEarly(args: readonly string[]): void {
+  const [verb, ...rest] = args;
+  if (rest.some((a) => a === "-h" || a === "--help")) return;
+  if (verb === "apply") {
+    const reads = startApplyReads();
+    reads.catch(() => {});
+    early = { verb, reads };
+  } else if (verb === "plan" && !rest.includes("--offline"))
+    early = { verb, reads: startReads({ nft: false }) };
+}
+
+export function takeEarlyApply(): ReturnType<typeof startApplyReads> | undefined {
+  const e = early?.verb === "apply" ? early.reads : undefined;
+  early = undefined;
+  return e;
+}
+
+export function takeEarlyPlan(): HostReads | undefined {
+  const e = early?.verb === "plan" ? early.reads : undefined;
+  early = undefined;
+  return e;
 }

@@ -44,8 +44,9 @@ export function registerConfigVerbs(program: Command): void {
       `\nExamples:\n  nflb plan -c /etc/nflb/nflb.yaml | less\n  nflb plan --diff       # after a hand edit, or before an apply: what would change\n\n${EXIT_HELP.common}`,
     )
     .action(async (o: CheckOpts & { diff?: boolean }) => {
-      // The host is read from here, while the config's modules load (src/cli/host-reads.ts).
-      const reads = o.offline ? undefined : (await import("./host-reads.ts")).startReads({ nft: false });
+      // The host is read from main.ts or here, while the config's modules load (src/cli/host-reads.ts).
+      const hr = await import("./host-reads.ts");
+      const reads = o.offline ? undefined : (hr.takeEarlyPlan() ?? hr.startReads({ nft: false }));
       return (await import("./actions-config.ts")).plan(o, reads);
     });
 
@@ -59,7 +60,8 @@ export function registerConfigVerbs(program: Command): void {
       `\nExample:\n  nflb apply -c /etc/nflb/nflb.yaml\n\n${EXIT_HELP.common} On a failure nothing is half-applied.`,
     )
     .action(async (o: CheckOpts) => {
-      const early = (await import("./host-reads.ts")).startApplyReads();
+      const hr = await import("./host-reads.ts");
+      const early = hr.takeEarlyApply() ?? hr.startApplyReads();
       early.catch(() => {});
       return (await import("./actions-config.ts")).apply(o, early);
     });
