@@ -51,17 +51,20 @@ let early:
 
 /**
  * Called by main.ts with the command line, before it loads commander (~15 ms) and the verbs:
- * `apply` and `plan` (not offline, no help asked) start their reads at once. The verb's options
- * change nothing in what is read; a command line commander then refuses exits, which releases the
- * lock (StateLock's exit hook), and the `ip`/`nft` reads end by themselves.
+ * `apply` and `plan` (not offline, no help asked) start their reads at once. Resolves when the
+ * processes are started (apply: after taking the lock, a few fs calls), so that main.ts loads
+ * the rest only then: loading a module blocks the event loop, the lock's callbacks with it. The
+ * verb's options change nothing in what is read; a command line commander then refuses exits,
+ * which releases the lock (StateLock's exit hook), and the `ip`/`nft` reads end by themselves.
  */
-export function startEarly(args: readonly string[]): void {
+export async function startEarly(args: readonly string[]): Promise<void> {
   const [verb, ...rest] = args;
   if (rest.some((a) => a === "-h" || a === "--help")) return;
   if (verb === "apply") {
     const reads = startApplyReads();
     reads.catch(() => {});
     early = { verb, reads };
+    await reads.catch(() => {});
   } else if (verb === "plan" && !rest.includes("--offline"))
     early = { verb, reads: startReads({ nft: false }) };
 }

@@ -26,7 +26,7 @@ if (quick) {
 } else {
   // `plan` and `apply` read the host from here, while commander and the verbs load.
   const args = process.argv.slice(2);
-  if (args[0] === "apply" || args[0] === "plan") (await import("./host-reads.ts")).startEarly(args);
+  if (args[0] === "apply" || args[0] === "plan") await (await import("./host-reads.ts")).startEarly(args);
   const { runCli } = await import("./program.ts");
   await runCli(process.argv);
 }
