@@ -46,6 +46,9 @@ export async function applyDesired(
 ): Promise<ApplyReport> {
   const t0 = performance.now();
   const ip = systemIp;
+  // Read while apply waits for the tables' listing.
+  const sysctlsNow = Promise.all(want.sysctls.map(async (s) => [s.key, await readSysctl(s.key)] as const));
+  sysctlsNow.catch(() => {});
   const { state: saved, kernel, nft: live } = await (opts.current ?? readCurrent(ip).current);
   const state = await ownedState(saved, kernel, live && tablesOf(live));
   // A diff (a reload in place) may be empty: nothing for nft to do. Without one, what differs
@@ -76,9 +79,7 @@ export async function applyDesired(
   // conntrack still holds of them guards their marks; src/apply/uplink-slots.ts).
   if (want.uplinks) state.uplinkSlots = Object.fromEntries(want.uplinks.uplinks.map((u) => [u.name, u.slot]));
   else delete state.uplinkSlots;
-  const current = new Map(
-    await Promise.all(want.sysctls.map(async (s) => [s.key, await readSysctl(s.key)] as const)),
-  );
+  const current = new Map(await sysctlsNow);
   for (const s of want.sysctls) {
     const cur = current.get(s.key) ?? null;
     if (!(s.key in state.sysctls) && cur !== null) state.sysctls[s.key] = cur;
