@@ -127,12 +127,37 @@ await withBenchNet(async (net) => {
     await inNs(net, nflb("apply", file));
     const again = await repeat(RUNS, () => inNs(net, nflb("apply", file)));
     const downMs = await repeat(RUNS, down, { between: () => inNs(net, nflb("apply", file)) });
+    // The same with a file changed before each run (a comment added): `plan` and `apply` read and
+    // validate it again instead of taking the validated config from their cache (src/config/cached.ts).
+    const edited = join(work, `${c.id}-edited.yaml`);
+    let edits = 0;
+    const edit = () => writeFile(edited, `${yaml}# edit ${++edits}\n`);
+    await edit();
+    const freshEdited = await repeat(RUNS, () => inNs(net, nflb("apply", edited)), {
+      between: async () => {
+        await down();
+        await edit();
+      },
+    });
+    await inNs(net, nflb("apply", edited));
+    await edit();
+    const againEdited = await repeat(RUNS, () => inNs(net, nflb("apply", edited)), { between: edit });
     await down();
     cli.push(
       [c.label, "`nflb plan`", fmtSummaryMs(summarize(plan))],
       [c.label, "`nflb apply` (fresh: after `nflb down`)", fmtSummaryMs(summarize(fresh))],
       [c.label, "`nflb apply` (again, same config)", fmtSummaryMs(summarize(again))],
       [c.label, "`nflb down` (after `nflb apply`)", fmtSummaryMs(summarize(downMs))],
+      [
+        c.label,
+        "`nflb apply` (fresh, the file changed since the last run)",
+        fmtSummaryMs(summarize(freshEdited)),
+      ],
+      [
+        c.label,
+        "`nflb apply` (again, the file changed since the last run)",
+        fmtSummaryMs(summarize(againEdited)),
+      ],
     );
 
     if (values["no-pieces"]) continue;

@@ -1,12 +1,13 @@
 import type { Desired } from "../plan/desired.ts";
 import { diffOps, diffRouting, ownedRouting, type OwnedRange, type RoutingDiff } from "./diff-routing.ts";
-import { applyRoutingOps, readAll, readOwned, withRollback } from "./routing-batch.ts";
-import { systemIp, type IpPort, type KernelRouting } from "../system/iproute.ts";
-import { listTableBounded, nftApply } from "../system/nft.ts";
+import { applyRoutingOps, readOwned, withRollback } from "./routing-batch.ts";
+import { readCurrent, type Current } from "./read-current.ts";
+import { systemIp, type IpPort } from "../system/iproute.ts";
+import { nftApply } from "../system/nft.ts";
 import { liveTransaction } from "../nft/live.ts";
 import { FAMILY, TABLE } from "../nft/names.ts";
-import { readSysctl, writeSysctl } from "../system/sysctl.ts";
-import { loadState, saveState, type State } from "../system/state.ts";
+import { isInterfaceKey, readSysctl, writeSysctl } from "../system/sysctl.ts";
+import { loadState, saveState } from "../system/state.ts";
 import { ownedState } from "./owned-state.ts";
 import type { RoutingOp } from "../plan/routing.ts";
 
@@ -29,59 +30,8 @@ export async function readRouting(range: OwnedRange, ip: IpPort = systemIp) {
   return readOwned(ip, range);
 }
 
-/** What apply reads before it changes anything. */
-export interface Current {
-  state: State;
-  kernel: KernelRouting;
-  /**
-   * nflb's tables as `nft list table` prints them (null: not there), by "FAMILY NAME": apply
-   * sends only what differs (src/nft/live.ts). Unset: apply replaces the tables whole.
-   */
-  nft?: ReadonlyMap<string, string | null>;
-}
-
-/** The tables `nflb apply` may find: the one it owns and the cluster's ARP table. */
-const LIVE_TABLES = [`${FAMILY} ${TABLE}`, `arp ${TABLE}`];
-
-/**
- * The state file, every routing rule and route, and (with `nft`) nflb's tables as they are, read
- * together (process start dominates each read). Under the state lock: `nflb apply` starts this
- * before it parses the config; `routesJson` is the routes as `ip` printed them, for the gateway
- * facts the config check needs (no `ip route … exact 0/0` of their own).
- */
-export function readCurrent(
-  ip: IpPort = systemIp,
-  opts: { nft?: boolean } = {},
-): {
-  current: Promise<Current>;
-  /** The same without the nft tables, sooner: planning needs only these. */
-  routing: Promise<Omit<Current, "nft">>;
-  routesJson: Promise<{ 4: string; 6: string } | undefined>;
-} {
-  const kernel = readAll(ip);
-  const nft = opts.nft
-    ? Promise.all(LIVE_TABLES.map(async (t) => [t, await listTable(t)] as const)).then(
-        (e) => new Map(e.filter((x): x is [string, string | null] => x[1] !== undefined)),
-      )
-    : undefined;
-  const routing = Promise.all([loadState(), kernel]).then(([state, k]) => ({
-    state,
-    kernel: { rules: k.rules, routes: k.routes },
-  }));
-  const current = Promise.all([routing, nft]).then(([r, live]) => ({ ...r, ...(live ? { nft: live } : {}) }));
-  return { current, routing, routesJson: kernel.then((k) => k.routesJson).catch(() => undefined) };
-}
-
-/**
- * A table too big to be worth reading (services with hundreds of thousands of elements: nft
- * prints tens of MB) is left out of the reading, and apply replaces it whole as before.
- */
-const LIVE_BOUNDS = { maxChars: 8 << 20, timeoutMs: 10_000 };
-
-function listTable(ref: string): Promise<string | null | undefined> {
-  const [family = "", name = ""] = ref.split(" ");
-  return listTableBounded(family, name, LIVE_BOUNDS);
-}
+// What apply reads first lives in a module of its own, which the CLI loads before the rest.
+export { readCurrent, type Current } from "./read-current.ts";
 
 /**
  * Install a desired state. Routing additions go in one `ip -batch` per family and are rolled back
@@ -96,6 +46,9 @@ export async function applyDesired(
 ): Promise<ApplyReport> {
   const t0 = performance.now();
   const ip = systemIp;
+  // Read while apply waits for the tables' listing.
+  const sysctlsNow = Promise.all(want.sysctls.map(async (s) => [s.key, await readSysctl(s.key)] as const));
+  sysctlsNow.catch(() => {});
   const { state: saved, kernel, nft: live } = await (opts.current ?? readCurrent(ip).current);
   const state = await ownedState(saved, kernel, live && tablesOf(live));
   // A diff (a reload in place) may be empty: nothing for nft to do. Without one, what differs
@@ -126,9 +79,7 @@ export async function applyDesired(
   // conntrack still holds of them guards their marks; src/apply/uplink-slots.ts).
   if (want.uplinks) state.uplinkSlots = Object.fromEntries(want.uplinks.uplinks.map((u) => [u.name, u.slot]));
   else delete state.uplinkSlots;
-  const current = new Map(
-    await Promise.all(want.sysctls.map(async (s) => [s.key, await readSysctl(s.key)] as const)),
-  );
+  const current = new Map(await sysctlsNow);
   for (const s of want.sysctls) {
     const cur = current.get(s.key) ?? null;
     if (!(s.key in state.sysctls) && cur !== null) state.sysctls[s.key] = cur;
@@ -168,11 +119,12 @@ export async function applyDesired(
     const cur = current.get(s.key) ?? null;
     // An uplink's interface that is not there yet (a tunnel, PPP) has no settings to write.
     if (cur === null && isInterfaceKey(s.key)) continue;
-    if (cur !== s.value) {
-      await writeSysctl(s.key, s.value);
-      sysctls.push({ key: s.key, from: cur, to: s.value });
-    }
+    if (cur !== s.value) sysctls.push({ key: s.key, from: cur, to: s.value });
   }
+  // The global ones in order (ip_forward, all/forwarding reset interfaces' values), then each
+  // interface's, together: 64 of them one by one took ~10 ms with 32 uplinks.
+  for (const s of sysctls) if (!isInterfaceKey(s.key)) await writeSysctl(s.key, s.to);
+  await Promise.all(sysctls.filter((s) => isInterfaceKey(s.key)).map((s) => writeSysctl(s.key, s.to)));
   const nft = script === "" ? "unchanged" : update !== null ? "updated" : "replaced";
   return { nftChanged: script !== "", nft, routing: diff, sysctls, seconds: (performance.now() - t0) / 1000 };
 }
@@ -194,9 +146,6 @@ export async function applyRoutingOnly(want: Desired, ip: IpPort = systemIp): Pr
   await syncInterfaceSysctls(want);
   return diff;
 }
-
-/** A setting of one interface (`net/ipv4/conf/tun1/rp_filter`), not of all or the default. */
-const isInterfaceKey = (key: string) => /^net\/ipv[46]\/conf\/(?!all\/|default\/)/.test(key);
 
 /**
  * An uplink whose device appeared after the last full apply (a tunnel that connected, a PPP link)

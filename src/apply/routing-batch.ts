@@ -1,24 +1,13 @@
 import { inverseOp, type Fam, type RoutingOp } from "../plan/routing.ts";
 import { batchText, opFamily } from "../render/routes.ts";
-import { IpBatchError, type IpPort, type KernelRouting } from "../system/iproute.ts";
+import { IpBatchError, type IpPort } from "../system/iproute.ts";
 import { diffOps, diffRouting, ownedRouting, type OwnedRange, type RoutingState } from "./diff-routing.ts";
+import { readAll } from "./read-current.ts";
 
 const FAMILIES: readonly Fam[] = [4, 6];
 
-/**
- * Every rule and route: `ip rule` and `ip route … table all` of each family (one process per
- * family), both families at once; with the routes' JSON when the port gives it.
- */
-export async function readAll(
-  ip: IpPort,
-): Promise<KernelRouting & { routesJson?: { 4: string; 6: string } }> {
-  const [v4, v6] = await Promise.all(FAMILIES.map((f) => ip.read(f)));
-  const both = [v4, v6] as const;
-  const out = { rules: both.flatMap((k) => k?.rules ?? []), routes: both.flatMap((k) => k?.routes ?? []) };
-  return v4?.routesJson !== undefined && v6?.routesJson !== undefined
-    ? { ...out, routesJson: { 4: v4.routesJson, 6: v6.routesJson } }
-    : out;
-}
+// Read by a module of its own, which the CLI loads early (src/apply/read-current.ts).
+export { readAll };
 
 /** nflb's rules and routes now (tagged with its protocol, inside its range). */
 export async function readOwned(ip: IpPort, range: OwnedRange) {

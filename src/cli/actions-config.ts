@@ -1,18 +1,19 @@
-import { applyDesired, readCurrent } from "../apply/dataplane.ts";
+import { applyDesired } from "../apply/dataplane.ts";
 import { ownedState } from "../apply/owned-state.ts";
-import { systemIp } from "../system/iproute.ts";
+import { startApplyReads, startReads, type HostReads } from "./host-reads.ts";
 import { down as takeDown } from "../apply/down.ts";
-import { loadConfig } from "../config/load.ts";
 import { allHealthy, desiredState, type Desired } from "../plan/desired.ts";
 import { renderRouting } from "../render/routes.ts";
-import { acquireStateLock, StateLockError, withStateLock } from "../system/lock.ts";
-import { checkWarnings, formatWarning } from "../config/warnings.ts";
+import { withStateLock } from "../system/lock.ts";
 import { loadChecked } from "./load.ts";
 import { readSlotFacts } from "../apply/uplink-slots.ts";
 import { printJson, say } from "./output.ts";
 import type { CheckOpts, DownOpts } from "./verbs-config.ts";
 
+// The config's reader and checks (YAML, zod) are imported where a verb reads a config itself:
+// `plan` and `apply` may take a validated one from the cache without them (src/config/cached.ts).
 export async function check(o: CheckOpts): Promise<void> {
+  const { checkWarnings, formatWarning } = await import("../config/warnings.ts");
   const { loaded, facts } = await loadChecked(o.config, { offline: o.offline === true });
   const c = loaded.config;
   const warnings = checkWarnings(loaded, o.offline ? null : facts);
@@ -33,13 +34,15 @@ export async function check(o: CheckOpts): Promise<void> {
   say(`${o.config}: valid (${parts.join(", ")})`);
 }
 
-export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
+/** `reads`: the host's state, read from the verb's start (src/cli/host-reads.ts). */
+export async function plan(o: CheckOpts & { diff?: boolean }, reads?: HostReads): Promise<void> {
   // The state file and the routing, read while the config is parsed (as apply does).
-  const reading = o.offline ? undefined : readCurrent(systemIp);
-  reading?.current.catch(() => {});
+  const host = o.offline ? undefined : (reads ?? startReads({ nft: false }));
+  const reading = host?.reading;
   const { loaded, facts } = await loadChecked(o.config, {
     offline: o.offline === true,
-    ...(reading ? { routesJson: reading.routesJson } : {}),
+    cache: true,
+    ...(host ? { routesJson: host.reading.routesJson, facts: host.facts } : {}),
   });
   // The slots apply would use (the state file's): without them a reordered config would show moves.
   if (reading) {
@@ -65,8 +68,9 @@ export async function plan(o: CheckOpts & { diff?: boolean }): Promise<void> {
   say(out.join("\n"));
 }
 
-export async function apply(o: CheckOpts): Promise<void> {
-  const r = await applyConfig(o.config);
+/** `early`: the state lock and the host's state, taken from the verb's start (src/cli/host-reads.ts). */
+export async function apply(o: CheckOpts, early?: ReturnType<typeof startApplyReads>): Promise<void> {
+  const r = await applyConfig(o.config, await (early ?? startApplyReads()));
   const d = r.routing;
   const sysctls = r.sysctls.map((s) => ({ key: s.key.replaceAll("/", "."), value: s.to }));
   if (o.json)
@@ -85,28 +89,25 @@ export async function apply(o: CheckOpts): Promise<void> {
 }
 
 /**
- * When the lock is free, it is taken first and the kernel's routing state and the state file are
- * read while the config is parsed (their `ip` processes run beside it). When someone holds it (the
- * daemon, another apply), the config is read first as before, so a bad config is reported as such.
+ * When the lock was free (`early`), it was taken first and the kernel's routing state, the state
+ * file and nflb's tables are being read while the config is parsed (their `ip` and `nft` processes
+ * run beside it). When someone holds it (the daemon, another apply), the config is read first as
+ * before, so a bad config is reported as such.
  */
-async function applyConfig(file: string) {
-  const lock = await acquireStateLock("nflb apply", { waitMs: 0 }).catch((e: unknown) => {
-    if (e instanceof StateLockError) return undefined;
-    throw e;
-  });
-  if (lock === undefined) {
-    const { loaded, facts } = await loadChecked(file);
+async function applyConfig(file: string, early: Awaited<ReturnType<typeof startApplyReads>>) {
+  if (early === undefined) {
+    const { loaded, facts } = await loadChecked(file, { cache: true });
     return withStateLock("nflb apply", async () => {
       // Read under the lock: a concurrent apply may be recording other slots.
       const slots = await readSlotFacts(loaded.config);
       return applyDesired(desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots }));
     });
   }
+  const { lock, reads } = early;
   try {
     // nflb's tables are read too, so that apply sends only what differs from them.
-    const { current, routing, routesJson } = readCurrent(systemIp, { nft: true });
-    current.catch(() => {});
-    const { loaded, facts } = await loadChecked(file, { routesJson });
+    const { current, routing, routesJson } = reads.reading;
+    const { loaded, facts } = await loadChecked(file, { routesJson, facts: reads.facts, cache: true });
     // The slots from the state file already read (the same reading applyDesired makes of it);
     // planning does not wait for the nft listing, which only applyDesired needs.
     const { state, kernel } = await routing;
@@ -117,12 +118,12 @@ async function applyConfig(file: string) {
     const want = desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots });
     return await applyDesired(want, { current });
   } finally {
-    await lock?.release();
+    await lock.release();
   }
 }
 
 export async function down(o: DownOpts): Promise<void> {
-  const c = o.config ? (await loadConfig(o.config)).config : null;
+  const c = o.config ? (await (await import("../config/load.ts")).loadConfig(o.config)).config : null;
   const done = await takeDown(c ? { tableBase: c.table_base, ruleBase: c.rule_priority_base } : {});
   if (o.json) return printJson({ ok: true, done });
   say(done.map((d) => `  ${d}`).join("\n") + "\nnflb is down");

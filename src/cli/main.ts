@@ -24,6 +24,9 @@ if (quick) {
   (quick.stream === "out" ? process.stdout : process.stderr).write(quick.text);
   process.exitCode = quick.code;
 } else {
+  // `plan` and `apply` read the host from here, while commander and the verbs load.
+  const args = process.argv.slice(2);
+  if (args[0] === "apply" || args[0] === "plan") await (await import("./host-reads.ts")).startEarly(args);
   const { runCli } = await import("./program.ts");
   await runCli(process.argv);
 }

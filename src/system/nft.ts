@@ -23,8 +23,25 @@ export async function nftApply(script: string, opts: { check?: boolean } = {}): 
  * lines, 5,000 × 50 round-robin 85 MB) and, slow enough, time out and read as "missing".
  */
 export async function tableExists(family: string, table: string): Promise<boolean> {
-  const r = await exec(["nft", "list", "tables", family]);
-  return r.code === 0 && r.stdout.split("\n").some((l) => l.trim() === `table ${family} ${table}`);
+  const r = await exec(TABLE_NAMES);
+  return r.code === 0 && tableNames(r.stdout).includes(`${family} ${table}`);
+}
+
+/**
+ * Every table's name without reading any set: nft 1.0.6 reads every set's elements for `list
+ * tables` (~30 ms of CPU with 10,000 prefixes in nflb's table), while `list flowtables` prints
+ * each table (`table FAMILY NAME {`, its flowtables inside, nflb has none) and reads no element
+ * (~4 ms).
+ */
+const TABLE_NAMES = ["nft", "list", "flowtables"];
+
+function tableNames(out: string): string[] {
+  const names: string[] = [];
+  for (const line of out.split("\n")) {
+    const m = /^table (\S+) (\S+) \{$/.exec(line);
+    if (m) names.push(`${m[1]} ${m[2]}`);
+  }
+  return names;
 }
 
 export async function listTableText(family: string, table: string): Promise<string | null> {
@@ -81,11 +98,7 @@ export async function readCounters(
   return out;
 }
 
-/** Every table as "FAMILY NAME" (`nft list tables`: cheap, unlike listing a table with its elements). */
+/** Every table as "FAMILY NAME" (cheap, unlike listing a table with its elements: TABLE_NAMES). */
 export async function listTables(): Promise<string[]> {
-  const out = await run(["nft", "list", "tables"]);
-  return out
-    .split("\n")
-    .map((l) => l.trim().replace(/^table /, ""))
-    .filter(Boolean);
+  return tableNames(await run(TABLE_NAMES));
 }

@@ -142,10 +142,15 @@ export async function saveState(s: State): Promise<void> {
   const p = await stateFilePath();
   const dir = p.slice(0, p.lastIndexOf("/"));
   await mkdir(dir, { recursive: true });
+  const text = JSON.stringify({ version: STATE_VERSION, ...s }, null, 2) + "\n";
+  // The same state again (`nflb apply` with nothing to change): it is on disk already, and the
+  // two fsyncs below cost milliseconds on a disk (/run is one on some hosts).
+  if ((await readFile(p, "utf8").catch(() => null)) === text)
+    return removeLeftovers(dir, `${p.slice(dir.length + 1)}.`);
   const tmp = `${p}.${process.pid}.tmp`;
   const f = await open(tmp, "w", 0o644);
   try {
-    await f.writeFile(JSON.stringify({ version: STATE_VERSION, ...s }, null, 2) + "\n");
+    await f.writeFile(text);
     await f.sync();
   } catch (e) {
     await f.close();

@@ -19,3 +19,6 @@ export async function readSysctl(key: string): Promise<string | null> {
 export async function writeSysctl(key: string, value: string): Promise<void> {
   await writeFile(sysctlPath(key), value + "\n");
 }
+
+/** A setting of one interface (`net/ipv4/conf/tun1/rp_filter`), not of all or the default. */
+export const isInterfaceKey = (key: string) => /^net\/ipv[46]\/conf\/(?!all\/|default\/)/.test(key);
