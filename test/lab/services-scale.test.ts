@@ -10,6 +10,8 @@ import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { spawnTracked, type TrackedProcess } from "../../src/lab/processes.ts";
 import { SERVICE_LAB as L, ServiceLab, backendAddress } from "../../src/lab/service-lab.ts";
 import { maglevSize } from "../../src/plan/maglev.ts";
+import { groupOf } from "../../src/plan/nft-groups.ts";
+import { groupSlotsMap } from "../../src/nft/names.ts";
 import { NFLB, STATE_DIR, nflb } from "./support/nflb.ts";
 
 const unavailable = await labUnavailableReason();
@@ -67,11 +69,16 @@ async function monitored(lab: ServiceLab, change: () => Promise<void>): Promise<
     .filter((l) => / inet nflb /.test(l));
 }
 
-/** One slot element as nft prints it: `SLOT : BACKEND-ADDRESS . PORT`. */
-const SLOT = /\b\d+ : [0-9a-f.:]+ \. \d+/g;
+/** One slot element as nft prints it: `VIP . PORT . SLOT : BACKEND-ADDRESS . PORT`. */
+const SLOT = /[0-9a-f.:]+ \. \d+ \. \d+ : [0-9a-f.:]+ \. \d+/g;
+/** Service `s${s}`'s slot map: shared with the other services of its group (src/plan/nft-groups.ts). */
+const slotsOf = (s: number) => groupSlotsMap(4, "tcp", groupOf(`s${s}`));
+/** Service `s${s}`'s elements in it: keyed VIP . port . slot. */
+const slotsIn = (text: string, s: number) =>
+  (text.match(SLOT) ?? []).filter((e) => e.startsWith(`${L.vip4} . ${1000 + s} . `)).length;
 
-/** Checks of one small transaction for service `svc`; returns the number of slot elements it carried. */
-function assertSmall(lines: string[], svc: string): number {
+/** Checks of one small transaction for service `s${s}`; returns the number of slot elements it carried. */
+function assertSmall(lines: string[], s: number): number {
   const all = lines.join("\n");
   const replaced = lines.filter(
     (l) => /^delete (table|chain|set|map|flowtable) /.test(l) || /^add (table|chain|flowtable) /.test(l),
@@ -80,10 +87,11 @@ function assertSmall(lines: string[], svc: string): number {
   const touched = new Set(
     lines.flatMap((l) => /^(?:add|delete) (?:set|map|element|rule) inet nflb (\S+)/.exec(l)?.[1] ?? []),
   );
-  assert.deepEqual([...touched], [`${svc}_slots`], `only ${svc}'s slot map changed:\n${all}`);
-  const elements = lines
-    .filter((l) => /^(add|delete) element /.test(l))
-    .reduce((n, l) => n + (l.match(SLOT)?.length ?? 0), 0);
+  assert.deepEqual([...touched], [slotsOf(s)], `only s${s}'s group slot map changed:\n${all}`);
+  const elementLines = lines.filter((l) => /^(add|delete) element /.test(l));
+  const elements = elementLines.reduce((n, l) => n + (l.match(SLOT)?.length ?? 0), 0);
+  const own = elementLines.reduce((n, l) => n + slotsIn(l, s), 0);
+  assert.equal(own, elements, `only s${s}'s elements of the shared map:\n${all}`);
   // The drained backend's ⌈M/N⌉ slots, deleted and added again with their new owners.
   assert.ok(elements > 0 && elements <= 2 * Math.ceil(M / BACKENDS), `${elements} elements:\n${all}`);
   return elements;
@@ -120,11 +128,11 @@ describe(
     test("every service's table holds M slots, and a service answers", { timeout: 240_000 }, async () => {
       assert.equal(M, 1021);
       for (const s of [0, 57, SERVICES - 1]) {
-        const r = await lab.exec("lb", ["nft", "list", "map", "inet", "nflb", `svc_s${s}_slots`], {
+        const r = await lab.exec("lb", ["nft", "list", "map", "inet", "nflb", slotsOf(s)], {
           timeoutMs: 30_000,
         });
         assert.equal(r.code, 0, r.stderr);
-        assert.equal(r.stdout.match(SLOT)?.length, M, `svc_s${s}_slots holds ${M} slots`);
+        assert.equal(slotsIn(r.stdout, s), M, `${slotsOf(s)} holds ${M} slots of s${s}`);
       }
       const c = await lab.runClient({
         from: "client",
@@ -146,7 +154,7 @@ describe(
           const d = await cli(["backend", "drain", "s42", addr(3)]);
           assert.equal(d.code, 0, d.stderr);
         });
-        const n = assertSmall(lines, "svc_s42");
+        const n = assertSmall(lines, 42);
         process.stderr.write(`drain: ${lines.length} monitor lines, ${n} slot elements\n`);
         const e = await cli(["backend", "enable", "s42", addr(3)]);
         assert.equal(e.code, 0, e.stderr);
@@ -172,7 +180,7 @@ describe(
           }
         });
         assert.match(applied().at(-1) ?? "", /applied \(update\)/);
-        const n = assertSmall(lines, "svc_s0");
+        const n = assertSmall(lines, 0);
         process.stderr.write(`check down: ${lines.length} monitor lines, ${n} slot elements\n`);
       },
     );
