@@ -46,9 +46,12 @@ async function monitored(lab: ServiceLab, change: () => Promise<void>): Promise<
   const monitor = spawnTracked(["stdbuf", "-oL", "nft", "monitor"], { netns: lab.netns("lb") });
   try {
     // Ready once it reports a table of our own coming and going: it reads the whole ruleset (100,000
-    // slots) before it listens, which takes seconds on a busy machine.
-    for (let i = 0; !monitor.stdout().includes("nlprobe"); i++) {
-      if (i === 120)
+    // slots) before it listens, which takes seconds on a busy machine, and starts that read again
+    // whenever the ruleset's generation moves under it: probes further and further apart (seen:
+    // a probe every 0.5 s at load average 8–10 kept it reading for minutes).
+    const deadline = Date.now() + 180_000;
+    for (let wait = 500; !monitor.stdout().includes("nlprobe"); wait = Math.min(wait * 1.5, 15_000)) {
+      if (Date.now() > deadline)
         throw new Error(
           `nft monitor never reported: ${monitor.stderr()} ${monitor.stdout().length} B: ${monitor.stdout().slice(-500)}`,
         );
@@ -56,7 +59,8 @@ async function monitored(lab: ServiceLab, change: () => Promise<void>): Promise<
         const r = await lab.exec("lb", ["nft", verb, "table", "inet", "nlprobe"]);
         assert.equal(r.code, 0, r.stderr);
       }
-      await sleep(500);
+      for (const end = Date.now() + wait; Date.now() < end && !monitor.stdout().includes("nlprobe");)
+        await sleep(100);
     }
     await change();
     await sleep(500);
