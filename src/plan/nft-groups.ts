@@ -17,18 +17,15 @@ import { groupSlotsMap } from "../nft/names.ts";
  * small: at 5,000 × 50, ~39 services and ~2,000 slots per map.
  *
  * Services whose slot maps differ in shape keep their own map: `random` (an interval map of slot
- * ranges), `least-conn` (its chain restarts its walk when its slots change, see NftChain
- * restartWith) and `persistence` (a verdict map).
+ * ranges) and `persistence` (a verdict map). least-conn's walk restarts when its own slots change
+ * (its rule names them, nft-services.ts walkTag), not when another member's do.
  */
 export const GROUPS = 128;
 
 const IP = { 4: "ip", 6: "ip6" } as const;
 
 export function groupedSlots(s: PlannedService, persistent: boolean): boolean {
-  return (
-    !persistent &&
-    (s.scheduler === "round-robin" || s.scheduler === "maglev" || s.scheduler === "source-hash")
-  );
+  return !persistent && s.scheduler !== "random";
 }
 
 /** FNV-1a of the name: stable across runs and versions (a config's groups never move). */

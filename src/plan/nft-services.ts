@@ -29,7 +29,7 @@ import { groupedSlots, groupKeyPrefix, groupMapName, groupMaps } from "./nft-gro
  *   nat prerouting/output @ dstnat:  daddr . l4proto . dport  vmap @svc_dispatch4|6  → goto svc_NAME
  *   svc_NAME:    dnat to daddr . dport . (numgen inc / jhash saddr  mod N)  map @svc_slots4_tcp_G
  *                (VIP . port . slot → backend address . port, a map shared by the services of
- *                group G: see nft-groups.ts); random, least-conn and persistent services keep a
+ *                group G: see nft-groups.ts); random and persistent services keep a
  *                map of their own, `dnat to numgen … mod N map @svc_NAME_slots` (slot → backend)
  *   nat postrouting @ srcnat: count the connection in @svc_conns4|6 (first, before any NAT verdict);
  *                masquerade `snat: true` services and hairpin connections
@@ -216,10 +216,11 @@ function serviceObjects(s: PlannedService): NftObject[] {
     for (const b of s.backends)
       objects.push(chain(backendChain(s.name, b.index), [...persist.backendRules(b), backendRule(s, b)]));
   }
-  // least-conn places the next connections from slot 0 on: its walk restarts with new slots.
+  // least-conn places the next connections from slot 0 on: its walk restarts with new slots (in
+  // a shared map, its rule names its slots instead, see walkTag).
   const decide = decisionRule(s, persist !== null);
   const svc = chain(serviceChain(s.name), persist ? [...persist.serviceRules, decide] : [decide]);
-  objects.push(s.scheduler === "least-conn" ? { ...svc, restartWith: slotsMap(s.name) } : svc);
+  objects.push(s.scheduler === "least-conn" && !grouped ? { ...svc, restartWith: slotsMap(s.name) } : svc);
   objectMemo.set(s, objects);
   return objects;
 }
@@ -282,6 +283,22 @@ function buildSlotElements(s: PlannedService, verdicts: boolean): Element[] {
   return s.slots.map((k, i) => kv(`${i}`, valueOf.get(k) ?? ""));
 }
 
+/**
+ * least-conn's walk must restart at slot 0 whenever its slots change, also when their number does
+ * not: its rule carries a hash of them, so the diff rewrites the rule (a fresh `numgen inc`) exactly
+ * then. (A chain's `restartWith` names a whole map: in a shared one, any member's change would
+ * restart every least-conn service of the group.)
+ */
+function walkTag(s: PlannedService): string {
+  if (s.scheduler !== "least-conn") return "";
+  let h = 0x811c9dc5;
+  for (const k of s.slots) {
+    for (let i = 0; i < k.length; i++) h = Math.imul(h ^ k.charCodeAt(i), 0x01000193) >>> 0;
+    h = Math.imul(h ^ 44, 0x01000193) >>> 0;
+  }
+  return ` comment "walk ${h.toString(16).padStart(8, "0")}"`;
+}
+
 function decisionRule(s: PlannedService, verdicts: boolean): string {
   const n = s.slots.length;
   // No backend may take a new connection: refuse it here rather than deliver it to the VIP itself.
@@ -298,6 +315,6 @@ function decisionRule(s: PlannedService, verdicts: boolean): string {
   // The port mapping needs the protocol in the same rule; the dispatch lookup already matched it.
   const dnat = `meta l4proto ${s.protocol} dnat ${IP[s.family]} to`;
   if (groupedSlots(s, verdicts))
-    return `${dnat} ${IP[s.family]} daddr . ${s.protocol} dport . ${pick} map @${groupMapName(s)}`;
+    return `${dnat} ${IP[s.family]} daddr . ${s.protocol} dport . ${pick} map @${groupMapName(s)}${walkTag(s)}`;
   return `${dnat} ${pick} map @${slotsMap(s.name)}`;
 }

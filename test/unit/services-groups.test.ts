@@ -126,3 +126,40 @@ test("adding a service touches no other service's elements", () => {
   assert.doesNotMatch(script, /^flush map/m);
   assert.doesNotMatch(script, /203\.0\.113\.1[012] \. 80 \. /);
 });
+
+test("least-conn in a shared map: its walk restarts when its own slots change, not another's", () => {
+  const c = parseConfig(`version: 1
+services:
+  ${A}:
+    listen: 203.0.113.10:80
+    scheduler: least-conn
+    backends:
+      - { address: 198.51.100.11:80 }
+      - { address: 198.51.100.12:80 }
+  ${B}:
+    listen: 203.0.113.11:80
+    scheduler: least-conn
+    backends:
+      - { address: 198.51.100.21:80 }
+      - { address: 198.51.100.22:80 }
+`);
+  const h = allHealthy(c);
+  const loaded = (svc: string, addr: string) => ({
+    ...h,
+    services: { [svc]: { [addr]: { up: true, connections: 40 } } },
+  });
+  const before = desiredState(c, h, facts);
+  const t = before.model.tables[0] as NftTable;
+  assert.ok(findObject(t, "map", groupSlotsMap(4, "tcp", groupOf(A))));
+  assert.equal(findObject(t, "map", `svc_${A}_slots`), undefined);
+  // A's first backend is busy: A's slots change (not their number), B's stay.
+  const after = desiredState(c, loaded(A, "198.51.100.11:80"), facts);
+  const script = diff(before.model, after.model).script;
+  assert.match(script, new RegExp(`^flush chain inet nflb svc_${A}$`, "m"));
+  assert.doesNotMatch(script, new RegExp(`svc_${B}\\b`));
+  assert.doesNotMatch(script, /203\.0\.113\.11 \. 80 \. /);
+  // From slot 0 on: the next connections all go to the idle backend first.
+  const k = kernelWith(before.nft, script);
+  const next = traceAll(k.ruleset, tcp("192.0.2.7", "203.0.113.10", 80)).map(dnatOf);
+  assert.equal(next[0], "198.51.100.12:80");
+});
