@@ -7,6 +7,8 @@ import { renderRouting } from "../render/routes.ts";
 import { withStateLock } from "../system/lock.ts";
 import { loadChecked } from "./load.ts";
 import { readSlotFacts } from "../apply/uplink-slots.ts";
+import { hasMaglev, readMaglevSeed } from "../apply/maglev-live.ts";
+import { TABLE_REF } from "../nft/names.ts";
 import { printJson, say } from "./output.ts";
 import type { CheckOpts, DownOpts } from "./verbs-config.ts";
 
@@ -115,7 +117,15 @@ async function applyConfig(file: string, early: Awaited<ReturnType<typeof startA
     const slots = loaded.config.uplinks
       ? await readSlotFacts(loaded.config, await ownedState(state, kernel))
       : {};
-    const want = desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots });
+    // Maglev services are dealt from the slots in force (src/plan/maglev-seed.ts): that waits
+    // for the nft listing.
+    const seed = hasMaglev(loaded.config)
+      ? await readMaglevSeed(
+          loaded.config,
+          (await current.catch(() => undefined))?.nft?.get(TABLE_REF) ?? null,
+        )
+      : null;
+    const want = desiredState(loaded.config, allHealthy(loaded.config), { ...facts, ...slots }, seed);
     return await applyDesired(want, { current });
   } finally {
     await lock.release();

@@ -2,6 +2,7 @@ import { applyDesired, applyRoutingOnly } from "../apply/dataplane.ts";
 import { FAMILY, TABLE } from "../nft/names.ts";
 import { deleteConntrackByMark, purgeStickyMark, readStickyMaps } from "../system/conntrack-marks.ts";
 import { heldFor, readSlotFacts } from "../apply/uplink-slots.ts";
+import { readMaglevSeed } from "../apply/maglev-live.ts";
 import { deleteBackendFlows } from "../system/conntrack.ts";
 import { readInterfaces } from "../system/iproute.ts";
 import { nftApply, readCounters, tableExists } from "../system/nft.ts";
@@ -24,6 +25,7 @@ export const kernelOps: DataplaneOps = {
   slotFacts: async (c, previous) =>
     previous ? { uplinkSlots: previous, ...(await heldFor(c, previous)) } : readSlotFacts(c),
   readSticky: readStickyMaps,
+  servicesSeed: (c) => readMaglevSeed(c),
   deleteBackendFlows: (f, to) => deleteBackendFlows(f, to),
 };
 

@@ -70,6 +70,11 @@ export interface DataplaneOps {
    * timeouts: a full replace writes them into the new table in the same transaction.
    */
   readSticky?(maps: string[]): Promise<Map<string, StickyElement[]>>;
+  /**
+   * The first plan's stand-in for a previous one: the maglev slots the kernel holds
+   * (src/plan/maglev-seed.ts), so a restart with the config in force moves no client.
+   */
+  servicesSeed?(c: Config): Promise<ServicesPlan | null>;
   /** Delete a UDP service's conntrack entries pinned to one backend; how many went. */
   deleteBackendFlows?(f: PinnedFlows["flows"], to: PinnedFlows["to"]): Promise<number>;
 }
@@ -236,7 +241,8 @@ export class Reconciler {
         prev?.config === c
           ? { uplinkSlots: before ?? {} }
           : ((await this.ops.slotFacts?.(c, before)) ?? { uplinkSlots: before ?? {} });
-      const desired = desiredState(c, health, { ...facts, ...slots }, prev?.desired.services);
+      const previous = prev ? prev.desired.services : ((await this.ops.servicesSeed?.(c)) ?? null);
+      const desired = desiredState(c, health, { ...facts, ...slots }, previous);
       const removed = desired.uplinks
         ? removedSlots(slots.uplinkSlots ?? {}, slotsOf(desired.uplinks))
         : Object.entries(slots.uplinkSlots ?? {});

@@ -66,6 +66,12 @@ export const EXEC_MAP = "exec_via";
 export const serviceChain = (s: string) => `svc_${s}`;
 /** A service's slot table: slot → backend address . port (or, with persistence, → its chain). */
 export const slotsMap = (s: string) => `svc_${s}_slots`;
+/**
+ * A slot table shared by the round-robin, source-hash and maglev services of one family and
+ * protocol whose names hash to group `g` (src/plan/nft-groups.ts): (VIP . port . slot) → backend
+ * address . port. No service-made name can take this form (theirs end in `_slots`).
+ */
+export const groupSlotsMap = (fam: 4 | 6, protocol: string, g: number) => `svc_slots${fam}_${protocol}_${g}`;
 /** Chain of one backend (K: config order), only for services with `persistence`. */
 export const backendChain = (s: string, index: number) => `svc_${s}_b${index}`;
 /**

@@ -18,6 +18,7 @@ import {
 } from "../nft/names.ts";
 import type { NftSection } from "./nft-table.ts";
 import { persistence } from "./nft-persist.ts";
+import { groupedSlots, groupKeyPrefix, groupMapName, groupMaps } from "./nft-groups.ts";
 
 /**
  * Services in nft: one lookup per new connection, whatever the number of services and backends,
@@ -26,17 +27,19 @@ import { persistence } from "./nft-persist.ts";
  * evaluates any command on it; elements of maps it does not read).
  *
  *   nat prerouting/output @ dstnat:  daddr . l4proto . dport  vmap @svc_dispatch4|6  → goto svc_NAME
- *   svc_NAME:    dnat to numgen inc|random / jhash saddr  mod N  map @svc_NAME_slots
- *                (slot → backend address . port)
+ *   svc_NAME:    dnat to daddr . dport . (numgen inc / jhash saddr  mod N)  map @svc_slots4_tcp_G
+ *                (VIP . port . slot → backend address . port, a map shared by the services of
+ *                group G: see nft-groups.ts); random and persistent services keep a
+ *                map of their own, `dnat to numgen … mod N map @svc_NAME_slots` (slot → backend)
  *   nat postrouting @ srcnat: count the connection in @svc_conns4|6 (first, before any NAT verdict);
  *                masquerade `snat: true` services and hairpin connections
  *
  * With `persistence`, the slots are verdicts instead (`goto svc_NAME_bK`, a chain per backend that
  * remembers the client before its DNAT: see nft-persist.ts).
  *
- * Health, drain and load change only `svc_NAME_slots` (elements) and, when the slot count
- * changes, the one rule of `svc_NAME`: the diff (src/nft/diff.ts) sends only those, and only for
- * services that changed.
+ * Health, drain and load change only the service's slot elements (in its group's map or its own)
+ * and, when the slot count changes, the one rule of `svc_NAME`: the diff (src/nft/diff.ts) sends
+ * only those, and only for services that changed.
  *
  * Counters per backend are elements of dynamic sets declared `counter`, keyed by (VIP . proto .
  * port . backend address . backend port): `update @set { key }` from the packet path adds the
@@ -166,7 +169,17 @@ export function buildServices(p: ServicesPlan): ServicesSection {
       post.push(`iifname . oifname @${SVC_HAIRPIN} ${SERVICE_KEY[f]} @${SVC_VIPS[f]} masquerade`);
   }
 
-  // One array push per object, never a spread: 5,000 services are tens of thousands of objects.
+  // Group maps first (the chains' rules refer to them), then every service's own objects. One
+  // array push per object, never a spread: 5,000 services are tens of thousands of objects.
+  const groups = new Map<string, { f: 4 | 6; protocol: string; parts: (readonly Element[])[] }>();
+  for (const s of p.services) {
+    if (!groupedSlots(s, persistence(s) !== null)) continue;
+    const name = groupMapName(s);
+    let g = groups.get(name);
+    if (!g) groups.set(name, (g = { f: s.family, protocol: s.protocol, parts: [] }));
+    g.parts.push(slotElements(s, false));
+  }
+  for (const m of groupMaps(groups)) objects.push(m);
   for (const s of p.services) for (const o of serviceObjects(s)) objects.push(o);
 
   return {
@@ -187,23 +200,27 @@ function serviceObjects(s: PlannedService): NftObject[] {
   const hit = objectMemo.get(s);
   if (hit) return hit;
   const persist = persistence(s);
-  const objects: NftObject[] = [
-    map(
-      slotsMap(s.name),
-      persist ? "numgen inc mod 1 : verdict" : slotsType(s),
-      slotElements(s, persist !== null),
-      s.scheduler === "random" ? { flags: ["interval"] } : {},
-    ),
-  ];
+  const grouped = groupedSlots(s, persist !== null);
+  const objects: NftObject[] = grouped
+    ? []
+    : [
+        map(
+          slotsMap(s.name),
+          persist ? "numgen inc mod 1 : verdict" : slotsType(s),
+          slotElements(s, persist !== null),
+          s.scheduler === "random" ? { flags: ["interval"] } : {},
+        ),
+      ];
   if (persist) {
     for (const o of persist.objects) objects.push(o);
     for (const b of s.backends)
       objects.push(chain(backendChain(s.name, b.index), [...persist.backendRules(b), backendRule(s, b)]));
   }
-  // least-conn places the next connections from slot 0 on: its walk restarts with new slots.
+  // least-conn places the next connections from slot 0 on: its walk restarts with new slots (in
+  // a shared map, its rule names its slots instead, see walkTag).
   const decide = decisionRule(s, persist !== null);
   const svc = chain(serviceChain(s.name), persist ? [...persist.serviceRules, decide] : [decide]);
-  objects.push(s.scheduler === "least-conn" ? { ...svc, restartWith: slotsMap(s.name) } : svc);
+  objects.push(s.scheduler === "least-conn" && !grouped ? { ...svc, restartWith: slotsMap(s.name) } : svc);
   objectMemo.set(s, objects);
   return objects;
 }
@@ -238,7 +255,7 @@ function backendRule(s: PlannedService, b: PlannedBackend): string {
 const slotMemo = new WeakMap<readonly string[], Map<string, Element[]>>();
 
 function slotElements(s: PlannedService, verdicts: boolean): Element[] {
-  const id = `${s.name}|${s.scheduler}|${verdicts}|${s.backends.map((b) => `${b.key}#${b.index}`).join(",")}`;
+  const id = `${s.name}|${s.scheduler}|${verdicts}|${groupedSlots(s, verdicts) ? groupKeyPrefix(s) : ""}|${s.backends.map((b) => `${b.key}#${b.index}`).join(",")}`;
   let bySlots = slotMemo.get(s.slots);
   const hit = bySlots?.get(id);
   if (hit) return hit;
@@ -255,11 +272,31 @@ function buildSlotElements(s: PlannedService, verdicts: boolean): Element[] {
       verdicts ? `goto ${backendChain(s.name, b.index)}` : `${b.addr.text} . ${b.port}`,
     ]),
   );
+  if (groupedSlots(s, verdicts)) {
+    const prefix = groupKeyPrefix(s);
+    return s.slots.map((k, i) => kv(`${prefix}${i}`, valueOf.get(k) ?? ""));
+  }
   if (s.scheduler === "random")
     return runs(s.slots).map((r) =>
       kv(r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`, valueOf.get(r.name) ?? ""),
     );
   return s.slots.map((k, i) => kv(`${i}`, valueOf.get(k) ?? ""));
+}
+
+/**
+ * least-conn's walk must restart at slot 0 whenever its slots change, also when their number does
+ * not: its rule carries a hash of them, so the diff rewrites the rule (a fresh `numgen inc`) exactly
+ * then. (A chain's `restartWith` names a whole map: in a shared one, any member's change would
+ * restart every least-conn service of the group.)
+ */
+function walkTag(s: PlannedService): string {
+  if (s.scheduler !== "least-conn") return "";
+  let h = 0x811c9dc5;
+  for (const k of s.slots) {
+    for (let i = 0; i < k.length; i++) h = Math.imul(h ^ k.charCodeAt(i), 0x01000193) >>> 0;
+    h = Math.imul(h ^ 44, 0x01000193) >>> 0;
+  }
+  return ` comment "walk ${h.toString(16).padStart(8, "0")}"`;
 }
 
 function decisionRule(s: PlannedService, verdicts: boolean): string {
@@ -274,8 +311,10 @@ function decisionRule(s: PlannedService, verdicts: boolean): string {
     "source-hash": `jhash ${IP[s.family]} saddr mod ${n} seed ${seed}`,
     maglev: `jhash ${IP[s.family]} saddr mod ${n} seed ${seed}`,
   }[s.scheduler];
-  const map = `@${slotsMap(s.name)}`;
-  if (verdicts) return `${pick} vmap ${map}`;
+  if (verdicts) return `${pick} vmap @${slotsMap(s.name)}`;
   // The port mapping needs the protocol in the same rule; the dispatch lookup already matched it.
-  return `meta l4proto ${s.protocol} dnat ${IP[s.family]} to ${pick} map ${map}`;
+  const dnat = `meta l4proto ${s.protocol} dnat ${IP[s.family]} to`;
+  if (groupedSlots(s, verdicts))
+    return `${dnat} ${IP[s.family]} daddr . ${s.protocol} dport . ${pick} map @${groupMapName(s)}${walkTag(s)}`;
+  return `${dnat} ${pick} map @${slotsMap(s.name)}`;
 }

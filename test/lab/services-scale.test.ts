@@ -11,6 +11,8 @@ import { spawnTracked, type TrackedProcess } from "../../src/lab/processes.ts";
 import { SERVICE_LAB as L, ServiceLab, backendAddress } from "../../src/lab/service-lab.ts";
 import { maglevSize } from "../../src/plan/maglev.ts";
 import { DaemonFixture } from "../../testkit/daemon-harness.ts";
+import { groupOf } from "../../src/plan/nft-groups.ts";
+import { groupSlotsMap } from "../../src/nft/names.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -44,9 +46,12 @@ async function monitored(lab: ServiceLab, change: () => Promise<void>): Promise<
   const monitor = spawnTracked(["stdbuf", "-oL", "nft", "monitor"], { netns: lab.netns("lb") });
   try {
     // Ready once it reports a table of our own coming and going: it reads the whole ruleset (100,000
-    // slots) before it listens, which takes seconds on a busy machine.
-    for (let i = 0; !monitor.stdout().includes("nlprobe"); i++) {
-      if (i === 120)
+    // slots) before it listens, which takes seconds on a busy machine, and starts that read again
+    // whenever the ruleset's generation moves under it: probes further and further apart (seen:
+    // a probe every 0.5 s at load average 8–10 kept it reading for minutes).
+    const deadline = Date.now() + 180_000;
+    for (let wait = 500; !monitor.stdout().includes("nlprobe"); wait = Math.min(wait * 1.5, 15_000)) {
+      if (Date.now() > deadline)
         throw new Error(
           `nft monitor never reported: ${monitor.stderr()} ${monitor.stdout().length} B: ${monitor.stdout().slice(-500)}`,
         );
@@ -54,7 +59,8 @@ async function monitored(lab: ServiceLab, change: () => Promise<void>): Promise<
         const r = await lab.exec("lb", ["nft", verb, "table", "inet", "nlprobe"]);
         assert.equal(r.code, 0, r.stderr);
       }
-      await sleep(500);
+      for (const end = Date.now() + wait; Date.now() < end && !monitor.stdout().includes("nlprobe");)
+        await sleep(100);
     }
     await change();
     await sleep(500);
@@ -67,11 +73,16 @@ async function monitored(lab: ServiceLab, change: () => Promise<void>): Promise<
     .filter((l) => / inet nflb /.test(l));
 }
 
-/** One slot element as nft prints it: `SLOT : BACKEND-ADDRESS . PORT`. */
-const SLOT = /\b\d+ : [0-9a-f.:]+ \. \d+/g;
+/** One slot element as nft prints it: `VIP . PORT . SLOT : BACKEND-ADDRESS . PORT`. */
+const SLOT = /[0-9a-f.:]+ \. \d+ \. \d+ : [0-9a-f.:]+ \. \d+/g;
+/** Service `s${s}`'s slot map: shared with the other services of its group (src/plan/nft-groups.ts). */
+const slotsOf = (s: number) => groupSlotsMap(4, "tcp", groupOf(`s${s}`));
+/** Service `s${s}`'s elements in it: keyed VIP . port . slot. */
+const slotsIn = (text: string, s: number) =>
+  (text.match(SLOT) ?? []).filter((e) => e.startsWith(`${L.vip4} . ${1000 + s} . `)).length;
 
-/** Checks of one small transaction for service `svc`; returns the number of slot elements it carried. */
-function assertSmall(lines: string[], svc: string): number {
+/** Checks of one small transaction for service `s${s}`; returns the number of slot elements it carried. */
+function assertSmall(lines: string[], s: number): number {
   const all = lines.join("\n");
   const replaced = lines.filter(
     (l) => /^delete (table|chain|set|map|flowtable) /.test(l) || /^add (table|chain|flowtable) /.test(l),
@@ -80,10 +91,11 @@ function assertSmall(lines: string[], svc: string): number {
   const touched = new Set(
     lines.flatMap((l) => /^(?:add|delete) (?:set|map|element|rule) inet nflb (\S+)/.exec(l)?.[1] ?? []),
   );
-  assert.deepEqual([...touched], [`${svc}_slots`], `only ${svc}'s slot map changed:\n${all}`);
-  const elements = lines
-    .filter((l) => /^(add|delete) element /.test(l))
-    .reduce((n, l) => n + (l.match(SLOT)?.length ?? 0), 0);
+  assert.deepEqual([...touched], [slotsOf(s)], `only s${s}'s group slot map changed:\n${all}`);
+  const elementLines = lines.filter((l) => /^(add|delete) element /.test(l));
+  const elements = elementLines.reduce((n, l) => n + (l.match(SLOT)?.length ?? 0), 0);
+  const own = elementLines.reduce((n, l) => n + slotsIn(l, s), 0);
+  assert.equal(own, elements, `only s${s}'s elements of the shared map:\n${all}`);
   // The drained backend's ⌈M/N⌉ slots, deleted and added again with their new owners.
   assert.ok(elements > 0 && elements <= 2 * Math.ceil(M / BACKENDS), `${elements} elements:\n${all}`);
   return elements;
@@ -114,11 +126,11 @@ describe(
     test("every service's table holds M slots, and a service answers", { timeout: 240_000 }, async () => {
       assert.equal(M, 1021);
       for (const s of [0, 57, SERVICES - 1]) {
-        const r = await lab.exec("lb", ["nft", "list", "map", "inet", "nflb", `svc_s${s}_slots`], {
+        const r = await lab.exec("lb", ["nft", "list", "map", "inet", "nflb", slotsOf(s)], {
           timeoutMs: 30_000,
         });
         assert.equal(r.code, 0, r.stderr);
-        assert.equal(r.stdout.match(SLOT)?.length, M, `svc_s${s}_slots holds ${M} slots`);
+        assert.equal(slotsIn(r.stdout, s), M, `${slotsOf(s)} holds ${M} slots of s${s}`);
       }
       const c = await lab.runClient({
         from: "client",
@@ -140,7 +152,7 @@ describe(
           const d = await cli(["backend", "drain", "s42", addr(3)]);
           assert.equal(d.code, 0, d.stderr);
         });
-        const n = assertSmall(lines, "svc_s42");
+        const n = assertSmall(lines, 42);
         process.stderr.write(`drain: ${lines.length} monitor lines, ${n} slot elements\n`);
         const e = await cli(["backend", "enable", "s42", addr(3)]);
         assert.equal(e.code, 0, e.stderr);
@@ -168,7 +180,7 @@ describe(
           }
         });
         assert.match(applied().at(-1) ?? "", /applied \(update\)/);
-        const n = assertSmall(lines, "svc_s0");
+        const n = assertSmall(lines, 0);
         process.stderr.write(`check down: ${lines.length} monitor lines, ${n} slot elements\n`);
       },
     );

@@ -9,7 +9,9 @@ import { labUnavailableReason } from "../../src/lab/netns.ts";
 import type { TrackedProcess } from "../../src/lab/processes.ts";
 import { SERVICE_LAB as L, ServiceLab, backendAddress, type LabDaemon } from "../../src/lab/service-lab.ts";
 import type { ClientSummary } from "../../src/lab/traffic-summary.ts";
-import { backendCounterKey } from "../../src/nft/names.ts";
+import { backendCounterKey, groupSlotsMap } from "../../src/nft/names.ts";
+import { groupOf } from "../../src/plan/nft-groups.ts";
+import { parseMap } from "../../src/plan/maglev-seed.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -266,6 +268,56 @@ ${backendList([1, 2, 3], 80)}
         assert.equal(s.failures, 0, JSON.stringify(s.errors));
         assert.ok(s.lastOkMs !== null && s.exchanges >= 5, JSON.stringify(s));
       });
+    },
+  );
+
+  test(
+    "maglev: a restart after a config edit keeps every slot (the cold plan is dealt from the live table)",
+    { timeout: 120_000 },
+    async () => {
+      const yaml = (ids: number[]) => `version: 1
+services:
+  mgr:
+    listen: ${L.vip4}:85
+    scheduler: maglev
+    check: { method: none }
+    backends:
+${backendList(ids, 80)}
+`;
+      // mgr's slots: its elements (VIP . port . slot) in its group's map.
+      const slots = async () => {
+        const r = await lab.exec("lb", [
+          "nft",
+          "list",
+          "map",
+          "inet",
+          "nflb",
+          groupSlotsMap(4, "tcp", groupOf("mgr")),
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        const mine = [...parseMap(r.stdout, groupSlotsMap(4, "tcp", groupOf("mgr")))].filter(([k]) =>
+          k.startsWith(`${L.vip4} . 85 . `),
+        );
+        assert.ok(mine.length > 1000, `${mine.length} slots`);
+        return new Map(mine);
+      };
+      const file = await lab.writeConfig("nflb-restart.yaml", yaml([1, 2, 3]));
+      let d = await lab.startDaemon(file);
+      try {
+        // The edit: the daemon deals the new table from the one in force (not a plain population).
+        await lab.writeConfig("nflb-restart.yaml", yaml([1, 2, 3, 4]));
+        await cli(["reload", "-c", file]);
+        const edited = await slots();
+        assert.ok(
+          [...edited.values()].some((v) => v.startsWith(`${b4(4)} . `)),
+          "backend 4 got slots",
+        );
+        await d.stop();
+        d = await lab.startDaemon(file);
+        assert.deepEqual(await slots(), edited, "the restart moved no slot");
+      } finally {
+        await d.stop();
+      }
     },
   );
 

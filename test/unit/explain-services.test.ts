@@ -65,7 +65,7 @@ describe("explain: services", () => {
     test(`${method}: the exact backend, with the modulus and seed of the nft script`, () => {
       const nft = desiredState(svcConfig, allHealthy(svcConfig), noFacts).nft;
       const m = new RegExp(
-        `chain svc_${name} \\{\\s+meta l4proto ${proto} dnat ip to jhash ip saddr mod (\\d+) seed (0x[0-9a-f]+)`,
+        `chain svc_${name} \\{\\s+meta l4proto ${proto} dnat ip to ip daddr \\. ${proto} dport \\. jhash ip saddr mod (\\d+) seed (0x[0-9a-f]+)`,
       ).exec(nft);
       assert.ok(m, nft);
       const slots = planServices(svcConfig, {})?.services.find((s) => s.name === name)?.slots ?? [];

@@ -6,6 +6,8 @@ import { findObject, type NftTable, type Ruleset } from "../../src/nft/model.ts"
 import { chain, counter, kv, map, set } from "../../src/nft/objects.ts";
 import { allHealthy, desiredState, type HealthView } from "../../src/plan/desired.ts";
 import type { Facts } from "../../src/plan/types.ts";
+import { groupOf } from "../../src/plan/nft-groups.ts";
+import { groupSlotsMap } from "../../src/nft/names.ts";
 
 const table = (...objects: NftTable["objects"]): Ruleset => ({
   tables: [{ family: "inet", name: "nflb", objects }],
@@ -279,11 +281,22 @@ uplinks:
 test("a backend change: that service's moved slots, nothing else", () => {
   const d = diff(model(H), model({ ...H, services: { web: { "198.51.100.2:80": { up: false } } } }));
   const l = lines(d.script);
-  const dels = l.filter((x) => x.startsWith("delete element inet nflb svc_web_slots { "));
+  // web's slots live in its group's map, keyed VIP . port . slot.
+  const group = groupSlotsMap(4, "tcp", groupOf("web"));
+  const dels = l.filter((x) => x.startsWith(`delete element inet nflb ${group} { `));
+  assert.ok(
+    dels.every((x) =>
+      x
+        .slice(x.indexOf("{ ") + 2, -2)
+        .split(", ")
+        .every((k) => k.startsWith("203.0.113.10 . 80 . ")),
+    ),
+    "only web's elements are deleted",
+  );
   assert.deepEqual(l.slice(dels.length), [
     "table inet nflb {",
-    "\tmap svc_web_slots {",
-    "\t\ttypeof numgen inc mod 1 : ip daddr . tcp dport",
+    `\tmap ${group} {`,
+    "\t\ttypeof ip daddr . tcp dport . numgen inc mod 1 : ip daddr . tcp dport",
     l[dels.length + 3],
     "\t}",
     "}",
@@ -292,7 +305,7 @@ test("a backend change: that service's moved slots, nothing else", () => {
   const elements = l[dels.length + 3] ?? "";
   assert.match(elements, /^\t\telements = \{ .* \}$/);
   const moved = elements.slice(elements.indexOf("{ ") + 2, -2).split(", ");
-  const slots = findObject(model(H).tables[0] as NftTable, "map", "svc_web_slots");
+  const slots = findObject(model(H).tables[0] as NftTable, "map", group);
   const total = slots?.elements.length ?? 0;
   assert.ok(moved.length > total / 4 && moved.length < total / 2, `${moved.length} slots moved`);
   assert.ok(
