@@ -3,6 +3,7 @@ import { parseHostPort, type Addr } from "../net/ip.ts";
 import { maglevPools, maglevSize, maglevTable, type MaglevPools } from "./maglev.ts";
 import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
 import type { BackendHealth, Facts, ServiceHealth } from "./types.ts";
+import { serviceEntries } from "../config/service-entries.ts";
 
 /**
  * Inbound balancing of a virtual IP:port over backends. The kernel decides once per new
@@ -70,10 +71,20 @@ export function planServices(
   facts?: Facts,
   previous?: ServicesPlan | null,
 ): ServicesPlan | null {
-  if (!c.services || Object.keys(c.services).length === 0) return null;
-  const was = new Map(previous?.services.map((p) => [p.name, p]));
-  const services = Object.entries(c.services).map(([name, s]) =>
-    planCached(name, s, health[name] ?? {}, was.get(name)),
+  const entries = serviceEntries(c);
+  if (entries.length === 0) return null;
+  const was = previous?.services ?? [];
+  let byName: Map<string, PlannedService> | undefined;
+  // The previous plan of a service is looked up only to plan it again (maglev deals from it);
+  // services keep their order, so it is usually at the same place.
+  const previousOf = (name: string, i: number) => {
+    const same = was[i];
+    if (same?.name === name) return same;
+    byName ??= new Map(was.map((p) => [p.name, p]));
+    return byName.get(name);
+  };
+  const services = entries.map(([name, s], i) =>
+    planCached(name, s, health[name], () => previousOf(name, i)),
   );
   const hairpinIfaces = [...(facts?.interfaces.keys() ?? [])].filter((n) => n !== "lo").sort();
   return { services, hairpinIfaces };
@@ -82,23 +93,40 @@ export function planServices(
 /**
  * The previous plan of a service, reused while its config object and its backends' health are the
  * same: after one backend's change the daemon re-plans 5,000 services, and the unchanged ones must
- * cost a comparison, not a plan (and hand the model builder the same object, which it caches on).
+ * cost a lookup, not a plan (and hand the model builder the same object, which it caches on).
+ * A health record is never changed in place once handed in (callers build a new one), so the very
+ * record planned from means the same health.
  */
 const planMemo = new WeakMap<
   ServiceConfig,
-  { name: string; health: (BackendHealth | undefined)[]; planned: PlannedService }
+  {
+    name: string;
+    /** The health record planned from, as handed in: the daemon's is the same object while unchanged. */
+    record: Record<string, BackendHealth> | undefined;
+    health: (BackendHealth | undefined)[];
+    planned: PlannedService;
+  }
 >();
 
 function planCached(
   name: string,
   s: ServiceConfig,
-  health: Record<string, BackendHealth>,
-  previous?: PlannedService,
+  record: Record<string, BackendHealth> | undefined,
+  previous: () => PlannedService | undefined,
 ): PlannedService {
   const hit = planMemo.get(s);
-  if (hit && hit.name === name && sameHealth(s, health, hit.health)) return hit.planned;
-  const planned = planService(name, s, health, previous);
-  planMemo.set(s, { name, health: s.backends.map((b) => copy(health[b.address])), planned });
+  const health = record ?? {};
+  if (hit && hit.name === name) {
+    // The very record planned from (the daemon keeps a service's record while its inputs stay):
+    // nothing to compare. Another record is compared field by field.
+    if (hit.record === record) return hit.planned;
+    if (sameHealth(s, health, hit.health)) {
+      hit.record = record;
+      return hit.planned;
+    }
+  }
+  const planned = planService(name, s, health, previous());
+  planMemo.set(s, { name, record, health: s.backends.map((b) => copy(health[b.address])), planned });
   return planned;
 }
 
