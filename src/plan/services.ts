@@ -312,11 +312,21 @@ export interface PinnedFlows {
  */
 export function udpBackendsGoneDown(prev: ServicesPlan | null, next: ServicesPlan | null): PinnedFlows[] {
   const out: PinnedFlows[] = [];
-  for (const s of next?.services ?? []) {
+  const was = prev?.services ?? [];
+  let byName: Map<string, PlannedService> | undefined;
+  const previousOf = (name: string, i: number) => {
+    if (was[i]?.name === name) return was[i];
+    byName ??= new Map(was.map((p) => [p.name, p]));
+    return byName.get(name);
+  };
+  const services = next?.services ?? [];
+  for (let i = 0; i < services.length; i++) {
+    const s = services[i] as PlannedService;
     if (s.protocol !== "udp") continue;
-    const before = new Map(
-      prev?.services.find((p) => p.name === s.name)?.backends.map((b) => [b.key, b.state]),
-    );
+    const p = previousOf(s.name, i);
+    // The very same plan (the planner reuses an unchanged service's): nothing went down.
+    if (p === s) continue;
+    const before = new Map(p?.backends.map((b) => [b.key, b.state]));
     for (const b of s.backends) {
       if (b.state !== "down" || before.get(b.key) === "down") continue;
       out.push({

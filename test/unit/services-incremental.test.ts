@@ -158,3 +158,66 @@ test("a health record changed in place by a caller that builds its own still re-
   assert.equal(b.services?.services[1], c.services?.services[1]);
   void emptyOverrides;
 });
+
+test("an uplink's health change re-plans no service and re-lists no rule prefix", () => {
+  const config = parseConfig(`version: 1
+uplinks:
+  isp1: { interface: wan1, gateway: 100.64.1.1, weight: 5 }
+  isp2: { interface: wan2, gateway: 100.64.2.1, weight: 3 }
+rules:
+  - { name: bank, destination: [66.218.64.0/19, 66.218.128.0/19, "2001:db8:66::/48"], via: [isp2, isp1] }
+services:
+  web:
+    listen: 203.0.113.10:80
+    backends: [{ address: 198.51.100.11:80 }, { address: 198.51.100.12:80 }]
+  dns:
+    listen: 203.0.113.10:53
+    protocol: udp
+    scheduler: maglev
+    backends: [{ address: 198.51.100.11:53 }, { address: 198.51.100.12:53 }]
+`);
+  const facts = {
+    interfaces: new Map(
+      [1, 2].map((i) => [
+        `wan${i}`,
+        { name: `wan${i}`, up: true, addresses: [{ family: 4 as const, text: `100.64.${i}.2` }] },
+      ]),
+    ),
+  };
+  const text = "";
+  const model = new DaemonModel({ config, file: "t.yaml", text, locate: (i) => i });
+  const before = desiredState(config, model.input().health, facts);
+  model.observeRound({
+    name: "isp2",
+    state: "down",
+    reason: "test",
+    rttMs: 0,
+    jitterMs: 0,
+    loss: 1,
+    quality: 0,
+    since: 1,
+  });
+  const after = desiredState(config, model.input().health, facts, before.services);
+  assert.equal(after.uplinks?.uplinks.find((u) => u.name === "isp2")?.live, false);
+  // Every service is the very plan in force, and so are its objects.
+  assert.deepEqual(
+    after.services?.services.map((s, i) => s === before.services?.services[i]),
+    [true, true],
+  );
+  const objects = (d: Desired) => d.model.tables[0]?.objects ?? [];
+  const named = (d: Desired, name: string) => objects(d).find((o) => o.name === name);
+  for (const name of ["svc_web", "svc_dns", "svc_web_slots", "svc_dns_slots", "svc_dispatch4", "svc_vips4"]) {
+    assert.ok(named(before, name), `${name} is in the model`);
+    assert.equal(named(after, name), named(before, name), name);
+  }
+  // The rule's prefix sets keep their element lists.
+  const prefixSets = objects(before).filter((o) => o.kind === "set" && o.name.startsWith("rule"));
+  assert.ok(prefixSets.length > 0);
+  for (const s of prefixSets) {
+    const a = named(after, s.name);
+    assert.ok(a?.kind === "set" && s.kind === "set" && a.elements === s.elements, s.name);
+  }
+  const d = diff(before.model, after.model);
+  assert.ok(d.script.length > 0);
+  assert.doesNotMatch(d.script, /svc_|rule_\w+_dst/);
+});
