@@ -62,9 +62,8 @@ export function buildHealthView(
   }
   for (const [svc, s] of serviceEntries(c)) {
     const open = s.scheduler === "least-conn" ? connections(svc) : null;
-    const obs = backends.get(svc);
     if (!memo || open) {
-      view.services[svc] = serviceRecord(s, obs, svc, o, open);
+      view.services[svc] = serviceRecord(s, backends.get(svc), svc, o, open);
       continue;
     }
     // Unchanged inputs hand back the same record: the planner then skips the service by identity.
@@ -74,7 +73,7 @@ export function buildHealthView(
     if (hit && hit.name === svc && hit.version === version && hit.overrides === key)
       view.services[svc] = hit.record;
     else {
-      const record = serviceRecord(s, obs, svc, o, null);
+      const record = serviceRecord(s, backends.get(svc), svc, o, null);
       memo.records.set(s, { name: svc, version, overrides: key, record });
       view.services[svc] = record;
     }
@@ -103,6 +102,7 @@ function serviceRecord(
 
 /** A service's overrides as text ("" without any): read fresh on every build, they are changed in place. */
 function overridesKey(svc: string, o: Overrides): string {
+  if (o.drained.size === 0 && o.maint.size === 0 && o.weights.size === 0) return "";
   const d = o.drained.get(svc);
   const m = o.maint.get(svc);
   const w = o.weights.get(svc);
