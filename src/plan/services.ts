@@ -83,9 +83,18 @@ export function planServices(
     byName ??= new Map(was.map((p) => [p.name, p]));
     return byName.get(name);
   };
-  const services = entries.map(([name, s], i) =>
-    planCached(name, s, health[name], () => previousOf(name, i)),
-  );
+  const services = new Array<PlannedService>(entries.length);
+  for (let i = 0; i < entries.length; i++) {
+    const [name, s] = entries[i] as (typeof entries)[number];
+    const record = health[name];
+    const hit = planMemo.get(s);
+    // The very record planned from (the daemon keeps a service's record while its inputs stay):
+    // nothing to compare, nothing to allocate.
+    services[i] =
+      hit && hit.name === name && hit.record === record
+        ? hit.planned
+        : planCached(name, s, record, previousOf(name, i));
+  }
   const hairpinIfaces = [...(facts?.interfaces.keys() ?? [])].filter((n) => n !== "lo").sort();
   return { services, hairpinIfaces };
 }
@@ -112,20 +121,19 @@ function planCached(
   name: string,
   s: ServiceConfig,
   record: Record<string, BackendHealth> | undefined,
-  previous: () => PlannedService | undefined,
+  previous: PlannedService | undefined,
 ): PlannedService {
   const hit = planMemo.get(s);
   const health = record ?? {};
   if (hit && hit.name === name) {
-    // The very record planned from (the daemon keeps a service's record while its inputs stay):
-    // nothing to compare. Another record is compared field by field.
+    // Another record than the one planned from: compared field by field.
     if (hit.record === record) return hit.planned;
     if (sameHealth(s, health, hit.health)) {
       hit.record = record;
       return hit.planned;
     }
   }
-  const planned = planService(name, s, health, previous());
+  const planned = planService(name, s, health, previous);
   planMemo.set(s, { name, record, health: s.backends.map((b) => copy(health[b.address])), planned });
   return planned;
 }
@@ -295,6 +303,15 @@ function seedOf(s: string): number {
   let h = 0x811c9dc5;
   for (const ch of s) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
   return h;
+}
+
+const udpConfigs = new WeakMap<Config, boolean>();
+
+/** The config has a UDP service (once per config object: the daemon asks on every run). */
+export function hasUdpServices(c: Config): boolean {
+  let v = udpConfigs.get(c);
+  if (v === undefined) udpConfigs.set(c, (v = serviceEntries(c).some(([, s]) => s.protocol === "udp")));
+  return v;
 }
 
 /** One UDP service's flows that conntrack pins to one backend (what `conntrack -D` selects). */
