@@ -107,15 +107,61 @@ export interface ServicesSection {
 
 export function buildServices(p: ServicesPlan): ServicesSection {
   const { head, dnat, count, post } = sharedObjects(p);
-  const objects: NftObject[] = [];
-  for (const o of head) objects.push(o);
-  // One array push per object, never a spread: 5,000 services are tens of thousands of objects.
-  for (const s of p.services) for (const o of serviceObjects(s)) objects.push(o);
+  // concat, never a spread: 5,000 services are tens of thousands of objects.
+  const objects = head.concat(everyServiceObjects(p.services));
 
   return {
     section: { objects, prerouting: [], output: [], postroutingNat: post, postroutingNatFirst: count },
     dnat: { prerouting: dnat, output: [...dnat] },
   };
+}
+
+/**
+ * Every service's objects in one list, the last one patched where services changed: after one
+ * backend's change a copy of the list with that service's objects in place, instead of 15,000
+ * pushes and 5,000 lookups. Patched only while each changed service keeps its number of objects
+ * (a persistence or scheduler change does not; the list is then built again). Never changed in
+ * place once handed out.
+ */
+let lastList: {
+  services: readonly PlannedService[];
+  list: readonly NftObject[];
+  /** Where each service's objects start; one more entry for the end. */
+  offsets: Int32Array;
+} | null = null;
+
+function everyServiceObjects(services: readonly PlannedService[]): readonly NftObject[] {
+  const last = lastList;
+  if (last && last.services.length === services.length) {
+    let list: NftObject[] | null = null;
+    let patched = true;
+    for (let i = 0; i < services.length; i++) {
+      const s = services[i] as PlannedService;
+      if (s === last.services[i]) continue;
+      const objects = serviceObjects(s);
+      const from = last.offsets[i] as number;
+      if (objects.length !== (last.offsets[i + 1] as number) - from) {
+        patched = false;
+        break;
+      }
+      list ??= last.list.slice();
+      for (let k = 0; k < objects.length; k++) list[from + k] = objects[k] as NftObject;
+    }
+    if (patched) {
+      const out = list ?? last.list;
+      lastList = { services, list: out, offsets: last.offsets };
+      return out;
+    }
+  }
+  const list: NftObject[] = [];
+  const offsets = new Int32Array(services.length + 1);
+  for (let i = 0; i < services.length; i++) {
+    offsets[i] = list.length;
+    for (const o of serviceObjects(services[i] as PlannedService)) list.push(o);
+  }
+  offsets[services.length] = list.length;
+  lastList = { services, list, offsets };
+  return list;
 }
 
 interface Shared {
