@@ -110,9 +110,16 @@ export function buildServices(p: ServicesPlan): ServicesSection {
   // concat, never a spread: 5,000 services are tens of thousands of objects.
   const objects = head.concat(everyServiceObjects(p.services));
 
+  // Copies of the kept rule lists (a few lines): the plans built from them never share an array.
   return {
-    section: { objects, prerouting: [], output: [], postroutingNat: post, postroutingNatFirst: count },
-    dnat: { prerouting: dnat, output: [...dnat] },
+    section: {
+      objects,
+      prerouting: [],
+      output: [],
+      postroutingNat: [...post],
+      postroutingNatFirst: [...count],
+    },
+    dnat: { prerouting: [...dnat], output: [...dnat] },
   };
 }
 
