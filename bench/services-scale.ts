@@ -17,6 +17,7 @@ import { parseConfigSource } from "../src/config/load.ts";
 import { allHealthy, desiredState, type Desired } from "../src/plan/desired.ts";
 import type { Ruleset } from "../src/nft/model.ts";
 import { diff } from "../src/nft/diff.ts";
+import { DaemonModel } from "../src/daemon/model.ts";
 import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
 import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
 import { fmtMs, markdownTable, summarize } from "./lib/stats.ts";
@@ -37,6 +38,9 @@ const MAGLEV_50 = Number(values["maglev-services"]);
 if (!Number.isInteger(MAGLEV_50) || MAGLEV_50 < 1 || MAGLEV_50 > 5000)
   throw new Error("--maglev-services must be 1..5000");
 requireRoot("bench/services-scale.ts");
+
+/** Changes on the daemon's path per config (in process, so cheap: the median says what a warm daemon costs). */
+const DAEMON_CHANGES = 20;
 
 const ALL_CONFIGS = [
   { services: 100, backends: 10, scheduler: "maglev" },
@@ -192,6 +196,25 @@ await withBenchNet(async (net: BenchNet) => {
       updCpu.push(nftCpu.at(-1) ?? 0);
       applied = d.value.model;
     }
+    // The daemon's own path for a runtime weight (set, then back): its health view from the
+    // observations and overrides, the plan against the plan in force, the diff. Not applied.
+    const model = new DaemonModel(parsed.value);
+    let inForce = desiredState(config, model.input().health, facts);
+    const daemonMs: number[] = [];
+    const daemonCpu: number[] = [];
+    for (let i = 0; i < DAEMON_CHANGES; i++) {
+      if (i % 2 === 0) model.overrides.weights.set("s0", new Map([[first, 7]]));
+      else model.overrides.weights.delete("s0");
+      const was = inForce;
+      const d = step(() => {
+        const next = desiredState(config, model.input().health, facts, was.services);
+        return { next, script: diff(was.model, next.model).script };
+      });
+      if (!d.value.script) throw new Error("a weight change sent nothing");
+      daemonMs.push(d.wall);
+      daemonCpu.push(d.cpu);
+      inForce = d.value.next;
+    }
     await dropTable();
     const e = med(empty);
     rows.push(
@@ -210,6 +233,12 @@ await withBenchNet(async (net: BenchNet) => {
         `${(med(fresh) / med(plainMs)).toFixed(2)}× a plain set of as many elements (${ms(plainMs)} ms); nft CPU ${ms(freshCpu)}`,
       ],
       [label(c), "one backend down/up: `desiredState` + `diff`", ms(planMs), `CPU ${ms(planCpu)}`],
+      [
+        label(c),
+        `runtime weight set/back, the daemon's path (\`DaemonModel.input\` + \`desiredState\` + \`diff\`), ${DAEMON_CHANGES} changes`,
+        ms(daemonMs),
+        `CPU ${ms(daemonCpu)}; first ${fmtMs(daemonMs[0] ?? 0)}`,
+      ],
       [
         label(c),
         "one backend down/up: `nft -f` the update",

@@ -14,6 +14,7 @@ import {
   backendState,
   buildHealthView,
   emptyOverrides,
+  HealthMemo,
   probedDownFamilies,
   uplinkState,
   type Overrides,
@@ -52,6 +53,8 @@ export class DaemonModel {
   /** Why the last change to the kernel failed (the old data plane serves, a retry is due); null once one succeeds. */
   applyError: string | null = null;
   readonly startedAt = new Date();
+  /** Health records of services whose inputs did not change (src/daemon/health-view.ts). */
+  private healthMemo = new HealthMemo();
 
   constructor(loaded: LoadedConfig) {
     this.loaded = loaded;
@@ -66,6 +69,7 @@ export class DaemonModel {
   setConfig(loaded: LoadedConfig): void {
     this.loaded = loaded;
     this.version = versionOf(loaded.text);
+    this.healthMemo = new HealthMemo();
     const c = loaded.config;
     const uplinks = new Set(Object.keys(c.uplinks ?? {}));
     for (const m of [this.uplinkObs, this.autoLevels])
@@ -132,6 +136,7 @@ export class DaemonModel {
   observeBackend(obs: BackendObservation): void {
     let m = this.backendObs.get(obs.service);
     if (!m) this.backendObs.set(obs.service, (m = new Map()));
+    if (m.get(obs.backend)?.state !== obs.state) this.healthMemo.touch(obs.service);
     m.set(obs.backend, obs);
   }
 
@@ -152,6 +157,7 @@ export class DaemonModel {
       this.overrides,
       this.autoLevels,
       this.connections,
+      this.healthMemo,
     );
     // metered and overflow: effective weights over the health above (0 keeps an uplink out of the balance).
     health.uplinks = steerWeights(c, health.uplinks, this.spilling());

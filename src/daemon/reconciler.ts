@@ -1,4 +1,9 @@
-import { udpBackendsGoneDown, type PinnedFlows, type ServicesPlan } from "../plan/services.ts";
+import {
+  hasUdpServices,
+  udpBackendsGoneDown,
+  type PinnedFlows,
+  type ServicesPlan,
+} from "../plan/services.ts";
 import type { Config } from "../config/schema.ts";
 import { desiredState, type Desired, type HealthView } from "../plan/desired.ts";
 import type { Facts, Health, UplinkPlan } from "../plan/types.ts";
@@ -319,7 +324,7 @@ export class Reconciler {
       this.hooks.onOutcome?.(null);
       const forgotten = await this.forget(prev, input, keeping);
       forgotten.push(...(await this.forgetRemoved(removed, desired.uplinks, c)));
-      await this.forgetUdpFlows(prev?.desired.services ?? null, desired.services);
+      if (hasUdpServices(c)) await this.forgetUdpFlows(prev?.desired.services ?? null, desired.services);
       return result(kind ?? "none", { forgotten });
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));

@@ -42,8 +42,8 @@ export interface TableParts {
 
 /** The `inet nflb` table: every section's objects, then the shared base chains that hold their rules. */
 export function buildTable(t: TableParts): NftTable {
-  const objects: NftObject[] = [];
-  for (const s of t.sections) for (const o of s.objects) objects.push(o);
+  // concat, never a push per object: 5,000 services are 15,000 objects, planned again per change.
+  const objects: NftObject[] = ([] as NftObject[]).concat(...t.sections.map((s) => s.objects));
   const pre = t.sections.flatMap((s) => s.prerouting);
   const out = t.sections.flatMap((s) => s.output);
   const nat = [

@@ -249,6 +249,21 @@ function decideRules(p: UplinkPlan, serviceVips: readonly (4 | 6)[]): string[] {
   return out;
 }
 
+const INTERVAL = ["interval"] as const;
+
+/**
+ * A rule's prefix list as set elements, once per list: the planner hands back the same list while
+ * the config stays (src/plan/uplinks.ts), so a health update's diff skips the 10,000 elements of
+ * a large rule by identity instead of comparing them.
+ */
+const prefixMemo = new WeakMap<readonly string[], readonly Element[]>();
+
+function prefixElements(keys: readonly string[]): readonly Element[] {
+  let out = prefixMemo.get(keys);
+  if (!out) prefixMemo.set(keys, (out = keys.map((key) => ({ key }))));
+  return out;
+}
+
 function ruleDeclarations(r: PlannedRule): NftObject[] {
   const out: NftObject[] = [];
   const sets: [string, string, string[]][] = [
@@ -258,7 +273,15 @@ function ruleDeclarations(r: PlannedRule): NftObject[] {
     [ruleSet(r.id, "src", 6), "ip6 saddr", r.src6],
   ];
   for (const [name, type, elems] of sets)
-    if (elems.length) out.push(set(name, type, elems, { flags: ["interval"], autoMerge: true }));
+    if (elems.length)
+      out.push({
+        kind: "set",
+        name,
+        typeof: type,
+        flags: INTERVAL,
+        autoMerge: true,
+        elements: prefixElements(elems),
+      });
   if (r.stickyMs !== undefined) {
     const sticky = {
       flags: ["dynamic", "timeout"],

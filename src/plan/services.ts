@@ -3,6 +3,7 @@ import { parseHostPort, type Addr } from "../net/ip.ts";
 import { maglevPools, maglevSize, maglevTable, type MaglevPools } from "./maglev.ts";
 import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
 import type { BackendHealth, Facts, ServiceHealth } from "./types.ts";
+import { serviceEntries } from "../config/service-entries.ts";
 
 /**
  * Inbound balancing of a virtual IP:port over backends. The kernel decides once per new
@@ -70,11 +71,30 @@ export function planServices(
   facts?: Facts,
   previous?: ServicesPlan | null,
 ): ServicesPlan | null {
-  if (!c.services || Object.keys(c.services).length === 0) return null;
-  const was = new Map(previous?.services.map((p) => [p.name, p]));
-  const services = Object.entries(c.services).map(([name, s]) =>
-    planCached(name, s, health[name] ?? {}, was.get(name)),
-  );
+  const entries = serviceEntries(c);
+  if (entries.length === 0) return null;
+  const was = previous?.services ?? [];
+  let byName: Map<string, PlannedService> | undefined;
+  // The previous plan of a service is looked up only to plan it again (maglev deals from it);
+  // services keep their order, so it is usually at the same place.
+  const previousOf = (name: string, i: number) => {
+    const same = was[i];
+    if (same?.name === name) return same;
+    byName ??= new Map(was.map((p) => [p.name, p]));
+    return byName.get(name);
+  };
+  const services = new Array<PlannedService>(entries.length);
+  for (let i = 0; i < entries.length; i++) {
+    const [name, s] = entries[i] as (typeof entries)[number];
+    const record = health[name];
+    const hit = planMemo.get(s);
+    // The very record planned from (the daemon keeps a service's record while its inputs stay):
+    // nothing to compare, nothing to allocate.
+    services[i] =
+      hit && hit.name === name && hit.record === record
+        ? hit.planned
+        : planCached(name, s, record, previousOf(name, i));
+  }
   const hairpinIfaces = [...(facts?.interfaces.keys() ?? [])].filter((n) => n !== "lo").sort();
   return { services, hairpinIfaces };
 }
@@ -82,23 +102,39 @@ export function planServices(
 /**
  * The previous plan of a service, reused while its config object and its backends' health are the
  * same: after one backend's change the daemon re-plans 5,000 services, and the unchanged ones must
- * cost a comparison, not a plan (and hand the model builder the same object, which it caches on).
+ * cost a lookup, not a plan (and hand the model builder the same object, which it caches on).
+ * A health record is never changed in place once handed in (callers build a new one), so the very
+ * record planned from means the same health.
  */
 const planMemo = new WeakMap<
   ServiceConfig,
-  { name: string; health: (BackendHealth | undefined)[]; planned: PlannedService }
+  {
+    name: string;
+    /** The health record planned from, as handed in: the daemon's is the same object while unchanged. */
+    record: Record<string, BackendHealth> | undefined;
+    health: (BackendHealth | undefined)[];
+    planned: PlannedService;
+  }
 >();
 
 function planCached(
   name: string,
   s: ServiceConfig,
-  health: Record<string, BackendHealth>,
-  previous?: PlannedService,
+  record: Record<string, BackendHealth> | undefined,
+  previous: PlannedService | undefined,
 ): PlannedService {
   const hit = planMemo.get(s);
-  if (hit && hit.name === name && sameHealth(s, health, hit.health)) return hit.planned;
+  const health = record ?? {};
+  if (hit && hit.name === name) {
+    // Another record than the one planned from: compared field by field.
+    if (hit.record === record) return hit.planned;
+    if (sameHealth(s, health, hit.health)) {
+      hit.record = record;
+      return hit.planned;
+    }
+  }
   const planned = planService(name, s, health, previous);
-  planMemo.set(s, { name, health: s.backends.map((b) => copy(health[b.address])), planned });
+  planMemo.set(s, { name, record, health: s.backends.map((b) => copy(health[b.address])), planned });
   return planned;
 }
 
@@ -269,6 +305,15 @@ function seedOf(s: string): number {
   return h;
 }
 
+const udpConfigs = new WeakMap<Config, boolean>();
+
+/** The config has a UDP service (once per config object: the daemon asks on every run). */
+export function hasUdpServices(c: Config): boolean {
+  let v = udpConfigs.get(c);
+  if (v === undefined) udpConfigs.set(c, (v = serviceEntries(c).some(([, s]) => s.protocol === "udp")));
+  return v;
+}
+
 /** One UDP service's flows that conntrack pins to one backend (what `conntrack -D` selects). */
 export interface PinnedFlows {
   service: string;
@@ -284,11 +329,21 @@ export interface PinnedFlows {
  */
 export function udpBackendsGoneDown(prev: ServicesPlan | null, next: ServicesPlan | null): PinnedFlows[] {
   const out: PinnedFlows[] = [];
-  for (const s of next?.services ?? []) {
+  const was = prev?.services ?? [];
+  let byName: Map<string, PlannedService> | undefined;
+  const previousOf = (name: string, i: number) => {
+    if (was[i]?.name === name) return was[i];
+    byName ??= new Map(was.map((p) => [p.name, p]));
+    return byName.get(name);
+  };
+  const services = next?.services ?? [];
+  for (let i = 0; i < services.length; i++) {
+    const s = services[i] as PlannedService;
     if (s.protocol !== "udp") continue;
-    const before = new Map(
-      prev?.services.find((p) => p.name === s.name)?.backends.map((b) => [b.key, b.state]),
-    );
+    const p = previousOf(s.name, i);
+    // The very same plan (the planner reuses an unchanged service's): nothing went down.
+    if (p === s) continue;
+    const before = new Map(p?.backends.map((b) => [b.key, b.state]));
     for (const b of s.backends) {
       if (b.state !== "down" || before.get(b.key) === "down") continue;
       out.push({

@@ -1,10 +1,20 @@
 import type { Config } from "../config/schema.ts";
 import type { RoutingPlan } from "./routing.ts";
+import { serviceEntries } from "../config/service-entries.ts";
 
 export interface SysctlSpec {
   key: string;
   value: string;
   why: string;
+}
+
+const v6Services = new WeakMap<Config, boolean>();
+
+/** Some service listens on an IPv6 VIP (once per config object: the daemon plans thousands of services per change). */
+function hasIPv6Service(c: Config): boolean {
+  let v = v6Services.get(c);
+  if (v === undefined) v6Services.set(c, (v = serviceEntries(c).some(([, s]) => s.listen.startsWith("["))));
+  return v;
 }
 
 /** Kernel settings the data plane needs; `apply` records the old values and `down` puts them back. */
@@ -14,7 +24,7 @@ export function planSysctls(c: Config, routing: RoutingPlan | null): SysctlSpec[
   if (c.uplinks || c.services)
     out.push({ key: "net/ipv4/ip_forward", value: "1", why: "route LAN and backend traffic" });
   if (v6) out.push({ key: "net/ipv6/conf/all/forwarding", value: "1", why: "route IPv6 over the uplinks" });
-  else if (Object.values(c.services ?? {}).some((s) => s.listen.startsWith("[")))
+  else if (hasIPv6Service(c))
     out.push({ key: "net/ipv6/conf/all/forwarding", value: "1", why: "route IPv6 to service backends" });
   for (const u of Object.values(c.uplinks ?? {})) {
     // Loose mode: a reply may arrive on an uplink that is not the main table's best route back.

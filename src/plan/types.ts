@@ -28,7 +28,11 @@ export interface BackendHealth {
   connections?: number;
 }
 
-/** Backend health per service, keyed by the backend's `ADDRESS:PORT` as written in the config. */
+/**
+ * Backend health per service, keyed by the backend's `ADDRESS:PORT` as written in the config. A
+ * service's record is not changed in place once planned from: a change is a new record (the
+ * planner reuses a service's plan while it gets the very same record).
+ */
 export type ServiceHealth = Record<string, Record<string, BackendHealth>>;
 
 export interface PlannedUplink {
