@@ -1,4 +1,6 @@
 import { test } from "node:test";
+import { groupOf } from "../../src/plan/nft-groups.ts";
+import { groupSlotsMap } from "../../src/nft/names.ts";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
@@ -206,7 +208,10 @@ services:
   );
   const objects = (d: Desired) => d.model.tables[0]?.objects ?? [];
   const named = (d: Desired, name: string) => objects(d).find((o) => o.name === name);
-  for (const name of ["svc_web", "svc_dns", "svc_web_slots", "svc_dns_slots", "svc_dispatch4", "svc_vips4"]) {
+  // Round-robin and maglev slots live in their group's shared map (src/plan/nft-groups.ts).
+  const webSlots = groupSlotsMap(4, "tcp", groupOf("web"));
+  const dnsSlots = groupSlotsMap(4, "udp", groupOf("dns"));
+  for (const name of ["svc_web", "svc_dns", webSlots, dnsSlots, "svc_dispatch4", "svc_vips4"]) {
     assert.ok(named(before, name), `${name} is in the model`);
     assert.equal(named(after, name), named(before, name), name);
   }
