@@ -8,6 +8,7 @@
 // API answers once the reconcile run is over: the nft transaction committed), and the daemon's own
 // breakdown from its `applied (update)` log line (reading the host's interfaces, planning with the
 // diff, `nft -f`). Needs root. Prints a markdown section for bench/RESULTS.md.
+import { jsonLines } from "../src/lab/processes.ts";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -167,17 +168,6 @@ async function startDaemon(lab: ServiceLab, file: string) {
     throw e;
   }
   return { proc, logs: () => jsonLines(proc.stdout()) };
-}
-
-function jsonLines(out: string): Record<string, unknown>[] {
-  return out.split("\n").flatMap((l) => {
-    if (!l.startsWith("{")) return [];
-    try {
-      return [JSON.parse(l) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
 }
 
 const dirs: string[] = [];

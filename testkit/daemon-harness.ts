@@ -1,5 +1,6 @@
 // Running `nflb run` inside a lab's router namespace and watching LAN connections while links
 // fail: shared by the daemon lab tests and bench/failover.ts. Every loop here is bounded.
+import { jsonLines } from "../src/lab/processes.ts";
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -73,21 +74,6 @@ export interface RunningDaemon {
   /** Lines of the daemon's JSON log. */
   logs(): Record<string, unknown>[];
   stop(): Promise<number>;
-}
-
-/**
- * The JSON object lines of a lab process's output. Only its last 64 KiB are kept, so after a long
- * run the first line may be cut: lines that do not parse are left out.
- */
-function jsonLines(out: string): Record<string, unknown>[] {
-  return out.split("\n").flatMap((l) => {
-    if (!l.startsWith("{")) return [];
-    try {
-      return [JSON.parse(l) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
 }
 
 export interface DaemonStart {

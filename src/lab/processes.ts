@@ -93,3 +93,18 @@ export function spawnTracked(argv: readonly string[], opts: SpawnOptions = {}): 
 
   return { pid, argv: full, child, exited, stdout: () => out, stderr: () => err, waitForLine, stop };
 }
+
+/**
+ * The JSON object lines of a lab process's output. Only its last 64 KiB are kept, so after a long
+ * run the first line may be cut: lines that do not parse are left out.
+ */
+export function jsonLines(out: string): Record<string, unknown>[] {
+  return out.split("\n").flatMap((l) => {
+    if (!l.startsWith("{")) return [];
+    try {
+      return [JSON.parse(l) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}

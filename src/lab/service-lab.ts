@@ -4,6 +4,7 @@
 //   (+ many       lb (VIPs) ┤           ├ server per backend, each bound to its own address)
 //    sources)               │     near0─┘── near: a client on the backends' own subnet (hairpin)
 //                           └far0 ── far: a backend with no route back to the clients (snat)
+import { jsonLines } from "./processes.ts";
 import { elementCounters } from "../system/service-counters.ts";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -281,18 +282,6 @@ export class ServiceLab extends NetnsLab {
     await super.destroy();
     if (this.tmp) await rm(this.tmp, { recursive: true, force: true });
   }
-}
-
-/** The JSON object lines of a process's output (lines cut by the kept tail are left out). */
-function jsonLines(out: string): Record<string, unknown>[] {
-  return out.split("\n").flatMap((l) => {
-    if (!l.startsWith("{")) return [];
-    try {
-      return [JSON.parse(l) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
 }
 
 /** JSON-line events of a spawned process, collected as they come (the tracked output is capped). */
