@@ -7,15 +7,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { notifyReady } from "../../src/system/sd-notify.ts";
+import { until } from "../../testkit/until.ts";
 
 const has = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 
-// Receives datagrams until READY=1, closing any passed fds (systemd-notify's barrier waits for that).
+// Receives datagrams, closing any passed fds (systemd-notify's barrier waits for that), until the
+// test stops it. It must not stop at READY=1: systemd-notify sends its BARRIER=1 after that, and a
+// socket already gone fails it (ECONNREFUSED) whenever the receiver wins the race to exit.
 const RECEIVER = `
 import array, os, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[1])
-s.settimeout(10)
+s.settimeout(120)
 print("bound", flush=True)
 while True:
     msg, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(16 * 4))
@@ -26,8 +29,6 @@ while True:
             for fd in fds:
                 os.close(fd)
     print(msg.decode().replace("\\n", " "), flush=True)
-    if "READY=1" in msg.decode():
-        break
 `;
 
 test("outside systemd (no NOTIFY_SOCKET) nothing is run", async () => {
@@ -52,19 +53,11 @@ test("under systemd: READY=1 with this process as the main pid reaches NOTIFY_SO
   const receiver = spawn("python3", ["-c", RECEIVER, sock], { stdio: ["ignore", "pipe", "inherit"] });
   try {
     let out = "";
-    const done = new Promise<void>((resolve) => receiver.on("close", () => resolve()));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("receiver did not bind")), 10_000);
-      receiver.stdout.setEncoding("utf8").on("data", (d: string) => {
-        out += d;
-        if (out.includes("bound")) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    });
+    receiver.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    await until("the receiver to bind its socket", () => out.includes("bound") || receiver.exitCode !== null);
     assert.equal(await notifyReady({ ...process.env, NOTIFY_SOCKET: sock }), true);
-    await done;
+    // Printed before the barrier was answered, but the pipe may deliver it a moment later.
+    await until("READY=1 at the receiver", () => out.includes("READY=1") || receiver.exitCode !== null);
     assert.match(out, /READY=1/);
     assert.match(out, new RegExp(`MAINPID=${process.pid}\\b`));
   } finally {
