@@ -2,13 +2,13 @@
 // each service still balances on its own (asserted through the fake nft and the tracer).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/load.ts";
 import { diff } from "../../src/nft/diff.ts";
 import { findObject, type NftTable } from "../../src/nft/model.ts";
 import { groupSlotsMap } from "../../src/nft/names.ts";
 import { allHealthy, desiredState } from "../../src/plan/desired.ts";
 import { GROUPS, groupOf } from "../../src/plan/nft-groups.ts";
 import type { Facts } from "../../src/plan/types.ts";
+import { serviceYaml, servicesConfig } from "../../testkit/service-config.ts";
 import { dnatOf, kernelWith, sharesBy, tcp, traceAll } from "./tracer-support.ts";
 
 const facts: Facts = { interfaces: new Map() };
@@ -30,29 +30,18 @@ function names(): [string, string, string] {
 }
 const [A, B, C] = names();
 
-const yaml = (extra = "") =>
-  parseConfig(`version: 1
-services:
-  ${A}:
-    listen: 203.0.113.10:80
-    scheduler: round-robin
-    backends:
-      - { address: 198.51.100.11:80 }
-      - { address: 198.51.100.12:80 }
-      - { address: 198.51.100.13:80 }
-  ${B}:
-    listen: 203.0.113.11:80
-    scheduler: maglev
-    backends:
-      - { address: 198.51.100.21:80 }
-      - { address: 198.51.100.22:80 }
-  ${C}:
-    listen: 203.0.113.12:80
-    scheduler: round-robin
-    backends:
-      - { address: 198.51.100.31:80 }
-      - { address: 198.51.100.32:80 }
-${extra}`);
+/** A (round-robin), B (maglev) and C (round-robin), plus any `extra` services. */
+const threeServices = (...extra: string[]) =>
+  servicesConfig(
+    serviceYaml(A, "203.0.113.10:80", "round-robin", [
+      "198.51.100.11:80",
+      "198.51.100.12:80",
+      "198.51.100.13:80",
+    ]),
+    serviceYaml(B, "203.0.113.11:80", "maglev", ["198.51.100.21:80", "198.51.100.22:80"]),
+    serviceYaml(C, "203.0.113.12:80", "round-robin", ["198.51.100.31:80", "198.51.100.32:80"]),
+    ...extra,
+  );
 
 test("group of a name: stable, within GROUPS", () => {
   assert.equal(groupOf("web"), groupOf("web"));
@@ -60,7 +49,7 @@ test("group of a name: stable, within GROUPS", () => {
 });
 
 test("services of one group share a map keyed VIP . port . slot; each keeps its own rule and rotation", () => {
-  const c = yaml();
+  const c = threeServices();
   const m = desiredState(c, allHealthy(c), facts);
   const t = m.model.tables[0] as NftTable;
   const shared = findObject(t, "map", groupSlotsMap(4, "tcp", groupOf(A)));
@@ -77,7 +66,7 @@ test("services of one group share a map keyed VIP . port . slot; each keeps its 
 });
 
 test("a backend down: the transaction holds that service's chain and elements only", () => {
-  const c = yaml();
+  const c = threeServices();
   const h = allHealthy(c);
   const before = desiredState(c, h, facts);
   const after = desiredState(c, { ...h, services: { [A]: { "198.51.100.12:80": { up: false } } } }, facts);
@@ -111,13 +100,8 @@ test("a backend down: the transaction holds that service's chain and elements on
 });
 
 test("adding a service touches no other service's elements", () => {
-  const c = yaml();
-  const more = yaml(`  added:
-    listen: 203.0.113.20:443
-    scheduler: round-robin
-    backends:
-      - { address: 198.51.100.41:443 }
-`);
+  const c = threeServices();
+  const more = threeServices(serviceYaml("added", "203.0.113.20:443", "round-robin", ["198.51.100.41:443"]));
   const script = diff(
     desiredState(c, allHealthy(c), facts).model,
     desiredState(more, allHealthy(more), facts).model,
@@ -128,21 +112,10 @@ test("adding a service touches no other service's elements", () => {
 });
 
 test("least-conn in a shared map: its walk restarts when its own slots change, not another's", () => {
-  const c = parseConfig(`version: 1
-services:
-  ${A}:
-    listen: 203.0.113.10:80
-    scheduler: least-conn
-    backends:
-      - { address: 198.51.100.11:80 }
-      - { address: 198.51.100.12:80 }
-  ${B}:
-    listen: 203.0.113.11:80
-    scheduler: least-conn
-    backends:
-      - { address: 198.51.100.21:80 }
-      - { address: 198.51.100.22:80 }
-`);
+  const c = servicesConfig(
+    serviceYaml(A, "203.0.113.10:80", "least-conn", ["198.51.100.11:80", "198.51.100.12:80"]),
+    serviceYaml(B, "203.0.113.11:80", "least-conn", ["198.51.100.21:80", "198.51.100.22:80"]),
+  );
   const h = allHealthy(c);
   const loaded = (svc: string, addr: string) => ({
     ...h,
