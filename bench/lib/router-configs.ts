@@ -86,26 +86,25 @@ export function bareNumgenScript(uplinks: readonly BenchUplink[], mark: (k: numb
     `\t\tiifname "${ROUTER_LAN_IF}" ct state new ct mark set numgen random mod ${uplinks.length} map { ${map} }`,
     `\t\tiifname "${ROUTER_LAN_IF}" meta mark set ct mark`,
     "\t}",
-    "\tchain post {",
-    "\t\ttype nat hook postrouting priority srcnat; policy accept;",
-    `\t\toifname { ${uplinks.map((u) => `"${u.iface}"`).join(", ")} } masquerade`,
-    "\t}",
+    ...masqueradeChain(uplinks),
     "}",
     "",
   ].join("\n");
 }
 
-/** One masquerade rule for the given links. */
+/** One masquerade rule for the given links, as a table of its own. */
 function masqueradeScript(uplinks: readonly BenchUplink[]): string {
+  return ["table ip benchref {", ...masqueradeChain(uplinks), "}", ""].join("\n");
+}
+
+/** A postrouting chain that masquerades what leaves by any of the given links. */
+function masqueradeChain(uplinks: readonly BenchUplink[]): string[] {
   return [
-    "table ip benchref {",
     "\tchain post {",
     "\t\ttype nat hook postrouting priority srcnat; policy accept;",
     `\t\toifname { ${uplinks.map((u) => `"${u.iface}"`).join(", ")} } masquerade`,
     "\t}",
-    "}",
-    "",
-  ].join("\n");
+  ];
 }
 
 /** `nflb apply` of the bench config (random, masquerade, balance.from the LAN) plus `extra` YAML. */
