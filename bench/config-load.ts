@@ -17,7 +17,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { exec } from "../src/system/exec.ts";
 import { NFLB_BIN, tsNode } from "./lib/paths.ts";
-import { dateLine, loadLine, machineLine } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report } from "./lib/report.ts";
 import { servicesConfigYaml } from "./lib/services-config.ts";
 import { fmtMs, markdownTable, summarize } from "./lib/stats.ts";
 import { benchConfigYaml } from "./lib/uplink-config.ts";
@@ -75,11 +75,7 @@ async function wallOf(argv: string[]): Promise<number> {
 // The launcher rebuilds its bundle when src/ changed: not inside the timed runs.
 execFileSync(NFLB_BIN, ["--build"], { stdio: "inherit" });
 
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 say("### Config load: parse + validate of 5,000 × 50 services and of 10,000 prefixes (issues 11, 12)");
 say();
 say("```sh");
@@ -146,4 +142,4 @@ say();
 say(markdownTable(["config", "step", "wall ms", "CPU ms", "CPU against `yaml` parse", "imports ms"], rows));
 say();
 say(`${loadLine()} at end.`);
-process.stdout.write(out.join("\n") + "\n");
+print();

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { withBenchNet } from "./lib/bench-net.ts";
-import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report, requireRoot } from "./lib/report.ts";
 import { markdownTable, summarize } from "./lib/stats.ts";
 
 const { values } = parseArgs({
@@ -47,11 +47,7 @@ interface Load {
   timeouts: number;
 }
 
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 
 await withBenchNet(async (net) => {
   await net.addNs("dns");
@@ -220,4 +216,4 @@ await withBenchNet(async (net) => {
   await fwd.stop(2000);
   await dnsmasq.stop(2000);
 });
-process.stdout.write(out.join("\n") + "\n");
+print();

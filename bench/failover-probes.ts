@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { ProbeEventLog, isChange } from "../src/health/probe-log.ts";
 import { buildUplinkLab, type UplinkLab } from "../src/lab/uplink-lab.ts";
 import { NFLB_BIN, tsNode } from "./lib/paths.ts";
-import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report, requireRoot } from "./lib/report.ts";
 import { fmtSummaryMs, markdownTable, summarize } from "./lib/stats.ts";
 import { prng, simulatedUplink } from "../testkit/fping-sim.ts";
 
@@ -39,11 +39,7 @@ if (!(CPU_S >= 10 && CPU_S <= 600)) throw new Error("--cpu-seconds must be 10..6
 
 requireRoot("bench/failover-probes.ts");
 const work = await mkdtemp(join(tmpdir(), "nflb-bench-probes-"));
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 const progress = (s: string) => process.stderr.write(`  … ${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -403,7 +399,7 @@ try {
   if (PARTS.has("cpu")) await cpuRun(lab);
   if (PARTS.has("loss")) await lossRun(lab);
   say(`${loadLine()} at end.`);
-  process.stdout.write(out.join("\n") + "\n");
+  print();
 } finally {
   await cleanup();
 }

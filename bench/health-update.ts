@@ -12,7 +12,7 @@ import { diff } from "../src/nft/diff.ts";
 import { allHealthy, desiredState, type HealthView } from "../src/plan/desired.ts";
 import type { Facts } from "../src/plan/types.ts";
 import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
-import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report, requireRoot } from "./lib/report.ts";
 import { fmtSummaryMs, markdownTable, repeat, summarize } from "./lib/stats.ts";
 import { benchConfigYaml } from "./lib/uplink-config.ts";
 
@@ -34,11 +34,7 @@ const facts: Facts = {
   ),
 };
 
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 
 await withBenchNet(async (net: BenchNet) => {
   await net.addNs("lb");
@@ -93,4 +89,4 @@ await withBenchNet(async (net: BenchNet) => {
   say();
   say(`${loadLine()} at end.`);
 });
-process.stdout.write(out.join("\n") + "\n");
+print();

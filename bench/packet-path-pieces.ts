@@ -27,7 +27,7 @@ import {
 } from "./lib/packet-path-run.ts";
 import { VARIANTS, type Variant } from "./lib/packet-path-variants.ts";
 import { CpuProfile, GROUPS, groupOf, type Group } from "./lib/perf-cpu.ts";
-import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report, requireRoot } from "./lib/report.ts";
 import type { InstallContext } from "./lib/router-configs.ts";
 import { markdownTable, summarize } from "./lib/stats.ts";
 import { buildUplinkTopology, type BenchRouter } from "./lib/uplink-topology.ts";
@@ -74,11 +74,7 @@ async function runClient(net: BenchNet, routers: readonly BenchRouter[], count: 
   return res.samples;
 }
 
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 
 await withBenchNet(async (net) => {
   const work = await net.tempDir();
@@ -197,4 +193,4 @@ await withBenchNet(async (net) => {
   }
   say(`${loadLine()} at end; whole run ${((performance.now() - started) / 1000).toFixed(0)} s.`);
 });
-process.stdout.write(out.join("\n") + "\n");
+print();

@@ -11,7 +11,7 @@ import { allHealthy, desiredState } from "../src/plan/desired.ts";
 import type { ServiceHealth } from "../src/plan/types.ts";
 import { diff } from "../src/nft/diff.ts";
 import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
-import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report, requireRoot } from "./lib/report.ts";
 import { fmtSummaryMs, markdownTable, repeat, summarize } from "./lib/stats.ts";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "5" } }, strict: true });
@@ -43,11 +43,7 @@ function configYaml(services: number, backends: number, scheduler: string): stri
   return lines.join("\n") + "\n";
 }
 
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 
 await withBenchNet(async (net: BenchNet) => {
   await net.addNs("lb");
@@ -123,4 +119,4 @@ await withBenchNet(async (net: BenchNet) => {
   say();
   say(`${loadLine()} at end.`);
 });
-process.stdout.write(out.join("\n") + "\n");
+print();

@@ -16,7 +16,7 @@ import { allHealthy, desiredState } from "../src/plan/desired.ts";
 import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
 import type { ConnSample } from "./lib/conn-client.ts";
 import { tsNode } from "./lib/paths.ts";
-import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report, requireRoot } from "./lib/report.ts";
 import { markdownTable, summarize } from "./lib/stats.ts";
 
 const { values } = parseArgs({
@@ -95,11 +95,7 @@ async function build(net: BenchNet): Promise<void> {
   await net.sysctl("srv", { "net.core.somaxconn": 4096, "net.ipv4.tcp_max_tw_buckets": 0 });
 }
 
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 
 await withBenchNet(async (net) => {
   await build(net);
@@ -177,4 +173,4 @@ await withBenchNet(async (net) => {
   say();
   say(`${loadLine()} at end.`);
 });
-process.stdout.write(out.join("\n") + "\n");
+print();

@@ -19,7 +19,7 @@ import type { Ruleset } from "../src/nft/model.ts";
 import { diff } from "../src/nft/diff.ts";
 import { DaemonModel } from "../src/daemon/model.ts";
 import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
-import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report, requireRoot } from "./lib/report.ts";
 import { fmtMs, markdownTable, summarize } from "./lib/stats.ts";
 import { servicesConfigYaml } from "./lib/services-config.ts";
 
@@ -99,11 +99,7 @@ function plainSet(n: number): string {
 }
 const EMPTY = "add table inet nflb\ndelete table inet nflb\ntable inet nflb {\n}\n";
 
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 const kib = (s: string) =>
   s.length >= 10 << 20 ? `${(s.length / 1048576).toFixed(1)} MiB` : `${(s.length / 1024).toFixed(1)} KiB`;
 const med = (xs: number[]) => summarize(xs).median;
@@ -264,4 +260,4 @@ await withBenchNet(async (net: BenchNet) => {
   say();
   say(`${loadLine()} at end.`);
 });
-process.stdout.write(out.join("\n") + "\n");
+print();

@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { exec } from "../src/system/exec.ts";
 import { withBenchNet, type BenchNet } from "./lib/bench-net.ts";
 import { NFLB_BIN, TSX_IMPORT, tsNode } from "./lib/paths.ts";
-import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report, requireRoot } from "./lib/report.ts";
 import { fmtSummaryMs, markdownTable, repeat, summarize } from "./lib/stats.ts";
 import { benchConfigYaml } from "./lib/uplink-config.ts";
 import { buildUplinkTopology, type BenchRouter } from "./lib/uplink-topology.ts";
@@ -59,11 +59,7 @@ async function inNs(net: BenchNet, argv: readonly string[]): Promise<string> {
   return r.stdout;
 }
 
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 
 await withBenchNet(async (net) => {
   work = await net.tempDir();
@@ -205,4 +201,4 @@ await withBenchNet(async (net) => {
   }
   say(`${loadLine()} at end.`);
 });
-process.stdout.write(out.join("\n") + "\n");
+print();

@@ -35,7 +35,7 @@ import {
   type ClientOptions,
 } from "./lib/packet-path-run.ts";
 import { CpuProfile } from "./lib/perf-cpu.ts";
-import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report, requireRoot } from "./lib/report.ts";
 import {
   CONFIG_LABELS,
   installConfig,
@@ -86,11 +86,7 @@ const SPECS: RouterConfigSpec[] = [
   ...NS.flatMap((n) => PER_N.filter((k) => KINDS.includes(k)).map((kind) => ({ kind, uplinks: n }))),
 ];
 
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 
 await withBenchNet(async (net) => {
   // Config files and nflb's state files go here, not to /run/nflb: the bench leaves nothing behind.
@@ -245,4 +241,4 @@ await withBenchNet(async (net) => {
   say();
   say(`${loadLine()} at end; whole run ${((performance.now() - started) / 1000).toFixed(0)} s.`);
 });
-process.stdout.write(out.join("\n") + "\n");
+print();

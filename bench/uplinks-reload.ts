@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { exec } from "../src/system/exec.ts";
 import { withBenchNet } from "./lib/bench-net.ts";
 import { tsNode } from "./lib/paths.ts";
-import { dateLine, loadLine, machineLine, requireRoot } from "./lib/report.ts";
+import { dateLine, loadLine, machineLine, report, requireRoot } from "./lib/report.ts";
 import { fmtSummaryMs, markdownTable, summarize } from "./lib/stats.ts";
 import { benchConfigYaml } from "./lib/uplink-config.ts";
 import { buildUplinkTopology, type BenchRouter } from "./lib/uplink-topology.ts";
@@ -30,11 +30,7 @@ if (!Number.isInteger(STICKY) || STICKY < 0 || STICKY > 60_000) throw new Error(
 
 requireRoot("bench/uplinks-reload.ts");
 
-const out: string[] = [];
-const say = (s = "") => {
-  out.push(s);
-  process.stderr.write(s + "\n");
-};
+const { say, print } = report();
 
 await withBenchNet(async (net) => {
   const work = await net.tempDir();
@@ -99,4 +95,4 @@ await withBenchNet(async (net) => {
   say();
   say(`${loadLine()} at end.`);
 });
-process.stdout.write(out.join("\n") + "\n");
+print();

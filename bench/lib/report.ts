@@ -26,3 +26,18 @@ export function requireRoot(what: string): void {
     process.exit(2);
   }
 }
+
+/**
+ * A bench's report: `say` shows each line at once on stderr (progress on a long run) and keeps it;
+ * `print` writes them all to stdout at the end, to go into bench/RESULTS.md.
+ */
+export function report(): { say: (line?: string) => void; print: () => void } {
+  const lines: string[] = [];
+  return {
+    say: (line = "") => {
+      lines.push(line);
+      process.stderr.write(line + "\n");
+    },
+    print: () => void process.stdout.write(lines.join("\n") + "\n"),
+  };
+}
