@@ -3,41 +3,17 @@
 // status, and the reload outcome the API answers with.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { EventEmitter } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
-import type { BackendMonitor, BackendMonitorEvents, BackendObservation } from "../../src/health/types.ts";
 import { Daemon } from "../../src/daemon/daemon.ts";
-import type { DataplaneOps } from "../../src/daemon/reconciler.ts";
 import { silentLog } from "../../src/daemon/log.ts";
 import { fromStored, toStored } from "../../src/daemon/overrides-store.ts";
 import { emptyOverrides } from "../../src/daemon/health-view.ts";
+import { idleOps } from "../../testkit/dataplane-fakes.ts";
 import { FakeFlowMonitor } from "../../testkit/flow-fakes.ts";
-
-class FakeBackend extends EventEmitter<BackendMonitorEvents> implements BackendMonitor {
-  obs: BackendObservation;
-  started = false;
-  stopped = false;
-  constructor(service: string, backend: string) {
-    super();
-    this.obs = { service, backend, state: "up", reason: "check passed", since: 0 };
-  }
-  start() {
-    this.started = true;
-  }
-  async stop() {
-    this.stopped = true;
-  }
-  snapshot() {
-    return this.obs;
-  }
-  set(state: "up" | "down", reason: string) {
-    this.obs = { ...this.obs, state, reason };
-    this.emit("change", this.obs);
-  }
-}
+import { FakeBackend } from "../../testkit/monitor-fakes.ts";
 
 const CONFIG = `version: 1
 services:
@@ -56,15 +32,7 @@ async function setup(dir?: string) {
   dir ??= await mkdtemp(join(tmpdir(), "nflb-control-"));
   const file = join(dir, "nflb.yaml");
   await writeFile(file, CONFIG);
-  const ops: DataplaneOps = {
-    readFacts: async () => ({ interfaces: new Map() }),
-    applyFull: async () => undefined,
-    applyNft: async () => undefined,
-    applyRouting: async () => undefined,
-    tableExists: async () => true,
-    flushConntrack: async () => 0,
-    purgeSticky: async () => 0,
-  };
+  const ops = idleOps();
   const backends: FakeBackend[] = [];
   // conntrack counts the IPv4 service; the IPv6 one is not known (yet).
   const flows = new FakeFlowMonitor();

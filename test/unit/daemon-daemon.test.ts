@@ -5,18 +5,12 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
-import type {
-  BackendMonitor,
-  BackendMonitorEvents,
-  BackendObservation,
-  UplinkMonitor,
-  UplinkMonitorEvents,
-  UplinkObservation,
-} from "../../src/health/types.ts";
+import type { UplinkMonitor, UplinkMonitorEvents, UplinkObservation } from "../../src/health/types.ts";
 import type { Desired } from "../../src/plan/desired.ts";
 import { Daemon } from "../../src/daemon/daemon.ts";
-import type { DataplaneOps } from "../../src/daemon/reconciler.ts";
 import { silentLog } from "../../src/daemon/log.ts";
+import { idleOps, wanFacts } from "../../testkit/dataplane-fakes.ts";
+import { FakeBackend } from "../../testkit/monitor-fakes.ts";
 
 class FakeUplink extends EventEmitter<UplinkMonitorEvents> implements UplinkMonitor {
   started = false;
@@ -50,23 +44,6 @@ class FakeUplink extends EventEmitter<UplinkMonitorEvents> implements UplinkMoni
   }
 }
 
-class FakeBackend extends EventEmitter<BackendMonitorEvents> implements BackendMonitor {
-  obs: BackendObservation;
-  constructor(service: string, backend: string) {
-    super();
-    this.obs = { service, backend, state: "up", reason: "", since: 0 };
-  }
-  start() {}
-  async stop() {}
-  snapshot() {
-    return this.obs;
-  }
-  set(state: "up" | "down", reason: string) {
-    this.obs = { ...this.obs, state, reason };
-    this.emit("change", this.obs);
-  }
-}
-
 const CONFIG = `version: 1
 uplinks:
   isp1: { interface: wan1, gateway: 100.64.1.1, weight: 3 }
@@ -85,25 +62,16 @@ async function setup() {
   const file = join(dir, "nflb.yaml");
   await writeFile(file, CONFIG);
   const applied: { kind: string; desired?: Desired; script?: string }[] = [];
-  const ops: DataplaneOps = {
-    readFacts: async () => ({
-      interfaces: new Map(
-        [1, 2, 3].map((i) => [
-          `wan${i}`,
-          { name: `wan${i}`, up: true, addresses: [{ family: 4 as const, text: `100.64.${i}.2` }] },
-        ]),
-      ),
-    }),
+  const ops = idleOps({
+    readFacts: async () => wanFacts(),
     applyFull: async (desired) => {
       if (desired.nft.includes("up_isp9_pin")) throw new Error("nft: no such device wan9");
       applied.push({ kind: "full", desired });
     },
     applyNft: async (script) => void applied.push({ kind: "nft", script }),
     applyRouting: async () => void applied.push({ kind: "routing" }),
-    tableExists: async () => true,
     flushConntrack: async () => (applied.push({ kind: "conntrack" }), 0),
-    purgeSticky: async () => 0,
-  };
+  });
   const uplinks = new Map<string, FakeUplink>();
   const backends = new Map<string, FakeBackend>();
   const hooks: NodeJS.ProcessEnv[] = [];
@@ -348,15 +316,7 @@ test("without a prober, uplinks are assumed up and reported as not probed", asyn
     load: loadConfig,
     log: silentLog,
     factories: {},
-    ops: {
-      readFacts: async () => ({ interfaces: new Map() }),
-      applyFull: async () => undefined,
-      applyNft: async () => undefined,
-      applyRouting: async () => undefined,
-      tableExists: async () => true,
-      flushConntrack: async () => 0,
-      purgeSticky: async () => 0,
-    },
+    ops: idleOps(),
     readCounters: async () => new Map(),
   });
   await d.start();

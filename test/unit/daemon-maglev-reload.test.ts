@@ -3,19 +3,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Config } from "../../src/config/schema.ts";
-import { Reconciler, type DataplaneOps } from "../../src/daemon/reconciler.ts";
+import { Reconciler } from "../../src/daemon/reconciler.ts";
 import { silentLog } from "../../src/daemon/log.ts";
+import { idleOps } from "../../testkit/dataplane-fakes.ts";
 import { webService } from "../../testkit/service-config.ts";
 
-const ops: DataplaneOps = {
-  readFacts: async () => ({ interfaces: new Map() }),
-  applyFull: async () => {},
-  applyNft: async () => {},
-  applyRouting: async () => {},
-  tableExists: async () => true,
-  flushConntrack: async () => 0,
-  purgeSticky: async () => 0,
-};
+const ops = idleOps();
 
 test("a reload that removes a maglev backend moves only that backend's slots", async () => {
   const all = Array.from({ length: 9 }, (_, i) => `198.51.100.${i + 1}:443`);

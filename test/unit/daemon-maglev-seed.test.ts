@@ -6,8 +6,9 @@ import { parseConfig } from "../../src/config/load.ts";
 import { allHealthy, desiredState, type Desired } from "../../src/plan/desired.ts";
 import { maglevSeed } from "../../src/plan/maglev-seed.ts";
 import type { Facts } from "../../src/plan/types.ts";
-import { Reconciler, type DataplaneOps } from "../../src/daemon/reconciler.ts";
+import { Reconciler } from "../../src/daemon/reconciler.ts";
 import { silentLog } from "../../src/daemon/log.ts";
+import { idleOps } from "../../testkit/dataplane-fakes.ts";
 
 const facts: Facts = { interfaces: new Map() };
 const yaml = (n: number) =>
@@ -29,21 +30,16 @@ test("the first plan is dealt from the live slots; later ones from the plan in f
   const cfg = yaml(4);
   let seeds = 0;
   const applied: Desired[] = [];
-  const ops: DataplaneOps = {
+  const ops = idleOps({
     readFacts: async () => facts,
     applyFull: async (d: Desired) => {
       applied.push(d);
     },
-    applyNft: async () => {},
-    applyRouting: async () => {},
-    tableExists: async () => true,
-    flushConntrack: async () => 0,
-    purgeSticky: async () => 0,
     servicesSeed: async (c) => {
       seeds++;
       return maglevSeed(c, inForce.nft);
     },
-  };
+  });
   const r = new Reconciler(() => ({ config: cfg, health: allHealthy(cfg), probeDown: new Set() }), ops, {
     log: silentLog,
   });

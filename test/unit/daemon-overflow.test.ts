@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
 import type { UplinkMonitor, UplinkMonitorEvents, UplinkObservation } from "../../src/health/types.ts";
 import { Daemon } from "../../src/daemon/daemon.ts";
-import type { DataplaneOps } from "../../src/daemon/reconciler.ts";
 import { silentLog } from "../../src/daemon/log.ts";
 import type { StatusJson } from "../../src/daemon/status.ts";
+import { idleOps, wanFacts } from "../../testkit/dataplane-fakes.ts";
 
 class FakeUplink extends EventEmitter<UplinkMonitorEvents> implements UplinkMonitor {
   obs: UplinkObservation;
@@ -50,22 +50,7 @@ test("overflow in the daemon: spill on load, back when idle, the metered uplink 
   const dir = await mkdtemp(join(tmpdir(), "nflb-overflow-"));
   const file = join(dir, "nflb.yaml");
   await writeFile(file, CONFIG);
-  const ops: DataplaneOps = {
-    readFacts: async () => ({
-      interfaces: new Map(
-        [1, 2, 3].map((i) => [
-          `wan${i}`,
-          { name: `wan${i}`, up: true, addresses: [{ family: 4 as const, text: `100.64.${i}.2` }] },
-        ]),
-      ),
-    }),
-    applyFull: async () => undefined,
-    applyNft: async () => undefined,
-    applyRouting: async () => undefined,
-    tableExists: async () => true,
-    flushConntrack: async () => 0,
-    purgeSticky: async () => 0,
-  };
+  const ops = idleOps({ readFacts: async () => wanFacts() });
   // wan1's counters grow by `rate` bit/s of real time.
   let rate = 0;
   let rx = 0;

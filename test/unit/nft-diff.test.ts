@@ -5,9 +5,9 @@ import { diff, replaceElements } from "../../src/nft/diff.ts";
 import { findObject, type NftTable, type Ruleset } from "../../src/nft/model.ts";
 import { chain, counter, kv, map, set } from "../../src/nft/objects.ts";
 import { allHealthy, desiredState, type HealthView } from "../../src/plan/desired.ts";
-import type { Facts } from "../../src/plan/types.ts";
 import { groupOf } from "../../src/plan/nft-groups.ts";
 import { groupSlotsMap } from "../../src/nft/names.ts";
+import { wanFacts } from "../../testkit/dataplane-fakes.ts";
 
 const table = (...objects: NftTable["objects"]): Ruleset => ({
   tables: [{ family: "inet", name: "nflb", objects }],
@@ -194,14 +194,7 @@ test("an external writer replaces its set whole: flush, then the set declared ag
 });
 
 // The daemon's changes, end to end through planning: each is a transaction of only what changed.
-const facts: Facts = {
-  interfaces: new Map(
-    [1, 2, 3].map((i) => [
-      `wan${i}`,
-      { name: `wan${i}`, up: true, addresses: [{ family: 4 as const, text: `100.64.${i}.2` }] },
-    ]),
-  ),
-};
+const facts = wanFacts();
 const cfg = parseConfig(`version: 1
 uplinks:
   isp1: { interface: wan1, gateway: 100.64.1.1, weight: 2 }

@@ -7,9 +7,10 @@ import { formatBitrate, parseBitrate } from "../../src/config/bitrate.ts";
 import { allHealthy } from "../../src/plan/desired.ts";
 import { planUplinks } from "../../src/plan/uplinks.ts";
 import { steerWeights } from "../../src/plan/steer-weights.ts";
-import type { Facts, Health } from "../../src/plan/types.ts";
+import type { Health } from "../../src/plan/types.ts";
 import { initialLoad, loadRatio, sampleLoad, spillStep } from "../../src/health/link-load.ts";
 import { LinkLoad } from "../../src/daemon/overflow.ts";
+import { wanFacts } from "../../testkit/dataplane-fakes.ts";
 
 const base = `version: 1
 uplinks:
@@ -125,14 +126,7 @@ test("metered: only when every unmetered uplink is down, in any method", () => {
 
 test("apply (every uplink healthy): the split holds the first uplink only; rules still reach isp3", () => {
   const c = parseConfig(base + "rules:\n  - { name: big, port: 873, protocol: tcp, via: [isp3] }\n");
-  const facts: Facts = {
-    interfaces: new Map(
-      [1, 2, 3].map((i) => [
-        `wan${i}`,
-        { name: `wan${i}`, up: true, addresses: [{ family: 4 as const, text: `100.64.${i}.2` }] },
-      ]),
-    ),
-  };
+  const facts = wanFacts();
   const p = planUplinks(c, allHealthy(c).uplinks, facts);
   assert.equal(p?.split4?.method, "random");
   assert.deepEqual(p?.split4?.slots, ["isp1"]);

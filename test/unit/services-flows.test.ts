@@ -278,6 +278,7 @@ test("the daemon: least-conn plans from live counts; the passive check takes a b
   const { silentLog } = await import("../../src/daemon/log.ts");
   const { createBackendChecker } = await import("../../src/health/backend-checker.ts");
   const { FakeFlowMonitor } = await import("../../testkit/flow-fakes.ts");
+  const { idleOps } = await import("../../testkit/dataplane-fakes.ts");
   const dir = await mkdtemp(join(tmpdir(), "nflb-flows-"));
   const file = join(dir, "nflb.yaml");
   await writeFile(
@@ -305,15 +306,7 @@ services:
     serveApi: false,
     load: loadConfig,
     log: silentLog,
-    ops: {
-      readFacts: async () => ({ interfaces: new Map() }),
-      applyFull: async () => undefined,
-      applyNft: async () => undefined,
-      applyRouting: async () => undefined,
-      tableExists: async () => true,
-      flushConntrack: async () => 0,
-      purgeSticky: async () => 0,
-    },
+    ops: idleOps(),
     readCounters: async () => new Map(),
     readLinkBytes: async () => null,
     factories: {

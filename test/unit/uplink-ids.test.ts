@@ -11,6 +11,7 @@ import { marksIn, stickyElements } from "../../src/system/conntrack-marks.ts";
 import { carried } from "../../src/daemon/reconciler.ts";
 import type { Facts } from "../../src/plan/types.ts";
 import { heldFor } from "../../src/apply/uplink-slots.ts";
+import { wanFacts } from "../../testkit/dataplane-fakes.ts";
 
 const inputs = (o: Partial<SlotInputs>): SlotInputs => ({
   names: [],
@@ -213,12 +214,7 @@ test("a reordered config with the recorded slots is the same model and routing: 
   for (const method of ["random", "round-robin", "source-hash"]) {
     const a = cfg([1, 2, 3], method);
     // With addresses: the `from ADDRESS` rules' priorities must not move either.
-    const interfaces = new Map(
-      [1, 2, 3].map((i) => [
-        `wan${i}`,
-        { name: `wan${i}`, up: true, addresses: [{ family: 4 as const, text: `100.64.${i}.2` }] },
-      ]),
-    );
+    const { interfaces } = wanFacts();
     const da = desiredState(a, allHealthy(a), { interfaces });
     const slots = Object.fromEntries(da.uplinks?.uplinks.map((u) => [u.name, u.slot]) ?? []);
     const b = cfg([3, 1, 2], method);
