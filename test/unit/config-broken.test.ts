@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { ConfigError, formatPath } from "../../src/config/issues.ts";
 import { MAX_CONFIG_BYTES, parseConfig } from "../../src/config/load.ts";
 import { stringify } from "yaml";
+import { issuesOf } from "../../testkit/config-text.ts";
 
 const base = `version: 1
 uplinks:
@@ -348,16 +349,6 @@ services:
     hint: /shorten it or lengthen interval/,
   },
 ];
-
-function issuesOf(text: string) {
-  try {
-    parseConfig(text);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.issues;
-  }
-  assert.fail("the config was accepted");
-}
 
 test("at least twenty broken configs in the table", () => {
   assert.ok(cases.length >= 20, `${cases.length}`);

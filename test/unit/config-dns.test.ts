@@ -1,9 +1,9 @@
 // rules[].domains and the dns section: validated, bounded, with messages that say how to write them.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConfigError } from "../../src/config/issues.ts";
 import { parseConfig, parseConfigSource } from "../../src/config/load.ts";
 import { formatPath } from "../../src/config/issues.ts";
+import { issuesOf as configIssues } from "../../testkit/config-text.ts";
 
 const base = `version: 1
 uplinks:
@@ -11,15 +11,7 @@ uplinks:
   isp2: { interface: wan2, gateway: 100.64.2.1, probe: { targets: [198.18.100.2] } }
 `;
 
-function issuesOf(text: string) {
-  try {
-    parseConfig(text);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.issues.map((i) => `${formatPath(i.path)}: ${i.message}`);
-  }
-  assert.fail("config was accepted");
-}
+const issuesOf = (text: string) => configIssues(text).map((i) => `${formatPath(i.path)}: ${i.message}`);
 
 test("domains and a dns section are read with defaults", () => {
   const c = parseConfig(`${base}rules:

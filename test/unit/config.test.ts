@@ -1,29 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/load.ts";
-import { ConfigError } from "../../src/config/issues.ts";
+import { issuesOf, TWO_UPLINKS } from "../../testkit/config-text.ts";
 
-const base = `version: 1
-uplinks:
-  isp1:
-    interface: wan1
-    gateway: 100.64.1.1
-    weight: 3
-  isp2:
-    interface: wan2
-    gateway: 100.64.2.1
-    weight: 1
-`;
-
-function issuesOf(text: string) {
-  try {
-    parseConfig(text);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.issues;
-  }
-  assert.fail("config was accepted");
-}
+const base = TWO_UPLINKS;
 
 test("a minimal config gets typed defaults", () => {
   const c = parseConfig(base);

@@ -1,7 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/load.ts";
-import { ConfigError } from "../../src/config/issues.ts";
 import { configWarnings } from "../../src/config/warnings.ts";
 import { formatBitrate, parseBitrate } from "../../src/config/bitrate.ts";
 import { allHealthy } from "../../src/plan/desired.ts";
@@ -10,6 +9,7 @@ import { steerWeights } from "../../src/plan/steer-weights.ts";
 import type { Health } from "../../src/plan/types.ts";
 import { initialLoad, loadRatio, sampleLoad, spillStep } from "../../src/health/link-load.ts";
 import { LinkLoad } from "../../src/daemon/overflow.ts";
+import { issuesOf } from "../../testkit/config-text.ts";
 import { wanFacts } from "../../testkit/dataplane-fakes.ts";
 
 const base = `version: 1
@@ -29,16 +29,6 @@ uplinks:
 balance:
   method: overflow
 `;
-
-function issuesOf(text: string) {
-  try {
-    parseConfig(text);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.issues;
-  }
-  assert.fail("config was accepted");
-}
 
 const up = (...names: string[]): Health =>
   Object.fromEntries(["isp1", "isp2", "isp3"].map((n) => [n, { up: names.includes(n) }]));

@@ -9,6 +9,7 @@ import { ConfigError } from "../../src/config/issues.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { generateSchema, SCHEMA_FILE } from "../../scripts/gen-schema.ts";
 import { CONFIG_DOC_FILE, generateConfigDoc } from "../../scripts/gen-config-doc.ts";
+import { TWO_UPLINKS } from "../../testkit/config-text.ts";
 
 const examplesDir = new URL("../../examples/", import.meta.url);
 const examples = readdirSync(examplesDir).filter((f) => f.endsWith(".yaml"));
@@ -81,17 +82,7 @@ test("the schema accepts every example config", () => {
   }
 });
 
-const base = `version: 1
-uplinks:
-  isp1:
-    interface: wan1
-    gateway: 100.64.1.1
-    weight: 3
-  isp2:
-    interface: wan2
-    gateway: 100.64.2.1
-    weight: 1
-`;
+const base = TWO_UPLINKS;
 
 /** Bad configs of test/unit/config.test.ts and more, each rejected by nflb itself and by the schema. */
 const bad: Record<string, string> = {

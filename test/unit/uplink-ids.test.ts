@@ -11,6 +11,7 @@ import { marksIn, stickyElements } from "../../src/system/conntrack-marks.ts";
 import { carried } from "../../src/daemon/reconciler.ts";
 import type { Facts } from "../../src/plan/types.ts";
 import { heldFor } from "../../src/apply/uplink-slots.ts";
+import { issuesOf } from "../../testkit/config-text.ts";
 import { wanFacts } from "../../testkit/dataplane-fakes.ts";
 
 const inputs = (o: Partial<SlotInputs>): SlotInputs => ({
@@ -123,16 +124,7 @@ test("a reordered config with the recorded slots plans the same marks, tables, p
 test("uplinks.NAME.id pins the slot; a pin used twice or too high is an error naming its path and line", () => {
   const c = yaml(["isp1", "isp2"], ", id: 5");
   assert.deepEqual(uplinkSlots(c, facts()), { isp2: 5, isp1: 1 });
-  const bad = (text: string) => {
-    try {
-      parseConfig(text);
-    } catch (e) {
-      assert.ok(e instanceof ConfigError, String(e));
-      return e.issues;
-    }
-    assert.fail("accepted");
-  };
-  const dup = bad(`version: 1
+  const dup = issuesOf(`version: 1
 uplinks:
   isp1: { interface: wan1, id: 2 }
   isp2:
@@ -143,9 +135,9 @@ uplinks:
   assert.deepEqual(dup[0]?.path, ["uplinks", "isp2", "id"]);
   assert.equal(dup[0]?.line, 6);
   assert.match(dup[0]?.message ?? "", /already uplink isp1's/);
-  const high = bad("version: 1\nmark_mask: 0x3\nuplinks:\n  isp1: { interface: wan1, id: 3 }\n");
+  const high = issuesOf("version: 1\nmark_mask: 0x3\nuplinks:\n  isp1: { interface: wan1, id: 3 }\n");
   assert.match(high[0]?.message ?? "", /above the highest slot 2/);
-  const kernel = bad("version: 1\nuplinks:\n  isp1: { interface: wan1, id: 54 }\n");
+  const kernel = issuesOf("version: 1\nuplinks:\n  isp1: { interface: wan1, id: 54 }\n");
   assert.ok(kernel.some((i) => /kernel/.test(i.message) && i.path.join(".") === "table_base"));
   assert.throws(() => parseConfig("version: 1\nuplinks:\n  isp1: { interface: wan1, id: 0 }\n"), ConfigError);
 });
