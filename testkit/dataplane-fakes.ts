@@ -3,16 +3,23 @@
 import type { DataplaneOps } from "../src/daemon/reconciler.ts";
 import type { Facts } from "../src/plan/types.ts";
 
-/** Interfaces wan1…wanN, up, wanI with 100.64.I.2: the uplinks of the tests' configs. */
-export function wanFacts(n = 3): Facts {
+/** Interfaces that are up, by name, with these global addresses (IPv4 or IPv6, by their text). */
+export function interfaceFacts(addresses: Record<string, readonly string[]>): Facts {
   return {
     interfaces: new Map(
-      Array.from({ length: n }, (_, k) => k + 1).map((i) => [
-        `wan${i}`,
-        { name: `wan${i}`, up: true, addresses: [{ family: 4 as const, text: `100.64.${i}.2` }] },
+      Object.entries(addresses).map(([name, list]) => [
+        name,
+        { name, up: true, addresses: list.map((text) => ({ family: text.includes(":") ? 6 : 4, text })) },
       ]),
     ),
   };
+}
+
+/** Interfaces wan1…wanN, up, wanI with 100.64.I.2: the uplinks of the tests' configs. */
+export function wanFacts(n = 3): Facts {
+  return interfaceFacts(
+    Object.fromEntries(Array.from({ length: n }, (_, k) => [`wan${k + 1}`, [`100.64.${k + 1}.2`]])),
+  );
 }
 
 /** A data plane that succeeds at everything and changes nothing; `over` replaces any operation. */

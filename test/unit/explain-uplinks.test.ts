@@ -9,8 +9,9 @@ import type { UplinkAnswer } from "../../src/explain/uplinks.ts";
 import { addrBytes, concatKey, nftJhash } from "../../src/nft/ruleset/jhash.ts";
 import { parseAddr, type Addr } from "../../src/net/ip.ts";
 import { allHealthy, desiredState, type HealthView } from "../../src/plan/desired.ts";
-import type { Facts, Health } from "../../src/plan/types.ts";
+import type { Health } from "../../src/plan/types.ts";
 import { allUp, planUplinks } from "../../src/plan/uplinks.ts";
+import { interfaceFacts } from "../../testkit/dataplane-fakes.ts";
 
 const A = (s: string): Addr => {
   const a = parseAddr(s);
@@ -25,14 +26,12 @@ uplinks:
   isp3: { interface: wan3, gateway: 100.64.3.1, weight: 1, nat: none }
 `;
 
-const facts: Facts = {
-  interfaces: new Map([
-    ["lan0", { name: "lan0", up: true, addresses: [A("198.18.0.1")] }],
-    ["wan1", { name: "wan1", up: true, addresses: [A("100.64.1.2")] }],
-    ["wan2", { name: "wan2", up: true, addresses: [A("100.64.2.2")] }],
-    ["wan3", { name: "wan3", up: true, addresses: [A("100.64.3.2")] }],
-  ]),
-};
+const facts = interfaceFacts({
+  lan0: ["198.18.0.1"],
+  wan1: ["100.64.1.2"],
+  wan2: ["100.64.2.2"],
+  wan3: ["100.64.3.2"],
+});
 
 function q(src: string, dst: string, proto?: string, port?: string, more: Partial<Query> = {}): Query {
   const r = parseQuery({ src, dst, proto, port });

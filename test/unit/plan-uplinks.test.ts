@@ -6,7 +6,7 @@ import { planUplinks } from "../../src/plan/uplinks.ts";
 import { renderRouting } from "../../src/render/routes.ts";
 import { diffRouting, isEmptyDiff } from "../../src/apply/diff-routing.ts";
 import { diff } from "../../src/nft/diff.ts";
-import type { Facts } from "../../src/plan/types.ts";
+import { interfaceFacts } from "../../testkit/dataplane-fakes.ts";
 import { kernelWith, tcp, trace, traceAll, udp, type Packet } from "./tracer-support.ts";
 
 const cfg = parseConfig(`version: 1
@@ -22,23 +22,11 @@ rules:
   - { name: web, source: [198.18.0.0/24], sticky: 30m }
 `);
 
-const facts: Facts = {
-  interfaces: new Map([
-    [
-      "wan1",
-      {
-        name: "wan1",
-        up: true,
-        addresses: [
-          { family: 4, text: "100.64.1.2" },
-          { family: 6, text: "2001:db8:100:1::2" },
-        ],
-      },
-    ],
-    ["wan2", { name: "wan2", up: true, addresses: [{ family: 4, text: "100.64.2.2" }] }],
-    ["wg0", { name: "wg0", up: true, addresses: [{ family: 4, text: "100.64.3.2" }] }],
-  ]),
-};
+const facts = interfaceFacts({
+  wan1: ["100.64.1.2", "2001:db8:100:1::2"],
+  wan2: ["100.64.2.2"],
+  wg0: ["100.64.3.2"],
+});
 
 test("marks, tables and the split follow the config order and weights", () => {
   const p = planUplinks(cfg, allHealthy(cfg).uplinks, facts)!;

@@ -5,32 +5,21 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { allHealthy, desiredState } from "../../src/plan/desired.ts";
-import type { Facts, Health } from "../../src/plan/types.ts";
+import type { Health } from "../../src/plan/types.ts";
 import { ROUTE_PROTO, type RoutingPlan } from "../../src/plan/routing.ts";
 import { batchText } from "../../src/render/routes.ts";
 import { diffOps, diffRouting, isEmptyDiff, ownedRouting, ruleKey } from "../../src/apply/diff-routing.ts";
 import { applyRoutingOps, readOwned } from "../../src/apply/routing-batch.ts";
 import { downLines } from "../../src/apply/down.ts";
 import { parseRoutes, parseRules } from "../../src/system/iproute.ts";
+import { interfaceFacts } from "../../testkit/dataplane-fakes.ts";
 import { FakeIp } from "./fake-ip.ts";
 
-const facts: Facts = {
-  interfaces: new Map([
-    [
-      "wan1",
-      {
-        name: "wan1",
-        up: true,
-        addresses: [
-          { family: 4, text: "100.64.1.2" },
-          { family: 6, text: "2001:db8:100:1::2" },
-        ],
-      },
-    ],
-    ["wan2", { name: "wan2", up: true, addresses: [{ family: 4, text: "100.64.2.2" }] }],
-    ["wan3", { name: "wan3", up: true, addresses: [{ family: 4, text: "100.64.3.2" }] }],
-  ]),
-};
+const facts = interfaceFacts({
+  wan1: ["100.64.1.2", "2001:db8:100:1::2"],
+  wan2: ["100.64.2.2"],
+  wan3: ["100.64.3.2"],
+});
 
 const TWO = `version: 1
 uplinks:
