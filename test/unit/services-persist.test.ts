@@ -148,8 +148,9 @@ services:
   assert.ok(!nft.includes("meta priority"));
 });
 
-test("backups: a client remembered on a backup goes back to a regular backend that returned", () => {
-  const c = parseConfig(`version: 1
+/** web: persistence 5m, one regular backend (.11) and one backup (.99). */
+const withBackup = () =>
+  parseConfig(`version: 1
 services:
   web:
     listen: 203.0.113.10:80
@@ -158,6 +159,9 @@ services:
       - { address: 198.51.100.11:80 }
       - { address: 198.51.100.99:80, backup: true }
 `);
+
+test("backups: a client remembered on a backup goes back to a regular backend that returned", () => {
+  const c = withBackup();
   const k = kernelWith(desiredState(c, allHealthy(c), facts).nft);
   const client = (n: number) => tcp("192.0.2.7", "203.0.113.10", 80, { sport: 40000 + n });
   assert.equal(dnatOf(connect(k, client(0), 0)), "198.51.100.11:80");
@@ -174,15 +178,7 @@ test("nflb explain: names the persistence and a backup pool, and still traces th
   const { explain } = await import("../../src/explain/explain.ts");
   const { formatExplanation } = await import("../../src/explain/format.ts");
   const { parseQuery } = await import("../../src/explain/packet.ts");
-  const c = parseConfig(`version: 1
-services:
-  web:
-    listen: 203.0.113.10:80
-    persistence: 5m
-    backends:
-      - { address: 198.51.100.11:80 }
-      - { address: 198.51.100.99:80, backup: true }
-`);
+  const c = withBackup();
   const q = parseQuery({ src: "192.0.2.7", dst: "203.0.113.10", proto: "tcp", port: "80" });
   assert.ok(!("error" in q));
   const health = { uplinks: {}, services: { web: { "198.51.100.11:80": { up: false } } } };
