@@ -16,6 +16,19 @@ uplinks:
     weight: 1
 `;
 
+/** Two uplinks, each probing a target of its own; every key on a line of its own. */
+export const TWO_PROBED_UPLINKS = `version: 1
+uplinks:
+  isp1:
+    interface: wan1
+    gateway: 100.64.1.1
+    probe: { targets: [198.18.100.1] }
+  isp2:
+    interface: wan2
+    gateway: 100.64.2.1
+    probe: { targets: [198.18.100.2] }
+`;
+
 /** The issues `parseConfig` refuses `text` with; the test fails when the text is accepted. */
 export function issuesOf(text: string): ConfigIssue[] {
   try {

@@ -12,18 +12,9 @@ import { systemCheck } from "../../src/config/system-checks.ts";
 import { checkWarnings, systemWarnings } from "../../src/config/warnings.ts";
 import { networkOf, parseAddr, type Addr } from "../../src/net/ip.ts";
 import type { Facts, InterfaceFacts } from "../../src/plan/types.ts";
+import { TWO_PROBED_UPLINKS } from "../../testkit/config-text.ts";
 
-const base = `version: 1
-uplinks:
-  isp1:
-    interface: wan1
-    gateway: 100.64.1.1
-    probe: { targets: [198.18.100.1] }
-  isp2:
-    interface: wan2
-    gateway: 100.64.2.1
-    probe: { targets: [198.18.100.2] }
-`;
+const base = TWO_PROBED_UPLINKS;
 
 const warningsOf = (text: string) => parseConfigSource(text).warnings;
 const at = (ws: ConfigIssue[], path: string) => ws.filter((w) => formatPath(w.path) === path);

@@ -6,6 +6,7 @@ import { parseDocument } from "yaml";
 import { ConfigError } from "../../src/config/issues.ts";
 import { parseConfigSource } from "../../src/config/load.ts";
 import { fastYaml, MIN_RUN } from "../../src/config/yaml-fast.ts";
+import { TWO_PROBED_UPLINKS } from "../../testkit/config-text.ts";
 
 const slow = (text: string): unknown =>
   parseDocument(text, { uniqueKeys: true }).toJS({ maxAliasCount: 100 });
@@ -14,17 +15,7 @@ const fast = (text: string): unknown => fastYaml(text, { maxAliasCount: 100 });
 const v4 = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `198.18.${from + i}.0/24`);
 const items = (list: string[], indent = "      ") => list.map((p) => `${indent}- ${p}`).join("\n");
 
-const config = (list: string[], extra = "") => `version: 1
-uplinks:
-  isp1:
-    interface: wan1
-    gateway: 100.64.1.1
-    probe: { targets: [198.18.100.1] }
-  isp2:
-    interface: wan2
-    gateway: 100.64.2.1
-    probe: { targets: [198.18.100.2] }
-rules:
+const config = (list: string[], extra = "") => `${TWO_PROBED_UPLINKS}rules:
   - name: office
     via: [isp1]
     destination:
