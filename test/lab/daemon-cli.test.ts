@@ -4,34 +4,29 @@
 // line, the old data plane serving; a valid one: exit 0 with the kernel already changed), and the
 // journald log format (the uplink-down line at warning priority). Needs root.
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
-import type { TrackedProcess } from "../../src/lab/processes.ts";
 import type { StatusJson } from "../../src/daemon/status.ts";
-import { API_PORT, NFLB, allUp, labConfig, waitStatus, lanBatch } from "../../testkit/daemon-harness.ts";
+import { DaemonFixture, allUp, labConfig, waitStatus, lanBatch } from "../../testkit/daemon-harness.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
 
 describe("nflb CLI against a running daemon (2 uplinks)", { skip, timeout: 300_000 }, () => {
   const lab = new UplinkLab({ uplinks: 2 });
-  let dir = "";
-  let file = "";
-  let daemon: TrackedProcess | undefined;
   const config = (weights = [1, 1]) =>
     labConfig(lab, { method: "round-robin", weights, probe: "down_after: 2, up_after: 3" });
+  // The log as journald would take it: the journal test reads its priorities.
+  const fx = new DaemonFixture(lab, () => config(), { env: () => ({ NFLB_LOG_FORMAT: "journal" }) });
   const via = (n: number) => `inet ${lab.uplink(n).router4}`;
-  const nflb = (args: string[]) => lab.exec("router", [NFLB, ...args, "-c", file], { timeoutMs: 60_000 });
+  const nflb = (args: string[]) => fx.cli([...args, "-c", fx.file]);
 
   const batch = () => lanBatch(lab);
 
   /** The daemon's log lines as journald would receive them: `<N>{json}`. */
   const journal = (): Record<string, unknown>[] =>
-    (daemon?.stdout() ?? "").split("\n").flatMap((l) => {
+    (fx.daemon?.proc.stdout() ?? "").split("\n").flatMap((l) => {
       const m = /^<(\d)>(\{.*\})$/.exec(l);
       if (!m) return [];
       try {
@@ -41,36 +36,8 @@ describe("nflb CLI against a running daemon (2 uplinks)", { skip, timeout: 300_0
       }
     });
 
-  before(
-    async () => {
-      await lab.build();
-      dir = await mkdtemp(join(tmpdir(), "nflb-lab-cli-"));
-      file = join(dir, "nflb.yaml");
-      await writeFile(file, config());
-      daemon = lab.spawn("router", [
-        "env",
-        `NFLB_STATE_DIR=${dir}`,
-        "NFLB_LOG_FORMAT=journal",
-        NFLB,
-        "run",
-        "-c",
-        file,
-        "--api",
-        `0.0.0.0:${API_PORT}`,
-      ]);
-      await daemon.waitForLine(/^<6>\{.*"msg":"nflb running"/, 20_000);
-      await waitStatus(lab, allUp, 15_000, "every uplink up");
-    },
-    { timeout: 90_000 },
-  );
-  after(
-    async () => {
-      await daemon?.stop(5000);
-      await lab.destroy();
-      if (dir) await rm(dir, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  before(() => fx.up(), { timeout: 90_000 });
+  after(() => fx.down(), { timeout: 60_000 });
 
   test(
     "status: 0 all up; uplink disable → 1; an uplink down too → 2; enable and restore → 0",
@@ -98,7 +65,7 @@ describe("nflb CLI against a running daemon (2 uplinks)", { skip, timeout: 300_0
       assert.equal((await nflb(["status"])).code, 2, "no uplink up: down");
       // The journal gets the event at warning priority, with the uplink and the reason.
       const line = journal().find((l) => l.msg === "uplink isp2 down");
-      assert.ok(line, `an "uplink isp2 down" line in:\n${daemon?.stdout().slice(-2000)}`);
+      assert.ok(line, `an "uplink isp2 down" line in:\n${fx.daemon?.proc.stdout().slice(-2000)}`);
       assert.equal(line.priority, 4);
       assert.equal(line.level, "warn");
       assert.equal(line.uplink, "isp2");
@@ -119,11 +86,11 @@ describe("nflb CLI against a running daemon (2 uplinks)", { skip, timeout: 300_0
     "reload: an invalid config exits 2 naming the YAML path and line, the old data plane serves; a valid one exits 0 with the kernel changed",
     { timeout: 90_000 },
     async () => {
-      const before = (await lab.exec("router", [NFLB, "status", "--json", "-c", file])).stdout;
+      const before = (await nflb(["status", "--json"])).stdout;
       const version = (JSON.parse(before) as StatusJson).config_version;
       assert.deepEqual(Object.keys(await batch()).sort(), [via(1), via(2)]);
 
-      await writeFile(file, config().replace("weight: 1", "weight: heavy"));
+      await fx.write(config().replace("weight: 1", "weight: heavy"));
       const bad = await nflb(["reload"]);
       assert.equal(bad.code, 2, bad.stderr);
       assert.match(
@@ -145,7 +112,7 @@ describe("nflb CLI against a running daemon (2 uplinks)", { skip, timeout: 300_0
       assert.match(kept.last_reload_error ?? "", /uplinks\.isp1\.weight/);
 
       // isp2 becomes a backup link (weight 0): once reload returns, new connections all take isp1.
-      await writeFile(file, config([1, 0]));
+      await fx.write(config([1, 0]));
       const good = await nflb(["reload"]);
       assert.equal(good.code, 0, good.stderr);
       assert.match(good.stdout, /^reloaded: config [0-9a-f]{12} runs/);
@@ -154,16 +121,17 @@ describe("nflb CLI against a running daemon (2 uplinks)", { skip, timeout: 300_0
       assert.notEqual(now.config_version, version);
       assert.equal(now.last_reload_error, null);
       // SIGHUP still reloads.
-      await writeFile(file, config());
-      process.kill(daemon?.pid ?? 0, "SIGHUP");
+      await fx.write();
+      const pid = fx.daemon?.proc.pid;
+      assert.ok(pid, "the daemon runs");
+      process.kill(pid, "SIGHUP");
       await waitStatus(lab, (s) => s.config_version !== now.config_version, 10_000, "SIGHUP reload");
       assert.deepEqual(Object.keys(await batch()).sort(), [via(1), via(2)]);
     },
   );
 
   test("no daemon: status exits 2, reload and uplink exit 1", { timeout: 60_000 }, async () => {
-    await daemon?.stop(5000);
-    daemon = undefined;
+    await fx.stop();
     const none = await nflb(["status"]);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /no daemon answers/);
