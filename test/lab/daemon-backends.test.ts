@@ -6,11 +6,12 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { StatusJson } from "../../src/daemon/status.ts";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
-import { spawnTracked, type TrackedProcess } from "../../src/lab/processes.ts";
+import { spawnTracked } from "../../src/lab/processes.ts";
 import { SERVICE_LAB as L, ServiceLab, backendAddress } from "../../src/lab/service-lab.ts";
-import { NFLB, STATE_DIR, nflb } from "./support/nflb.ts";
 import { groupOf } from "../../src/plan/nft-groups.ts";
 import { groupSlotsMap } from "../../src/nft/names.ts";
+import { DaemonFixture } from "../../testkit/daemon-harness.ts";
+import { until } from "../../testkit/until.ts";
 
 const unavailable = await labUnavailableReason();
 const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
@@ -23,9 +24,27 @@ describe(
   { skip, timeout: 300_000 },
   () => {
     const lab = new ServiceLab({ backends: 2 });
-    let file = "";
-    let daemon: TrackedProcess | undefined;
-    const cli = (args: string[], timeoutMs = 60_000) => nflb(lab, "lb", [...args, "-c", file], timeoutMs);
+    const config = () => `version: 1
+services:
+  web:
+    listen: ${L.vip4}:80
+    scheduler: round-robin
+    check: { method: tcp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }
+    backends:
+      - { address: ${b1} }
+      - { address: ${b2} }
+`;
+    // The balancer's daemon, no API (the CLI finds it by its state directory), both backends up.
+    const fx = new DaemonFixture(lab, config, {
+      role: "lb",
+      api: null,
+      ready: null,
+      prepare: async () => {
+        await lab.startBackend(1);
+        await lab.startBackend(2);
+      },
+    });
+    const cli = (args: string[], timeoutMs = 60_000) => fx.cli([...args, "-c", fx.file], timeoutMs);
 
     async function status(): Promise<StatusJson> {
       const r = await cli(["status", "--json"]);
@@ -36,13 +55,6 @@ describe(
       assert.ok(b, address);
       return b;
     };
-    async function until(what: string, ok: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-      const deadline = Date.now() + timeoutMs;
-      while (!(await ok())) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-        await sleep(200);
-      }
-    }
     /** 12 new connections from the client: which backends answered. */
     async function spread(): Promise<Record<string, number>> {
       const r = await lab.runClient({
@@ -62,40 +74,8 @@ describe(
       }
       return out;
     }
-    async function startDaemon(): Promise<void> {
-      daemon = lab.spawn("lb", ["env", `NFLB_STATE_DIR=${STATE_DIR}`, NFLB, "run", "-c", file]);
-      await daemon.waitForLine(/"msg":"nflb running"/, 20_000);
-    }
-
-    before(
-      async () => {
-        await lab.build();
-        await lab.startBackend(1);
-        await lab.startBackend(2);
-        file = await lab.writeConfig(
-          "nflb.yaml",
-          `version: 1
-services:
-  web:
-    listen: ${L.vip4}:80
-    scheduler: round-robin
-    check: { method: tcp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }
-    backends:
-      - { address: ${b1} }
-      - { address: ${b2} }
-`,
-        );
-        await startDaemon();
-      },
-      { timeout: 90_000 },
-    );
-    after(
-      async () => {
-        await daemon?.stop(5000);
-        await lab.destroy();
-      },
-      { timeout: 60_000 },
-    );
+    before(() => fx.up(), { timeout: 90_000 });
+    after(() => fx.down(), { timeout: 60_000 });
 
     test(
       "a drain is an element update of its service, never a table, chain or set replace (nft monitor)",
@@ -154,13 +134,13 @@ services:
         const held = lab.startConnections("client", { dst: L.vip4, port: 80, count: 4, durationMs: 60_000 });
         const greetings = await held.opened();
         assert.equal(greetings.filter((g) => g.startsWith("b1 ")).length, 2, greetings.join(", "));
-        await until("2 connections on b1", async () => (await backend(b1)).connections === 2, 5000);
+        await until("2 connections on b1", async () => (await backend(b1)).connections === 2, 5000, 200);
         const before = await backend(b1);
         assert.ok((before.connections_total ?? 0) >= 2, `connections_total ${before.connections_total}`);
 
         const t0 = Date.now();
         const draining = cli(["backend", "drain", "web", b1, "--wait", "--timeout", "30s", "--json"]);
-        await until("b1 draining", async () => (await backend(b1)).state === "draining", 10_000);
+        await until("b1 draining", async () => (await backend(b1)).state === "draining", 10_000, 200);
         assert.deepEqual(await spread(), { b2: 12 }, "no new connection to a drained backend");
         assert.equal((await backend(b1)).connections, 2, "established connections stay");
         await sleep(1000);
@@ -195,16 +175,15 @@ services:
         assert.equal(inMaint.state, "maint", inMaint.reason);
         assert.equal((await cli(["status"])).code, 1, "a backend in maint: degraded");
 
-        await daemon?.stop(5000);
-        await startDaemon();
+        await fx.start();
         assert.equal((await backend(b2)).state, "maint", "kept across a restart");
         assert.deepEqual(await spread(), { b1: 12 });
 
         // enable: checks again, and the dead server is found down.
         assert.equal((await cli(["backend", "enable", "web", b2])).code, 0);
-        await until("b2 down", async () => (await backend(b2)).state === "down", 10_000);
+        await until("b2 down", async () => (await backend(b2)).state === "down", 10_000, 200);
         await lab.startBackend(2);
-        await until("b2 up", async () => (await backend(b2)).state === "up", 10_000);
+        await until("b2 up", async () => (await backend(b2)).state === "up", 10_000, 200);
         assert.equal((await cli(["status"])).code, 0);
 
         const w = await cli(["backend", "weight", "web", b2, "3", "--json"]);
