@@ -3,15 +3,13 @@
 // `nflb apply` takes over the lock it left and converges, and `nflb down` restores the host
 // exactly. And one lock: `nflb apply`/`down` while `nflb run` holds the namespace are refused.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
 import { UplinkLab } from "../../src/lab/uplink-lab.ts";
-import type { ExecResult } from "../../src/system/exec.ts";
-import { labConfig, startDaemon } from "../../testkit/daemon-harness.ts";
+import { DaemonFixture, labConfig } from "../../testkit/daemon-harness.ts";
 import { NFLB, snapshot } from "./support/nflb.ts";
 
 const unavailable = await labUnavailableReason();
@@ -31,12 +29,36 @@ function normalize(s: Snap): Snap {
 
 describe("faults: nflb apply killed at random points", { skip, timeout: 900_000 }, () => {
   const lab = new UplinkLab({ uplinks: 2, v6: false });
-  let dir = "";
   let fileA = "";
   let fileB = "";
-  const env = () => ({ ...process.env, NFLB_STATE_DIR: dir });
-  const nflb = (args: string[], timeoutMs = 30_000): Promise<ExecResult> =>
-    lab.exec("router", [NFLB, ...args], { timeoutMs, env: env() });
+  // The tests run `nflb apply` themselves; the last one starts `nflb run` (fx.file) when it needs it.
+  const fx = new DaemonFixture(lab, () => labConfig(lab), {
+    settle: true,
+    api: "127.0.0.1:9110",
+    start: false,
+    ready: null,
+    prepare: async () => {
+      const [u1, u2] = lab.uplinks;
+      if (!u1 || !u2) throw new Error("two uplinks expected");
+      // A and B differ in the nft table and in the policy routing (B drops isp2, adds a rule).
+      fileA = join(fx.dir, "a.yaml");
+      fileB = join(fx.dir, "b.yaml");
+      await writeFile(fileA, labConfig(lab));
+      await writeFile(
+        fileB,
+        `version: 1
+uplinks:
+  isp1: { interface: ${u1.wanIf}, gateway: ${u1.gateway4}, weight: 3 }
+balance:
+  from: [lan0]
+rules:
+  - { name: docs, destination: [198.51.100.0/24], via: [isp1] }
+`,
+      );
+    },
+  });
+  // In the router's namespace, with the fixture's state directory (the daemon's too).
+  const nflb = (args: string[], timeoutMs = 30_000) => fx.cli(args, timeoutMs);
   const nflbOk = async (args: string[]) => {
     const r = await nflb(args);
     if (r.code !== 0) throw new Error(`nflb ${args.join(" ")} exited ${r.code}:\n${r.stderr}${r.stdout}`);
@@ -54,35 +76,8 @@ describe("faults: nflb apply killed at random points", { skip, timeout: 900_000 
     return m;
   };
 
-  before(
-    async () => {
-      await lab.build();
-      await lab.settle();
-      dir = await mkdtemp(join(tmpdir(), "nflb-faults-"));
-      const [u1, u2] = lab.uplinks;
-      if (!u1 || !u2) throw new Error("two uplinks expected");
-      // A and B differ in the nft table and in the policy routing (B drops isp2, adds a rule).
-      fileA = join(dir, "a.yaml");
-      fileB = join(dir, "b.yaml");
-      await writeFile(fileA, labConfig(lab));
-      await writeFile(
-        fileB,
-        `version: 1
-uplinks:
-  isp1: { interface: ${u1.wanIf}, gateway: ${u1.gateway4}, weight: 3 }
-balance:
-  from: [lan0]
-rules:
-  - { name: docs, destination: [198.51.100.0/24], via: [isp1] }
-`,
-      );
-    },
-    { timeout: 120_000 },
-  );
-  after(async () => {
-    await lab.destroy();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  before(() => fx.up(), { timeout: 120_000 });
+  after(() => fx.down());
 
   test(
     `kill -9 at ${POINTS} points: old or new nft table; the next apply converges; down restores the host`,
@@ -94,28 +89,29 @@ rules:
       const pristineSys = await sysctls();
       await nflbOk(["apply", "-c", fileB]);
       const S_B = await snap();
-      const stateFile = (await readdir(dir)).find((f) => /^netns-\d+\.json$/.test(f));
+      const stateFile = (await readdir(fx.dir)).find((f) => /^netns-\d+\.json$/.test(f));
       assert.ok(stateFile, "the state file is in NFLB_STATE_DIR");
       const touched = Object.keys(
-        (JSON.parse(await readFile(join(dir, stateFile), "utf8")) as { sysctls: Record<string, string> })
+        (JSON.parse(await readFile(join(fx.dir, stateFile), "utf8")) as { sysctls: Record<string, string> })
           .sysctls,
       );
       await nflbOk(["apply", "-c", fileA]);
       const S_A = await snap();
-      for (const k of Object.keys(JSON.parse(await readFile(join(dir, stateFile), "utf8")).sysctls))
+      for (const k of Object.keys(JSON.parse(await readFile(join(fx.dir, stateFile), "utf8")).sysctls))
         if (!touched.includes(k)) touched.push(k);
       assert.notDeepEqual(S_A.ruleset, S_B.ruleset);
       assert.notDeepEqual(S_A.rules4, S_B.rules4, "the two configs differ in ip rules too");
 
       // An apply rewrites the state file just before it changes the kernel: the moment that file
       // is replaced (a new inode), the work starts. Wait for it, in 2 ms steps, bounded.
-      const statePath = join(dir, stateFile);
+      const statePath = join(fx.dir, stateFile);
       const inode = async () => (await stat(statePath).catch(() => null))?.ino ?? 0;
       const untilStateWritten = async (from: number, p: { child: { exitCode: number | null } }) => {
         const deadline = Date.now() + 15_000;
         while ((await inode()) === from && p.child.exitCode === null && Date.now() < deadline) await sleep(2);
       };
-      const startB = () => lab.spawn("router", ["env", `NFLB_STATE_DIR=${dir}`, NFLB, "apply", "-c", fileB]);
+      const startB = () =>
+        lab.spawn("router", ["env", `NFLB_STATE_DIR=${fx.dir}`, NFLB, "apply", "-c", fileB]);
       const waitExit = async (p: { exited: Promise<number> }) => {
         // Lab processes are unref'd: a timer keeps this test's loop alive while it waits.
         const keepAlive = setTimeout(() => undefined, 30_000);
@@ -206,7 +202,7 @@ rules:
       );
       for (const k of touched) assert.equal(restored.get(k), pristineSys.get(k), `sysctl ${k} restored`);
       assert.deepEqual(
-        (await readdir(dir)).filter((f) => f.endsWith(".tmp") || f.endsWith(".lock")),
+        (await readdir(fx.dir)).filter((f) => f.endsWith(".tmp") || f.endsWith(".lock")),
         [],
         "no lock or temp file left behind",
       );
@@ -223,7 +219,7 @@ rules:
       await nflbOk(["apply", "-c", fileA]);
       const long = lab.spawn("router", [
         "env",
-        `NFLB_STATE_DIR=${dir}`,
+        `NFLB_STATE_DIR=${fx.dir}`,
         NFLB,
         "exec",
         "--via",
@@ -258,10 +254,8 @@ rules:
     },
     async () => {
       const pristine = await snap();
-      const file = join(dir, "run.yaml");
-      await writeFile(file, labConfig(lab));
       // The harness keeps the daemon's state next to its config: the same dir as ours.
-      const daemon = await startDaemon(lab, file, "127.0.0.1:9110");
+      const daemon = await fx.start(null);
       try {
         for (const args of [["apply", "-c", fileB], ["down"]]) {
           const t0 = Date.now();
@@ -271,12 +265,12 @@ rules:
           assert.match(r.stderr, /nflb reload/);
           assert.ok(Date.now() - t0 < 10_000, "refused at once, not after a wait");
         }
-        const second = await nflb(["run", "-c", file, "--api", "127.0.0.1:9111"]);
+        const second = await nflb(["run", "-c", fx.file, "--api", "127.0.0.1:9111"]);
         assert.equal(second.code, 1);
         assert.match(second.stderr, /one daemon per namespace/);
         assert.ok(daemon.proc.child.exitCode === null, "the daemon still runs");
       } finally {
-        assert.equal(await daemon.stop(), 0);
+        assert.equal(await fx.stop(), 0);
       }
       // SIGTERM leaves the data plane (fail-static) and releases the lock: down now works.
       await nflbOk(["down"]);
