@@ -11,6 +11,7 @@ import { signConfig } from "../../src/cluster/signing.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { EtcdClient, type FetchLike } from "../../src/system/etcd.ts";
+import { until } from "../../testkit/until.ts";
 
 interface Kv {
   value: string;
@@ -143,13 +144,6 @@ cluster:
 ${extra}`);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!ok()) {
-    if (Date.now() - t0 > ms) assert.fail(`timed out waiting for: ${what}`);
-    await sleep(25);
-  }
-}
 
 describe("cluster agent", () => {
   const agents: ClusterAgent[] = [];
@@ -203,7 +197,7 @@ describe("cluster agent", () => {
 
     // Every 8-bucket member gone: the 16-bucket node re-creates the cluster and takes all 16.
     await one.a.stop({ leave: true });
-    await until("node2 joins once nobody runs 8 buckets", () => two.host.owned.length === 16, 10_000);
+    await until("node2 joins once nobody runs 8 buckets", () => two.host.owned.length === 16);
     assert.equal(two.a.snapshot().error, null);
     assert.deepEqual(JSON.parse(etcd.kvs.get("/nflb/cluster/lab/params")!.value), {
       buckets: 16,

@@ -13,6 +13,7 @@ import { Daemon } from "../../src/daemon/daemon.ts";
 import { silentLog } from "../../src/daemon/log.ts";
 import type { StatusJson } from "../../src/daemon/status.ts";
 import { idleOps, wanFacts } from "../../testkit/dataplane-fakes.ts";
+import { until } from "../../testkit/until.ts";
 
 class FakeUplink extends EventEmitter<UplinkMonitorEvents> implements UplinkMonitor {
   obs: UplinkObservation;
@@ -36,15 +37,6 @@ balance:
   method: overflow
   overflow: { interval: 100ms, smoothing: 100ms }
 `;
-
-const until = async (what: string, ok: () => Promise<boolean>, ms = 5000) => {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await ok()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-};
 
 test("overflow in the daemon: spill on load, back when idle, the metered uplink held out", async () => {
   const dir = await mkdtemp(join(tmpdir(), "nflb-overflow-"));
