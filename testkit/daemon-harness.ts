@@ -161,15 +161,18 @@ export async function waitStatus(
   throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last?.uplinks)}`);
 }
 
-/** 24 short connections from the LAN, all of which must succeed: which uplinks carried them. */
-export async function lanBatch(lab: UplinkLab): Promise<Record<string, number>> {
+/**
+ * 24 short connections from the LAN, each given `timeoutMs`, all of which must succeed: which
+ * uplinks carried them.
+ */
+export async function lanBatch(lab: UplinkLab, timeoutMs = 1000): Promise<Record<string, number>> {
   const r = await lab.runClient({
     from: "lan",
     dst: lab.addr.server4,
     port: lab.ports.echo,
     count: 24,
     parallel: 8,
-    timeoutMs: 1000,
+    timeoutMs,
     deadlineMs: 10_000,
   });
   assert.equal(r.failed, 0, `failed connections: ${r.errors.join("; ")}`);

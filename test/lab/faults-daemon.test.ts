@@ -21,6 +21,7 @@ import {
   failures,
   http,
   labConfig,
+  lanBatch,
   sleep,
   startPoller,
   status,
@@ -95,19 +96,7 @@ describe("faults in a running daemon", { skip, timeout: 600_000 }, () => {
     labConfig(lab, { method: "round-robin", interval: "500ms", ...o });
 
   /** One batch of 24 connections: which uplinks carried them (all must succeed). */
-  const batch = async () => {
-    const r = await lab.runClient({
-      from: "lan",
-      dst: lab.addr.server4,
-      port: lab.ports.echo,
-      count: 24,
-      parallel: 8,
-      timeoutMs: 1500,
-      deadlineMs: 10_000,
-    });
-    assert.equal(r.failed, 0, `failed connections: ${r.errors.join("; ")}`);
-    return Object.keys(r.bySeen).sort();
-  };
+  const batch = async () => Object.keys(await lanBatch(lab, 1500)).sort();
 
   const poll = (durationMs: number): Promise<Poller> =>
     startPoller(lab, { durationMs, batch: 4, everyMs: 100, timeoutMs: 1500 });
