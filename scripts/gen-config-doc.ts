@@ -4,7 +4,7 @@
 // test/unit/schema.test.ts fails when either is stale.
 import { fileURLToPath } from "node:url";
 import * as prettier from "prettier";
-import { z } from "zod";
+import * as z from "zod";
 import { formatDuration } from "../src/config/duration.ts";
 import { LIMITS, configSchema } from "../src/config/schema.ts";
 import { unwrap } from "../src/config/suggest.ts";

@@ -12,7 +12,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import * as prettier from "prettier";
-import { z } from "zod";
+import * as z from "zod";
 import { configSchema } from "../src/config/schema.ts";
 import { CONFIG_DOC_FILE, generateConfigDoc } from "./gen-config-doc.ts";
 

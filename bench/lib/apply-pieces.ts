@@ -11,7 +11,8 @@ import { allHealthy, desiredState, type HealthView } from "../../src/plan/desire
 import { nftApply } from "../../src/system/nft.ts";
 import { diff } from "../../src/nft/diff.ts";
 import type { Ruleset } from "../../src/nft/model.ts";
-import { applyDesired, readRouting } from "../../src/apply/dataplane.ts";
+import { applyDesired, readCurrent, readRouting } from "../../src/apply/dataplane.ts";
+import { systemIp } from "../../src/system/iproute.ts";
 import { down } from "../../src/apply/down.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { repeat } from "./stats.ts";
@@ -58,7 +59,28 @@ await measure("nft -f full table, replacing itself", () => nftApply(want.nft));
 await measure("read routing state (ip rule/route, both families)", () => readRouting(want.routing));
 await measure("applyDesired, fresh (after down)", () => applyDesired(want), down);
 await applyDesired(want);
-await measure("applyDesired, nothing to change", () => applyDesired(want));
+// Without the tables' listing applyDesired replaces the table whole; `nflb apply` reads the
+// listing (beside the config's parse) and sends only what differs: nothing, here.
+await measure("applyDesired, nothing to change, no listing (the whole table replaced)", () =>
+  applyDesired(want),
+);
+await measure(
+  "read current (state file, ip rule/route, nft list of nflb's tables)",
+  () => readCurrent(systemIp, { nft: true }).current,
+);
+await measure("applyDesired, nothing to change, with the listing (as `nflb apply`)", () =>
+  applyDesired(want, { current: readCurrent(systemIp, { nft: true }).current }),
+);
+// The same, the listing read before each run (as when it was read beside the config's parse).
+const readBefore = () => readCurrent(systemIp, { nft: true }).current;
+let before = await readBefore();
+await measure(
+  "applyDesired, nothing to change, the listing read before",
+  () => applyDesired(want, { current: Promise.resolve(before) }),
+  async () => {
+    before = await readBefore();
+  },
+);
 
 const views = [degraded(loaded), allHealthy(loaded)];
 const models = views.map((v) => desiredState(loaded, v, facts).model);

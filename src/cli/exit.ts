@@ -45,6 +45,19 @@ export function isPlain(e: unknown): e is Error {
   );
 }
 
+/**
+ * How a verb that failed ends the process: errors the user can act on printed plainly, anything
+ * else (a bug) with its stack; with `--json`, errorJson on stdout too.
+ */
+export function reportFailure(e: unknown, argv: readonly string[]): never {
+  const text = isPlain(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
+  process.stderr.write(`nflb: ${text}\n`);
+  // `--json` of nflb's own options, not of a command after `--` (exec).
+  const own = argv.slice(2, (argv.indexOf("--") + 1 || argv.length + 1) - 1);
+  if (own.includes("--json")) process.stdout.write(JSON.stringify(errorJson(e), null, 2) + "\n");
+  process.exit(exitCodeOf(e));
+}
+
 /** What `--json` prints on stdout when a verb fails (the message also goes to stderr). */
 export function errorJson(e: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = {

@@ -27,6 +27,8 @@ if (quick) {
   // `plan` and `apply` read the host from here, while commander and the verbs load.
   const args = process.argv.slice(2);
   if (args[0] === "apply" || args[0] === "plan") await (await import("./host-reads.ts")).startEarly(args);
-  const { runCli } = await import("./program.ts");
-  await runCli(process.argv);
+  const { directVerb, runDirect } = await import("./direct-verb.ts");
+  const direct = directVerb(args);
+  if (direct) await runDirect(direct, process.argv);
+  else await (await import("./program.ts")).runCli(process.argv);
 }

@@ -4,7 +4,7 @@
 // this only when it cannot answer from the precomputed help (help-text.ts).
 import { Command } from "commander";
 import { VERSION } from "./defaults.ts";
-import { errorJson, exitCodeOf, isPlain } from "./exit.ts";
+import { reportFailure } from "./exit.ts";
 import { helpWidth } from "./help-width.ts";
 import { registerConfigVerbs } from "./verbs-config.ts";
 import { registerClusterVerbs } from "./verbs-cluster.ts";
@@ -44,12 +44,5 @@ export function buildProgram(): Command {
 export async function runCli(argv: string[]): Promise<void> {
   await buildProgram()
     .parseAsync(argv)
-    .catch((e: unknown) => {
-      const text = isPlain(e) ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e);
-      process.stderr.write(`nflb: ${text}\n`);
-      // `--json` of nflb's own options, not of a command after `--` (exec).
-      const own = argv.slice(2, (argv.indexOf("--") + 1 || argv.length + 1) - 1);
-      if (own.includes("--json")) process.stdout.write(JSON.stringify(errorJson(e), null, 2) + "\n");
-      process.exit(exitCodeOf(e));
-    });
+    .catch((e: unknown) => reportFailure(e, argv));
 }

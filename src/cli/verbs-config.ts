@@ -43,12 +43,7 @@ export function registerConfigVerbs(program: Command): void {
       "after",
       `\nExamples:\n  nflb plan -c /etc/nflb/nflb.yaml | less\n  nflb plan --diff       # after a hand edit, or before an apply: what would change\n\n${EXIT_HELP.common}`,
     )
-    .action(async (o: CheckOpts & { diff?: boolean }) => {
-      // The host is read from main.ts or here, while the config's modules load (src/cli/host-reads.ts).
-      const hr = await import("./host-reads.ts");
-      const reads = o.offline ? undefined : (hr.takeEarlyPlan() ?? hr.startReads({ nft: false }));
-      return (await import("./actions-config.ts")).plan(o, reads);
-    });
+    .action(async (o: CheckOpts & { diff?: boolean }) => (await import("./run-config-verb.ts")).runPlan(o));
 
   program
     .command("apply")
@@ -59,12 +54,7 @@ export function registerConfigVerbs(program: Command): void {
       "after",
       `\nExample:\n  nflb apply -c /etc/nflb/nflb.yaml\n\n${EXIT_HELP.common} On a failure nothing is half-applied.`,
     )
-    .action(async (o: CheckOpts) => {
-      const hr = await import("./host-reads.ts");
-      const early = hr.takeEarlyApply() ?? hr.startApplyReads();
-      early.catch(() => {});
-      return (await import("./actions-config.ts")).apply(o, early);
-    });
+    .action(async (o: CheckOpts) => (await import("./run-config-verb.ts")).runApply(o));
 
   program
     .command("down")

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import type { KeyValue } from "../system/etcd.ts";
 import { bucketsOf, type Assignment } from "./ownership.ts";
 

@@ -1,6 +1,6 @@
 import { createHash, type KeyObject } from "node:crypto";
 import { isMap, LineCounter, parseDocument, stringify } from "yaml";
-import { z } from "zod";
+import * as z from "zod";
 import { crossCheck } from "../config/cross-checks.ts";
 import { formatIssue, locate, type ConfigIssue } from "../config/issues.ts";
 import { clusterSchema, configSchema, type Config } from "../config/schema.ts";

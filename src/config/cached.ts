@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import type { LoadedConfig } from "./load.ts";
+import { SECRET_KEYS } from "./redact.ts";
 import type { Config } from "./schema.ts";
 
 /**
@@ -8,14 +9,16 @@ import type { Config } from "./schema.ts";
  * apply`, or `apply` at every boot of the same file. Reading and validating a config loads the
  * YAML reader, zod and the schemas (~45 ms of module loading and schema building) and checks
  * every value (~15 ms for 10,000 prefixes); this reads one JSON file instead. This module imports
- * none of them (src/config/load.ts only on a miss).
+ * none of them: a miss reads the config with load-fast.ts (no YAML positions, no `yaml` package),
+ * and with load.ts only when there is something to report or the YAML is outside the plain subset.
  *
  * Only where the launcher points it (NFLB_CONFIG_CACHE, set by bin/nflb to nflb's own compile
  * cache: a checkout's dist/.compile-cache, emptied at each build, or /var/cache/nflb, root's), and
  * only in a bundle, whose build id (NFLB_BUILD_ID, defined by esbuild) is part of the key: a
  * config checked by another build, whose schema may differ (a new default), is checked again.
  * The key is the whole text: any change to the file, a byte, is a miss. Only valid configs
- * (parse, schema and cross-checks) are kept; the checks against this host run every time.
+ * (parse, schema and cross-checks) without secrets (holdsSecret) are kept; the checks against this
+ * host run every time.
  */
 declare const NFLB_BUILD_ID: string | undefined;
 
@@ -25,21 +28,32 @@ const BUILD = typeof NFLB_BUILD_ID === "string" ? NFLB_BUILD_ID : undefined;
 const PREFIX = "config-";
 const SUFFIX = ".json";
 
-/** A config that came from the cache: its issues have no YAML lines until read with positions. */
-export interface CachedConfig extends LoadedConfig {
+/**
+ * A valid config read without YAML positions (from the cache, or by load-fast.ts): its `locate`
+ * leaves issues as they are; withPositions reads it again with lines when there is one to report.
+ */
+export interface PositionlessConfig extends LoadedConfig {
+  positionless: true;
+}
+
+/** A config that came from the cache. */
+export interface CachedConfig extends PositionlessConfig {
   cached: true;
 }
 
-/** `where`: the directory and build id (a unit test's; by default the launcher's and the bundle's). */
+/**
+ * `where`: the directory and build id (a unit test's; by default the launcher's and the bundle's).
+ * Without them no cache, but the same reading: the fast one, load.ts only for a config with
+ * anything to report or outside the plain subset of YAML.
+ */
 export async function loadConfigCached(
   file: string,
   where: { dir?: string | undefined; build?: string | undefined } = {
     dir: process.env.NFLB_CONFIG_CACHE,
     build: BUILD,
   },
-): Promise<LoadedConfig | CachedConfig> {
+): Promise<LoadedConfig | PositionlessConfig | CachedConfig> {
   const { dir, build } = where;
-  if (!build || !dir?.startsWith("/")) return (await import("./load.ts")).loadConfig(file);
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -47,32 +61,66 @@ export async function loadConfigCached(
     // The same read again, for the error it words.
     return (await import("./load.ts")).loadConfig(file);
   }
-  const key = createHash("sha256").update(build).update("\0").update(text).digest("hex");
-  const path = `${dir}/${PREFIX}${key}${SUFFIX}`;
-  const hit = await readFile(path, "utf8")
-    .then((json) => JSON.parse(json) as Config | null)
-    .catch(() => undefined);
-  if (hit && typeof hit === "object")
-    return { config: hit, file, text, locate: (issues) => issues, cached: true };
-  const loaded = (await import("./load.ts")).parseConfigSource(text, file);
-  // Before anyone holds the config: planning must not see a copy taken after a change.
-  const json = JSON.stringify(loaded.config);
-  await store(dir, path, json).catch(() => undefined);
+  const cache = build && dir?.startsWith("/") ? { dir, path: entryPath(dir, build, text) } : undefined;
+  if (cache) {
+    const hit = await readFile(cache.path, "utf8")
+      .then((json) => JSON.parse(json) as Config | null)
+      .catch(() => undefined);
+    if (hit && typeof hit === "object")
+      return { config: hit, file, text, locate: (issues) => issues, positionless: true, cached: true };
+  }
+  const fast = (await import("./load-fast.ts")).parseSubsetValid(text);
+  const loaded: LoadedConfig | PositionlessConfig = fast
+    ? { config: fast, file, text, locate: (issues) => issues, positionless: true }
+    : (await import("./load.ts")).parseConfigSource(text, file);
+  if (cache) {
+    // Before anyone holds the config: planning must not see a copy taken after a change. A config
+    // with a secret in it (an inline api.token, a password in a URL) is not copied: it is read
+    // again at every run instead, and no earlier entry is left either.
+    const json = holdsSecret(loaded.config) ? undefined : JSON.stringify(loaded.config);
+    await store(cache.dir, cache.path, json).catch(() => undefined);
+  }
   return loaded;
 }
 
-/** Written whole (a temp file renamed), readable by root only; the entries of other texts go. */
-async function store(dir: string, path: string, json: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, json, { mode: 0o600 });
-  await rename(tmp, path);
-  const name = path.slice(dir.length + 1);
+function entryPath(dir: string, build: string, text: string): string {
+  const key = createHash("sha256").update(build).update("\0").update(text).digest("hex");
+  return `${dir}/${PREFIX}${key}${SUFFIX}`;
+}
+
+/**
+ * Whether a config holds a value that must not be copied to disk: one under a secret's key (the
+ * API token, a password, a key), or a URL with credentials (`http://user:secret@host`).
+ */
+export function holdsSecret(v: unknown, key?: string): boolean {
+  if (typeof v === "string") return (key !== undefined && SECRET_KEYS.has(key)) || URL_CREDENTIALS.test(v);
+  if (Array.isArray(v)) return v.some((item) => holdsSecret(item));
+  if (v && typeof v === "object") return Object.entries(v).some(([k, child]) => holdsSecret(child, k));
+  return false;
+}
+
+/** A scheme, then user-info before an `@`: the same shape redactUrlCredentials hides. */
+const URL_CREDENTIALS = /\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@"']*@/i;
+
+/**
+ * Written whole (a temp file renamed), readable by root only; the entries of other texts go (all of
+ * them when `json` is undefined: nothing is kept for this text).
+ */
+async function store(dir: string, path: string, json: string | undefined): Promise<void> {
+  if (json !== undefined) {
+    const tmp = `${path}.${process.pid}.tmp`;
+    await writeFile(tmp, json, { mode: 0o600 });
+    await rename(tmp, path);
+  }
+  const name = json === undefined ? undefined : path.slice(dir.length + 1);
   for (const f of await readdir(dir))
     if (f !== name && f.startsWith(PREFIX)) await unlink(`${dir}/${f}`).catch(() => {});
 }
 
 /** The same config with its YAML lines, for issues found later (a check against this host). */
-export async function withPositions(loaded: LoadedConfig | CachedConfig): Promise<LoadedConfig> {
-  if (!("cached" in loaded)) return loaded;
+export async function withPositions(
+  loaded: LoadedConfig | PositionlessConfig | CachedConfig,
+): Promise<LoadedConfig> {
+  if (!("positionless" in loaded)) return loaded;
   return (await import("./load.ts")).parseConfigSource(loaded.text, loaded.file);
 }

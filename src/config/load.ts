@@ -11,6 +11,7 @@ import {
 } from "yaml";
 import { configSchema, type Config } from "./schema.ts";
 import { crossCheck } from "./cross-checks.ts";
+import { MAX_CONFIG_BYTES, validRaw } from "./load-fast.ts";
 import { ConfigError, locate, type ConfigIssue } from "./issues.ts";
 import { explainIssue } from "./messages.ts";
 import { redactUrlCredentials, SECRET_KEYS } from "./redact.ts";
@@ -18,15 +19,10 @@ import { didYouMean, keysAt } from "./suggest.ts";
 import { configWarnings } from "./warnings.ts";
 import { fastYaml } from "./yaml-fast.ts";
 import { subsetYaml } from "./yaml-subset.ts";
-import { validateFast } from "./validate-fast.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/nflb/nflb.yaml";
 
-/**
- * A config file is a few kilobytes; 5,000 services × 50 backends are ~10 MiB. Far beyond this is a
- * mistake or an attack.
- */
-export const MAX_CONFIG_BYTES = 64 << 20;
+export { MAX_CONFIG_BYTES };
 /** Aliases expand in place: a few nested ones make gigabytes ("billion laughs"). */
 export const MAX_ALIASES = 100;
 
@@ -70,8 +66,8 @@ function parseValidFast(text: string, file: string): CheckedConfig | undefined {
     raw = fastYaml(text, { maxAliasCount: MAX_ALIASES });
     if (raw === undefined || protoKeys(raw, []).length > 0) return undefined;
   }
-  const config = validateFast(raw ?? {});
-  if (!config || crossCheck(config).length > 0) return undefined;
+  const config = validRaw(raw);
+  if (!config) return undefined;
   let positions: ((list: ConfigIssue[]) => ConfigIssue[]) | undefined;
   const loc = (list: ConfigIssue[]) => (list.length === 0 ? list : (positions ??= positionsOf(text))(list));
   let warnings: ConfigIssue[] | undefined;

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { didYouMean } from "./suggest.ts";
 
 // zod's own messages ("Invalid input", "Too small: expected number to be >=0") say what is wrong

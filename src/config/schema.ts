@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { formatDuration, MAX_TIMER_MS, parseDuration } from "./duration.ts";
 import { describeInput } from "./messages.ts";
 import { isInterfaceName, parseAddr, parseHostPort, splitPrefixes } from "../net/ip.ts";

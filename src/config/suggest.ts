@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type * as z from "zod";
 
 /** Edit distance (insertions, deletions, substitutions, adjacent swaps), for "did you mean". */
 export function editDistance(a: string, b: string): number {

@@ -8,7 +8,7 @@
 // Bounded: at most 500 connections/s, at most one hour, at most 1000 in flight (extra ones are
 // skipped and counted), each connection limited by a timeout.
 import { parseArgs } from "node:util";
-import { z } from "zod";
+import * as z from "zod";
 import { isEntry, tsxArgv } from "../paths.ts";
 import { tcpLine } from "./tcp-line.ts";
 import { boundedInt, plainAddress } from "./tools/endpoint.ts";

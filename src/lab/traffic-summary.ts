@@ -1,5 +1,5 @@
 // The JSON the traffic tools print, shared by the tools (writers) and the lab helpers (readers).
-import { z } from "zod";
+import * as z from "zod";
 
 const counts = z.record(z.string(), z.number().int().nonnegative());
 

@@ -1,11 +1,12 @@
 // The validated-config cache of `plan` and `apply` (src/config/cached.ts): a hit is the very config
 // a fresh read gives, any change to the file is a miss, and an invalid config is never kept.
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { loadConfigCached, withPositions } from "../../src/config/cached.ts";
+import { holdsSecret, loadConfigCached, withPositions } from "../../src/config/cached.ts";
+import { ConfigError } from "../../src/config/issues.ts";
 import { parseConfigSource } from "../../src/config/load.ts";
 import { systemCheck } from "../../src/config/system-checks.ts";
 
@@ -119,3 +120,113 @@ test(
     assert.deepStrictEqual(again.config, parseConfigSource(bigYaml, file).config);
   }),
 );
+
+test(
+  "a miss is read without positions when valid; withPositions still gives a later issue its line",
+  withDir(async (dir) => {
+    const file = join(dir, "nflb.yaml");
+    writeFileSync(file, bigYaml);
+    for (const where of [
+      { dir: join(dir, "none"), build: undefined },
+      { dir: undefined, build: "t" },
+    ]) {
+      const loaded = await loadConfigCached(file, where);
+      assert.ok("positionless" in loaded && !("cached" in loaded));
+      assert.deepStrictEqual(loaded.config, parseConfigSource(bigYaml, file).config);
+      const issues = systemCheck(loaded.config, { interfaces: new Map(), complete: true });
+      const located = (await withPositions(loaded)).locate(issues);
+      assert.ok(located.length > 0 && located.every((i) => typeof i.line === "number"));
+    }
+  }),
+);
+
+/** The ConfigError's issues of a config loadConfigCached refuses. */
+async function refused(file: string, where: { dir?: string; build?: string }) {
+  try {
+    await loadConfigCached(file, where);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.issues;
+    throw e;
+  }
+  assert.fail("the config was accepted");
+}
+
+test(
+  "an error in a config the fast reader reads is reported with its YAML path and line",
+  withDir(async (dir) => {
+    const file = join(dir, "nflb.yaml");
+    const cache = join(dir, "cache");
+    mkdirSync(cache);
+    const where = { dir: cache, build: "test-1" };
+    const lines = bigYaml.split("\n");
+    const lineOf = (s: string) => lines.indexOf(s) + 1;
+    const cases: { edit: (t: string) => string; path: (string | number)[]; line: number }[] = [
+      // In the long list, which validate-fast.ts checks in its own loop.
+      {
+        edit: (t) => t.replace("      - 198.20.188.0/24", "      - 198.20.188.0/33"),
+        path: ["rules", 0, "destination", 700],
+        line: lineOf("      - 198.20.188.0/24"),
+      },
+      // A value zod checks.
+      {
+        edit: (t) => t.replace("weight: 1", "weight: lots"),
+        path: ["uplinks", "isp0", "weight"],
+        line: lineOf("  isp0:") + 3,
+      },
+      // A cross-check (an uplink the rule names that does not exist).
+      {
+        edit: (t) => t.replace("via: [isp0, isp1]", "via: [isp0, isp9]"),
+        path: ["rules", 0, "via", 1],
+        line: lineOf("    via: [isp0, isp1]"),
+      },
+      // An unknown key.
+      {
+        edit: (t) => t.replace("    nat: masquerade", "    nat: masquerade\n    wieght: 2"),
+        path: ["uplinks", "isp0", "wieght"],
+        line: lineOf("  isp0:") + 5,
+      },
+    ];
+    for (const c of cases) {
+      writeFileSync(file, c.edit(bigYaml));
+      for (const w of [where, {}]) {
+        const issues = await refused(file, w);
+        const issue = issues.find((i) => JSON.stringify(i.path) === JSON.stringify(c.path));
+        assert.ok(issue, `${JSON.stringify(c.path)} in ${JSON.stringify(issues)}`);
+        assert.equal(issue.line, c.line, JSON.stringify(issue));
+      }
+    }
+    assert.deepEqual(readdirSync(cache), []);
+  }),
+);
+
+test(
+  "a config with a secret in it is never copied into the cache, and leaves no older entry",
+  withDir(async (dir) => {
+    const file = join(dir, "nflb.yaml");
+    const cache = join(dir, "cache");
+    mkdirSync(cache);
+    const where = { dir: cache, build: "test-1" };
+    writeFileSync(file, bigYaml);
+    await loadConfigCached(file, where);
+    assert.equal(readdirSync(cache).length, 1);
+    for (const secret of ["api:\n  token: s3cr3t-t0ken-value\n"]) {
+      writeFileSync(file, bigYaml + secret);
+      const first = await loadConfigCached(file, where);
+      assert.equal(first.config.api.token, "s3cr3t-t0ken-value");
+      assert.deepEqual(readdirSync(cache), []);
+      const second = await loadConfigCached(file, where);
+      assert.ok(!("cached" in second));
+      assert.equal(second.config.api.token, "s3cr3t-t0ken-value");
+    }
+  }),
+);
+
+test("holdsSecret: a value under a secret's key, or credentials in a URL", () => {
+  const c = parseConfigSource(bigYaml).config;
+  assert.equal(holdsSecret(c), false);
+  assert.equal(holdsSecret({ api: { token: "abcdefgh" } }), true);
+  assert.equal(holdsSecret({ api: { token: null } }), false);
+  assert.equal(holdsSecret({ cluster: { etcd: ["http://root:pw@192.0.2.1:2379"] } }), true);
+  assert.equal(holdsSecret({ cluster: { etcd: ["http://192.0.2.1:2379"] } }), false);
+  assert.equal(holdsSecret({ on_change: ["/usr/bin/curl", "https://u:p@example.net/hook"] }), true);
+});
