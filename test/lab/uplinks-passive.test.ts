@@ -2,7 +2,8 @@
 // client opens 50 new TCP connections/s over 2 uplinks; isp1's upstream is blackholed (the ISP
 // drops everything both ways, the carrier stays up). The connections that fail stop within 500 ms
 // of the cut in every trial (the median goes to bench/uplinks-passive.ts). Then random loss on
-// isp1 (5, 10, 20 %) with the same traffic: no transition at all. Needs root and fping.
+// isp1 (5, 10, 20 %) with the same traffic: no transition at all. Destinations behind isp1 that
+// refuse every connection (RST) answer: isp1 is never suspect. Needs root and fping.
 //
 //   NFLB_PASSIVE_TRIALS=20            trials of the blackhole (default 5)
 //   NFLB_PASSIVE_LOSS_SECONDS=600     seconds per loss level (default 30)
@@ -82,6 +83,50 @@ describe(
           metrics.body,
           /nflb_uplink_passive_suspicions_total\{uplink="isp1",outcome="confirmed"\} [1-9]/,
         );
+      },
+    );
+
+    test(
+      "destinations behind isp1 refuse every TCP connection (RST): answered, never suspect; then blackholed: down",
+      { timeout: 60_000 },
+      async (t) => {
+        await waitStatus(
+          lab,
+          (s) => s.uplinks.every((u) => u.state === "up" && u.share > 0),
+          20_000,
+          "all up",
+        );
+        const before = await transitions(lab);
+        const suspectedBefore = await suspicions(lab);
+        const answeredBefore = (await status(lab)).uplinks[0]?.passive?.answered ?? 0;
+        await lab.setRefuse(1, true);
+        let summary;
+        try {
+          const c = await startConnRate(lab, { rate: 50, timeoutMs: 800, durationMs: 4000 });
+          summary = (await c.done).summary;
+        } finally {
+          await lab.setRefuse(1, false);
+        }
+        const s = await status(lab);
+        const p = s.uplinks[0]?.passive;
+        const suspected = await suspicions(lab);
+        const isp1 = (k: string) => (suspected[k] ?? 0) - (suspectedBefore[k] ?? 0);
+        t.diagnostic(
+          `${summary.ok} ok, ${summary.failed} refused; isp1 passive ${JSON.stringify(p)}; ` +
+            `suspected ${isp1("isp1/cleared")} cleared, ${isp1("isp1/confirmed")} confirmed`,
+        );
+        assert.ok(summary.failed >= 50, `connections through isp1 were refused (${summary.failed})`);
+        assert.ok(summary.ok >= 50, `connections through isp2 worked (${summary.ok})`);
+        assert.equal(isp1("isp1/cleared") + isp1("isp1/confirmed"), 0, "isp1 never suspect");
+        assert.deepEqual(await transitions(lab), before, "no transition");
+        assert.ok(
+          (p?.answered ?? 0) - answeredBefore >= summary.failed,
+          `each refusal counted as an answer (${(p?.answered ?? 0) - answeredBefore} answered)`,
+        );
+        // The same uplink, now silent: still suspect and down at once.
+        const r = await blackholeTrial(lab, fx.daemon?.logs ?? (() => []));
+        t.diagnostic(`blackholed: last failed connection ${r.lastFailedMs} ms after the cut; ${r.reason}`);
+        assert.match(r.reason, /^passive: \d+ of \d+ new connections unanswered/);
       },
     );
 
