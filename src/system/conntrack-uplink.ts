@@ -21,11 +21,16 @@
 /**
  * `conntrack -E` for NEW, UPDATE and DESTROY events. A large socket buffer so that a burst of new
  * connections does not overflow it; what is lost anyway only costs passive health a sample.
- * (conntrack 1.4.7 filters by mark or state in user space, not in the kernel, and accepts one
- * state only: the daemon filters by mark itself, and the flow table stays with the kernel.)
+ * conntrack 1.4.7 applies every filter of -E (`--mark`, `-p`, `--state`, `--status`) in user
+ * space, after it has received and parsed the event (it attaches no socket filter; its output is
+ * a write per event), and one `--mark VALUE/MASK` cannot name every uplink: the daemon filters
+ * by mark itself. The kernel can filter instead (opt-in, `balance.conntrack_events: minimal`): the
+ * connections nflb balances then report only NEW, their first answer and DESTROY (`ct event set`,
+ * see PASSIVE_CT_EVENTS in src/plan/nft-uplinks.ts), 3 lines per TCP connection instead of ~7.
  */
 export function uplinkEventsArgv(bufferBytes = 16 * 1024 * 1024): string[] {
-  // `timestamp`: when the kernel saw the event, so a daemon that reads late still times silences right.
+  // `timestamp`: when conntrack received the event (its gettimeofday; conntrack reads as the kernel
+  // sends), so a daemon that reads late still times silences right.
   return ["conntrack", "-E", "-e", "NEW,UPDATE,DESTROY", "-b", String(bufferBytes), "-o", "timestamp,id"];
 }
 
@@ -37,7 +42,7 @@ export interface UplinkFlowEvent {
   mark: number;
   /** No reply-direction packet seen yet. */
   unreplied: boolean;
-  /** When the kernel reported it (epoch ms, `-o timestamp`), when the line says. */
+  /** When conntrack received it from the kernel (epoch ms, `-o timestamp`), when the line says. */
   at?: number;
   /**
    * DESTROY only: a TCP entry the kernel closed itself (state CLOSE, not deleted from user space):
