@@ -11,6 +11,7 @@
 // figure from the cut command's start is printed too. `cpu`: the CPU time of the daemon and its
 // conntrack child under steady traffic, passive on and off. Needs root and fping. Prints a
 // markdown section for bench/RESULTS.md on stdout, progress on stderr.
+import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,6 +58,27 @@ async function cpuMs(pid: number): Promise<{ self: number; children: Map<string,
   }
   return { self, children };
 }
+/**
+ * A second listener in the router's namespace, as the daemon's conntrack subscribes (NEW and
+ * UPDATE): the event lines each connection makes conntrack print, counted while `fn` runs.
+ */
+async function countEvents<T>(ns: string, fn: () => Promise<T>): Promise<{ result: T; lines: number }> {
+  const child = spawn("ip", ["netns", "exec", ns, "conntrack", "-E", "-e", "NEW,UPDATE", "-o", "id"], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  let lines = 0;
+  child.stdout.on("data", (d: Buffer) => {
+    for (const b of d) if (b === 10) lines++;
+  });
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const result = await fn();
+    await new Promise((r) => setTimeout(r, 300));
+    return { result, lines };
+  } finally {
+    child.kill("SIGTERM");
+  }
+}
 requireRoot("bench/uplinks-passive.ts");
 
 const progress = (s: string) => process.stderr.write(`  … ${s}\n`);
@@ -78,14 +100,17 @@ async function cpuCost(passive: boolean): Promise<string[]> {
   try {
     await waitStatus(lab, allUp, 15_000, "every uplink up");
     await new Promise((r) => setTimeout(r, 2000));
-    const a = await cpuMs(daemon.proc.pid);
-    const c = await startConnRate(lab, { rate: CPU_RATE, timeoutMs: 2000, durationMs: CPU_S * 1000 });
-    const { summary } = await c.done;
-    const b = await cpuMs(daemon.proc.pid);
+    const { result: cpu, lines } = await countEvents(lab.ns.router, async () => {
+      const a = await cpuMs(daemon.proc.pid);
+      const c = await startConnRate(lab, { rate: CPU_RATE, timeoutMs: 2000, durationMs: CPU_S * 1000 });
+      const { summary } = await c.done;
+      return { a, b: await cpuMs(daemon.proc.pid), summary };
+    });
+    const { a, b, summary } = cpu;
     const d = b.self - a.self;
     const ct = (b.children.get("conntrack") ?? 0) - (a.children.get("conntrack") ?? 0);
     progress(
-      `cpu passive ${passive}: daemon ${d} ms, conntrack ${ct} ms, ${summary.ok} ok ${summary.failed} failed`,
+      `cpu passive ${passive}: daemon ${d} ms, conntrack ${ct} ms, ${summary.ok} ok ${summary.failed} failed, ${lines} NEW/UPDATE events`,
     );
     const conns = summary.ok + summary.failed;
     return [
@@ -94,6 +119,7 @@ async function cpuCost(passive: boolean): Promise<string[]> {
       (d / CPU_S).toFixed(1),
       (ct / CPU_S).toFixed(1),
       (((d + ct) / conns) * 1000).toFixed(0),
+      (lines / conns).toFixed(2),
     ];
   } finally {
     await daemon.stop();
@@ -107,6 +133,7 @@ try {
       throw new Error(`--only: unknown part ${part}`);
     if (part === "cpu") {
       for (const on of [true, false]) cpuRows.push(await cpuCost(on));
+      load.push(`cpu: ${loadLine()}`);
       continue;
     }
     const file = join(dir, `${part}.yaml`);
@@ -162,36 +189,38 @@ try {
 }
 
 const out: string[] = [];
-out.push(`#### Passive uplink health: blackhole detection (${dateLine()})`);
+out.push(`#### Passive uplink health: ${rows.length ? "blackhole detection" : "CPU cost"} (${dateLine()})`);
 out.push("");
 out.push(`${await machineLine()}; ${load.join("; ")}.`);
-out.push("");
-out.push(
-  "2 uplinks, random split 1:1, ICMP probes to 2 targets at the defaults (interval 200ms, timeout 500ms, " +
-    "down_after 3). A LAN client opens 50 new TCP connections/s (each given 800 ms); about 1 s in, isp1's " +
-    "ISP drops everything (both directions, carrier up). Time = start of the last failed connection − the " +
-    "cut, taken at the latest moment it is known not to have happened: the start of the cut command, or " +
-    "the start of the last connection through isp1 that still worked, if later (the cut command, one " +
-    "`nft -f` in the ISP's namespace, takes ~20 ms, more on a starved machine). Longest client pause: the client starts one connection every 20 ms; " +
-    "a longer pause in the 600 ms after the cut means the (shared) machine starved it, and the daemon too.",
-);
-out.push("");
-out.push(
-  markdownTable(
-    [
-      "detection",
-      "trials",
-      "median ms",
-      "max ms",
-      "≤ 500 ms",
-      "from the cut command: median / max ms",
-      "failed conns median / max",
-      "down by passive",
-      "longest client pause ms",
-    ],
-    rows,
-  ),
-);
+if (rows.length) {
+  out.push("");
+  out.push(
+    "2 uplinks, random split 1:1, ICMP probes to 2 targets at the defaults (interval 200ms, timeout 500ms, " +
+      "down_after 3). A LAN client opens 50 new TCP connections/s (each given 800 ms); about 1 s in, isp1's " +
+      "ISP drops everything (both directions, carrier up). Time = start of the last failed connection − the " +
+      "cut, taken at the latest moment it is known not to have happened: the start of the cut command, or " +
+      "the start of the last connection through isp1 that still worked, if later (the cut command, one " +
+      "`nft -f` in the ISP's namespace, takes ~20 ms, more on a starved machine). Longest client pause: the client starts one connection every 20 ms; " +
+      "a longer pause in the 600 ms after the cut means the (shared) machine starved it, and the daemon too.",
+  );
+  out.push("");
+  out.push(
+    markdownTable(
+      [
+        "detection",
+        "trials",
+        "median ms",
+        "max ms",
+        "≤ 500 ms",
+        "from the cut command: median / max ms",
+        "failed conns median / max",
+        "down by passive",
+        "longest client pause ms",
+      ],
+      rows,
+    ),
+  );
+}
 if (cpuRows.length) {
   out.push("");
   out.push(
@@ -201,7 +230,14 @@ if (cpuRows.length) {
   out.push("");
   out.push(
     markdownTable(
-      ["daemon", "connections", "daemon CPU ms/s", "conntrack CPU ms/s", "CPU µs per connection (both)"],
+      [
+        "daemon",
+        "connections",
+        "daemon CPU ms/s",
+        "conntrack CPU ms/s",
+        "CPU µs per connection (both)",
+        "NEW/UPDATE events per connection",
+      ],
       cpuRows,
     ),
   );
