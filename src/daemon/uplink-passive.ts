@@ -33,11 +33,18 @@ const EXPIRE_EVERY_MS = 1000;
 /** An event stamped further than this from our clock is taken as seen now. */
 const MAX_SKEW_MS = 5000;
 /**
- * conntrack's output is read this often while it has something to say, backing off to POLL_IDLE_MS
- * while it has not: the cost stays flat however many connections come and go (one read per poll,
- * not one per event), and the events' own timestamps keep the timing exact.
+ * conntrack's output is read this often while an uplink shows the start of a silence (from the
+ * tracker's watchAt), at POLL_CALM_MS while every uplink answers (sooner when an unanswered
+ * connection reaches watchAt meanwhile), backing off to POLL_IDLE_MS while conntrack has nothing
+ * to say: the cost stays flat however many connections come and go (one read per poll, not one
+ * per event), and the events' own timestamps keep the timing exact. The wake-ups, not the lines,
+ * were most of the daemon's cost (bench/RESULTS.md, "Passive uplink health: CPU"). The calm
+ * cadence delays a detection only when an uplink reaches `suspect_after` unanswered connections
+ * within less than a calm period of the first (≥ 100 new connections/s through it), by at most
+ * POLL_CALM_MS − min_silence/2.
  */
 const POLL_MS = 25;
+const POLL_CALM_MS = 100;
 const POLL_IDLE_MS = 100;
 
 /**
@@ -202,7 +209,11 @@ export class UplinkPassiveWatch {
       if (!p?.poll || !this.running) return;
       this.got = false;
       p.poll();
-      this.schedulePoll(this.got ? POLL_MS : Math.min(POLL_IDLE_MS, ms * 2));
+      if (!this.got) this.schedulePoll(Math.min(POLL_IDLE_MS, ms * 2));
+      else {
+        const wait = this.tracker.watchAt() - this.now();
+        this.schedulePoll(Math.min(POLL_CALM_MS, Math.max(POLL_MS, wait)));
+      }
     }, ms);
     this.pollTimer.unref();
   }

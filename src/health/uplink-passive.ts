@@ -215,6 +215,22 @@ export class UplinkPassive {
     return false;
   }
 
+  /**
+   * When conntrack's output must next be read soon after it is written: the moment an uplink
+   * would show the start of a silence (its first unanswered connection has waited half the
+   * wait, or its streak is long enough to be suspect); Infinity while none has a streak.
+   * Until then reading less often changes nothing, as every event carries its own time.
+   */
+  watchAt(): number {
+    let at = Infinity;
+    for (const l of this.byName.values()) {
+      const p = l.params;
+      if (!p || !l.up || l.suspect || l.streak === 0) continue;
+      at = Math.min(at, l.streak >= p.suspectAfter ? l.streakSince : l.streakSince + wait(l, p) / 2);
+    }
+    return at;
+  }
+
   /** How long a connection of this uplink may wait for its answer before it counts toward suspicion. */
   waitMs(name: string): number | null {
     const l = this.byName.get(name);

@@ -235,6 +235,23 @@ test("passive: a refusal (RST to the SYN: the entry's DESTROY, CLOSE, unreplied)
   assert.equal(t.stats("isp1")?.unanswered, 5);
 });
 
+test("passive: watchAt (read conntrack soon from then on) once a silence may have begun", () => {
+  const { t, conn } = tracker();
+  // both uplinks answer within 1 ms: nothing to watch
+  for (let at = 0; at < 400; at += 20) conn(at % 40 ? 0x200 : 0x100, at, 1);
+  assert.equal(t.watchAt(), Infinity);
+  // one connection in flight: watch once it has waited half the wait (min_silence 50 ms)
+  conn(0x100, 400, null);
+  assert.equal(t.watchAt(), 425);
+  conn(0x200, 430, 1);
+  for (let k = 1; k < 4; k++) conn(0x100, 400 + k, null);
+  assert.equal(t.watchAt(), 400, "a streak long enough to be suspect: now");
+  assert.equal(t.check(450).suspects.length, 1);
+  assert.equal(t.watchAt(), Infinity, "suspect: the re-probe decides now");
+  t.outcome("isp1", "confirmed", 460);
+  assert.equal(t.watchAt(), Infinity);
+});
+
 test("passive: no suspicion while the other uplink that carried traffic is silent too", () => {
   const { t, conn } = tracker();
   for (let k = 0; k < 6; k++) {
