@@ -39,9 +39,11 @@ const MAX_SKEW_MS = 5000;
  * to say: the cost stays flat however many connections come and go (one read per poll, not one
  * per event), and the events' own timestamps keep the timing exact. The wake-ups, not the lines,
  * were most of the daemon's cost (bench/RESULTS.md, "Passive uplink health: CPU"). The calm
- * cadence delays a detection only when an uplink reaches `suspect_after` unanswered connections
- * within less than a calm period of the first (≥ 100 new connections/s through it), by at most
- * POLL_CALM_MS − min_silence/2.
+ * cadence can delay a detection only when the first unanswered connection of a silence left
+ * just after a read and `suspect_after` of them leave within one calm period (4 in 100 ms: from
+ * ~40 new connections/s through the uplink), by at most POLL_CALM_MS − min_silence (50 ms at
+ * the defaults); once the daemon has seen that first connection it reads at the fast cadence
+ * from half the wait on.
  */
 const POLL_MS = 25;
 const POLL_CALM_MS = 100;
