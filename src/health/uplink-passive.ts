@@ -9,12 +9,16 @@ import type { UplinkFlowEvent } from "../system/conntrack-uplink.ts";
 // pairs every answer with its connection (so "12 of 12 unanswered" is exact, and the time a link
 // takes to answer is learnt per connection). Counters would cost a rule on every reply packet of
 // every connection and a poll of the counters many times a second to see a silence as fast; a
-// poll slow enough to be cheap could not meet the detection time. The events cost per connection
-// state change (conntrack prints ~7 lines per TCP connection, its DESTROY included; it filters
-// by mark and state only in user space, so the kernel sends them all): measured ~80 µs per connection in the daemon and
-// ~150 µs in conntrack on the lab VM (bench/uplinks-passive.ts --only cpu), nothing per packet
-// and nothing while idle. The daemon reads conntrack's output on a 25 ms cadence (100 ms while
-// quiet), not per line, and times everything by the events' kernel timestamps.
+// poll slow enough to be cheap could not meet the detection time. The events cost per event:
+// conntrack prints ~7 lines per TCP connection (NEW, each state change, DESTROY), and 1.4.7 filters
+// by mark and state only in user space, so the kernel sends them all; nothing per packet, nothing
+// while idle. With `balance.conntrack_events: minimal` (opt-in: it hides the rest from every other
+// listener) the kernel itself is told (`ct event set`) to report a balanced connection's NEW,
+// first answer and DESTROY only, 3 lines instead of ~7 (bench/uplinks-passive.ts --only cpu and
+// bench/RESULTS.md for the CPU per connection either way). The daemon reads conntrack's output on
+// a 100 ms cadence while every uplink answers and 25 ms once a silence may have begun
+// (UplinkPassive.watchAt), not per line, and times everything by the events' timestamps
+// (conntrack's, taken as it receives them).
 //
 // - Per uplink (by the conntrack mark nflb gives its connections): new TCP/UDP connections wait
 //   for their first answer (SYN-ACK, RST, the first UDP reply). Answered within `timeout` counts

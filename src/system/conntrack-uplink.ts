@@ -21,6 +21,10 @@
 /**
  * `conntrack -E` for NEW, UPDATE and DESTROY events. A large socket buffer so that a burst of new
  * connections does not overflow it; what is lost anyway only costs passive health a sample.
+ * (conntrack 1.4.7 sets `-b` on its query socket, not on the event socket it reads: strace shows
+ * SO_RCVBUFFORCE on one netlink socket and the groups bound on another, so the events get
+ * net.core.rmem_default. Kept for the versions that fix it; fewer events per connection, below,
+ * are what make an overflow less likely here.)
  * conntrack 1.4.7 applies every filter of -E (`--mark`, `-p`, `--state`, `--status`) in user
  * space, after it has received and parsed the event (it attaches no socket filter; its output is
  * a write per event), and one `--mark VALUE/MASK` cannot name every uplink: the daemon filters
