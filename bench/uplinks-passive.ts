@@ -1,15 +1,16 @@
 // How fast passive health takes a blackholed uplink out of the split: `nflb run` in an uplink lab
 // (2 uplinks, default probe settings), a LAN client opening 50 new TCP connections/s, isp1's
 // upstream blackholed (the ISP drops everything both ways, the carrier stays up), TRIALS times.
-// The baseline, in the same run: the same trials with `passive: false` (the probes alone).
+// The baseline, in the same run: the same trials with `passive: false` (the probes alone);
+// `minimal`: passive health with `balance.conntrack_events: minimal`.
 //
-//   node --import tsx bench/uplinks-passive.ts [--trials 20] [--only passive,probes,cpu]
+//   node --import tsx bench/uplinks-passive.ts [--trials 20] [--only passive,minimal,probes,cpu]
 //                                              [--cpu-rate 200] [--cpu-seconds 30]
 //
 // Per trial: the start of the last connection that failed, minus the cut (testkit/passive-trial.ts:
 // the start of the cut command, or the last connection through isp1 that still worked); the
 // figure from the cut command's start is printed too. `cpu`: the CPU time of the daemon and its
-// conntrack child under steady traffic, passive on and off. Needs root and fping. Prints a
+// conntrack child under steady traffic: passive on (conntrack_events all, then minimal) and off. Needs root and fping. Prints a
 // markdown section for bench/RESULTS.md on stdout, progress on stderr.
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -59,13 +60,17 @@ async function cpuMs(pid: number): Promise<{ self: number; children: Map<string,
   return { self, children };
 }
 /**
- * A second listener in the router's namespace, as the daemon's conntrack subscribes (NEW and
- * UPDATE): the event lines each connection makes conntrack print, counted while `fn` runs.
+ * A second listener in the router's namespace, as the daemon's conntrack subscribes (NEW, UPDATE
+ * and DESTROY): the event lines each connection makes conntrack print, counted while `fn` runs.
  */
 async function countEvents<T>(ns: string, fn: () => Promise<T>): Promise<{ result: T; lines: number }> {
-  const child = spawn("ip", ["netns", "exec", ns, "conntrack", "-E", "-e", "NEW,UPDATE", "-o", "id"], {
-    stdio: ["ignore", "pipe", "ignore"],
-  });
+  const child = spawn(
+    "ip",
+    ["netns", "exec", ns, "conntrack", "-E", "-e", "NEW,UPDATE,DESTROY", "-o", "id"],
+    {
+      stdio: ["ignore", "pipe", "ignore"],
+    },
+  );
   let lines = 0;
   child.stdout.on("data", (d: Buffer) => {
     for (const b of d) if (b === 10) lines++;
@@ -89,13 +94,29 @@ const dir = await mkdtemp(join(tmpdir(), "nflb-bench-passive-"));
 const rows: string[][] = [];
 const cpuRows: string[][] = [];
 
-/** CPU of the daemon and its conntrack while the LAN opens CPU_RATE new connections/s for CPU_S s. */
-async function cpuCost(passive: boolean): Promise<string[]> {
-  const file = join(dir, `cpu-${passive}.yaml`);
-  await writeFile(
-    file,
-    labConfig(lab).replace(/( {4}probe: .*\n)/g, `$1${passive ? "" : "    passive: false\n"}`),
+type Mode = "passive" | "minimal" | "probes";
+const MODE_NAMES: Record<Mode, string> = {
+  passive: "passive (default: `conntrack_events: all`)",
+  minimal: "passive, `conntrack_events: minimal`",
+  probes: "`passive: false` (probes only)",
+};
+
+/** The lab's config for a mode: passive off for `probes`, the kernel-side event mask for `minimal`. */
+function modeConfig(mode: Mode): string {
+  let yaml = labConfig(lab).replace(
+    /( {4}probe: .*\n)/g,
+    `$1${mode === "probes" ? "    passive: false\n" : ""}`,
   );
+  if (mode === "minimal") yaml = yaml.replace(/^( {2}method: .*\n)/m, "$1  conntrack_events: minimal\n");
+  if (mode === "minimal" && !yaml.includes("conntrack_events"))
+    throw new Error("no balance.method to follow");
+  return yaml;
+}
+
+/** CPU of the daemon and its conntrack while the LAN opens CPU_RATE new connections/s for CPU_S s. */
+async function cpuCost(mode: Mode): Promise<string[]> {
+  const file = join(dir, `cpu-${mode}.yaml`);
+  await writeFile(file, modeConfig(mode));
   const daemon = await startDaemon(lab, file);
   try {
     await waitStatus(lab, allUp, 15_000, "every uplink up");
@@ -110,11 +131,11 @@ async function cpuCost(passive: boolean): Promise<string[]> {
     const d = b.self - a.self;
     const ct = (b.children.get("conntrack") ?? 0) - (a.children.get("conntrack") ?? 0);
     progress(
-      `cpu passive ${passive}: daemon ${d} ms, conntrack ${ct} ms, ${summary.ok} ok ${summary.failed} failed, ${lines} NEW/UPDATE events`,
+      `cpu ${mode}: daemon ${d} ms, conntrack ${ct} ms, ${summary.ok} ok ${summary.failed} failed, ${lines} events`,
     );
     const conns = summary.ok + summary.failed;
     return [
-      passive ? "passive (default)" : "`passive: false`",
+      MODE_NAMES[mode],
       String(conns),
       (d / CPU_S).toFixed(1),
       (ct / CPU_S).toFixed(1),
@@ -129,19 +150,15 @@ const medians = new Map<string, number>();
 const load: string[] = [];
 try {
   for (const part of PARTS) {
-    if (part !== "passive" && part !== "probes" && part !== "cpu")
+    if (part !== "passive" && part !== "minimal" && part !== "probes" && part !== "cpu")
       throw new Error(`--only: unknown part ${part}`);
     if (part === "cpu") {
-      for (const on of [true, false]) cpuRows.push(await cpuCost(on));
+      for (const mode of ["passive", "minimal", "probes"] as const) cpuRows.push(await cpuCost(mode));
       load.push(`cpu: ${loadLine()}`);
       continue;
     }
     const file = join(dir, `${part}.yaml`);
-    const yaml = labConfig(lab).replace(
-      /( {4}probe: .*\n)/g,
-      `$1${part === "probes" ? "    passive: false\n" : ""}`,
-    );
-    await writeFile(file, yaml);
+    await writeFile(file, modeConfig(part));
     const daemon = await startDaemon(lab, file);
     try {
       await waitStatus(lab, allUp, 15_000, "every uplink up");
@@ -167,7 +184,7 @@ try {
       medians.set(part, s.median);
       const within = ms.filter((x) => x <= 500).length;
       rows.push([
-        part === "passive" ? "passive (default)" : "`passive: false` (probes only)",
+        MODE_NAMES[part],
         String(s.n),
         String(Math.round(s.median)),
         String(Math.round(s.max)),
@@ -236,7 +253,7 @@ if (cpuRows.length) {
         "daemon CPU ms/s",
         "conntrack CPU ms/s",
         "CPU µs per connection (both)",
-        "NEW/UPDATE events per connection",
+        "events per connection (NEW, UPDATE, DESTROY)",
       ],
       cpuRows,
     ),
@@ -247,5 +264,12 @@ const b = medians.get("probes");
 if (a !== undefined && b !== undefined) {
   out.push("");
   out.push(`Median with passive health: ${(a / b).toFixed(2)}× the probes-only median of the same run.`);
+}
+const m = medians.get("minimal");
+if (a !== undefined && m !== undefined) {
+  out.push("");
+  out.push(
+    `Median with \`conntrack_events: minimal\`: ${(m / a).toFixed(2)}× the default's median of the same run.`,
+  );
 }
 process.stdout.write(out.join("\n") + "\n");
