@@ -15,10 +15,10 @@ import type { UplinkFlowEvent } from "../system/conntrack-uplink.ts";
 // while idle. With `balance.conntrack_events: minimal` (opt-in: it hides the rest from every other
 // listener) the kernel itself is told (`ct event set`) to report a balanced connection's NEW,
 // first answer and DESTROY only, 3 lines instead of ~7 (bench/uplinks-passive.ts --only cpu and
-// bench/RESULTS.md for the CPU per connection either way). The daemon reads conntrack's output on
-// a 100 ms cadence while every uplink answers and 25 ms once a silence may have begun
-// (UplinkPassive.watchAt), not per line, and times everything by the events' timestamps
-// (conntrack's, taken as it receives them).
+// bench/RESULTS.md for the CPU per connection either way). The daemon reads conntrack's output
+// every 25 ms (with `minimal`, every 100 ms while every uplink answers and 25 ms once a silence
+// may have begun: UplinkPassive.watchAt), not per line, and times everything by the events'
+// timestamps (conntrack's, taken as it receives them).
 //
 // - Per uplink (by the conntrack mark nflb gives its connections): new TCP/UDP connections wait
 //   for their first answer (SYN-ACK, RST, the first UDP reply). Answered within `timeout` counts
