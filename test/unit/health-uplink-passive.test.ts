@@ -1,4 +1,4 @@
-import { test } from "node:test";
+import { mock, test } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { uplinkPassiveOf, uplinkSchema } from "../../src/config/schema.ts";
@@ -523,4 +523,58 @@ test("daemon watcher: conntrack runs while ≥ 2 uplinks are watched; a silent o
   await settle();
   assert.equal(p?.alive, false);
   await w.stop();
+});
+
+test("daemon watcher: conntrack is read every 25 ms while calm; every 100 ms only with conntrack_events: minimal", async () => {
+  const { UplinkPassiveWatch } = await import("../../src/daemon/uplink-passive.ts");
+  const { configSchema } = await import("../../src/config/schema.ts");
+  const log = { info() {}, warn() {}, error() {}, debug() {} };
+  const marks = new Map([
+    ["isp1", 0x100],
+    ["isp2", 0x200],
+  ]);
+  const reads = async (events: "all" | "minimal") => {
+    mock.timers.enable({ apis: ["setTimeout", "setInterval", "setImmediate", "Date"], now: 1_000_000 });
+    try {
+      let polls = 0;
+      let id = 0;
+      const { spawn } = fakeSpawn();
+      // Each read finds a connection of each uplink, answered: calm, but never idle.
+      const polled: typeof spawn = (argv, onLine) => {
+        const p = spawn(argv, onLine);
+        return Object.assign(p, {
+          poll() {
+            polls++;
+            for (const mark of [0x100, 0x200]) {
+              id++;
+              const tail = `src=203.0.113.10 dst=100.64.1.2 sport=2 dport=1 mark=${mark} id=${id}`;
+              onLine(
+                `[NEW] tcp 6 120 SYN_SENT src=198.18.0.2 dst=203.0.113.10 sport=1 dport=2 [UNREPLIED] ${tail}`,
+              );
+              onLine(`[UPDATE] tcp 6 60 SYN_RECV src=198.18.0.2 dst=203.0.113.10 sport=1 dport=2 ${tail}`);
+            }
+          },
+        });
+      };
+      const w = new UplinkPassiveWatch({ log, suspect: () => true }, { spawn: polled });
+      w.start();
+      w.configure(
+        configSchema.parse({
+          version: 1,
+          uplinks: { isp1: { interface: "wan1" }, isp2: { interface: "wan2" } },
+          balance: { conntrack_events: events },
+        }),
+        marks,
+      );
+      for (let t = 0; t < 1000; t += 5) mock.timers.tick(5);
+      await w.stop();
+      return polls;
+    } finally {
+      mock.timers.reset();
+    }
+  };
+  const all = await reads("all");
+  const minimal = await reads("minimal");
+  assert.ok(all >= 38 && all <= 42, `default: ${all} reads in 1 s`);
+  assert.ok(minimal >= 9 && minimal <= 11, `minimal: ${minimal} reads in 1 s`);
 });
