@@ -67,7 +67,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   "uplinks.*.probe.recover_jitter":
     "Optional low mark of max_jitter: a link that is down comes back only with its jitter within this (default: max_jitter).",
   "uplinks.*.passive":
-    "Passive health from the uplink's live connections (on by default, with at least 2 uplinks): when `suspect_after` new TCP/UDP connections in a row through it get no answer (no SYN-ACK, RST or UDP reply) while the other uplinks' connections do, the uplink is suspect at once and re-probed through it (`confirm_rounds` fping rounds 10 ms apart, each lost unless answered within the overdue time its regular rounds taught); down only when every re-probe fails too. Needs icmp probe targets for the fast re-probe (other methods: the next `confirm_rounds` regular rounds decide). false turns it off.",
+    "Passive health from the uplink's live connections (on by default, with at least 2 uplinks): when `suspect_after` new TCP/UDP connections in a row through it get no answer (no SYN-ACK, RST or UDP reply) while the other uplinks' connections do, the uplink is suspect at once and re-probed through it (`confirm_rounds` fping rounds 10 ms apart, each lost unless answered within the overdue time its regular rounds taught); down only when every re-probe fails too. Needs icmp probe targets for the fast re-probe (other methods: the next `confirm_rounds` regular rounds decide). Its CPU per new connection can be cut with `balance.conntrack_events: minimal` (read what it hides first). false turns it off.",
   "uplinks.*.passive.suspect_after": "New connections in a row, none answered, that make the uplink suspect.",
   "uplinks.*.passive.min_silence":
     "The first of them has waited at least this long (longer when the link's own answers take longer: srtt + 4 × rttvar).",
@@ -90,6 +90,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   "balance.local": "The router's own unbound traffic: primary (failover order) or balance (multipath).",
   "balance.primary": "Failover order for the router's own traffic and for rules without `via`.",
   "balance.flush_on_down": "Drop conntrack entries of connections on a link that went down.",
+  "balance.conntrack_events":
+    "What the connections nflb balances report to conntrack's event listeners while passive health runs (2 uplinks or more, one with `passive` on). all: every event, as without nflb. minimal: only their start (NEW), first answer (the UPDATE that clears UNREPLIED) and end (DESTROY), set in the kernel with `ct event set new,destroy,reply`, and passive health reads them every 100 ms instead of 25 while every uplink answers. This roughly halves passive health's CPU per new connection (lab VM, bench/RESULTS.md) and delays a detection by ~60 ms (median), but every other listener of the same network namespace no longer sees these connections' later UPDATEs (TCP state changes such as ESTABLISHED, FIN_WAIT, ASSURED, mark or helper changes): `conntrack -E`, ulogd, and conntrackd's state sync (whose backup would then hold stale states). Inbound connections and services' DNATed flows always report everything.",
   rules: "Exceptions to the balance; the first matching rule wins.",
   "rules.[].name": "A name for the rule (shown by `nflb explain`).",
   "rules.[].destination": "Destination addresses or prefixes.",

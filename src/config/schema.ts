@@ -359,6 +359,12 @@ export const balanceSchema = z.strictObject({
   local: z.enum(["primary", "balance"]).default("primary"),
   primary: z.array(name).max(LIMITS.uplinks).optional(),
   flush_on_down: z.boolean().default(true),
+  /**
+   * What the balanced connections report to conntrack's event listeners while passive health runs:
+   * all (every state change), or minimal (start, first answer, end: less CPU for passive health,
+   * hidden from every other listener). See PASSIVE_CT_EVENTS in src/plan/nft-uplinks.ts.
+   */
+  conntrack_events: z.enum(["all", "minimal"]).default("all"),
 });
 
 export const ruleSchema = z.strictObject({

@@ -33,11 +33,19 @@ const EXPIRE_EVERY_MS = 1000;
 /** An event stamped further than this from our clock is taken as seen now. */
 const MAX_SKEW_MS = 5000;
 /**
- * conntrack's output is read this often while it has something to say, backing off to POLL_IDLE_MS
- * while it has not: the cost stays flat however many connections come and go (one read per poll,
- * not one per event), and the events' own timestamps keep the timing exact.
+ * conntrack's output is read this often while an uplink shows the start of a silence (from the
+ * tracker's watchAt), at the calm cadence while every uplink answers (sooner when an unanswered
+ * connection reaches watchAt meanwhile), backing off to POLL_IDLE_MS while conntrack has nothing
+ * to say: the cost stays flat however many connections come and go (one read per poll, not one
+ * per event), and the events' own timestamps keep the timing exact. The calm cadence is POLL_MS
+ * by default and POLL_CALM_MS with `balance.conntrack_events: minimal`, the setting that trades
+ * for CPU: the wake-ups, not the lines, were most of the daemon's cost (bench/RESULTS.md,
+ * "Passive uplink health: CPU"), but reading every 100 ms while calm delayed detection: a median
+ * of 306 ms against 247 at 25 ms (40 and 30 blackhole trials at 50 new connections/s, load 12–18;
+ * bench/RESULTS.md, "calm cadence"), more than the ≤ 50 ms the schedule alone explains.
  */
 const POLL_MS = 25;
+const POLL_CALM_MS = 100;
 const POLL_IDLE_MS = 100;
 
 /**
@@ -59,6 +67,8 @@ export class UplinkPassiveWatch {
   private expireTimer: ReturnType<typeof setInterval> | undefined;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private got = false;
+  /** Read cadence while every uplink answers (see POLL_CALM_MS). */
+  private calmMs = POLL_MS;
   private readonly spawn: SpawnLines;
   private readonly now: () => number;
   private names: string[] = [];
@@ -100,6 +110,7 @@ export class UplinkPassiveWatch {
       });
     }
     this.names = ups.map((u) => u.name);
+    this.calmMs = c.balance.conntrack_events === "minimal" ? POLL_CALM_MS : POLL_MS;
     this.tracker.configure(ups, c.mark_mask);
     this.wanted = ups.length >= 2 && this.tracker.active;
     if (this.running) this.follow();
@@ -202,7 +213,11 @@ export class UplinkPassiveWatch {
       if (!p?.poll || !this.running) return;
       this.got = false;
       p.poll();
-      this.schedulePoll(this.got ? POLL_MS : Math.min(POLL_IDLE_MS, ms * 2));
+      if (!this.got) this.schedulePoll(Math.min(POLL_IDLE_MS, ms * 2));
+      else {
+        const wait = this.tracker.watchAt() - this.now();
+        this.schedulePoll(Math.min(this.calmMs, Math.max(POLL_MS, wait)));
+      }
     }, ms);
     this.pollTimer.unref();
   }

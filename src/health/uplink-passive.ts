@@ -1,7 +1,7 @@
 import type { UplinkFlowEvent } from "../system/conntrack-uplink.ts";
 
 // Passive health of the uplinks, the policy half (pure: events and the time in, suspicions out).
-// The daemon feeds it conntrack's NEW and UPDATE events (src/system/conntrack-uplink.ts) and asks
+// The daemon feeds it conntrack's NEW, UPDATE and DESTROY events (src/system/conntrack-uplink.ts) and asks
 // the uplink's monitor to confirm a suspicion with a fast re-probe (uplink-monitor.ts).
 //
 // Why conntrack events and not nft counters: an event is the kernel telling us the moment a
@@ -9,16 +9,22 @@ import type { UplinkFlowEvent } from "../system/conntrack-uplink.ts";
 // pairs every answer with its connection (so "12 of 12 unanswered" is exact, and the time a link
 // takes to answer is learnt per connection). Counters would cost a rule on every reply packet of
 // every connection and a poll of the counters many times a second to see a silence as fast; a
-// poll slow enough to be cheap could not meet the detection time. The events cost per connection
-// state change (conntrack prints ~6 lines per TCP connection; it filters by mark and state only
-// in user space, so the kernel sends them all): measured ~80 µs per connection in the daemon and
-// ~150 µs in conntrack on the lab VM (bench/uplinks-passive.ts --only cpu), nothing per packet
-// and nothing while idle. The daemon reads conntrack's output on a 25 ms cadence (100 ms while
-// quiet), not per line, and times everything by the events' kernel timestamps.
+// poll slow enough to be cheap could not meet the detection time. The events cost per event:
+// conntrack prints ~7 lines per TCP connection (NEW, each state change, DESTROY), and 1.4.7 filters
+// by mark and state only in user space, so the kernel sends them all; nothing per packet, nothing
+// while idle. With `balance.conntrack_events: minimal` (opt-in: it hides the rest from every other
+// listener) the kernel itself is told (`ct event set`) to report a balanced connection's NEW,
+// first answer and DESTROY only, 3 lines instead of ~7 (bench/uplinks-passive.ts --only cpu and
+// bench/RESULTS.md for the CPU per connection either way). The daemon reads conntrack's output
+// every 25 ms (with `minimal`, every 100 ms while every uplink answers and 25 ms once a silence
+// may have begun: UplinkPassive.watchAt), not per line, and times everything by the events'
+// timestamps (conntrack's, taken as it receives them).
 //
 // - Per uplink (by the conntrack mark nflb gives its connections): new TCP/UDP connections wait
 //   for their first answer (SYN-ACK, RST, the first UDP reply). Answered within `timeout` counts
-//   as answered, else as unanswered (totals for status and metrics).
+//   as answered, else as unanswered (totals for status and metrics). A RST to a SYN shows as the
+//   entry's DESTROY (CLOSE, still unreplied), not as an UPDATE: a refusal is an answer (the far
+//   end was reached), so an uplink whose destinations refuse is not suspect.
 // - The streak: new connections that left since the uplink's last answer. Suspect when the streak
 //   reaches `suspect_after` and its first connection has waited at least max(`min_silence`, the
 //   uplink's answer time srtt + 4·rttvar, RFC 6298 over the answers it got), while the uplink is
@@ -187,15 +193,21 @@ export class UplinkPassive {
       l.lastNewAt = now;
       return l.params !== null && l.streak >= l.params.suspectAfter;
     }
-    if (e.unreplied) return false;
+    // An UPDATE still unreplied, or an unanswered entry deleted from user space or timed out (it
+    // stays pending and counts as unanswered at `timeout`), says nothing.
+    if (e.type === "update" ? e.unreplied : e.unreplied && !e.reset) return false;
     const p = this.pending.get(e.id);
     if (!p) return false;
-    this.pending.delete(e.id);
     const l = p.link;
+    // A refusal later than `timeout` is not an answer in time (an UPDATE keeps the looser rule
+    // it always had: answered until the next expire() counts it).
+    if (e.type === "destroy" && now - p.at >= (l.params?.timeoutMs ?? DEFAULT_TIMEOUT_MS)) return false;
+    this.pending.delete(e.id);
     l.answered++;
     l.lastAnswerAt = now;
     l.streak = 0;
-    learn(l, now - p.at);
+    // A DESTROY of an answered entry whose UPDATE was lost: answered, but when is unknown.
+    if (e.type === "update" || e.unreplied) learn(l, now - p.at);
     // Another uplink may have been waiting for this one to answer before it could be suspect.
     return this.armed();
   }
@@ -205,6 +217,22 @@ export class UplinkPassive {
     for (const l of this.byName.values())
       if (l.params && !l.suspect && l.up && l.streak >= l.params.suspectAfter) return true;
     return false;
+  }
+
+  /**
+   * When conntrack's output must next be read soon after it is written: the moment an uplink
+   * would show the start of a silence (its first unanswered connection has waited half the
+   * wait, or its streak is long enough to be suspect); Infinity while none has a streak.
+   * Until then reading less often changes nothing, as every event carries its own time.
+   */
+  watchAt(): number {
+    let at = Infinity;
+    for (const l of this.byName.values()) {
+      const p = l.params;
+      if (!p || !l.up || l.suspect || l.streak === 0) continue;
+      at = Math.min(at, l.streak >= p.suspectAfter ? l.streakSince : l.streakSince + wait(l, p) / 2);
+    }
+    return at;
   }
 
   /** How long a connection of this uplink may wait for its answer before it counts toward suspicion. */

@@ -16,6 +16,8 @@ export interface IspControl {
   cut6?: boolean;
   /** Fraction 0..1 of customer → internet packets dropped at random. */
   loss: number;
+  /** Answer every TCP packet toward the internet with a RST (destinations that refuse; pings pass). */
+  refuse?: boolean;
 }
 
 export function renderIspTable(customer4: string, customer6: string): string {
@@ -56,6 +58,10 @@ export function renderIspControl(ctl: IspControl): string {
   if (ctl.cut) lines.push(`add rule inet ${ISP_TABLE} control counter name cut_dropped drop`);
   else if (ctl.cut6)
     lines.push(`add rule inet ${ISP_TABLE} control meta nfproto ipv6 counter name cut_dropped drop`);
+  if (ctl.refuse)
+    lines.push(
+      `add rule inet ${ISP_TABLE} control iifname "${ISP_CUSTOMER_IF}" meta l4proto tcp reject with tcp reset`,
+    );
   const threshold = Math.round(ctl.loss * LOSS_SCALE);
   if (threshold > 0) {
     // numgen instead of netem: the lab kernel has no sch_netem.

@@ -311,6 +311,11 @@ export class UplinkLab extends NetnsLab {
     return this.setControl(i, { cut6: false });
   }
 
+  /** ISP i answers every TCP connection toward the internet with a RST (on: true); pings still pass. */
+  setRefuse(i: number, on: boolean): Promise<void> {
+    return this.setControl(i, { refuse: on });
+  }
+
   /** Drop this fraction (0..1) of the packets ISP i forwards from the router toward the internet. */
   setLoss(i: number, ratio: number): Promise<void> {
     return this.setControl(i, { loss: ratio });

@@ -217,6 +217,18 @@ function egressRules(u: PlannedUplink, mask: number): string[] {
   return rules;
 }
 
+/**
+ * The conntrack events a balanced connection reports while passive health listens, when the config
+ * asks for it (`balance.conntrack_events: minimal`: it hides the rest from every other listener):
+ * its start (NEW), its first answer (the UPDATE that clears UNREPLIED) and its end (DESTROY: a SYN
+ * refused with a RST shows only there), not every TCP state change after that: ~7 events per TCP
+ * connection down to 3, filtered in the kernel before a message is built (conntrack 1.4.7 filters
+ * its event stream in user space only: it would still receive, parse and drop them). Only
+ * connections nflb balances, never inbound ones or a service's DNATed flows (whose flow monitor
+ * follows TCP states). nft lists the flags in this (bit) order.
+ */
+export const PASSIVE_CT_EVENTS = "new,destroy,reply";
+
 function decideRules(p: UplinkPlan, serviceVips: readonly (4 | 6)[]): string[] {
   // Connections that arrive on an uplink are answered by that uplink.
   const out: string[] = [`iifname vmap @${INBOUND}`];
@@ -241,6 +253,8 @@ function decideRules(p: UplinkPlan, serviceVips: readonly (4 | 6)[]): string[] {
     out.push(
       "meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport @svc_vips6 return",
     );
+  // Past the returns: the connections nflb balances, about to get an uplink's mark.
+  if (p.passiveEvents) out.push(`ct event set ${PASSIVE_CT_EVENTS}`);
   for (const r of p.rules) {
     for (const m of ruleMatches(r)) out.push(`${m}goto ${ruleChain(r.id)}`);
     for (const m of domainDecisions(r, (fam) => matchesBesidesDestination(r, fam))) out.push(m);

@@ -117,4 +117,10 @@ export interface UplinkPlan {
   primary4: string | null;
   primary6: string | null;
   hashSeed: number;
+  /**
+   * `balance.conntrack_events: minimal` while passive health listens to conntrack (at least 2
+   * uplinks, one with `passive` on): the connections nflb balances report to conntrack's listeners
+   * only what it needs (see PASSIVE_CT_EVENTS in nft-uplinks.ts).
+   */
+  passiveEvents?: boolean;
 }

@@ -1,4 +1,4 @@
-import type { Config, RuleConfig } from "../config/schema.ts";
+import { uplinkPassiveOf, type Config, type RuleConfig } from "../config/schema.ts";
 import { splitPrefixes } from "../net/ip.ts";
 import { resolveGateways } from "../net/gateways.ts";
 import { markLayout, uplinkMark, type MarkLayout } from "../config/marks.ts";
@@ -107,6 +107,11 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
     ),
   };
   if (rules.some((r) => r.domains)) plan.domains = domainSetsPlan(c);
+  // Opt-in (it hides events from every other listener); only while passive health runs, by the
+  // daemon's own test (src/daemon/uplink-passive.ts): 2 uplinks or more, one with passive on.
+  const ups = Object.values(c.uplinks);
+  if (c.balance.conntrack_events === "minimal" && ups.length >= 2 && ups.some((u) => uplinkPassiveOf(u)))
+    plan.passiveEvents = true;
   return plan;
 }
 

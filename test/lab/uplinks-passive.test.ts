@@ -2,7 +2,9 @@
 // client opens 50 new TCP connections/s over 2 uplinks; isp1's upstream is blackholed (the ISP
 // drops everything both ways, the carrier stays up). The connections that fail stop within 500 ms
 // of the cut in every trial (the median goes to bench/uplinks-passive.ts). Then random loss on
-// isp1 (5, 10, 20 %) with the same traffic: no transition at all. Needs root and fping.
+// isp1 (5, 10, 20 %) with the same traffic: no transition at all. Destinations behind isp1 that
+// refuse every connection (RST) answer: isp1 is never suspect. The same with the kernel-side event
+// mask (`balance.conntrack_events: minimal`, last: it restarts the daemon). Needs root and fping.
 //
 //   NFLB_PASSIVE_TRIALS=20            trials of the blackhole (default 5)
 //   NFLB_PASSIVE_LOSS_SECONDS=600     seconds per loss level (default 30)
@@ -85,6 +87,50 @@ describe(
       },
     );
 
+    test(
+      "destinations behind isp1 refuse every TCP connection (RST): answered, never suspect; then blackholed: down",
+      { timeout: 60_000 },
+      async (t) => {
+        await waitStatus(
+          lab,
+          (s) => s.uplinks.every((u) => u.state === "up" && u.share > 0),
+          20_000,
+          "all up",
+        );
+        const before = await transitions(lab);
+        const suspectedBefore = await suspicions(lab);
+        const answeredBefore = (await status(lab)).uplinks[0]?.passive?.answered ?? 0;
+        await lab.setRefuse(1, true);
+        let summary;
+        try {
+          const c = await startConnRate(lab, { rate: 50, timeoutMs: 800, durationMs: 4000 });
+          summary = (await c.done).summary;
+        } finally {
+          await lab.setRefuse(1, false);
+        }
+        const s = await status(lab);
+        const p = s.uplinks[0]?.passive;
+        const suspected = await suspicions(lab);
+        const isp1 = (k: string) => (suspected[k] ?? 0) - (suspectedBefore[k] ?? 0);
+        t.diagnostic(
+          `${summary.ok} ok, ${summary.failed} refused; isp1 passive ${JSON.stringify(p)}; ` +
+            `suspected ${isp1("isp1/cleared")} cleared, ${isp1("isp1/confirmed")} confirmed`,
+        );
+        assert.ok(summary.failed >= 50, `connections through isp1 were refused (${summary.failed})`);
+        assert.ok(summary.ok >= 50, `connections through isp2 worked (${summary.ok})`);
+        assert.equal(isp1("isp1/cleared") + isp1("isp1/confirmed"), 0, "isp1 never suspect");
+        assert.deepEqual(await transitions(lab), before, "no transition");
+        assert.ok(
+          (p?.answered ?? 0) - answeredBefore >= summary.failed,
+          `each refusal counted as an answer (${(p?.answered ?? 0) - answeredBefore} answered)`,
+        );
+        // The same uplink, now silent: still suspect and down at once.
+        const r = await blackholeTrial(lab, fx.daemon?.logs ?? (() => []));
+        t.diagnostic(`blackholed: last failed connection ${r.lastFailedMs} ms after the cut; ${r.reason}`);
+        assert.match(r.reason, /^passive: \d+ of \d+ new connections unanswered/);
+      },
+    );
+
     for (const loss of [0.05, 0.1, 0.2])
       test(
         `${loss * 100} % random loss on isp1 for ${LOSS_S} s with traffic: no transition`,
@@ -118,5 +164,35 @@ describe(
           await sleep(500);
         },
       );
+
+    test(
+      "balance.conntrack_events: minimal: decide sets ct event set new,destroy,reply; refusals still answer, a blackhole is still found",
+      { timeout: 90_000 },
+      async (t) => {
+        await fx.write(labConfig(lab).replace(/^( {2}method: .*\n)/m, "$1  conntrack_events: minimal\n"));
+        await fx.start();
+        const decide = await lab.run("router", ["nft", "list", "chain", "inet", "nflb", "decide"]);
+        assert.match(decide, /ct event set new,destroy,reply/);
+        const suspectedBefore = await suspicions(lab);
+        await lab.setRefuse(1, true);
+        let summary;
+        try {
+          const c = await startConnRate(lab, { rate: 50, timeoutMs: 800, durationMs: 3000 });
+          summary = (await c.done).summary;
+        } finally {
+          await lab.setRefuse(1, false);
+        }
+        const suspected = await suspicions(lab);
+        const isp1 = (k: string) => (suspected[k] ?? 0) - (suspectedBefore[k] ?? 0);
+        t.diagnostic(
+          `${summary.ok} ok, ${summary.failed} refused; isp1 suspected ${isp1("isp1/cleared")} times`,
+        );
+        assert.ok(summary.failed >= 30, `connections through isp1 were refused (${summary.failed})`);
+        assert.equal(isp1("isp1/cleared") + isp1("isp1/confirmed"), 0, "isp1 never suspect");
+        const r = await blackholeTrial(lab, fx.daemon?.logs ?? (() => []));
+        t.diagnostic(`blackholed: last failed connection ${r.lastFailedMs} ms after the cut; ${r.reason}`);
+        assert.match(r.reason, /^passive: \d+ of \d+ new connections unanswered/);
+      },
+    );
   },
 );

@@ -1,4 +1,4 @@
-import { test } from "node:test";
+import { mock, test } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { uplinkPassiveOf, uplinkSchema } from "../../src/config/schema.ts";
@@ -29,7 +29,7 @@ test("conntrack uplink events: NEW and UPDATE of TCP/UDP with mark, id and the U
     "conntrack",
     "-E",
     "-e",
-    "NEW,UPDATE",
+    "NEW,UPDATE,DESTROY",
     "-b",
     "16777216",
     "-o",
@@ -60,7 +60,6 @@ test("conntrack uplink events: NEW and UPDATE of TCP/UDP with mark, id and the U
   assert.equal(parseUplinkFlowLine(NEW_UDP)?.mark, 512);
   assert.equal(parseUplinkFlowLine(NEW_UDP)?.protocol, "udp");
   for (const bad of [
-    NEW_TCP.replace("[NEW]", "[DESTROY]"),
     NEW_TCP.replace("tcp      6", "icmp     1"),
     NEW_TCP.replace(" mark=256", ""),
     NEW_TCP.replace("id=121815946", "id=99999999999"),
@@ -72,21 +71,58 @@ test("conntrack uplink events: NEW and UPDATE of TCP/UDP with mark, id and the U
     assert.equal(parseUplinkFlowLine(bad), null, bad.slice(0, 60));
 });
 
+// What conntrack 1.4.7 printed in a lab (-o timestamp,id) for a SYN refused with a RST, for an
+// unanswered entry deleted with `conntrack -D`, and for an answered connection that ended.
+const REFUSED =
+  "[DESTROY] tcp      6 120 CLOSE src=192.0.2.1 dst=192.0.2.2 sport=34494 dport=81 [UNREPLIED] src=192.0.2.2 dst=192.0.2.1 sport=81 dport=34494 mark=256 id=512742461";
+const DELETED =
+  "[DESTROY] tcp      6 118 SYN_SENT src=192.0.2.1 dst=192.0.2.2 sport=47812 dport=82 [UNREPLIED] src=192.0.2.2 dst=192.0.2.1 sport=82 dport=47812 mark=256 id=2691031537 [USERSPACE] portid=3249630731";
+const ENDED =
+  "[DESTROY] tcp      6 120 CLOSE src=192.0.2.1 dst=192.0.2.2 sport=34494 dport=81 src=192.0.2.2 dst=192.0.2.1 sport=81 dport=34494 mark=256 id=7";
+
+test("conntrack uplink events: DESTROY says whether the kernel closed an entry (a RST) or a tool deleted it", () => {
+  assert.deepEqual(parseUplinkFlowLine(`[1796312231.604922]\t${REFUSED}`), {
+    type: "destroy",
+    protocol: "tcp",
+    id: 512742461,
+    mark: 256,
+    unreplied: true,
+    at: 1796312231604.922,
+    reset: true,
+  });
+  assert.equal(parseUplinkFlowLine(DELETED)?.reset, false);
+  assert.equal(parseUplinkFlowLine(DELETED)?.unreplied, true);
+  assert.equal(parseUplinkFlowLine(REFUSED.replace("CLOSE", "SYN_SENT"))?.reset, false, "timed out");
+  assert.equal(parseUplinkFlowLine(REFUSED + " [USERSPACE] portid=1")?.reset, false, "deleted after a RST");
+  assert.deepEqual(parseUplinkFlowLine(ENDED), {
+    type: "destroy",
+    protocol: "tcp",
+    id: 7,
+    mark: 256,
+    unreplied: false,
+    reset: true,
+  });
+  const udp = NEW_UDP.replace("[NEW]", "[DESTROY]");
+  assert.equal(parseUplinkFlowLine(udp)?.reset, false);
+});
+
 // ---- the tracker ----------------------------------------------------------------------------
 
 const P: UplinkPassiveParams = { suspectAfter: 4, minSilenceMs: 50, timeoutMs: 3000 };
 let nextId = 1;
 const ev = (
-  type: "new" | "update",
+  type: "new" | "update" | "destroy",
   mark: number,
   id: number,
-  unreplied = type === "new",
+  unreplied = type !== "update",
+  reset?: boolean,
 ): UplinkFlowEvent => ({
   type,
   protocol: "tcp",
   mark,
   id,
   unreplied,
+  ...(reset === undefined ? {} : { reset }),
 });
 
 function tracker() {
@@ -160,6 +196,60 @@ test("passive: an answer ends the streak; the answer time learnt lengthens the w
   for (let k = 0; k < 3; k++) conn(0x100, 5000 + k, null);
   conn(0x100, 5003, 5);
   assert.equal(t.stats("isp1")?.streak, 0);
+});
+
+test("passive: a refusal (RST to the SYN: the entry's DESTROY, CLOSE, unreplied) answers; a deleted entry does not", () => {
+  const { t, conn } = tracker();
+  for (let at = 0; at < 400; at += 20) conn(at % 40 ? 0x200 : 0x100, at, 1);
+  // isp1's destinations refuse every connection from 400 on; isp2 keeps answering
+  for (let k = 0; k < 10; k++) {
+    const id = nextId++;
+    t.event(ev("new", 0x100, id), 400 + 40 * k);
+    assert.equal(t.event(ev("destroy", 0x100, id, true, true), 402 + 40 * k), false);
+    conn(0x200, 420 + 40 * k, 1);
+  }
+  assert.deepEqual(t.check(1000).suspects, []);
+  assert.equal(t.stats("isp1")?.streak, 0);
+  assert.equal(t.stats("isp1")?.answered, 20);
+  assert.equal(t.pendingCount, 0);
+  // flushed from user space (a down uplink's entries), or a refusal after the timeout: not answers
+  const gone: number[] = [];
+  for (let k = 0; k < 4; k++) {
+    const id = nextId++;
+    gone.push(id);
+    t.event(ev("new", 0x100, id), 1000 + k);
+    t.event(ev("destroy", 0x100, id, true, false), 1010 + k);
+  }
+  conn(0x200, 1020, 1);
+  assert.equal(t.stats("isp1")?.streak, 4);
+  assert.deepEqual(
+    t.check(1100).suspects.map((s) => s.uplink),
+    ["isp1"],
+  );
+  t.outcome("isp1", "confirmed", 1110);
+  const late = nextId++;
+  t.event(ev("new", 0x100, late), 2000);
+  t.event(ev("destroy", 0x100, late, true, true), 5001);
+  assert.equal(t.stats("isp1")?.answered, 20, "refused only after the 3 s timeout");
+  t.check(5002);
+  assert.equal(t.stats("isp1")?.unanswered, 5);
+});
+
+test("passive: watchAt (read conntrack soon from then on) once a silence may have begun", () => {
+  const { t, conn } = tracker();
+  // both uplinks answer within 1 ms: nothing to watch
+  for (let at = 0; at < 400; at += 20) conn(at % 40 ? 0x200 : 0x100, at, 1);
+  assert.equal(t.watchAt(), Infinity);
+  // one connection in flight: watch once it has waited half the wait (min_silence 50 ms)
+  conn(0x100, 400, null);
+  assert.equal(t.watchAt(), 425);
+  conn(0x200, 430, 1);
+  for (let k = 1; k < 4; k++) conn(0x100, 400 + k, null);
+  assert.equal(t.watchAt(), 400, "a streak long enough to be suspect: now");
+  assert.equal(t.check(450).suspects.length, 1);
+  assert.equal(t.watchAt(), Infinity, "suspect: the re-probe decides now");
+  t.outcome("isp1", "confirmed", 460);
+  assert.equal(t.watchAt(), Infinity);
 });
 
 test("passive: no suspicion while the other uplink that carried traffic is silent too", () => {
@@ -433,4 +523,58 @@ test("daemon watcher: conntrack runs while ≥ 2 uplinks are watched; a silent o
   await settle();
   assert.equal(p?.alive, false);
   await w.stop();
+});
+
+test("daemon watcher: conntrack is read every 25 ms while calm; every 100 ms only with conntrack_events: minimal", async () => {
+  const { UplinkPassiveWatch } = await import("../../src/daemon/uplink-passive.ts");
+  const { configSchema } = await import("../../src/config/schema.ts");
+  const log = { info() {}, warn() {}, error() {}, debug() {} };
+  const marks = new Map([
+    ["isp1", 0x100],
+    ["isp2", 0x200],
+  ]);
+  const reads = async (events: "all" | "minimal") => {
+    mock.timers.enable({ apis: ["setTimeout", "setInterval", "setImmediate", "Date"], now: 1_000_000 });
+    try {
+      let polls = 0;
+      let id = 0;
+      const { spawn } = fakeSpawn();
+      // Each read finds a connection of each uplink, answered: calm, but never idle.
+      const polled: typeof spawn = (argv, onLine) => {
+        const p = spawn(argv, onLine);
+        return Object.assign(p, {
+          poll() {
+            polls++;
+            for (const mark of [0x100, 0x200]) {
+              id++;
+              const tail = `src=203.0.113.10 dst=100.64.1.2 sport=2 dport=1 mark=${mark} id=${id}`;
+              onLine(
+                `[NEW] tcp 6 120 SYN_SENT src=198.18.0.2 dst=203.0.113.10 sport=1 dport=2 [UNREPLIED] ${tail}`,
+              );
+              onLine(`[UPDATE] tcp 6 60 SYN_RECV src=198.18.0.2 dst=203.0.113.10 sport=1 dport=2 ${tail}`);
+            }
+          },
+        });
+      };
+      const w = new UplinkPassiveWatch({ log, suspect: () => true }, { spawn: polled });
+      w.start();
+      w.configure(
+        configSchema.parse({
+          version: 1,
+          uplinks: { isp1: { interface: "wan1" }, isp2: { interface: "wan2" } },
+          balance: { conntrack_events: events },
+        }),
+        marks,
+      );
+      for (let t = 0; t < 1000; t += 5) mock.timers.tick(5);
+      await w.stop();
+      return polls;
+    } finally {
+      mock.timers.reset();
+    }
+  };
+  const all = await reads("all");
+  const minimal = await reads("minimal");
+  assert.ok(all >= 38 && all <= 42, `default: ${all} reads in 1 s`);
+  assert.ok(minimal >= 9 && minimal <= 11, `minimal: ${minimal} reads in 1 s`);
 });

@@ -98,6 +98,10 @@ test("control renders cut and loss into the flushed control chain", () => {
   assert.match(cut, /control counter name cut_dropped drop/);
   const lossy = renderIspControl({ cut: false, loss: 0.25 });
   assert.match(lossy, /iifname "cust" numgen random mod 10000 < 2500 counter name loss_dropped drop/);
+  assert.match(
+    renderIspControl({ cut: false, loss: 0, refuse: true }),
+    /control iifname "cust" meta l4proto tcp reject with tcp reset\n/,
+  );
   assert.throws(() => renderIspControl({ cut: false, loss: 1.5 }));
   assert.throws(() => renderIspControl({ cut: false, loss: Number.NaN }));
 });

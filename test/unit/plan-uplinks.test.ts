@@ -143,3 +143,58 @@ test("each uplink: loose rp_filter, and its reverse-path check looks the source 
     assert.ok(d.sysctls.some((s) => s.key === `net/ipv4/conf/${iface}/src_valid_mark` && s.value === "1"));
   }
 });
+
+const minimal = parseConfig(`version: 1
+uplinks:
+  isp1: { interface: wan1, gateway: [100.64.1.1, "2001:db8:100:1::1"], weight: 5 }
+  isp2: { interface: wan2, gateway: 100.64.2.1, weight: 3, nat: snat }
+  isp3: { interface: wg0, weight: 2, nat: none }
+balance: { method: round-robin, primary: [isp2, isp1], conntrack_events: minimal }
+rules:
+  - { name: peers, destination: [203.0.113.0/24], via: main }
+`);
+
+test("conntrack_events: minimal: a balanced connection reports only new, destroy and reply to conntrack's listeners", () => {
+  const k = kernelWith(desiredState(minimal, allHealthy(minimal), facts).nft);
+  const pre = (pkt: Packet) => trace(k.ruleset, pkt, { hooks: ["prerouting"], numgen: 0 });
+  const lan = pre(tcp("192.0.2.7", "93.184.216.34", 443));
+  assert.equal(lan.mark, 0x100);
+  assert.deepEqual(lan.ctEvents, ["new", "destroy", "reply"]);
+  assert.deepEqual(
+    pre(tcp("192.0.2.7", "203.0.113.9", 22)).ctEvents,
+    ["new", "destroy", "reply"],
+    "via main",
+  );
+  // Not ours to thin: connections that arrive on an uplink (a service's DNATed flows among them).
+  assert.equal(pre(tcp("203.0.113.9", "100.64.1.2", 443, { iif: "wan1" })).ctEvents, undefined);
+  assert.equal(
+    pre(tcp("192.0.2.7", "93.184.216.34", 80, { ctState: "established", ctMark: 0x300 })).ctEvents,
+    undefined,
+    "a pinned connection's packets",
+  );
+});
+
+test("conntrack_events: all (the default), passive off or one uplink: connections report every event", () => {
+  const yaml = (uplinks: string, events = "minimal") =>
+    parseConfig(`version: 1\nuplinks:\n${uplinks}balance: { conntrack_events: ${events} }\n`);
+  const two =
+    "  isp1: { interface: wan1, gateway: 100.64.1.1 }\n  isp2: { interface: wan2, gateway: 100.64.2.1 }\n";
+  const off = yaml(
+    "  isp1: { interface: wan1, gateway: 100.64.1.1, passive: false }\n  isp2: { interface: wan2, gateway: 100.64.2.1, passive: false }\n",
+  );
+  const one = yaml("  isp1: { interface: wan1, gateway: 100.64.1.1 }\n");
+  const onlyOne = yaml(
+    "  isp1: { interface: wan1, gateway: 100.64.1.1, passive: false }\n  isp2: { interface: wan2, gateway: 100.64.2.1 }\n",
+  );
+  for (const [c, on, what] of [
+    [cfg, false, "default"],
+    [yaml(two, "all"), false, "all"],
+    [yaml(two), true, "minimal"],
+    [off, false, "passive off"],
+    [one, false, "one uplink"],
+    [onlyOne, true, "one uplink with passive"],
+  ] as const) {
+    assert.equal(planUplinks(c, allHealthy(c).uplinks, facts)?.passiveEvents === true, on, what);
+    assert.equal(desiredState(c, allHealthy(c), facts).nft.includes("ct event set"), on, what);
+  }
+});

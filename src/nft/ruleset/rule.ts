@@ -42,7 +42,8 @@ export type Stmt =
   | { k: "counter"; name?: Expr }
   | { k: "nat"; kind: "dnat" | "snat" | "masquerade"; fam?: 4 | 6; to?: string; toExpr?: Expr }
   | { k: "setop"; op: "update" | "add" | "delete"; set: string; key: Expr; value?: Expr; timeout?: string }
-  | { k: "comment"; text: string };
+  | { k: "comment"; text: string }
+  | { k: "ctevent"; events: string[] };
 
 export type Rhs = { k: "set"; ref: SetRef } | { k: "values"; items: Lit[]; mask?: Lit[] };
 
@@ -130,6 +131,21 @@ const BINOPS: Record<string, "and" | "or" | "xor"> = {
   "^": "xor",
 };
 const VERDICTS = new Set(["accept", "drop", "return", "continue", "jump", "goto"]);
+/** `ct event set` flags nft 1.0.6 knows. */
+const CT_EVENTS = new Set([
+  "new",
+  "related",
+  "destroy",
+  "reply",
+  "assured",
+  "protoinfo",
+  "helper",
+  "mark",
+  "seqadj",
+  "secmark",
+  "label",
+]);
+
 const UNSUPPORTED = new Set([
   "log",
   "limit",
@@ -279,6 +295,15 @@ class RuleParser {
     if (w === "comment") {
       this.next();
       return { k: "comment", text: this.next().t };
+    }
+    if (w === "ct" && this.peek(1) === "event" && this.peek(2) === "set") {
+      // Which conntrack events the connection reports to listeners: nothing on the packet path.
+      this.next();
+      this.next();
+      this.next();
+      const events = this.litList().map((l) => l.text);
+      for (const e of events) if (!CT_EVENTS.has(e)) this.fail(`unknown conntrack event: ${e}`);
+      return { k: "ctevent", events };
     }
     if (w === "masquerade") {
       this.next();

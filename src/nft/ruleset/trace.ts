@@ -102,6 +102,8 @@ export interface Trace {
   steps: TraceStep[];
   mark: number;
   ctMark: number;
+  /** The conntrack events the connection was set to report (`ct event set`); absent: unchanged. */
+  ctEvents?: string[];
   /** skb->priority after the walk (nflb's persistence uses it as scratch and puts it back). */
   priority: number;
   nat: NatResult[];
@@ -356,6 +358,10 @@ class Walk {
         }
         return null;
       case "comment":
+        return null;
+      case "ctevent":
+        this.t.ctEvents = s.events;
+        this.effects.push(`ct event set ${s.events.join(",")}`);
         return null;
       case "nat":
         return this.nat(s, chain);
