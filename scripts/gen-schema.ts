@@ -90,6 +90,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   "balance.local": "The router's own unbound traffic: primary (failover order) or balance (multipath).",
   "balance.primary": "Failover order for the router's own traffic and for rules without `via`.",
   "balance.flush_on_down": "Drop conntrack entries of connections on a link that went down.",
+  "balance.accept_local":
+    "With `from`: set accept_local=1 on those interfaces, so the kernel skips the full reverse-path lookup of each forwarded IPv4 packet there (rp_filter 0 only), and drop packets that arrive there from one of the router's own addresses in nft instead. false: leave the sysctl alone.",
   rules: "Exceptions to the balance; the first matching rule wins.",
   "rules.[].name": "A name for the rule (shown by `nflb explain`).",
   "rules.[].destination": "Destination addresses or prefixes.",

@@ -359,6 +359,7 @@ export const balanceSchema = z.strictObject({
   local: z.enum(["primary", "balance"]).default("primary"),
   primary: z.array(name).max(LIMITS.uplinks).optional(),
   flush_on_down: z.boolean().default(true),
+  accept_local: z.boolean().default(true),
 });
 
 export const ruleSchema = z.strictObject({
