@@ -44,6 +44,24 @@ async function acceptLocal(
   await routerRun(ctx, r, ["sysctl", "-q", "-w", ...kv]);
 }
 
+const GUARD = "meta nfproto ipv4 iifname @balance_from fib saddr type local drop";
+
+/** nflb applied, its local-source rule in prerouting replaced by `rule` (null: deleted). */
+async function nflbInstallGuard(
+  ctx: InstallContext,
+  r: BenchRouter,
+  ups: readonly BenchUplink[],
+  rule: string | null,
+) {
+  await nflbApply(ctx, r, ups);
+  const listing = await routerRun(ctx, r, ["nft", "-a", "list", "chain", "inet", "nflb", "prerouting"]);
+  const handle = /fib saddr type local drop # handle (\d+)/.exec(listing)?.[1];
+  if (!handle) throw new Error(`${r.role}: no local-source rule in prerouting`);
+  const at = ["inet", "nflb", "prerouting", "handle", handle];
+  if (rule === null) await routerRun(ctx, r, ["nft", "delete", "rule", ...at]);
+  else await routerRun(ctx, r, ["nft", "-f", "-"], `replace rule ${at.join(" ")} ${rule}\n`);
+}
+
 /** Flush one chain of `inet nflb` and give it these rules instead (one transaction). */
 async function replaceChain(ctx: InstallContext, r: BenchRouter, chain: string, rules: readonly string[]) {
   const script = [
@@ -212,6 +230,32 @@ export const VARIANTS: Variant[] = [
       const handle = /fib saddr type local drop # handle (\d+)/.exec(listing)?.[1];
       if (!handle) throw new Error(`${r.role}: no local-source rule in prerouting`);
       await routerRun(ctx, r, ["nft", "delete", "rule", "inet", "nflb", "prerouting", "handle", handle]);
+    },
+  },
+  {
+    name: "nflb-nog",
+    label: "nflb, accept_local kept, no local-source rule",
+    install: (ctx, r, ups) => nflbInstallGuard(ctx, r, ups, null),
+  },
+  {
+    name: "nflb-gpre",
+    label: "nflb, the local-source rule first in prerouting (every packet)",
+    async install(ctx, r, ups) {
+      await nflbInstallGuard(ctx, r, ups, null);
+      await routerRun(ctx, r, ["nft", "insert", "rule", "inet", "nflb", "prerouting", ...GUARD.split(" ")]);
+    },
+  },
+  {
+    name: "nflb-gset",
+    label: "nflb, the local-source rule by a set of the router's addresses",
+    async install(ctx, r, ups) {
+      const own = [...ups.map((u) => u.address), r.lan.router];
+      await nflbInstallGuard(
+        ctx,
+        r,
+        ups,
+        `meta nfproto ipv4 iifname @balance_from ip saddr { ${own.join(", ")} } drop`,
+      );
     },
   },
   {

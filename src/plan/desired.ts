@@ -7,7 +7,6 @@ import { buildTable } from "./nft-table.ts";
 import { buildUplinks } from "./nft-uplinks.ts";
 import { buildExec } from "./nft-exec.ts";
 import { buildDomains } from "./nft-domains.ts";
-import { buildLocalSourceGuard } from "./nft-local-source.ts";
 import { buildServices } from "./nft-services.ts";
 import { ownedTables } from "../config/owned-ranges.ts";
 import { planRouting, type RoutingPlan } from "./routing.ts";
@@ -84,15 +83,9 @@ export function buildModel(
   // buckets with their fence timeouts), written in the same transaction as a full replace.
   const cluster = clusterConfig ? buildCluster(planCluster(clusterConfig)) : null;
   const sections = [
-    // The local-source guard first: it drops what no later rule may accept. Then domains: their
-    // prerouting rule must see packets before `restore_mark` sends them on.
+    // Domains first: their prerouting rule must see packets before `restore_mark` sends them on.
     ...(uplinks
-      ? [
-          ...[buildLocalSourceGuard(uplinks)].filter((s) => s !== null),
-          buildDomains(uplinks),
-          buildUplinks(uplinks, serviceFamilies(services)),
-          buildExec(),
-        ]
+      ? [buildDomains(uplinks), buildUplinks(uplinks, serviceFamilies(services)), buildExec()]
       : []),
     ...(svc ? [svc.section] : []),
     ...(cluster ? [cluster.section] : []),

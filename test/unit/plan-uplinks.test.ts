@@ -178,10 +178,14 @@ balance: { from: [lan0, lan1]${extra} }
     const t = fwd(tcp(spoofed, "93.184.216.34", 443));
     assert.equal(t.verdict, "drop", `${spoofed} from the LAN, a new connection`);
     assert.equal(t.droppedIn, "prerouting");
-    // Nor as a packet of the router's own connection (conntrack sees its original direction).
-    const est = fwd(tcp(spoofed, "93.184.216.34", 443, { ctState: "established", ctMark: 0x100 }));
-    assert.equal(est.verdict, "drop", `${spoofed} from the LAN, established`);
+    // Nor as a packet of a connection nflb has not pinned (the router's own over lo, untracked).
+    const est = fwd(tcp(spoofed, "192.0.2.1", 53, { ctState: "established", ctMark: 0, path: "input" }));
+    assert.equal(est.verdict, "drop", `${spoofed} from the LAN to the router, established`);
   }
+  // A pinned connection's packets leave at the mark restore, before the check (what that lets
+  // through can only leave by the connection's uplink toward its peer: docs/DATAPLANE.md).
+  const pinned = fwd(tcp("100.64.1.2", "93.184.216.34", 443, { ctState: "established", ctMark: 0x100 }));
+  assert.equal(pinned.verdict, "accept");
   // Only the interfaces nflb set accept_local on: lo and the uplinks keep the kernel's own check.
   assert.equal(fwd(tcp("192.0.2.1", "192.0.2.1", 22, { iif: "lo", path: "input" })).verdict, "accept");
   assert.equal(fwd(tcp("100.64.1.2", "192.0.2.7", 443, { iif: "wan1", oif: "lan0" })).verdict, "accept");
