@@ -92,6 +92,8 @@ export const DESCRIPTIONS: Record<string, string> = {
   "balance.flush_on_down": "Drop conntrack entries of connections on a link that went down.",
   "balance.conntrack_events":
     "What the connections nflb balances report to conntrack's event listeners while passive health runs (2 uplinks or more, one with `passive` on). all: every event, as without nflb. minimal: only their start (NEW), first answer (the UPDATE that clears UNREPLIED) and end (DESTROY), set in the kernel with `ct event set new,destroy,reply`, and passive health reads them every 100 ms instead of 25 while every uplink answers. This roughly halves passive health's CPU per new connection (lab VM, bench/RESULTS.md) and delays a detection by ~60 ms (median), but every other listener of the same network namespace no longer sees these connections' later UPDATEs (TCP state changes such as ESTABLISHED, FIN_WAIT, ASSURED, mark or helper changes): `conntrack -E`, ulogd, and conntrackd's state sync (whose backup would then hold stale states). Inbound connections and services' DNATed flows always report everything.",
+  "balance.accept_local":
+    "With `from`: set accept_local=1 on those interfaces, so the kernel skips the full reverse-path lookup of each forwarded IPv4 packet there (rp_filter 0 only), and drop packets that arrive there from one of the router's own addresses in nft instead. false: leave the sysctl alone.",
   rules: "Exceptions to the balance; the first matching rule wins.",
   "rules.[].name": "A name for the rule (shown by `nflb explain`).",
   "rules.[].destination": "Destination addresses or prefixes.",

@@ -9,7 +9,7 @@ import {
   routerRun,
   type InstallContext,
 } from "./router-configs.ts";
-import type { BenchRouter, BenchUplink } from "./uplink-topology.ts";
+import { ROUTER_LAN_IF, type BenchRouter, type BenchUplink } from "./uplink-topology.ts";
 
 export interface Variant {
   name: string;
@@ -28,6 +28,38 @@ async function sysctlUplinks(
   kv: string,
 ) {
   await routerRun(ctx, r, ["sysctl", "-q", "-w", ...uplinks.map((u) => `net.ipv4.conf.${u.iface}.${kv}`)]);
+}
+
+/** accept_local=1 on the LAN side, and on the uplinks with rp_filter=0 there when `uplinks`. */
+async function acceptLocal(
+  ctx: InstallContext,
+  r: BenchRouter,
+  ups: readonly BenchUplink[],
+  uplinks: boolean,
+) {
+  const kv = [`net.ipv4.conf.${ROUTER_LAN_IF}.accept_local=1`];
+  if (uplinks)
+    for (const u of ups)
+      kv.push(`net.ipv4.conf.${u.iface}.rp_filter=0`, `net.ipv4.conf.${u.iface}.accept_local=1`);
+  await routerRun(ctx, r, ["sysctl", "-q", "-w", ...kv]);
+}
+
+const GUARD = "meta nfproto ipv4 iifname @balance_from fib saddr type local drop";
+
+/** nflb applied, its local-source rule in prerouting replaced by `rule` (null: deleted). */
+async function nflbInstallGuard(
+  ctx: InstallContext,
+  r: BenchRouter,
+  ups: readonly BenchUplink[],
+  rule: string | null,
+) {
+  await nflbApply(ctx, r, ups);
+  const listing = await routerRun(ctx, r, ["nft", "-a", "list", "chain", "inet", "nflb", "prerouting"]);
+  const handle = /fib saddr type local drop # handle (\d+)/.exec(listing)?.[1];
+  if (!handle) throw new Error(`${r.role}: no local-source rule in prerouting`);
+  const at = ["inet", "nflb", "prerouting", "handle", handle];
+  if (rule === null) await routerRun(ctx, r, ["nft", "delete", "rule", ...at]);
+  else await routerRun(ctx, r, ["nft", "-f", "-"], `replace rule ${at.join(" ")} ${rule}\n`);
 }
 
 /** Flush one chain of `inet nflb` and give it these rules instead (one transaction). */
@@ -131,6 +163,22 @@ export const VARIANTS: Variant[] = [
     install: (ctx, r, ups) => installConfig(ctx, { kind: "masqrules", uplinks: ups.length }, r),
   },
   {
+    name: "mqr-al",
+    label: "masq-rules + accept_local=1 on the LAN side (its reverse-path check back on the fast path)",
+    async install(ctx, r, ups) {
+      await installConfig(ctx, { kind: "masqrules", uplinks: ups.length }, r);
+      await acceptLocal(ctx, r, ups, false);
+    },
+  },
+  {
+    name: "mqr-al2",
+    label: "masq-rules + accept_local=1 on the LAN side and the uplinks (rp_filter 0)",
+    async install(ctx, r, ups) {
+      await installConfig(ctx, { kind: "masqrules", uplinks: ups.length }, r);
+      await acceptLocal(ctx, r, ups, true);
+    },
+  },
+  {
     name: "ecmp",
     label: "multipath default route, L4 hash, masquerade (no marks, rules or pinning)",
     install: (ctx, r, ups) => installConfig(ctx, { kind: "ecmp", uplinks: ups.length }, r),
@@ -170,6 +218,52 @@ export const VARIANTS: Variant[] = [
     async install(ctx, r, ups) {
       await nflbApply(ctx, r, ups);
       await sysctlUplinks(ctx, r, ups, "rp_filter=0");
+    },
+  },
+  {
+    name: "nflb-noal",
+    label: "nflb without accept_local (sysctl 0 on the LAN side, no local-source rule): before this pass",
+    async install(ctx, r, ups) {
+      await nflbApply(ctx, r, ups);
+      await routerRun(ctx, r, ["sysctl", "-q", "-w", `net.ipv4.conf.${ROUTER_LAN_IF}.accept_local=0`]);
+      const listing = await routerRun(ctx, r, ["nft", "-a", "list", "chain", "inet", "nflb", "prerouting"]);
+      const handle = /fib saddr type local drop # handle (\d+)/.exec(listing)?.[1];
+      if (!handle) throw new Error(`${r.role}: no local-source rule in prerouting`);
+      await routerRun(ctx, r, ["nft", "delete", "rule", "inet", "nflb", "prerouting", "handle", handle]);
+    },
+  },
+  {
+    name: "nflb-nog",
+    label: "nflb, accept_local kept, no local-source rule",
+    install: (ctx, r, ups) => nflbInstallGuard(ctx, r, ups, null),
+  },
+  {
+    name: "nflb-gpre",
+    label: "nflb, the local-source rule first in prerouting (every packet)",
+    async install(ctx, r, ups) {
+      await nflbInstallGuard(ctx, r, ups, null);
+      await routerRun(ctx, r, ["nft", "insert", "rule", "inet", "nflb", "prerouting", ...GUARD.split(" ")]);
+    },
+  },
+  {
+    name: "nflb-gset",
+    label: "nflb, the local-source rule by a set of the router's addresses",
+    async install(ctx, r, ups) {
+      const own = [...ups.map((u) => u.address), r.lan.router];
+      await nflbInstallGuard(
+        ctx,
+        r,
+        ups,
+        `meta nfproto ipv4 iifname @balance_from ip saddr { ${own.join(", ")} } drop`,
+      );
+    },
+  },
+  {
+    name: "nflb-al2",
+    label: "nflb + accept_local=1 on the uplinks too, rp_filter=0 there",
+    async install(ctx, r, ups) {
+      await nflbApply(ctx, r, ups);
+      await acceptLocal(ctx, r, ups, true);
     },
   },
   {

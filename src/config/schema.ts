@@ -365,6 +365,7 @@ export const balanceSchema = z.strictObject({
    * hidden from every other listener). See PASSIVE_CT_EVENTS in src/plan/nft-uplinks.ts.
    */
   conntrack_events: z.enum(["all", "minimal"]).default("all"),
+  accept_local: z.boolean().default(true),
 });
 
 export const ruleSchema = z.strictObject({

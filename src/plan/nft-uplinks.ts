@@ -29,6 +29,7 @@ import {
 } from "../nft/names.ts";
 import type { NftSection } from "./nft-table.ts";
 import { domainDecisions } from "./nft-domains.ts";
+import { localSourceGuard } from "./nft-local-source.ts";
 
 /** jhash seed of the IPv6 sticky maps' key (src/explain/live.ts computes the same key). */
 export const STICKY_SEED = 0x6e666c62;
@@ -177,6 +178,8 @@ export function buildUplinks(p: UplinkPlan, serviceVips: readonly (4 | 6)[] = []
     objects,
     prerouting: [
       ...restoreRules(mask),
+      // Packets from balance.from with one of the router's own addresses as source (accept_local).
+      ...localSourceGuard(p),
       // New connections: one conntrack state test per packet (decide starts with the inbound pin).
       `ct state new jump ${DECIDE}`,
     ],

@@ -43,6 +43,15 @@ export function planSysctls(c: Config, routing: RoutingPlan | null): SysctlSpec[
       why: `reverse-path check by the uplink's mark on ${u.interface}`,
     });
   }
+  // The LAN side's reverse-path check on the kernel's shortcut; the rule of
+  // src/plan/nft-local-source.ts drops what it let through from the router's own addresses.
+  if (c.uplinks && c.balance.accept_local)
+    for (const i of c.balance.from ?? [])
+      out.push({
+        key: `net/ipv4/conf/${i}/accept_local`,
+        value: "1",
+        why: `reverse-path check of ${i}'s packets without a FIB lookup (nflb drops local sources)`,
+      });
   if (c.uplinks && c.balance.local === "balance") {
     out.push({
       key: "net/ipv4/fib_multipath_hash_policy",

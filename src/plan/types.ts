@@ -109,6 +109,11 @@ export interface UplinkPlan {
   /** The same for IPv6: each family fails over on its own. */
   split6: PlannedSplit | null;
   balanceFrom: string[] | null;
+  /**
+   * nflb sets accept_local=1 on the `balanceFrom` interfaces and drops what arrives there from a
+   * local source itself (src/plan/nft-local-source.ts); false without `balanceFrom`.
+   */
+  acceptLocal: boolean;
   balanceSources: { v4: string[]; v6: string[] } | null;
   rules: PlannedRule[];
   /** Present when any rule has domains. */

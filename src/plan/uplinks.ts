@@ -93,6 +93,7 @@ export function planUplinks(c: Config, health: Health, facts: Facts): UplinkPlan
     split4: planSplit(c, uplinks, 4),
     split6: planSplit(c, uplinks, 6),
     balanceFrom: c.balance.from ?? null,
+    acceptLocal: c.balance.accept_local && (c.balance.from?.length ?? 0) > 0,
     balanceSources: sources && { v4: sources.v4, v6: sources.v6 },
     rules,
     local: c.balance.local,

@@ -198,3 +198,47 @@ test("conntrack_events: all (the default), passive off or one uplink: connection
     assert.equal(desiredState(c, allHealthy(c), facts).nft.includes("ct event set"), on, what);
   }
 });
+
+test("balance.from: accept_local=1 there, and nflb drops what arrives there from the router's own addresses", () => {
+  const yaml = (extra: string) =>
+    parseConfig(`version: 1
+uplinks:
+  isp1: { interface: wan1, gateway: 100.64.1.1 }
+  isp2: { interface: wan2, gateway: 100.64.2.1 }
+balance: { from: [lan0, lan1]${extra} }
+`);
+  const c = yaml("");
+  const d = desiredState(c, allHealthy(c), facts);
+  for (const iface of ["lan0", "lan1"])
+    assert.ok(d.sysctls.some((s) => s.key === `net/ipv4/conf/${iface}/accept_local` && s.value === "1"));
+  assert.ok(!d.sysctls.some((s) => /wan\d\/accept_local/.test(s.key)), "uplinks keep the kernel's check");
+
+  const k = kernelWith(d.nft);
+  const local = ["100.64.1.2", "100.64.2.2", "192.0.2.1"];
+  const fwd = (pkt: Packet) => trace(k.ruleset, { localAddresses: local, ...pkt }, { numgen: 0 });
+  assert.equal(fwd(tcp("192.0.2.7", "93.184.216.34", 443)).verdict, "accept", "a LAN client");
+  for (const spoofed of ["100.64.1.2", "192.0.2.1"]) {
+    const t = fwd(tcp(spoofed, "93.184.216.34", 443));
+    assert.equal(t.verdict, "drop", `${spoofed} from the LAN, a new connection`);
+    assert.equal(t.droppedIn, "prerouting");
+    // Nor as a packet of a connection nflb has not pinned (the router's own over lo, untracked).
+    const est = fwd(tcp(spoofed, "192.0.2.1", 53, { ctState: "established", ctMark: 0, path: "input" }));
+    assert.equal(est.verdict, "drop", `${spoofed} from the LAN to the router, established`);
+  }
+  // A pinned connection's packets leave at the mark restore, before the check (what that lets
+  // through can only leave by the connection's uplink toward its peer: docs/DATAPLANE.md).
+  const pinned = fwd(tcp("100.64.1.2", "93.184.216.34", 443, { ctState: "established", ctMark: 0x100 }));
+  assert.equal(pinned.verdict, "accept");
+  // Only the interfaces nflb set accept_local on: lo and the uplinks keep the kernel's own check.
+  assert.equal(fwd(tcp("192.0.2.1", "192.0.2.1", 22, { iif: "lo", path: "input" })).verdict, "accept");
+  assert.equal(fwd(tcp("100.64.1.2", "192.0.2.7", 443, { iif: "wan1", oif: "lan0" })).verdict, "accept");
+  // IPv6 has no accept_local: no lookup for it.
+  assert.equal(fwd(tcp("2001:db8:1::7", "2001:db8:66::1", 443)).verdict, "accept");
+
+  // Opted out, or no balance.from (the LAN interfaces unknown): neither the sysctl nor the rule.
+  for (const other of [yaml(", accept_local: false"), cfg]) {
+    const o = desiredState(other, allHealthy(other), facts);
+    assert.ok(!o.sysctls.some((s) => s.key.endsWith("/accept_local")));
+    assert.doesNotMatch(o.nft, /fib saddr/);
+  }
+});

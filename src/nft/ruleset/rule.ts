@@ -94,6 +94,7 @@ const SELECTORS: Record<string, Omit<Selector, "k" | "name">> = {
   "ct original proto-src": { type: "int", len: 2 },
   "ct original proto-dst": { type: "int", len: 2 },
   "fib daddr type": { type: "fibtype", len: 4 },
+  "fib saddr type": { type: "fibtype", len: 4 },
   "arp saddr ip": { type: "ipv4", len: 4 },
   "arp saddr ether": { type: "ether", len: 6 },
 };

@@ -66,7 +66,7 @@ export interface Packet {
   icmpv6Type?: string;
   /** The target of a neighbour solicitation (`@th,64,128`). */
   ndTarget?: string;
-  /** The router's own addresses, for `fib daddr type`. */
+  /** The router's own addresses, for `fib daddr type` and `fib saddr type`. */
   localAddresses?: readonly string[];
 }
 
@@ -640,6 +640,8 @@ class Walk {
         return BigInt(need(orig ? orig.dport : p.dport, s.name));
       case "fib daddr type":
         return BigInt(fibType(p.family, this.f.daddr, p.localAddresses ?? []));
+      case "fib saddr type":
+        return BigInt(fibType(p.family, this.f.saddr, p.localAddresses ?? []));
       case "icmpv6 type":
         return parseAtom("icmpv6type", need(p.icmpv6Type)).lo;
       case "@th,64,128":
