@@ -296,8 +296,26 @@ function backendRule(s: PlannedService, b: PlannedBackend): string {
  * 1.6 million slots).
  */
 const slotMemo = new WeakMap<readonly string[], Map<string, Element[]>>();
+/**
+ * The same by planned service, looked up first: every plan asks for every grouped service's
+ * elements (its group's map is assembled from them), and the id below is a string of all its
+ * backends, 250,000 of them per plan at 5,000 × 50 (~70 ms and ~50 MB of garbage per change in
+ * the daemon, bench/RESULTS.md "issue 11: the one-backend change").
+ */
+const serviceSlotMemo = new WeakMap<PlannedService, { plain?: Element[]; verdicts?: Element[] }>();
 
 function slotElements(s: PlannedService, verdicts: boolean): Element[] {
+  let mine = serviceSlotMemo.get(s);
+  const kept = verdicts ? mine?.verdicts : mine?.plain;
+  if (kept) return kept;
+  const out = slotElementsBySlots(s, verdicts);
+  if (!mine) serviceSlotMemo.set(s, (mine = {}));
+  if (verdicts) mine.verdicts = out;
+  else mine.plain = out;
+  return out;
+}
+
+function slotElementsBySlots(s: PlannedService, verdicts: boolean): Element[] {
   const id = `${s.name}|${s.scheduler}|${verdicts}|${groupedSlots(s, verdicts) ? groupKeyPrefix(s) : ""}|${s.backends.map((b) => `${b.key}#${b.index}`).join(",")}`;
   let bySlots = slotMemo.get(s.slots);
   const hit = bySlots?.get(id);
