@@ -31,6 +31,8 @@ import { LinkLoad, type LoadView } from "./overflow.ts";
 import { formatBitrate } from "../config/bitrate.ts";
 import type { PassiveOutcome } from "../health/types.ts";
 import { UplinkPassiveWatch } from "./uplink-passive.ts";
+import { FactsCache } from "./facts-cache.ts";
+import { spawnLines } from "../health/probe-process.ts";
 
 export const DEFAULT_API = "127.0.0.1:9110";
 /** A periodic run re-reads addresses and re-installs the table if someone removed it. */
@@ -81,6 +83,8 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private stopped = false;
   private readonly dnsService: DnsService;
   private dnsSets: { model: unknown; names: ReadonlySet<string> } = { model: null, names: new Set() };
+  /** Interfaces read once and reused by services-only changes (null: `opts.ops` given, every run reads). */
+  private readonly facts: FactsCache | null;
   /** The uplinks' passive health (conntrack events); null when the factories give no way to read them. */
   private readonly passive: UplinkPassiveWatch | null;
 
@@ -89,7 +93,19 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     readonly model: DaemonModel,
   ) {
     this.log = opts.log;
-    const ops = opts.ops ?? kernelOps;
+    // The real host: interface reads reused across services-only changes while `ip monitor`
+    // sees nothing move (tests that inject their own ops read every time, as before).
+    const facts = opts.ops
+      ? null
+      : new FactsCache((o) => kernelOps.readFacts(o), {
+          spawn: spawnLines,
+          log: (msg) => this.log.warn({ reason: "facts cache" }, msg),
+        });
+    this.facts = facts;
+    const ops: DataplaneOps = opts.ops ?? {
+      ...kernelOps,
+      readFacts: (o) => (facts as FactsCache).get(o ?? { gateways: true }),
+    };
     this.metricsRegistry = new Metrics({
       uplinks: () => this.uplinkMetrics(),
       backends: () => this.backendMetrics(),
@@ -148,7 +164,10 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.flows = new LiveFlows(opts.factories.flows, {
       log: this.log,
       leastConnChanged: () =>
-        void this.reconciler.reconcile("least-conn: connection counts changed", { quiet: true }),
+        void this.reconciler.reconcile("least-conn: connection counts changed", {
+          quiet: true,
+          servicesOnly: true,
+        }),
       passiveDown: (v) => this.monitors.markBackendDown(v.service, v.backend, v.reason),
     });
     model.connections = (service) => this.flows.connections(service);
@@ -198,6 +217,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       throw e;
     }
     this.flows.configure(this.model.config);
+    this.facts?.start();
     const r = await this.reconciler.reconcile("start", { force: true });
     if (r.action === "failed") {
       await this.stop();
@@ -362,6 +382,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     await this.passive?.stop();
     await this.flows.stop();
     await this.reconciler.close();
+    await this.facts?.stop();
     await this.hook.idle();
     if (this.api) await this.api.close();
     this.log.info({ reason: "signal" }, "nflb stopped; the data plane stays in place");
@@ -502,7 +523,9 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       state: o.state,
       reason: o.reason,
     });
-    void this.reconciler.reconcile(`backend ${o.service}/${o.backend} ${o.state}: ${o.reason}`);
+    void this.reconciler.reconcile(`backend ${o.service}/${o.backend} ${o.state}: ${o.reason}`, {
+      servicesOnly: true,
+    });
   }
 
   private onClusterChange(snapshot: ClusterView): void {
@@ -628,7 +651,9 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       const reason = `${action === "drain" ? "drained" : action === "maint" ? "put in maint" : "enabled"} through the API`;
       await this.announceOverride(service, address, state, reason, {}, action);
     }
-    const r = await this.reconciler.reconcile(`api: ${action} backend ${service}/${address}`);
+    const r = await this.reconciler.reconcile(`api: ${action} backend ${service}/${address}`, {
+      servicesOnly: true,
+    });
     return this.actionResult(r, { service, backend: address, state, changed });
   }
 
@@ -651,7 +676,9 @@ export class Daemon implements ApiDaemon, ControlDaemon {
         { weight },
         `weight ${weight}`,
       );
-    const r = await this.reconciler.reconcile(`api: weight ${weight} for backend ${service}/${address}`);
+    const r = await this.reconciler.reconcile(`api: weight ${weight} for backend ${service}/${address}`, {
+      servicesOnly: true,
+    });
     return this.actionResult(r, { service, backend: address, state, weight, changed });
   }
 

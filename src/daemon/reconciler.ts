@@ -49,8 +49,12 @@ function learnsGateways(c: Config): boolean {
 
 /** The kernel side, injected so the loop can be tested against a fake. */
 export interface DataplaneOps {
-  /** `gateways`: also learn default gateways from the routes (some uplink's gateway is auto or omitted). */
-  readFacts(opts?: { gateways: boolean }): Promise<Facts>;
+  /**
+   * `gateways`: also learn default gateways from the routes (some uplink's gateway is auto or
+   * omitted). `reuse`: the run changes services only, so the last read may serve when nothing on
+   * the links can have changed since (src/daemon/facts-cache.ts); a plain read ignores it.
+   */
+  readFacts(opts?: { gateways: boolean; reuse?: boolean }): Promise<Facts>;
   /**
    * Routing + sysctls as `nflb apply` does, with `nftScript` as the nft transaction: the whole
    * table when omitted, or the diff from what the kernel holds (a reload).
@@ -132,6 +136,12 @@ export interface ReconcileOptions {
   verify?: boolean;
   /** A routine re-plan (least-conn counts moved): its update is logged at debug, not info. */
   quiet?: boolean;
+  /**
+   * Only services changed (a backend's health, weight, drain or maint; least-conn counts): the
+   * host's interfaces need not be read again when nothing on the links changed since the last
+   * read. Coalesced runs keep it only when every request had it.
+   */
+  servicesOnly?: boolean;
 }
 
 const RETRY_MIN_MS = 1000;
@@ -235,7 +245,13 @@ export class Reconciler {
     try {
       const input = this.source();
       const c = input.config;
-      const facts = await this.ops.readFacts({ gateways: learnsGateways(c) });
+      const reuse =
+        opts.servicesOnly === true &&
+        opts.force !== true &&
+        opts.verify !== true &&
+        this.applied?.config === c &&
+        this.applied.model !== null;
+      const facts = await this.ops.readFacts({ gateways: learnsGateways(c), ...(reuse ? { reuse } : {}) });
       const tFacts = performance.now();
       const names = Object.keys(c.uplinks ?? {});
       const keeping = names.length > 0 && !names.some((n) => input.health.uplinks[n]?.up);
@@ -545,6 +561,7 @@ function merge(a: ReconcileOptions, b: ReconcileOptions): ReconcileOptions {
     force: a.force === true || b.force === true,
     verify: a.verify === true || b.verify === true,
     quiet: a.quiet === true && b.quiet === true,
+    servicesOnly: a.servicesOnly === true && b.servicesOnly === true,
   };
 }
 
