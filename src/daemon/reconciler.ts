@@ -244,6 +244,7 @@ export class Reconciler {
     let kind: "full" | "update" | null = null;
     try {
       const input = this.source();
+      const tInput = performance.now();
       const c = input.config;
       const reuse =
         opts.servicesOnly === true &&
@@ -321,17 +322,18 @@ export class Reconciler {
         this.hooks.onKeeping?.(keeping, reasons);
       }
       if (kind) {
-        // Where the time went: reading the host, planning, the nft transaction, routing.
+        // Where the time went: the health view, reading the host, planning, the nft transaction, routing.
         const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;
         const timing =
           kind === "update"
             ? {
-                facts_ms: ms(t0, tFacts),
+                input_ms: ms(t0, tInput),
+                facts_ms: ms(tInput, tFacts),
                 plan_ms: ms(tFacts, t1),
                 nft_ms: ms(t1, tNft),
                 routing_ms: ms(tNft, t1 + seconds * 1000),
               }
-            : { facts_ms: ms(t0, tFacts), plan_ms: ms(tFacts, t1) };
+            : { input_ms: ms(t0, tInput), facts_ms: ms(tInput, tFacts), plan_ms: ms(tFacts, t1) };
         const fields = { kind, seconds, ...timing, reason: reasons.join("; ") };
         if (opts.quiet && kind === "update") log.debug(fields, `applied (${kind})`);
         else log.info(fields, `applied (${kind})`);
