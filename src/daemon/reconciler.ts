@@ -254,6 +254,7 @@ export class Reconciler {
         this.applied.model !== null;
       const facts = await this.ops.readFacts({ gateways: learnsGateways(c), ...(reuse ? { reuse } : {}) });
       const tFacts = performance.now();
+      const cpuPlan = process.cpuUsage();
       const names = Object.keys(c.uplinks ?? {});
       const keeping = names.length > 0 && !names.some((n) => input.health.uplinks[n]?.up);
       const health: HealthView = keeping ? { ...input.health, uplinks: this.keptUplinks(c) } : input.health;
@@ -274,6 +275,7 @@ export class Reconciler {
 
       const d = prev?.model && !opts.force && !missing ? diff(prev.model, desired.model) : null;
       const t1 = performance.now();
+      const planCpu = process.cpuUsage(cpuPlan);
       let tNft = t1;
       let update = "";
       if (d && d.replaced.length === 0 && prev?.config === c) {
@@ -330,6 +332,9 @@ export class Reconciler {
                 input_ms: ms(t0, tInput),
                 facts_ms: ms(tInput, tFacts),
                 plan_ms: ms(tFacts, t1),
+                // This process's CPU (all its threads, GC helpers too) while planning: on a busy
+                // machine plan_ms is mostly waiting for a core.
+                plan_cpu_ms: Math.round((planCpu.user + planCpu.system) / 100) / 10,
                 nft_ms: ms(t1, tNft),
                 routing_ms: ms(tNft, t1 + seconds * 1000),
               }
