@@ -89,6 +89,8 @@ interface Measured {
   input: number;
   facts: number;
   plan: number;
+  /** The daemon's CPU while planning (all its threads): on a busy machine plan is mostly waiting. */
+  planCpu: number;
   nft: number;
   other: number;
 }
@@ -98,6 +100,7 @@ const STEPS: [Step, string][] = [
   ["input", "health view"],
   ["facts", "facts"],
   ["plan", "plan + diff"],
+  ["planCpu", "plan + diff CPU"],
   ["nft", "nft"],
   ["other", "other"],
 ];
@@ -150,6 +153,7 @@ async function measure(lab: ServiceLab, services: number): Promise<{ rows: Measu
         const input = Number(l.input_ms ?? 0);
         const facts = Number(l.facts_ms);
         const plan = Number(l.plan_ms);
+        const planCpu = Number(l.plan_cpu_ms ?? 0);
         const nft = Number(l.nft_ms);
         const routing = Number(l.routing_ms ?? 0);
         return {
@@ -158,6 +162,7 @@ async function measure(lab: ServiceLab, services: number): Promise<{ rows: Measu
           input,
           facts,
           plan,
+          planCpu,
           nft,
           other: Math.max(0, rtt - input - facts - plan - nft - routing),
         };
@@ -226,7 +231,7 @@ bench/lib/services-config.ts writes them, \`check: { method: none }\`; ${CHANGES
 in the same namespace (the API answers after the reconcile run, so after \`nft -f\` returned);
 the other columns are the daemon's own \`applied (update)\` log line: building the health
 view, reading the host's interfaces (0 when a services-only change reuses the last read),
-planning + diff, \`nft -f\` of the update; "other" is the round trip less those (HTTP, the
+planning + diff (and the daemon's CPU meanwhile, all its threads), \`nft -f\` of the update; "other" is the round trip less those (HTTP, the
 override's bookkeeping, the event loop). Daemon start to "nflb running": 10
 services ${fmtMs(small.startMs)} ms, ${SERVICES.toLocaleString("en")} services ${fmtMs(big.startMs)} ms.
 
