@@ -667,13 +667,13 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       await this.monitors.start();
     }
     const state = this.backendStateNow(service, address);
-    if (changed) {
-      const reason = `${action === "drain" ? "drained" : action === "maint" ? "put in maint" : "enabled"} through the API`;
-      await this.announceOverride(service, address, state, reason, {}, action);
-    }
+    const reason = `${action === "drain" ? "drained" : action === "maint" ? "put in maint" : "enabled"} through the API`;
+    // The overrides file is written while the kernel changes; the answer waits for both.
+    const saved = changed ? this.announceOverride(service, address, state, reason, {}, action) : undefined;
     const r = await this.reconciler.reconcile(`api: ${action} backend ${service}/${address}`, {
       servicesOnly: true,
     });
+    await saved;
     return this.actionResult(r, { service, backend: address, state, changed });
   }
 
@@ -687,18 +687,21 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     const changed = m.get(address) !== weight;
     m.set(address, weight);
     const state = this.backendStateNow(service, address);
-    if (changed)
-      await this.announceOverride(
-        service,
-        address,
-        state,
-        `weight ${weight} set through the API`,
-        { weight },
-        `weight ${weight}`,
-      );
+    // The overrides file is written while the kernel changes; the answer waits for both.
+    const saved = changed
+      ? this.announceOverride(
+          service,
+          address,
+          state,
+          `weight ${weight} set through the API`,
+          { weight },
+          `weight ${weight}`,
+        )
+      : undefined;
     const r = await this.reconciler.reconcile(`api: weight ${weight} for backend ${service}/${address}`, {
       servicesOnly: true,
     });
+    await saved;
     return this.actionResult(r, { service, backend: address, state, weight, changed });
   }
 
