@@ -6,8 +6,10 @@
 //
 // Per change: the API call's round trip, measured by a client in the balancer's namespace (the
 // API answers once the reconcile run is over: the nft transaction committed), and the daemon's own
-// breakdown from its `applied (update)` log line (reading the host's interfaces, planning with the
-// diff, `nft -f`). Needs root. Prints a markdown section for bench/RESULTS.md.
+// breakdown from its `applied (update)` log line (the health view, reading the host's interfaces,
+// planning with the diff, `nft -f`; "other" is the round trip less those: HTTP, the override's
+// bookkeeping, waiting for the event loop). Medians with their ratio to the 10-service run.
+// Needs root. Prints a markdown section for bench/RESULTS.md.
 import { jsonLines } from "../src/lab/processes.ts";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -84,10 +86,24 @@ function calls(): Call[] {
 interface Measured {
   label: string;
   rtt: number;
+  input: number;
   facts: number;
   plan: number;
+  /** The daemon's CPU while planning (all its threads): on a busy machine plan is mostly waiting. */
+  planCpu: number;
   nft: number;
+  other: number;
 }
+type Step = keyof Omit<Measured, "label">;
+const STEPS: [Step, string][] = [
+  ["rtt", "request → committed"],
+  ["input", "health view"],
+  ["facts", "facts"],
+  ["plan", "plan + diff"],
+  ["planCpu", "plan + diff CPU"],
+  ["nft", "nft"],
+  ["other", "other"],
+];
 
 async function measure(lab: ServiceLab, services: number): Promise<{ rows: Measured[]; startMs: number }> {
   // No health checks: the backends are addresses nobody answers (250,000 of them at 5,000 × 50).
@@ -132,12 +148,23 @@ async function measure(lab: ServiceLab, services: number): Promise<{ rows: Measu
       startMs,
       rows: list.map((c, i) => {
         const l = applied[i] as Record<string, unknown>;
+        const rtt = answers[i]?.ms ?? 0;
+        // Logs of a daemon before input_ms: the health view was counted in facts_ms.
+        const input = Number(l.input_ms ?? 0);
+        const facts = Number(l.facts_ms);
+        const plan = Number(l.plan_ms);
+        const planCpu = Number(l.plan_cpu_ms ?? 0);
+        const nft = Number(l.nft_ms);
+        const routing = Number(l.routing_ms ?? 0);
         return {
           label: c.label,
-          rtt: answers[i]?.ms ?? 0,
-          facts: Number(l.facts_ms),
-          plan: Number(l.plan_ms),
-          nft: Number(l.nft_ms),
+          rtt,
+          input,
+          facts,
+          plan,
+          planCpu,
+          nft,
+          other: Math.max(0, rtt - input - facts - plan - nft - routing),
         };
       }),
     };
@@ -179,9 +206,17 @@ try {
   const small = await measure(lab, 10);
   const big = await measure(lab, SERVICES);
   const table = (m: Measured[]) =>
-    m.map((r, i) => [String(i + 1), r.label, fmtMs(r.rtt), fmtMs(r.facts), fmtMs(r.plan), fmtMs(r.nft)]);
-  const med = (m: Measured[], k: keyof Omit<Measured, "label">) => summarize(m.map((r) => r[k])).median;
-  const ratio = (k: keyof Omit<Measured, "label">) => (med(big.rows, k) / med(small.rows, k)).toFixed(2);
+    m.map((r, i) => [String(i + 1), r.label, ...STEPS.map(([k]) => fmtMs(r[k]))]);
+  const head = ["#", "change", ...STEPS.map(([, name]) => `${name} ms`)];
+  const med = (m: Measured[], k: Step) => summarize(m.map((r) => r[k])).median;
+  const ratio = (k: Step) =>
+    med(small.rows, k) > 0 ? (med(big.rows, k) / med(small.rows, k)).toFixed(2) : "–";
+  const medians = STEPS.map(([k, name]) => [
+    name,
+    fmtMs(med(small.rows, k)),
+    fmtMs(med(big.rows, k)),
+    `${ratio(k)}×`,
+  ]);
   console.log(`### One-backend changes through the API of \`nflb run\`: ${SERVICES.toLocaleString("en")} services × ${BACKENDS} against 10 × ${BACKENDS}
 
 ${dateLine()}; ${await machineLine()}; ${loadStart} at start, ${loadLine()} at end.
@@ -194,19 +229,23 @@ node --import tsx bench/services-change.ts --services ${SERVICES} --changes ${CH
 bench/lib/services-config.ts writes them, \`check: { method: none }\`; ${CHANGES} changes one at a time
 (300 ms apart) through the API. "request → committed" is the API call's round trip from a client
 in the same namespace (the API answers after the reconcile run, so after \`nft -f\` returned);
-the other columns are the daemon's own \`applied (update)\` log line: reading the host's
-interfaces, planning + diff, \`nft -f\` of the update. Daemon start to "nflb running": 10
+the other columns are the daemon's own \`applied (update)\` log line: building the health
+view, reading the host's interfaces (0 when a services-only change reuses the last read),
+planning + diff (and the daemon's CPU meanwhile, all its threads), \`nft -f\` of the update; "other" is the round trip less those (HTTP, the
+override's bookkeeping, the event loop). Daemon start to "nflb running": 10
 services ${fmtMs(small.startMs)} ms, ${SERVICES.toLocaleString("en")} services ${fmtMs(big.startMs)} ms.
 
 10 services × ${BACKENDS}:
 
-${markdownTable(["#", "change", "request → committed ms", "facts ms", "plan + diff ms", "nft ms"], table(small.rows))}
+${markdownTable(head, table(small.rows))}
 
 ${SERVICES.toLocaleString("en")} services × ${BACKENDS}:
 
-${markdownTable(["#", "change", "request → committed ms", "facts ms", "plan + diff ms", "nft ms"], table(big.rows))}
+${markdownTable(head, table(big.rows))}
 
-Medians, ${SERVICES.toLocaleString("en")} services against 10: request → committed ${fmtMs(med(big.rows, "rtt"))} against ${fmtMs(med(small.rows, "rtt"))} ms (${ratio("rtt")}×); plan + diff ${fmtMs(med(big.rows, "plan"))} against ${fmtMs(med(small.rows, "plan"))} ms; nft ${fmtMs(med(big.rows, "nft"))} against ${fmtMs(med(small.rows, "nft"))} ms (${ratio("nft")}×).
+Medians:
+
+${markdownTable(["step", "10 services ms", `${SERVICES.toLocaleString("en")} services ms`, "ratio"], medians)}
 `);
 } finally {
   await lab.destroy();

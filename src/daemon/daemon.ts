@@ -31,10 +31,19 @@ import { LinkLoad, type LoadView } from "./overflow.ts";
 import { formatBitrate } from "../config/bitrate.ts";
 import type { PassiveOutcome } from "../health/types.ts";
 import { UplinkPassiveWatch } from "./uplink-passive.ts";
+import { FactsCache } from "./facts-cache.ts";
+import { spawnLines } from "../health/probe-process.ts";
+import { Spawner } from "../system/spawner.ts";
+import { useSpawner } from "../system/exec.ts";
 
 export const DEFAULT_API = "127.0.0.1:9110";
 /** A periodic run re-reads addresses and re-installs the table if someone removed it. */
 const RESYNC_MS = 30_000;
+/**
+ * A daemon this big starts nft and ip through the spawner: fork() of a 600 MB process costs 5–18
+ * ms per command, of a 250 MB one ~3–5, of the usual 50–80 MB one 1–2 (not worth a process).
+ */
+const SPAWNER_MIN_RSS = 256 << 20;
 /** Status requests within this window share one read of the kernel counters. */
 const COUNTER_CACHE_MS = 500;
 
@@ -81,6 +90,10 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private stopped = false;
   private readonly dnsService: DnsService;
   private dnsSets: { model: unknown; names: ReadonlySet<string> } = { model: null, names: new Set() };
+  /** Interfaces read once and reused by services-only changes (null: `opts.ops` given, every run reads). */
+  private readonly facts: FactsCache | null;
+  /** Starts nft and ip for a daemon grown big (src/system/spawner.ts); null: `opts.ops` given. */
+  private readonly spawner: Spawner | null;
   /** The uplinks' passive health (conntrack events); null when the factories give no way to read them. */
   private readonly passive: UplinkPassiveWatch | null;
 
@@ -89,7 +102,25 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     readonly model: DaemonModel,
   ) {
     this.log = opts.log;
-    const ops = opts.ops ?? kernelOps;
+    // The real host: interface reads reused across services-only changes while `ip monitor`
+    // sees nothing move (tests that inject their own ops read every time, as before).
+    const facts = opts.ops
+      ? null
+      : new FactsCache((o) => kernelOps.readFacts(o), {
+          spawn: spawnLines,
+          log: (msg) => this.log.warn({ reason: "facts cache" }, msg),
+        });
+    this.facts = facts;
+    this.spawner = opts.ops
+      ? null
+      : new Spawner({
+          minRssBytes: SPAWNER_MIN_RSS,
+          log: (msg) => this.log.warn({ reason: "spawner" }, msg),
+        });
+    const ops: DataplaneOps = opts.ops ?? {
+      ...kernelOps,
+      readFacts: (o) => (facts as FactsCache).get(o ?? { gateways: true }),
+    };
     this.metricsRegistry = new Metrics({
       uplinks: () => this.uplinkMetrics(),
       backends: () => this.backendMetrics(),
@@ -148,7 +179,10 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.flows = new LiveFlows(opts.factories.flows, {
       log: this.log,
       leastConnChanged: () =>
-        void this.reconciler.reconcile("least-conn: connection counts changed", { quiet: true }),
+        void this.reconciler.reconcile("least-conn: connection counts changed", {
+          quiet: true,
+          servicesOnly: true,
+        }),
       passiveDown: (v) => this.monitors.markBackendDown(v.service, v.backend, v.reason),
     });
     model.connections = (service) => this.flows.connections(service);
@@ -198,6 +232,8 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       throw e;
     }
     this.flows.configure(this.model.config);
+    if (this.spawner) useSpawner(this.spawner);
+    this.facts?.start();
     const r = await this.reconciler.reconcile("start", { force: true });
     if (r.action === "failed") {
       await this.stop();
@@ -362,6 +398,11 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     await this.passive?.stop();
     await this.flows.stop();
     await this.reconciler.close();
+    await this.facts?.stop();
+    if (this.spawner) {
+      useSpawner(null);
+      this.spawner.close();
+    }
     await this.hook.idle();
     if (this.api) await this.api.close();
     this.log.info({ reason: "signal" }, "nflb stopped; the data plane stays in place");
@@ -502,7 +543,9 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       state: o.state,
       reason: o.reason,
     });
-    void this.reconciler.reconcile(`backend ${o.service}/${o.backend} ${o.state}: ${o.reason}`);
+    void this.reconciler.reconcile(`backend ${o.service}/${o.backend} ${o.state}: ${o.reason}`, {
+      servicesOnly: true,
+    });
   }
 
   private onClusterChange(snapshot: ClusterView): void {
@@ -624,11 +667,13 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       await this.monitors.start();
     }
     const state = this.backendStateNow(service, address);
-    if (changed) {
-      const reason = `${action === "drain" ? "drained" : action === "maint" ? "put in maint" : "enabled"} through the API`;
-      await this.announceOverride(service, address, state, reason, {}, action);
-    }
-    const r = await this.reconciler.reconcile(`api: ${action} backend ${service}/${address}`);
+    const reason = `${action === "drain" ? "drained" : action === "maint" ? "put in maint" : "enabled"} through the API`;
+    // The overrides file is written while the kernel changes; the answer waits for both.
+    const saved = changed ? this.announceOverride(service, address, state, reason, {}, action) : undefined;
+    const r = await this.reconciler.reconcile(`api: ${action} backend ${service}/${address}`, {
+      servicesOnly: true,
+    });
+    await saved;
     return this.actionResult(r, { service, backend: address, state, changed });
   }
 
@@ -642,16 +687,21 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     const changed = m.get(address) !== weight;
     m.set(address, weight);
     const state = this.backendStateNow(service, address);
-    if (changed)
-      await this.announceOverride(
-        service,
-        address,
-        state,
-        `weight ${weight} set through the API`,
-        { weight },
-        `weight ${weight}`,
-      );
-    const r = await this.reconciler.reconcile(`api: weight ${weight} for backend ${service}/${address}`);
+    // The overrides file is written while the kernel changes; the answer waits for both.
+    const saved = changed
+      ? this.announceOverride(
+          service,
+          address,
+          state,
+          `weight ${weight} set through the API`,
+          { weight },
+          `weight ${weight}`,
+        )
+      : undefined;
+    const r = await this.reconciler.reconcile(`api: weight ${weight} for backend ${service}/${address}`, {
+      servicesOnly: true,
+    });
+    await saved;
     return this.actionResult(r, { service, backend: address, state, weight, changed });
   }
 

@@ -49,8 +49,12 @@ function learnsGateways(c: Config): boolean {
 
 /** The kernel side, injected so the loop can be tested against a fake. */
 export interface DataplaneOps {
-  /** `gateways`: also learn default gateways from the routes (some uplink's gateway is auto or omitted). */
-  readFacts(opts?: { gateways: boolean }): Promise<Facts>;
+  /**
+   * `gateways`: also learn default gateways from the routes (some uplink's gateway is auto or
+   * omitted). `reuse`: the run changes services only, so the last read may serve when nothing on
+   * the links can have changed since (src/daemon/facts-cache.ts); a plain read ignores it.
+   */
+  readFacts(opts?: { gateways: boolean; reuse?: boolean }): Promise<Facts>;
   /**
    * Routing + sysctls as `nflb apply` does, with `nftScript` as the nft transaction: the whole
    * table when omitted, or the diff from what the kernel holds (a reload).
@@ -132,6 +136,12 @@ export interface ReconcileOptions {
   verify?: boolean;
   /** A routine re-plan (least-conn counts moved): its update is logged at debug, not info. */
   quiet?: boolean;
+  /**
+   * Only services changed (a backend's health, weight, drain or maint; least-conn counts): the
+   * host's interfaces need not be read again when nothing on the links changed since the last
+   * read. Coalesced runs keep it only when every request had it.
+   */
+  servicesOnly?: boolean;
 }
 
 const RETRY_MIN_MS = 1000;
@@ -234,9 +244,17 @@ export class Reconciler {
     let kind: "full" | "update" | null = null;
     try {
       const input = this.source();
+      const tInput = performance.now();
       const c = input.config;
-      const facts = await this.ops.readFacts({ gateways: learnsGateways(c) });
+      const reuse =
+        opts.servicesOnly === true &&
+        opts.force !== true &&
+        opts.verify !== true &&
+        this.applied?.config === c &&
+        this.applied.model !== null;
+      const facts = await this.ops.readFacts({ gateways: learnsGateways(c), ...(reuse ? { reuse } : {}) });
       const tFacts = performance.now();
+      const cpuPlan = process.cpuUsage();
       const names = Object.keys(c.uplinks ?? {});
       const keeping = names.length > 0 && !names.some((n) => input.health.uplinks[n]?.up);
       const health: HealthView = keeping ? { ...input.health, uplinks: this.keptUplinks(c) } : input.health;
@@ -257,6 +275,7 @@ export class Reconciler {
 
       const d = prev?.model && !opts.force && !missing ? diff(prev.model, desired.model) : null;
       const t1 = performance.now();
+      const planCpu = process.cpuUsage(cpuPlan);
       let tNft = t1;
       let update = "";
       if (d && d.replaced.length === 0 && prev?.config === c) {
@@ -305,17 +324,21 @@ export class Reconciler {
         this.hooks.onKeeping?.(keeping, reasons);
       }
       if (kind) {
-        // Where the time went: reading the host, planning, the nft transaction, routing.
+        // Where the time went: the health view, reading the host, planning, the nft transaction, routing.
         const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;
         const timing =
           kind === "update"
             ? {
-                facts_ms: ms(t0, tFacts),
+                input_ms: ms(t0, tInput),
+                facts_ms: ms(tInput, tFacts),
                 plan_ms: ms(tFacts, t1),
+                // This process's CPU (all its threads, GC helpers too) while planning: on a busy
+                // machine plan_ms is mostly waiting for a core.
+                plan_cpu_ms: Math.round((planCpu.user + planCpu.system) / 100) / 10,
                 nft_ms: ms(t1, tNft),
                 routing_ms: ms(tNft, t1 + seconds * 1000),
               }
-            : { facts_ms: ms(t0, tFacts), plan_ms: ms(tFacts, t1) };
+            : { input_ms: ms(t0, tInput), facts_ms: ms(tInput, tFacts), plan_ms: ms(tFacts, t1) };
         const fields = { kind, seconds, ...timing, reason: reasons.join("; ") };
         if (opts.quiet && kind === "update") log.debug(fields, `applied (${kind})`);
         else log.info(fields, `applied (${kind})`);
@@ -545,6 +568,7 @@ function merge(a: ReconcileOptions, b: ReconcileOptions): ReconcileOptions {
     force: a.force === true || b.force === true,
     verify: a.verify === true || b.verify === true,
     quiet: a.quiet === true && b.quiet === true,
+    servicesOnly: a.servicesOnly === true && b.servicesOnly === true,
   };
 }
 

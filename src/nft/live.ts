@@ -61,8 +61,7 @@ function tableOps(want: NftTable, live: LiveTable, out: string[]): boolean {
       if (!sameRules(l.rules, o.rules)) chains.push(o);
       continue;
     }
-    if (!sameList(l.head.map(canonicalDeclaration), setDeclaration(o).map(canonicalDeclaration)))
-      return false;
+    if (!sameList(declarationLines(l.head), declarationLines(setDeclaration(o)))) return false;
     if ((o.owner ?? "model") !== "model") continue;
     if (!sameElements(l.elements, o.elements.map(elementText))) {
       changedSets.add(o.name);
@@ -196,6 +195,15 @@ function sameRules(live: readonly string[], want: readonly string[]): boolean {
  * A set's declaration line as the kernel gives it back: `typeof socket cgroupv2 level N` comes
  * back with level 0 (the key is the cgroup's id whatever the level), so the level is not compared.
  */
+/**
+ * A declaration's lines in a canonical order: nft prints them its own way (`size` before `flags`,
+ * `counter` before `timeout`), and the order means nothing. Compared in the model's order, every
+ * services table with counter sets read as changed, and a second `apply` replaced it whole.
+ */
+function declarationLines(lines: readonly string[]): string[] {
+  return lines.map(canonicalDeclaration).sort();
+}
+
 function canonicalDeclaration(line: string): string {
   return line.replace(/\bsocket cgroupv2 level \d+/g, "socket cgroupv2 level");
 }
@@ -207,10 +215,14 @@ const MASK32 = 0xffffffffn;
  * A rule in a form where nflb's text and the kernel's printing of it meet, by steps that each keep
  * the rule's meaning: the words `and`/`or`/`xor` as `&`/`|`/`^`; every number in decimal
  * (0x00000100 is 256); `X & A | B` on a mark as `X & (A|B) | B` (the same bits), and no `& A`
- * when A is all ones; a counter's name without quotes.
+ * when A is all ones; a counter's name without quotes; no `meta nfproto ipv4` (`ipv6`) in a rule
+ * that matches an `ip` (`ip6`) header field, and no `meta l4proto tcp` (`udp`) in one that reads
+ * a `tcp` (`udp`) port: nft adds those matches itself for such a rule, and prints it without them.
  */
 export function canonicalRule(rule: string): string {
-  const w = tokens(rule).map((t) => (t === "and" ? "&" : t === "or" ? "|" : t === "xor" ? "^" : t));
+  const w = impliedDropped(
+    tokens(rule).map((t) => (t === "and" ? "&" : t === "or" ? "|" : t === "xor" ? "^" : t)),
+  );
   for (let i = 0; i < w.length; i++)
     if (NUMBER.test(w[i] as string)) w[i] = BigInt(w[i] as string).toString();
   for (let i = 0; i < w.length; i++) {
@@ -222,6 +234,38 @@ export function canonicalRule(rule: string): string {
     else w[i + 1] = mask.toString();
   }
   return w.join(" ");
+}
+
+const HEADER_FIELDS: Record<string, readonly string[]> = {
+  ip: ["saddr", "daddr"],
+  ip6: ["saddr", "daddr"],
+  tcp: ["sport", "dport"],
+  udp: ["sport", "dport"],
+};
+const IMPLIED: readonly [string, string, string][] = [
+  ["nfproto", "ipv4", "ip"],
+  ["nfproto", "ipv6", "ip6"],
+  ["l4proto", "tcp", "tcp"],
+  ["l4proto", "udp", "udp"],
+];
+
+/** `w` without the `meta KEY VALUE` matches nft would add itself for a header field of the rule. */
+function impliedDropped(w: string[]): string[] {
+  let out = w;
+  for (const [key, value, header] of IMPLIED) {
+    const fields = HEADER_FIELDS[header] ?? [];
+    const reads = out.some((t, i) => t === header && fields.includes(out[i + 1] ?? ""));
+    if (!reads) continue;
+    out = out.filter(
+      (_, i) =>
+        !(
+          (out[i] === "meta" && out[i + 1] === key && out[i + 2] === value) ||
+          (out[i - 1] === "meta" && out[i] === key && out[i + 1] === value) ||
+          (out[i - 2] === "meta" && out[i - 1] === key && out[i] === value)
+        ),
+    );
+  }
+  return out;
 }
 
 /** Words of a rule; a quoted string is one word. */

@@ -112,15 +112,7 @@ export function buildServices(p: ServicesPlan): ServicesSection {
   const { head, dnat, count, post } = sharedObjects(p);
   // Group maps first (the chains' rules refer to them), then every service's own objects; concat,
   // never a spread: 5,000 services are tens of thousands of objects.
-  const groups = new Map<string, { f: 4 | 6; protocol: string; parts: (readonly Element[])[] }>();
-  for (const s of p.services) {
-    if (!groupedSlots(s, persistence(s) !== null)) continue;
-    const name = groupMapName(s);
-    let g = groups.get(name);
-    if (!g) groups.set(name, (g = { f: s.family, protocol: s.protocol, parts: [] }));
-    g.parts.push(slotElements(s, false));
-  }
-  const objects = head.concat(groupMaps(groups), everyServiceObjects(p.services));
+  const objects = head.concat(groupMaps(groupsOf(p.services)), everyServiceObjects(p.services));
 
   // Copies of the kept rule lists (a few lines): the plans built from them never share an array.
   return {
@@ -181,6 +173,76 @@ function everyServiceObjects(services: readonly PlannedService[]): readonly NftO
   offsets[services.length] = list.length;
   lastList = { services, list, offsets };
   return list;
+}
+
+type Groups = Map<string, { f: 4 | 6; protocol: string; parts: (readonly Element[])[] }>;
+
+/**
+ * The services' slot elements by group map, the last one patched where services changed: after
+ * one backend's change only that service's group gets a new parts list (the others keep theirs,
+ * and groupMaps hands back their maps), instead of 5,000 group names and lookups per plan.
+ * Patched only while every changed service keeps its name and group; else built again.
+ */
+let lastGroups: {
+  services: readonly PlannedService[];
+  groups: Groups;
+  /** Each group's members, as indices into `services`, in order. */
+  members: Map<string, number[]>;
+} | null = null;
+
+function groupNameOf(s: PlannedService): string | null {
+  return groupedSlots(s, persistence(s) !== null) ? groupMapName(s) : null;
+}
+
+function groupsOf(services: readonly PlannedService[]): Groups {
+  const last = lastGroups;
+  if (last && last.services.length === services.length) {
+    const dirty = new Set<string>();
+    let patched = true;
+    for (let i = 0; i < services.length; i++) {
+      const s = services[i] as PlannedService;
+      const was = last.services[i] as PlannedService;
+      if (s === was) continue;
+      const g = groupNameOf(s);
+      if (s.name !== was.name || g !== groupNameOf(was)) {
+        patched = false;
+        break;
+      }
+      if (g !== null) dirty.add(g);
+    }
+    if (patched) {
+      let groups = last.groups;
+      if (dirty.size) {
+        groups = new Map(last.groups);
+        for (const name of dirty) {
+          const g = last.groups.get(name);
+          const idx = last.members.get(name);
+          if (!g || !idx) continue;
+          groups.set(name, {
+            ...g,
+            parts: idx.map((i) => slotElements(services[i] as PlannedService, false)),
+          });
+        }
+      }
+      lastGroups = { services, groups, members: last.members };
+      return groups;
+    }
+  }
+  const groups: Groups = new Map();
+  const members = new Map<string, number[]>();
+  for (let i = 0; i < services.length; i++) {
+    const s = services[i] as PlannedService;
+    const name = groupNameOf(s);
+    if (name === null) continue;
+    let g = groups.get(name);
+    if (!g) groups.set(name, (g = { f: s.family, protocol: s.protocol, parts: [] }));
+    g.parts.push(slotElements(s, false));
+    let m = members.get(name);
+    if (!m) members.set(name, (m = []));
+    m.push(i);
+  }
+  lastGroups = { services, groups, members };
+  return groups;
 }
 
 interface Shared {
@@ -296,8 +358,26 @@ function backendRule(s: PlannedService, b: PlannedBackend): string {
  * 1.6 million slots).
  */
 const slotMemo = new WeakMap<readonly string[], Map<string, Element[]>>();
+/**
+ * The same by planned service, looked up first: every plan asks for every grouped service's
+ * elements (its group's map is assembled from them), and the id below is a string of all its
+ * backends, 250,000 of them per plan at 5,000 × 50 (~70 ms and ~50 MB of garbage per change in
+ * the daemon, bench/RESULTS.md "issue 11: the one-backend change").
+ */
+const serviceSlotMemo = new WeakMap<PlannedService, { plain?: Element[]; verdicts?: Element[] }>();
 
 function slotElements(s: PlannedService, verdicts: boolean): Element[] {
+  let mine = serviceSlotMemo.get(s);
+  const kept = verdicts ? mine?.verdicts : mine?.plain;
+  if (kept) return kept;
+  const out = slotElementsBySlots(s, verdicts);
+  if (!mine) serviceSlotMemo.set(s, (mine = {}));
+  if (verdicts) mine.verdicts = out;
+  else mine.plain = out;
+  return out;
+}
+
+function slotElementsBySlots(s: PlannedService, verdicts: boolean): Element[] {
   const id = `${s.name}|${s.scheduler}|${verdicts}|${groupedSlots(s, verdicts) ? groupKeyPrefix(s) : ""}|${s.backends.map((b) => `${b.key}#${b.index}`).join(",")}`;
   let bySlots = slotMemo.get(s.slots);
   const hit = bySlots?.get(id);

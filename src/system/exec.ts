@@ -29,6 +29,20 @@ export interface ExecOptions {
    * `maxStdout` (bytes here), a bigger output is not read and the result says `truncated`.
    */
   stdoutToFile?: boolean;
+  /**
+   * A command with small output that a big daemon runs often (`nft -f` of an update, the `ip`
+   * read of the interfaces): started by the spawner when one is installed and wants it
+   * (src/system/spawner.ts), else here.
+   */
+  viaSpawner?: boolean;
+}
+
+/** The daemon's spawner, when it installed one (useSpawner). */
+let spawner: { run(argv: readonly string[], o: ExecOptions): Promise<ExecResult> | null } | null = null;
+
+/** Route `viaSpawner` commands through `s` (null: start them here again). */
+export function useSpawner(s: typeof spawner): void {
+  spawner = s;
 }
 
 /** A private file with no name (its directory and name removed at once), open for read and write. */
@@ -74,6 +88,16 @@ export function exec(argv: readonly string[], opts: ExecOptions = {}): Promise<E
   const full = wrapNetns(argv, opts.netns);
   const [cmd, ...args] = full;
   if (!cmd) throw new Error("exec: empty argv");
+  if (
+    opts.viaSpawner &&
+    spawner &&
+    !opts.stdoutToFile &&
+    opts.env === undefined &&
+    opts.maxStdout === undefined
+  ) {
+    const viaSpawner = spawner.run(full, opts);
+    if (viaSpawner) return viaSpawner;
+  }
   const file = opts.stdoutToFile ? anonymousFile() : undefined;
   return new Promise((resolve, reject) => {
     let child;

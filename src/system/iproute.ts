@@ -188,7 +188,7 @@ interface RawLink {
 export function readDefaultRoutes(fam: Fam, opts: { timeoutMs?: number } = {}): Promise<string> {
   return run(
     ["ip", "-N", `-${fam}`, "-j", "route", "show", "table", "all", "exact", fam === 4 ? "0/0" : "::/0"],
-    opts,
+    { ...opts, viaSpawner: true },
   );
 }
 
@@ -210,7 +210,11 @@ export async function readInterfaces(
     const given = await opts.routesJson;
     return given ? given[fam] : readDefaultRoutes(fam);
   };
-  const [out, r4, r6] = await Promise.all([run(["ip", "-j", "addr", "show"]), defaults(4), defaults(6)]);
+  const [out, r4, r6] = await Promise.all([
+    run(["ip", "-j", "addr", "show"], { viaSpawner: true }),
+    defaults(4),
+    defaults(6),
+  ]);
   const hops = { 4: defaultHops(r4), 6: defaultHops(r6) };
   const links = JSON.parse(out || "[]") as RawLink[];
   const map = new Map<string, InterfaceFacts>();

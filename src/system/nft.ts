@@ -13,7 +13,7 @@ export class NftError extends Error {
 
 export async function nftApply(script: string, opts: { check?: boolean } = {}): Promise<void> {
   const args = opts.check ? ["nft", "-c", "-f", "-"] : ["nft", "-f", "-"];
-  const r = await exec(args, { input: script, timeoutMs: 60_000 });
+  const r = await exec(args, { input: script, timeoutMs: 60_000, viaSpawner: true });
   if (r.code !== 0)
     throw new NftError(`nft rejected the transaction (nothing was changed):\n${r.stderr.trim()}`, r.stderr);
 }
@@ -23,7 +23,7 @@ export async function nftApply(script: string, opts: { check?: boolean } = {}): 
  * lines, 5,000 × 50 round-robin 85 MB) and, slow enough, time out and read as "missing".
  */
 export async function tableExists(family: string, table: string): Promise<boolean> {
-  const r = await exec(TABLE_NAMES);
+  const r = await exec(TABLE_NAMES, { viaSpawner: true });
   return r.code === 0 && tableNames(r.stdout).includes(`${family} ${table}`);
 }
 

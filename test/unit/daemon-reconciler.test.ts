@@ -384,3 +384,23 @@ rules:
   assert.deepEqual(flushed, []);
   assert.deepEqual(Object.fromEntries(sharesOf(r.last?.desired, 6)), { isp1: 0.5, isp2: 0.5 });
 });
+
+test("only a services-only run after an applied one, same config, may reuse the host facts; coalesced runs all must be", async () => {
+  const asked: (boolean | undefined)[] = [];
+  const f = fakeOps();
+  f.ops.readFacts = async (o) => {
+    asked.push(o?.reuse);
+    return facts;
+  };
+  const r = new Reconciler(() => health(cfg), f.ops, { log: silentLog });
+  await r.reconcile("start", { force: true, servicesOnly: true });
+  await r.reconcile("api: weight", { servicesOnly: true });
+  await r.reconcile("periodic check", { verify: true, servicesOnly: true });
+  await r.reconcile("uplink isp1: addresses or gateway changed");
+  // Two requests while one runs are one run: it reuses only when both may.
+  const running = r.reconcile("backend up", { servicesOnly: true });
+  const a = r.reconcile("backend down", { servicesOnly: true });
+  const b = r.reconcile("uplink isp2 down");
+  await Promise.all([running, a, b]);
+  assert.deepEqual(asked, [undefined, true, undefined, undefined, true, undefined]);
+});

@@ -5,6 +5,8 @@ import type { NftTable, Ruleset } from "../../src/nft/model.ts";
 import { chain, counter, kv, map, set } from "../../src/nft/objects.ts";
 import { NftFake } from "../../src/nft/ruleset/fake.ts";
 import { serialize } from "../../src/nft/serialize.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { allHealthy, desiredState } from "../../src/plan/desired.ts";
 
 const model = (objects: NftTable["objects"], absent: Ruleset["absent"] = []): Ruleset => ({
   tables: [{ family: "inet", name: "nflb", comment: "managed by nflb", objects }],
@@ -183,4 +185,114 @@ test("canonical rules: the same meaning meets, a different one does not", () => 
   differ('iifname "u0" accept', 'iifname "u1" accept');
   // Folding is for marks only: a 16-bit field's all-ones is not 0xffffffff.
   differ("th dport and 0xffff == 22 accept", "th dport == 22 accept");
+});
+
+/** A services-only config, and its table as nft 1.0.6 listed it after `nflb apply` (captured in a namespace). */
+const SERVICES_YAML = `version: 1
+services:
+  web:
+    listen: 192.0.2.10:80
+    scheduler: round-robin
+    check: { method: none }
+    backends:
+      - { address: 198.51.100.2:80 }
+      - { address: 198.51.100.3:80, weight: 2 }
+`;
+const SERVICES_LISTING = `table inet nflb {
+	comment "managed by nflb: edit the config, not this table"
+	map svc_dispatch4 {
+		typeof ip daddr . meta l4proto . th dport : verdict
+		elements = { 192.0.2.10 . tcp . 80 : goto svc_web }
+	}
+
+	set svc_vips4 {
+		type ipv4_addr . inet_proto . inet_service
+		elements = { 192.0.2.10 . tcp . 80 }
+	}
+
+	set svc_conns4 {
+		type ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service
+		size 1048576
+		flags dynamic,timeout
+		counter
+		timeout 7d
+	}
+
+	set svc_bytes_to4 {
+		type ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service
+		size 1048576
+		flags dynamic,timeout
+		counter
+		timeout 7d
+	}
+
+	set svc_bytes_from4 {
+		type ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service
+		size 1048576
+		flags dynamic,timeout
+		counter
+		timeout 7d
+	}
+
+	map svc_slots4_tcp_17 {
+		typeof ip daddr . tcp dport . numgen inc mod 1 : ip daddr . tcp dport
+		elements = { 192.0.2.10 . 80 . 0 : 198.51.100.3 . 80,
+			     192.0.2.10 . 80 . 1 : 198.51.100.2 . 80,
+			     192.0.2.10 . 80 . 2 : 198.51.100.3 . 80 }
+	}
+
+	chain svc_bytes {
+		type filter hook forward priority filter; policy accept;
+		meta l4proto { tcp, udp } ct status dnat ct original ip daddr . meta l4proto . ct original proto-dst @svc_vips4 ct direction original update @svc_bytes_to4 { ct original ip daddr . meta l4proto . ct original proto-dst . ip daddr . th dport }
+		meta l4proto { tcp, udp } ct status dnat ct original ip daddr . meta l4proto . ct original proto-dst @svc_vips4 ct direction reply update @svc_bytes_from4 { ct original ip daddr . meta l4proto . ct original proto-dst . ip saddr . th sport }
+	}
+
+	chain svc_web {
+		dnat ip to ip daddr . tcp dport . numgen inc mod 3 map @svc_slots4_tcp_17
+	}
+
+	chain prerouting_dnat {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr . meta l4proto . th dport vmap @svc_dispatch4
+	}
+
+	chain output_dnat {
+		type nat hook output priority -100; policy accept;
+		ip daddr . meta l4proto . th dport vmap @svc_dispatch4
+	}
+
+	chain postrouting_nat {
+		type nat hook postrouting priority srcnat; policy accept;
+		meta l4proto { tcp, udp } ct status dnat ct original ip daddr . meta l4proto . ct original proto-dst @svc_vips4 update @svc_conns4 { ct original ip daddr . meta l4proto . ct original proto-dst . ip daddr . th dport }
+	}
+}
+`;
+
+test("a services table as the kernel lists it is unchanged for a second apply (declaration order, implied matches)", () => {
+  const c = parseConfig(SERVICES_YAML);
+  const want = desiredState(c, allHealthy(c), { interfaces: new Map() });
+  const live = new Map<string, string | null>([
+    ["inet nflb", SERVICES_LISTING],
+    ["arp nflb", null],
+  ]);
+  assert.equal(liveTransaction(want.model, live), "");
+});
+
+test("canonical rules: matches nft adds itself for a header field meet the rule without them", () => {
+  const same = (a: string, b: string) => assert.equal(canonicalRule(a), canonicalRule(b), `${a} | ${b}`);
+  const differ = (a: string, b: string) => assert.notEqual(canonicalRule(a), canonicalRule(b), `${a} | ${b}`);
+  same(
+    "meta nfproto ipv4 ip daddr . meta l4proto . th dport vmap @d",
+    "ip daddr . meta l4proto . th dport vmap @d",
+  );
+  same(
+    "meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen inc mod 3 map @m",
+    "dnat ip to ip daddr . tcp dport . numgen inc mod 3 map @m",
+  );
+  same("meta nfproto ipv6 ip6 saddr @s accept", "ip6 saddr @s accept");
+  // Without a field of that header nothing implies the match: it stays.
+  differ("meta nfproto ipv4 meta mark 1 accept", "meta mark 1 accept");
+  differ("meta l4proto tcp ip daddr @s accept", "ip daddr @s accept");
+  differ("meta nfproto ipv6 ip daddr @s accept", "ip daddr @s accept");
+  differ("meta l4proto { tcp, udp } th dport 53 accept", "th dport 53 accept");
 });
