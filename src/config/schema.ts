@@ -365,7 +365,8 @@ export const balanceSchema = z.strictObject({
    * hidden from every other listener). See PASSIVE_CT_EVENTS in src/plan/nft-uplinks.ts.
    */
   conntrack_events: z.enum(["all", "minimal"]).default("all"),
-  accept_local: z.boolean().default(true),
+  /** Opt-in: it trades the kernel's own local-source check for nflb's (docs/DATAPLANE.md). */
+  accept_local: z.boolean().default(false),
 });
 
 export const ruleSchema = z.strictObject({

@@ -1,4 +1,4 @@
-// balance.accept_local (docs/DATAPLANE.md): with `balance.from`, nflb sets accept_local=1 there, so
+// balance.accept_local (docs/DATAPLANE.md, opt-in): with `balance.from`, nflb sets accept_local=1 there, so
 // the kernel skips the full reverse-path lookup of each forwarded packet, and drops in nft what
 // that lookup refused: a packet from the LAN whose source is one of the router's own addresses.
 // `down` puts the sysctl back.
@@ -80,7 +80,7 @@ describe(
         const file = cfg.write(`version: 1
 uplinks:
   isp1: { interface: ${wan.wanIf}, gateway: ${wan.gateway4} }
-balance: { from: [lan0] }
+balance: { from: [lan0], accept_local: true }
 `);
         await nflbOk(lab, "router", ["apply", "-c", file]);
         assert.equal(await acceptLocal(), "1");
@@ -106,17 +106,21 @@ balance: { from: [lan0] }
       },
     );
 
-    test("balance.accept_local: false leaves the sysctl and adds no rule", { timeout: 60_000 }, async () => {
-      const was = await acceptLocal();
-      const file = cfg.write(`version: 1
+    test(
+      "balance.accept_local: false (the default) leaves the sysctl and adds no rule",
+      { timeout: 60_000 },
+      async () => {
+        const was = await acceptLocal();
+        const file = cfg.write(`version: 1
 uplinks:
   isp1: { interface: ${wan.wanIf}, gateway: ${wan.gateway4} }
-balance: { from: [lan0], accept_local: false }
+balance: { from: [lan0] }
 `);
-      await nflbOk(lab, "router", ["apply", "-c", file]);
-      assert.equal(await acceptLocal(), was);
-      assert.doesNotMatch(await lab.run("router", ["nft", "list", "table", "inet", "nflb"]), /fib saddr/);
-      await nflbOk(lab, "router", ["down"]);
-    });
+        await nflbOk(lab, "router", ["apply", "-c", file]);
+        assert.equal(await acceptLocal(), was);
+        assert.doesNotMatch(await lab.run("router", ["nft", "list", "table", "inet", "nflb"]), /fib saddr/);
+        await nflbOk(lab, "router", ["down"]);
+      },
+    );
   },
 );

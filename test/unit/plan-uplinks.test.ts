@@ -207,7 +207,7 @@ uplinks:
   isp2: { interface: wan2, gateway: 100.64.2.1 }
 balance: { from: [lan0, lan1]${extra} }
 `);
-  const c = yaml("");
+  const c = yaml(", accept_local: true");
   const d = desiredState(c, allHealthy(c), facts);
   for (const iface of ["lan0", "lan1"])
     assert.ok(d.sysctls.some((s) => s.key === `net/ipv4/conf/${iface}/accept_local` && s.value === "1"));
@@ -235,8 +235,8 @@ balance: { from: [lan0, lan1]${extra} }
   // IPv6 has no accept_local: no lookup for it.
   assert.equal(fwd(tcp("2001:db8:1::7", "2001:db8:66::1", 443)).verdict, "accept");
 
-  // Opted out, or no balance.from (the LAN interfaces unknown): neither the sysctl nor the rule.
-  for (const other of [yaml(", accept_local: false"), cfg]) {
+  // Not opted in (the default), opted out, or no balance.from (the LAN interfaces unknown): neither the sysctl nor the rule.
+  for (const other of [yaml(""), yaml(", accept_local: false"), cfg]) {
     const o = desiredState(other, allHealthy(other), facts);
     assert.ok(!o.sysctls.some((s) => s.key.endsWith("/accept_local")));
     assert.doesNotMatch(o.nft, /fib saddr/);
