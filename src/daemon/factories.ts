@@ -1,6 +1,6 @@
 import { daemonClusterPart } from "../cluster/daemon-host.ts";
 import { spreadBackendChecker } from "../health/backend-checker.ts";
-import { CheckLimiter, defaultInFlightBound } from "../health/check-limiter.ts";
+import { CHECKS_PER_SECOND, CheckLimiter, defaultInFlightBound } from "../health/check-limiter.ts";
 import { ConntrackFlowMonitor } from "../health/flow-monitor.ts";
 import { LinkWatcher } from "../health/link-watch.ts";
 import { spawnPolledLines } from "../health/probe-process.ts";
@@ -16,7 +16,7 @@ import type { MonitorFactories } from "./monitors.ts";
  * With a `cluster:` section, the cluster agent (src/cluster/daemon-host.ts).
  */
 export function realFactories(log: Log): MonitorFactories {
-  const limiter = new CheckLimiter(defaultInFlightBound());
+  const limiter = new CheckLimiter(defaultInFlightBound(), CHECKS_PER_SECOND);
   const link = new LinkWatcher([], { log: (msg) => log.warn({ reason: "link watch" }, msg) });
   return {
     uplink: (ctx) => {

@@ -23,6 +23,8 @@ export interface BackendCheckerOptions {
   limiter?: CheckLimiter;
 }
 
+const TIMED_OUT = new Error("check timed out");
+
 /**
  * Health of one backend: a check every `interval` (the next one starts `interval` after the last
  * started, or when it ends if it ran longer), each bounded by `timeout`; `fall` failures in a row
@@ -134,7 +136,8 @@ export class BackendChecker extends EventEmitter<BackendMonitorEvents> implement
     const ac = new AbortController();
     return new Promise<ProbeResult>((resolve) => {
       const timer = setTimeout(() => {
-        ac.abort();
+        // A reason of our own: the default one is a new DOMException per timed-out check.
+        ac.abort(TIMED_OUT);
         resolve({ ok: false, detail: `no answer within ${this.spec.timeoutMs} ms` });
       }, this.spec.timeoutMs);
       this.probe(this.spec, ac.signal).then(

@@ -14,6 +14,19 @@ import { parseAddr } from "../../src/net/ip.ts";
 
 const flush = () => new Promise<void>((r) => setImmediate(r));
 
+test("a freed slot is handed on in a later turn of the event loop, not in the releasing call", async () => {
+  const l = new CheckLimiter(1);
+  const a = await l.acquire();
+  let got = false;
+  const b = l.acquire().then((r) => ((got = true), r));
+  a?.();
+  await Promise.resolve();
+  assert.equal(got, false, "no chain of microtasks through the queue");
+  await flush();
+  assert.equal(got, true);
+  (await b)?.();
+});
+
 test("the limiter grants up to max slots, then in the order asked; a release frees one slot once", async () => {
   const l = new CheckLimiter(2);
   const a = await l.acquire();
@@ -94,6 +107,8 @@ const spec = (backend: string): BackendCheckSpec => ({
 async function advance(ms: number, step = 10) {
   for (let t = 0; t < ms; t += step) {
     mock.timers.tick(step);
+    // Two turns: a freed slot is handed on in a turn of its own.
+    await flush();
     await flush();
   }
 }
@@ -151,4 +166,24 @@ test("a phase delays the first check; later checks keep the interval", async () 
   await advance(2500);
   assert.deepEqual(calls, [370, 1370, 2370]);
   await c.stop();
+});
+
+test("the start rate is bounded: a burst of a twentieth of a second's worth, then evenly spaced", async () => {
+  const l = new CheckLimiter(1000, 100);
+  const grantedAt: number[] = [];
+  const all = Array.from({ length: 300 }, () =>
+    l.acquire().then((r) => {
+      grantedAt.push(Date.now());
+      r?.();
+    }),
+  );
+  await flush();
+  await advance(2000, 5);
+  assert.equal(grantedAt.filter((t) => t === 0).length, 6, "a burst of 5 (+1) at once");
+  const inFirstSecond = grantedAt.filter((t) => t < 1000).length;
+  assert.ok(inFirstSecond >= 100 && inFirstSecond <= 110, `${inFirstSecond} started in the first second`);
+  assert.ok(grantedAt.length < 210, `${grantedAt.length} started in two seconds`);
+  await advance(2000, 5);
+  await Promise.all(all);
+  assert.equal(grantedAt.length, 300, "every waiter got its turn");
 });
