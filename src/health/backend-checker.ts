@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { BackendConfig, ServiceConfig } from "../config/schema.ts";
 import { parseHostPort } from "../net/ip.ts";
-import { checkPhase, type CheckLimiter } from "./check-limiter.ts";
+import { checkPhase, WaitToken, type CheckLimiter } from "./check-limiter.ts";
 import {
   defaultProbe,
   type BackendCheckSpec,
@@ -46,8 +46,8 @@ export class BackendChecker extends EventEmitter<BackendMonitorEvents> implement
   private checks = 0;
   private readonly phaseMs: number;
   private readonly limiter: CheckLimiter | undefined;
-  /** Aborts a wait for a limiter slot when the checker stops. */
-  private stopping = new AbortController();
+  /** Ends a wait for a limiter slot when the checker stops. */
+  private stopping = new WaitToken();
 
   constructor(spec: BackendCheckSpec, opts: BackendCheckerOptions = {}) {
     super();
@@ -62,14 +62,14 @@ export class BackendChecker extends EventEmitter<BackendMonitorEvents> implement
   start(): void {
     if (this.running || this.spec.method === "none") return;
     this.running = true;
-    this.stopping = new AbortController();
+    this.stopping = new WaitToken();
     if (this.phaseMs > 0) this.schedule(this.phaseMs);
     else this.inFlight = this.runOnce();
   }
 
   async stop(): Promise<void> {
     this.running = false;
-    this.stopping.abort();
+    this.stopping.cancel();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     await this.inFlight;
@@ -109,7 +109,7 @@ export class BackendChecker extends EventEmitter<BackendMonitorEvents> implement
   }
 
   private async runOnce(): Promise<void> {
-    const release = this.limiter ? await this.limiter.acquire(this.stopping.signal) : null;
+    const release = this.limiter ? await this.limiter.acquire(this.stopping) : null;
     if (!this.running) {
       release?.();
       return;

@@ -44,13 +44,38 @@ export type Release = () => void;
 
 /**
  * A counting semaphore for checks: `acquire` resolves with a release once a slot is free, in the
- * order asked; an aborted wait leaves the queue and resolves with null.
+ * order asked; a cancelled wait leaves the queue and resolves with null.
  *
  * A freed slot is handed on through `defer` (setImmediate), not at once: a check against an
  * address with no route fails within the same tick, so handing slots on synchronously runs the
  * whole queue (tens of thousands of checks) as one chain of microtasks, and the API, the timers
  * and every other socket wait until it ends (seen: 50 s without a timer firing at 50,000 backends).
  */
+/**
+ * Lets whoever waits for a slot give up (a checker that stops). A plain object, not an AbortSignal:
+ * 250,000 checkers wait in the queue at once, and a listener on an AbortSignal costs about a KiB each.
+ */
+export class WaitToken {
+  private onCancel: (() => void) | null = null;
+  private done = false;
+
+  get cancelled(): boolean {
+    return this.done;
+  }
+
+  cancel(): void {
+    this.done = true;
+    const fn = this.onCancel;
+    this.onCancel = null;
+    fn?.();
+  }
+
+  /** @internal the limiter's hook; null once the wait is over. */
+  set(fn: (() => void) | null): void {
+    this.onCancel = fn;
+  }
+}
+
 interface Waiter {
   take: ((r: Release) => void) | null;
 }
@@ -88,23 +113,22 @@ export class CheckLimiter {
     this.slack = Math.max(1, perSecond / 20) * this.spacing;
   }
 
-  acquire(signal?: AbortSignal): Promise<Release | null> {
-    if (signal?.aborted) return Promise.resolve(null);
+  acquire(token?: WaitToken): Promise<Release | null> {
+    if (token?.cancelled) return Promise.resolve(null);
     if (this.running < this.max && this.live === 0 && this.rateAllows()) return Promise.resolve(this.grant());
     return new Promise((resolve) => {
       const w: Waiter = { take: null };
-      const onAbort = () => {
+      w.take = (r: Release) => {
+        token?.set(null);
+        resolve(r);
+      };
+      token?.set(() => {
         w.take = null;
         this.live--;
         resolve(null);
-      };
-      w.take = (r: Release) => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve(r);
-      };
+      });
       this.queue.push(w);
       this.live++;
-      signal?.addEventListener("abort", onAbort, { once: true });
       this.handOnSoon();
     });
   }
