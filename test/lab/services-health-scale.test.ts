@@ -97,7 +97,10 @@ describe(
             } else if (msg.includes("not logged one by one")) {
               seen.summaries++;
               seen.down += Number(l.down ?? 0);
-            } else if (msg === "applied (update)" && /backend/.test(String(l.reason))) {
+            } else if (
+              msg === "applied (update)" &&
+              /^(\d+ backend health changes|backend )/.test(String(l.reason))
+            ) {
               seen.healthApplies++;
               seen.longestReason = Math.max(seen.longestReason, String(l.reason).length);
             }
