@@ -33,9 +33,10 @@ const emptyTally = (): Tally => ({ down: 0, up: 0, downServices: new Set(), upSe
 
 /**
  * Backend health transitions, as the daemon logs and applies them. A burst (every backend of a
- * dead rack, the first round after a start with everything unreachable) becomes ONE reconcile: a
- * transition waits `quietMs` for the next, at most `maxDelayMs`, and the reconciler then plans
- * from every observation at once, so its one transaction carries all of them. Log lines are
+ * dead rack, the first round after a start with everything unreachable) becomes one reconcile a
+ * second at most: the first transition after a quiet second is reconciled at once (with whatever
+ * arrives in the same turn), later ones wait `quietMs` for the next, at most `maxDelayMs`, and the
+ * reconciler then plans from every observation at once, so its one transaction carries all of them. Log lines are
  * bounded: `linesPerSecond` per-backend lines a second, then one summary line for the rest of the
  * second ("N backends down in M services …"). Events and metrics are not this class's business:
  * the daemon still publishes each transition.
@@ -51,6 +52,7 @@ export class HealthBurst {
   private pending = 0;
   private examples: string[] = [];
   private firstAt = 0;
+  private lastFlushAt = -Infinity;
   private flushTimer: NodeJS.Timeout | undefined;
 
   /** Lines logged in the current second; transitions beyond them are tallied for the summary. */
@@ -86,6 +88,7 @@ export class HealthBurst {
         : `${this.pending} backend health changes: ${this.examples.join("; ")}${more > 0 ? ` (+${more} more)` : ""}`;
     this.pending = 0;
     this.examples = [];
+    this.lastFlushAt = Date.now();
     this.opts.reconcile(reason);
   }
 
@@ -100,6 +103,14 @@ export class HealthBurst {
 
   private queue(reason: string): void {
     const now = Date.now();
+    // Leading edge: a transition after a quiet spell is applied at once (a lone failure fails over
+    // without waiting); the reconcile reads the observations a turn later, so what else arrives in
+    // this turn rides along, and what follows it is batched.
+    if (this.pending === 0 && this.flushTimer === undefined && now - this.lastFlushAt >= this.maxDelayMs) {
+      this.lastFlushAt = now;
+      this.opts.reconcile(reason);
+      return;
+    }
     if (this.pending === 0) this.firstAt = now;
     this.pending++;
     if (this.examples.length < REASON_EXAMPLES) this.examples.push(reason);
