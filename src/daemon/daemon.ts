@@ -11,6 +11,7 @@ import { readLinkBytes, type LinkBytes } from "../system/linkstats.ts";
 import { kernelOps, readNflbCounters } from "./dataplane-ops.ts";
 import { EventLog, type NewEvent } from "./events.ts";
 import { backendState, findBackend } from "./health-view.ts";
+import { HealthBurst } from "./health-burst.ts";
 import { LiveFlows } from "./live-flows.ts";
 import type { Log } from "./log.ts";
 import { DaemonModel, type ActiveConnections, type ClusterView, type Counters } from "./model.ts";
@@ -96,6 +97,8 @@ export class Daemon implements ApiDaemon, ControlDaemon {
   private readonly spawner: Spawner | null;
   /** The uplinks' passive health (conntrack events); null when the factories give no way to read them. */
   private readonly passive: UplinkPassiveWatch | null;
+  /** Backend transitions: bounded log lines, one reconcile per burst. */
+  private readonly healthBurst: HealthBurst;
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -167,6 +170,10 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       },
     );
     this.hook = new OnChangeHook(model.config.on_change, this.log, opts.hookRunner);
+    this.healthBurst = new HealthBurst({
+      log: this.log,
+      reconcile: (reason) => void this.reconciler.reconcile(reason, { servicesOnly: true }),
+    });
     this.dnsService = new DnsService(
       {
         exclusive: (fn) => this.reconciler.exclusive(fn),
@@ -392,6 +399,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.resync);
+    this.healthBurst.close();
     this.dnsService.stop();
     this.linkLoad.stop();
     await this.monitors.stopAll();
@@ -532,9 +540,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     this.model.observeBackend(o);
     if (before === o.state) return;
     if (o.state === "up") this.flows.backendUp(o.service, o.backend);
-    const fields = { service: o.service, backend: o.backend, state: o.state, reason: o.reason };
-    if (o.state === "down") this.log.warn(fields, `backend ${o.service}/${o.backend} down`);
-    else this.log.info(fields, `backend ${o.service}/${o.backend} up`);
+    this.healthBurst.transition(o);
     this.publish({
       kind: "backend",
       name: `${o.service}/${o.backend}`,
@@ -542,9 +548,6 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       backend: o.backend,
       state: o.state,
       reason: o.reason,
-    });
-    void this.reconciler.reconcile(`backend ${o.service}/${o.backend} ${o.state}: ${o.reason}`, {
-      servicesOnly: true,
     });
   }
 

@@ -35,6 +35,8 @@ export function hookEnv(e: DaemonEvent, base: NodeJS.ProcessEnv = process.env): 
 export class OnChangeHook {
   private queue: DaemonEvent[] = [];
   private running: Promise<void> | null = null;
+  /** Changes dropped since the last drain ended. */
+  private dropped = 0;
 
   constructor(
     private argv: readonly string[] | undefined,
@@ -49,11 +51,30 @@ export class OnChangeHook {
   notify(e: DaemonEvent): void {
     if (!this.argv || (e.kind !== "uplink" && e.kind !== "backend")) return;
     if (this.queue.length >= MAX_QUEUE) {
-      this.log.warn({ hook: this.argv, dropped: e }, "on_change hook is behind; dropping a change");
+      // One line for the first drop; a burst of 250,000 backend changes must not be as many lines.
+      if (this.dropped++ === 0)
+        this.log.warn({ hook: this.argv, dropped: e }, "on_change hook is behind; dropping a change");
       return;
     }
     this.queue.push(e);
-    this.running ??= this.drain().finally(() => (this.running = null));
+    this.kick();
+  }
+
+  /**
+   * Start draining unless a drain runs. A change queued after a drain's loop saw the queue empty
+   * but before the drain settled would otherwise wait for the next change: start again then.
+   */
+  private kick(): void {
+    this.running ??= this.drain().finally(() => {
+      this.running = null;
+      if (this.dropped > 1)
+        this.log.warn(
+          { hook: this.argv, dropped: this.dropped },
+          `on_change hook was behind; dropped ${this.dropped} changes`,
+        );
+      this.dropped = 0;
+      if (this.queue.length > 0) this.kick();
+    });
   }
 
   /** Wait for queued hooks (shutdown). */

@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { BackendConfig, ServiceConfig } from "../config/schema.ts";
 import { parseHostPort } from "../net/ip.ts";
+import { checkPhase, WaitToken, type CheckLimiter } from "./check-limiter.ts";
 import {
   defaultProbe,
   type BackendCheckSpec,
@@ -16,13 +17,20 @@ export interface BackendCheckerOptions {
   probe?: BackendProbe;
   /** State before the first verdict. `apply` assumes every backend healthy, so: up. */
   initial?: HealthState;
+  /** Delay of the first check (ms): spreads checkers started together over their interval. */
+  phaseMs?: number;
+  /** Shared bound on checks in flight; a check waits for a slot before its timeout starts. */
+  limiter?: CheckLimiter;
 }
+
+const TIMED_OUT = new Error("check timed out");
 
 /**
  * Health of one backend: a check every `interval` (the next one starts `interval` after the last
  * started, or when it ends if it ran longer), each bounded by `timeout`; `fall` failures in a row
  * take it down, `rise` successes in a row bring it back. Only plain `setTimeout` is used, so
- * node:test's `mock.timers` drives it. Thousands of these share one process and one event loop.
+ * node:test's `mock.timers` drives it. Thousands of these share one process and one event loop:
+ * with `phaseMs` the first check waits its phase, with `limiter` every check waits for a slot.
  */
 export class BackendChecker extends EventEmitter<BackendMonitorEvents> implements BackendMonitor {
   readonly spec: BackendCheckSpec;
@@ -36,23 +44,32 @@ export class BackendChecker extends EventEmitter<BackendMonitorEvents> implement
   private running = false;
   private inFlight: Promise<void> | undefined;
   private checks = 0;
+  private readonly phaseMs: number;
+  private readonly limiter: CheckLimiter | undefined;
+  /** Ends a wait for a limiter slot when the checker stops. */
+  private stopping = new WaitToken();
 
   constructor(spec: BackendCheckSpec, opts: BackendCheckerOptions = {}) {
     super();
     this.spec = spec;
     this.probe = opts.probe ?? defaultProbe;
     this.state = opts.initial ?? "up";
+    this.phaseMs = Math.max(0, opts.phaseMs ?? 0);
+    this.limiter = opts.limiter;
     if (spec.method === "none") this.reason = "not checked (check: none)";
   }
 
   start(): void {
     if (this.running || this.spec.method === "none") return;
     this.running = true;
-    this.inFlight = this.runOnce();
+    this.stopping = new WaitToken();
+    if (this.phaseMs > 0) this.schedule(this.phaseMs);
+    else this.inFlight = this.runOnce();
   }
 
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping.cancel();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     await this.inFlight;
@@ -92,8 +109,19 @@ export class BackendChecker extends EventEmitter<BackendMonitorEvents> implement
   }
 
   private async runOnce(): Promise<void> {
+    const release = this.limiter ? await this.limiter.acquire(this.stopping) : null;
+    if (!this.running) {
+      release?.();
+      return;
+    }
+    // The interval counts from when the check could start, not from when it began to wait.
     const started = Date.now();
-    const result = await this.checkWithTimeout();
+    let result: ProbeResult;
+    try {
+      result = await this.checkWithTimeout();
+    } finally {
+      release?.();
+    }
     if (!this.running) return;
     this.checks++;
     this.record(result);
@@ -108,7 +136,8 @@ export class BackendChecker extends EventEmitter<BackendMonitorEvents> implement
     const ac = new AbortController();
     return new Promise<ProbeResult>((resolve) => {
       const timer = setTimeout(() => {
-        ac.abort();
+        // A reason of our own: the default one is a new DOMException per timed-out check.
+        ac.abort(TIMED_OUT);
         resolve({ ok: false, detail: `no answer within ${this.spec.timeoutMs} ms` });
       }, this.spec.timeoutMs);
       this.probe(this.spec, ac.signal).then(
@@ -183,4 +212,19 @@ export function createBackendChecker(
   opts: BackendCheckerOptions = {},
 ): BackendChecker {
   return new BackendChecker(backendCheckSpec(ctx.service, ctx.svc, ctx.backend), opts);
+}
+
+/**
+ * The daemon's checkers: each starts at its own phase of the interval and every check takes a
+ * slot of one shared limiter, so a start with 250,000 backends is a steady stream of checks, not
+ * one burst of sockets.
+ */
+export function spreadBackendChecker(
+  ctx: { service: string; svc: ServiceConfig; backend: BackendConfig },
+  limiter: CheckLimiter,
+  opts: BackendCheckerOptions = {},
+): BackendChecker {
+  const spec = backendCheckSpec(ctx.service, ctx.svc, ctx.backend);
+  const phaseMs = checkPhase(`${spec.service}\0${spec.backend}`, spec.intervalMs);
+  return new BackendChecker(spec, { phaseMs, limiter, ...opts });
 }
