@@ -7,6 +7,7 @@ import {
   backendState,
   buildHealthView,
   emptyOverrides,
+  HealthMemo,
   findBackend,
   uplinkState,
 } from "../../src/daemon/health-view.ts";
@@ -95,4 +96,37 @@ test("an API caller may name a backend in any equivalent form", () => {
   assert.equal(findBackend(cfg, "web", "10.1.1.1:81"), null);
   assert.equal(findBackend(cfg, "web", "nonsense"), null);
   assert.equal(findBackend(cfg, "nope", "10.1.1.1:80"), null);
+});
+
+test("with a memo, the services container is patched: unchanged records stay, a changed one is replaced, earlier records are never changed", () => {
+  const memo = new HealthMemo();
+  const o = emptyOverrides();
+  const backends = new Map<string, Map<string, BackendObservation>>();
+  const first = buildHealthView(cfg, new Map(), backends, o, new Map(), () => null, memo);
+  const web = first.services.web;
+  const web6 = first.services.web6;
+  assert.ok(web && web6);
+
+  const down: BackendObservation = {
+    service: "web",
+    backend: "10.1.1.1:80",
+    state: "down",
+    reason: "test",
+    since: 0,
+  };
+  backends.set("web", new Map([["10.1.1.1:80", down]]));
+  memo.touch("web");
+  const second = buildHealthView(cfg, new Map(), backends, o, new Map(), () => null, memo);
+  assert.equal(second.services, first.services, "the same container for the same config");
+  assert.equal(second.services.web6, web6, "an unchanged service keeps its record");
+  assert.notEqual(second.services.web, web, "a changed service gets a new record");
+  assert.equal(second.services.web?.["10.1.1.1:80"]?.up, false);
+  assert.equal(web["10.1.1.1:80"]?.up, true, "the earlier record is untouched");
+
+  const other = parseConfig(
+    `version: 1\nservices:\n  web:\n    listen: 203.0.113.10:80\n    backends: [{ address: 10.1.1.1:80 }]\n`,
+  );
+  const third = buildHealthView(other, new Map(), new Map(), o, new Map(), () => null, memo);
+  assert.notEqual(third.services, first.services, "a new config, a new container");
+  assert.deepEqual(Object.keys(third.services), ["web"]);
 });
