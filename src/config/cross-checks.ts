@@ -4,7 +4,7 @@ import { formatHostPort, parseAddr, parseHostPort } from "../net/ip.ts";
 import { staticGateways } from "../net/gateways.ts";
 import { markLayout } from "./marks.ts";
 import { checkOwnedRanges, maxSlot, slotUsable } from "./owned-ranges.ts";
-import { LIMITS, passiveOf } from "./schema.ts";
+import { LIMITS, passiveOf } from "./limits.ts";
 import { didYouMean } from "./suggest.ts";
 import { recoveryMarkErrors } from "./overflow-checks.ts";
 

@@ -4,6 +4,10 @@ import { describeInput } from "./messages.ts";
 import { isInterfaceName, parseAddr, parseHostPort, splitPrefixes } from "../net/ip.ts";
 import { domainProblem } from "./domain.ts";
 import { parseBitrate } from "./bitrate.ts";
+import { LIMITS, PASSIVE_DEFAULTS, passiveOf, UPLINK_PASSIVE_DEFAULTS, uplinkPassiveOf } from "./limits.ts";
+
+// Planning and the cross-checks import these from limits.ts, which loads no zod.
+export { LIMITS, passiveOf, uplinkPassiveOf };
 
 // The validation schema is the single source of the config's shape: defaults, types and the
 // JSON Schema for editors all come from here.
@@ -148,23 +152,6 @@ const oneOrMany = <T extends z.ZodType>(t: T, max: number, example: string) =>
     })
     .transform((v) => (Array.isArray(v) ? v : [v]));
 
-/** Counts: large enough for any real network, small enough that nothing renders without bound. */
-export const LIMITS = {
-  uplinks: 100,
-  targets: 16,
-  rules: 1000,
-  prefixes: 10_000,
-  ports: 1000,
-  interfaces: 256,
-  services: 10_000,
-  backends: 1024,
-  etcd: 16,
-  argv: 64,
-  domains: 1000,
-  dnsListen: 16,
-  dnsUpstreams: 8,
-} as const;
-
 /**
  * A list of addresses or prefixes, checked in one loop over the list: a rule may hold 10,000 of
  * them, and a refinement per item costs zod ~10 µs each in a fresh process.
@@ -286,13 +273,13 @@ const capacity = z
  */
 export const uplinkPassiveSchema = z.strictObject({
   /** New connections in a row, none answered, that make the uplink suspect. */
-  suspect_after: z.number().int().min(2).max(1000).default(4),
+  suspect_after: z.number().int().min(2).max(1000).default(UPLINK_PASSIVE_DEFAULTS.suspect_after),
   /** The first of them has waited at least this long (longer when the link's answers take longer). */
-  min_silence: duration(10, 10_000).default(50),
+  min_silence: duration(10, 10_000).default(UPLINK_PASSIVE_DEFAULTS.min_silence),
   /** A connection unanswered this long counts as unanswered in status and metrics. */
-  timeout: duration(100, 60_000).default(3000),
+  timeout: duration(100, 60_000).default(UPLINK_PASSIVE_DEFAULTS.timeout),
   /** Re-probe rounds (10 ms apart; each lost unless answered within the probe's overdue time) that must all fail. */
-  confirm_rounds: z.number().int().min(1).max(10).default(3),
+  confirm_rounds: z.number().int().min(1).max(10).default(UPLINK_PASSIVE_DEFAULTS.confirm_rounds),
 });
 
 export type UplinkPassiveConfig = z.output<typeof uplinkPassiveSchema>;
@@ -303,12 +290,6 @@ const uplinkPassive = z
       `expected true, false or { suspect_after, min_silence, timeout, confirm_rounds }, like passive: false (got ${describeInput(iss.input)})`,
   })
   .default(true);
-
-/** An uplink's passive health settings; null when it is off. */
-export function uplinkPassiveOf(u: { passive: boolean | UplinkPassiveConfig }): UplinkPassiveConfig | null {
-  const p = u.passive;
-  return p === false ? null : p === true ? uplinkPassiveSchema.parse({}) : p;
-}
 
 export const uplinkSchema = z.strictObject({
   interface: iface,
@@ -390,9 +371,9 @@ export const ruleSchema = z.strictObject({
  * unanswered take it down before the next active check; `true` means the defaults.
  */
 export const passiveSchema = z.strictObject({
-  fall: z.number().int().min(1).max(1000).default(5),
-  window: z.number().int().min(1).max(1000).default(10),
-  timeout: duration(10, 60_000).default(1000),
+  fall: z.number().int().min(1).max(1000).default(PASSIVE_DEFAULTS.fall),
+  window: z.number().int().min(1).max(1000).default(PASSIVE_DEFAULTS.window),
+  timeout: duration(10, 60_000).default(PASSIVE_DEFAULTS.timeout),
 });
 
 const passive = z
@@ -403,12 +384,6 @@ const passive = z
   .default(false);
 
 export type PassiveConfig = z.output<typeof passiveSchema>;
-
-/** A service's passive check settings; null when it has none. */
-export function passiveOf(check: { passive: boolean | PassiveConfig }): PassiveConfig | null {
-  const p = check.passive;
-  return p === false ? null : p === true ? passiveSchema.parse({}) : p;
-}
 
 /** A DNS name as TLS's SNI carries it (RFC 6066: a host name, never an address). */
 const dnsName = z

@@ -1,4 +1,5 @@
-import { uplinkPassiveOf, type Config, type RuleConfig } from "../config/schema.ts";
+import type { Config, RuleConfig } from "../config/schema.ts";
+import { uplinkPassiveOf } from "../config/limits.ts";
 import { splitPrefixes } from "../net/ip.ts";
 import { resolveGateways } from "../net/gateways.ts";
 import { markLayout, uplinkMark, type MarkLayout } from "../config/marks.ts";
