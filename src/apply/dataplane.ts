@@ -6,7 +6,13 @@ import { systemIp, type IpPort } from "../system/iproute.ts";
 import { nftApply } from "../system/nft.ts";
 import { liveTransaction } from "../nft/live.ts";
 import { FAMILY, TABLE } from "../nft/names.ts";
-import { isInterfaceKey, readSysctl, writeSysctl } from "../system/sysctl.ts";
+import {
+  isInterfaceKey,
+  readSysctl,
+  readSysctlSync,
+  writeSysctl,
+  writeSysctlSync,
+} from "../system/sysctl.ts";
 import { loadState, saveState } from "../system/state.ts";
 import { ownedState } from "./owned-state.ts";
 import type { RoutingOp } from "../plan/routing.ts";
@@ -46,9 +52,6 @@ export async function applyDesired(
 ): Promise<ApplyReport> {
   const t0 = performance.now();
   const ip = systemIp;
-  // Read while apply waits for the tables' listing.
-  const sysctlsNow = Promise.all(want.sysctls.map(async (s) => [s.key, await readSysctl(s.key)] as const));
-  sysctlsNow.catch(() => {});
   const { state: saved, kernel, nft: live } = await (opts.current ?? readCurrent(ip).current);
   const state = await ownedState(saved, kernel, live && tablesOf(live));
   // A diff (a reload in place) may be empty: nothing for nft to do. Without one, what differs
@@ -79,7 +82,8 @@ export async function applyDesired(
   // conntrack still holds of them guards their marks; src/apply/uplink-slots.ts).
   if (want.uplinks) state.uplinkSlots = Object.fromEntries(want.uplinks.uplinks.map((u) => [u.name, u.slot]));
   else delete state.uplinkSlots;
-  const current = new Map(await sysctlsNow);
+  // Synchronously: 65 keys in ~1 ms (readSysctlSync).
+  const current = new Map(want.sysctls.map((s) => [s.key, readSysctlSync(s.key)] as const));
   for (const s of want.sysctls) {
     const cur = current.get(s.key) ?? null;
     if (!(s.key in state.sysctls) && cur !== null) state.sysctls[s.key] = cur;
@@ -121,10 +125,10 @@ export async function applyDesired(
     if (cur === null && isInterfaceKey(s.key)) continue;
     if (cur !== s.value) sysctls.push({ key: s.key, from: cur, to: s.value });
   }
-  // The global ones in order (ip_forward, all/forwarding reset interfaces' values), then each
-  // interface's, together: 64 of them one by one took ~10 ms with 32 uplinks.
-  for (const s of sysctls) if (!isInterfaceKey(s.key)) await writeSysctl(s.key, s.to);
-  await Promise.all(sysctls.filter((s) => isInterfaceKey(s.key)).map((s) => writeSysctl(s.key, s.to)));
+  // The global ones first, in order (ip_forward, all/forwarding reset interfaces' values), then
+  // each interface's; synchronously: 64 of them in under 1 ms (writeSysctlSync).
+  for (const s of sysctls) if (!isInterfaceKey(s.key)) writeSysctlSync(s.key, s.to);
+  for (const s of sysctls) if (isInterfaceKey(s.key)) writeSysctlSync(s.key, s.to);
   const nft = script === "" ? "unchanged" : update !== null ? "updated" : "replaced";
   return { nftChanged: script !== "", nft, routing: diff, sysctls, seconds: (performance.now() - t0) / 1000 };
 }

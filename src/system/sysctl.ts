@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 
 /** Sysctls are read and written through /proc/sys directly (no `sysctl` process, no shell). */
@@ -18,6 +19,24 @@ export async function readSysctl(key: string): Promise<string | null> {
 
 export async function writeSysctl(key: string, value: string): Promise<void> {
   await writeFile(sysctlPath(key), value + "\n");
+}
+
+/**
+ * The same without the thread pool, for a full apply's many keys (two per uplink): /proc/sys is
+ * memory, so a read or write takes microseconds, while each async one is three round trips through
+ * libuv's four threads. 64 interface keys: written in 2.5–8.4 ms async, 0.6–0.9 ms here; read in
+ * 3.6–16 ms async, 0.7–1.0 ms here (in the bench's router namespace).
+ */
+export function readSysctlSync(key: string): string | null {
+  try {
+    return readFileSync(sysctlPath(key), "utf8").trim();
+  } catch {
+    return null;
+  }
+}
+
+export function writeSysctlSync(key: string, value: string): void {
+  writeFileSync(sysctlPath(key), value + "\n");
 }
 
 /** A setting of one interface (`net/ipv4/conf/tun1/rp_filter`), not of all or the default. */
