@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import type { LoadedConfig } from "./load.ts";
 import { SECRET_KEYS } from "./redact.ts";
@@ -16,7 +15,9 @@ import type { Config } from "./schema.ts";
  * cache: a checkout's dist/.compile-cache, emptied at each build, or /var/cache/nflb, root's), and
  * only in a bundle, whose build id (NFLB_BUILD_ID, defined by esbuild) is part of the key: a
  * config checked by another build, whose schema may differ (a new default), is checked again.
- * The key is the whole text: any change to the file, a byte, is a miss. Only valid configs
+ * The key is the whole text: the entry holds it and a hit is the same text, byte for byte; any
+ * change to the file is a miss. (No hash of it: node:crypto alone takes 5–8 ms to load, on
+ * every `plan` and `apply`; comparing 234 KiB of text takes microseconds.) Only valid configs
  * (parse, schema and cross-checks) without secrets (holdsSecret) are kept; the checks against this
  * host run every time.
  */
@@ -26,7 +27,8 @@ declare const NFLB_BUILD_ID: string | undefined;
 const BUILD = typeof NFLB_BUILD_ID === "string" ? NFLB_BUILD_ID : undefined;
 
 const PREFIX = "config-";
-const SUFFIX = ".json";
+/** One entry, the last text's: its build id, the text's length, the text, the config as JSON. */
+const ENTRY = `${PREFIX}last`;
 
 /**
  * A valid config read without YAML positions (from the cache, or by load-fast.ts): its `locate`
@@ -61,10 +63,10 @@ export async function loadConfigCached(
     // The same read again, for the error it words.
     return (await import("./load.ts")).loadConfig(file);
   }
-  const cache = build && dir?.startsWith("/") ? { dir, path: entryPath(dir, build, text) } : undefined;
+  const cache = build && dir?.startsWith("/") ? { dir, path: `${dir}/${ENTRY}`, build } : undefined;
   if (cache) {
     const hit = await readFile(cache.path, "utf8")
-      .then((json) => JSON.parse(json) as Config | null)
+      .then((entry) => entryConfig(entry, build as string, text))
       .catch(() => undefined);
     if (hit && typeof hit === "object")
       return { config: hit, file, text, locate: (issues) => issues, positionless: true, cached: true };
@@ -77,15 +79,22 @@ export async function loadConfigCached(
     // Before anyone holds the config: planning must not see a copy taken after a change. A config
     // with a secret in it (an inline api.token, a password in a URL) is not copied: it is read
     // again at every run instead, and no earlier entry is left either.
-    const json = holdsSecret(loaded.config) ? undefined : JSON.stringify(loaded.config);
-    await store(cache.dir, cache.path, json).catch(() => undefined);
+    // The entry holds the text too: nor is a text with one in a comment.
+    const keep = !holdsSecret(loaded.config) && !SECRET_TEXT.test(text);
+    const entry = keep
+      ? `${cache.build}\n${text.length}\n${text}${JSON.stringify(loaded.config)}`
+      : undefined;
+    await store(cache.dir, cache.path, entry).catch(() => undefined);
   }
   return loaded;
 }
 
-function entryPath(dir: string, build: string, text: string): string {
-  const key = createHash("sha256").update(build).update("\0").update(text).digest("hex");
-  return `${dir}/${PREFIX}${key}${SUFFIX}`;
+/** The config an entry holds when it was written by this build for this very text; else undefined. */
+export function entryConfig(entry: string, build: string, text: string): Config | undefined {
+  const head = `${build}\n${text.length}\n`;
+  if (!entry.startsWith(head) || !entry.startsWith(text, head.length)) return undefined;
+  const config = JSON.parse(entry.slice(head.length + text.length)) as unknown;
+  return config && typeof config === "object" ? (config as Config) : undefined;
 }
 
 /**
@@ -103,16 +112,25 @@ export function holdsSecret(v: unknown, key?: string): boolean {
 const URL_CREDENTIALS = /\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@"']*@/i;
 
 /**
- * Written whole (a temp file renamed), readable by root only; the entries of other texts go (all of
- * them when `json` is undefined: nothing is kept for this text).
+ * A secret's key with a value anywhere in a text (`token: x`, a commented-out one included), or
+ * credentials in a URL.
  */
-async function store(dir: string, path: string, json: string | undefined): Promise<void> {
-  if (json !== undefined) {
+const SECRET_TEXT = new RegExp(
+  `\\b(?:${[...SECRET_KEYS].join("|")})\\s*:\\s*[^\\s#]|${URL_CREDENTIALS.source}`,
+  "i",
+);
+
+/**
+ * Written whole (a temp file renamed), readable by root only; the entries of other texts or
+ * earlier formats go (all of them when `entry` is undefined: nothing is kept for this text).
+ */
+async function store(dir: string, path: string, entry: string | undefined): Promise<void> {
+  if (entry !== undefined) {
     const tmp = `${path}.${process.pid}.tmp`;
-    await writeFile(tmp, json, { mode: 0o600 });
+    await writeFile(tmp, entry, { mode: 0o600 });
     await rename(tmp, path);
   }
-  const name = json === undefined ? undefined : path.slice(dir.length + 1);
+  const name = entry === undefined ? undefined : path.slice(dir.length + 1);
   for (const f of await readdir(dir))
     if (f !== name && f.startsWith(PREFIX)) await unlink(`${dir}/${f}`).catch(() => {});
 }

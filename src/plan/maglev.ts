@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import type { createHash as CreateHash } from "node:crypto";
 import { apportion, type Weighted } from "./split.ts";
 
 /**
@@ -56,8 +56,13 @@ function isPrime(n: number): boolean {
   return true;
 }
 
+// node:crypto loads when a maglev table is first built: loading it takes 5–8 ms, which every
+// `nflb plan` and `apply` paid, with or without a maglev service.
+let createHash: typeof CreateHash | undefined;
+
 /** offset ∈ [0, M) and skip ∈ [1, M) from two independent 32-bit hashes of the backend's name. */
 export function permutationOf(name: string, size: number): { offset: number; skip: number } {
+  createHash ??= process.getBuiltinModule("node:crypto").createHash;
   const d = createHash("sha256").update(name).digest();
   return { offset: d.readUInt32BE(0) % size, skip: (d.readUInt32BE(4) % (size - 1)) + 1 };
 }

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { holdsSecret, loadConfigCached, withPositions } from "../../src/config/cached.ts";
+import { entryConfig, holdsSecret, loadConfigCached, withPositions } from "../../src/config/cached.ts";
 import { ConfigError } from "../../src/config/issues.ts";
 import { parseConfigSource } from "../../src/config/load.ts";
 import { systemCheck } from "../../src/config/system-checks.ts";
@@ -230,3 +230,34 @@ test("holdsSecret: a value under a secret's key, or credentials in a URL", () =>
   assert.equal(holdsSecret({ cluster: { etcd: ["http://192.0.2.1:2379"] } }), false);
   assert.equal(holdsSecret({ on_change: ["/usr/bin/curl", "https://u:p@example.net/hook"] }), true);
 });
+
+test("an entry answers only for its build and the very same text", () => {
+  const text = "version: 1\nbalance:\n  method: random\n";
+  const entry = `b1\n${text.length}\n${text}{"version":1}`;
+  assert.deepEqual(entryConfig(entry, "b1", text), { version: 1 });
+  assert.equal(entryConfig(entry, "b2", text), undefined);
+  assert.equal(entryConfig(entry, "b1", text.replace("random", "rand0m")), undefined);
+  assert.equal(entryConfig(entry, "b1", text + "#"), undefined);
+  assert.equal(entryConfig(entry, "b1", text.slice(1)), undefined);
+  assert.equal(entryConfig(`b1\n${text.length}\n${text}null`, "b1", text), undefined);
+});
+
+test(
+  "a secret in a comment (the entry holds the text) is not kept either; a mere word is",
+  withDir(async (dir) => {
+    const file = join(dir, "nflb.yaml");
+    const cache = join(dir, "cache");
+    mkdirSync(cache);
+    const where = { dir: cache, build: "test-1" };
+    for (const [extra, kept] of [
+      ["# api:\n#   token: s3cr3t-t0ken-value\n", false],
+      ["# etcd: http://root:pw@192.0.2.1:2379\n", false],
+      ["# set a token (api.token) before listening elsewhere\n", true],
+    ] as const) {
+      writeFileSync(file, bigYaml + extra);
+      await loadConfigCached(file, where);
+      assert.equal(readdirSync(cache).length, kept ? 1 : 0, extra);
+      assert.equal("cached" in (await loadConfigCached(file, where)), kept, extra);
+    }
+  }),
+);
