@@ -2,7 +2,7 @@
 // round-robin services × 50 backends, and the same with 10 services, in the services lab; CHANGES
 // changes each (a runtime weight, back; a drain, an enable), one at a time.
 //
-//   node --import tsx bench/services-change.ts [--services 5000] [--changes 10]
+//   node --import tsx bench/services-change.ts [--services 5000] [--changes 10] [--cpu-prof DIR]
 //
 // Per change: the API call's round trip, measured by a client in the balancer's namespace (the
 // API answers once the reconcile run is over: the nft transaction committed), and the daemon's own
@@ -25,6 +25,8 @@ const { values } = parseArgs({
   options: {
     services: { type: "string", default: "5000" },
     changes: { type: "string", default: "10" },
+    // The daemon's CPU profiles (node --cpu-prof) go here, one per daemon: where a change's time goes.
+    "cpu-prof": { type: "string" },
   },
   strict: true,
 });
@@ -183,6 +185,7 @@ async function startDaemon(lab: ServiceLab, file: string) {
   const proc = lab.spawn("lb", [
     "env",
     `NFLB_STATE_DIR=${stateDir}`,
+    ...(values["cpu-prof"] ? [`NODE_OPTIONS=--cpu-prof --cpu-prof-dir=${values["cpu-prof"]}`] : []),
     repoPath("bin/nflb"),
     "run",
     "-c",
