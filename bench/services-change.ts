@@ -231,10 +231,10 @@ node --import tsx bench/services-change.ts --services ${SERVICES} --changes ${CH
 \`nflb run\` (bin/nflb) in the services lab's balancer namespace, round-robin services as
 bench/lib/services-config.ts writes them, \`check: { method: none }\`; ${CHANGES} changes one at a time
 (300 ms apart) through the API. "request → committed" is the API call's round trip from a client
-in the same namespace (the API answers after the reconcile run, so after \`nft -f\` returned);
+in the same namespace (the API answers after the reconcile run, so after the nft transaction was committed);
 the other columns are the daemon's own \`applied (update)\` log line: building the health
 view, reading the host's interfaces (0 when a services-only change reuses the last read),
-planning + diff (and the daemon's CPU meanwhile, all its threads), \`nft -f\` of the update; "other" is the round trip less those (HTTP, the
+planning + diff (and the daemon's CPU meanwhile, all its threads), the nft transaction of the update (through the daemon's \`nft -i\` session); "other" is the round trip less those (HTTP, the
 override's bookkeeping, the event loop). Daemon start to "nflb running": 10
 services ${fmtMs(small.startMs)} ms, ${SERVICES.toLocaleString("en")} services ${fmtMs(big.startMs)} ms.
 

@@ -94,6 +94,8 @@ export class NftSession {
     let proc: ChildProcess;
     try {
       this.dir = mkdtempSync(join(tmpdir(), "nflb-nft-"));
+      // The path goes into an `include "…"` line: one that cannot be written there gets no session.
+      if (/["\n\r\\]/.test(this.dir)) throw new Error("unquotable temporary directory");
       proc = spawn(cmd as string, args, { stdio: ["pipe", "ignore", "pipe"] });
     } catch {
       this.fail();
