@@ -16,6 +16,11 @@ import type { DataplaneOps } from "./reconciler.ts";
  */
 const session = new NftSession();
 
+/** Starts the daemon's nft session while the daemon is still small (see NftSession.start). */
+export function startNftSession(): void {
+  session.start();
+}
+
 /** Ends the daemon's nft session (its stdin closing at exit would end it too). */
 export function closeNftSession(): void {
   session.close();
