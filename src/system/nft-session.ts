@@ -84,7 +84,10 @@ export class NftSession {
         };
         proc.stdin?.write(`include "${file}"\n${marker}\n`);
       });
-      if (err) throw new NftError(`nft rejected the transaction (nothing was changed):\n${err}`, err);
+      // nft reports a failed batch with "Error:" lines; anything else on stderr (a warning) is not
+      // a failure, as `nft -f` exits 0 with it.
+      if (err && /\bError\b/.test(err))
+        throw new NftError(`nft rejected the transaction (nothing was changed):\n${err}`, err);
       return true;
     } finally {
       try {

@@ -19,6 +19,7 @@ process.stdin.setEncoding("utf8").on("data", (d) => {
       const text = readFileSync(m[1], "utf8");
       if (text.includes("DIE")) process.exit(1);
       if (text.includes("SLOW")) { buf = ""; return; }
+      if (text.includes("WARN")) process.stderr.write("Warning: something nft only mentions\n");
       if (text.includes("BAD")) process.stderr.write("In file included from <cmdline>:1:1-20:\n" + m[1] + ":1:1-3: Error: Could not process rule: No such file or directory\nBAD\n^^^\n");
       continue;
     }
@@ -40,6 +41,8 @@ test("transactions through one session: applied ones answer nothing, a rejected 
       assert.doesNotMatch(e.message, /nflb_done/);
       return true;
     });
+    // A warning alone is no failure (nft -f exits 0 with it).
+    assert.equal(await s.apply("WARN\n"), true);
     // The session goes on: the next transaction's answer is its own.
     assert.equal(await s.apply("add element inet nflb x { 2 }\n"), true);
     const all = await Promise.all([s.apply("a\n"), s.apply("b\n"), s.apply("c\n")]);
