@@ -7,8 +7,9 @@
 // Per change: the API call's round trip, measured by a client in the balancer's namespace (the
 // API answers once the reconcile run is over: the nft transaction committed), and the daemon's own
 // breakdown from its `applied (update)` log line (the health view, reading the host's interfaces,
-// planning with the diff, `nft -f`; "other" is the round trip less those: HTTP, the override's
-// bookkeeping, waiting for the event loop). Medians with their ratio to the 10-service run.
+// planning with the diff, the nft transaction through the daemon's `nft -i` session; "other" is
+// the round trip less those: HTTP, the override's bookkeeping, waiting for the event loop).
+// Medians with their ratio to the 10-service run.
 // Needs root. Prints a markdown section for bench/RESULTS.md.
 import { jsonLines } from "../src/lab/processes.ts";
 import { mkdtemp, rm } from "node:fs/promises";
