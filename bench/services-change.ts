@@ -2,13 +2,14 @@
 // round-robin services × 50 backends, and the same with 10 services, in the services lab; CHANGES
 // changes each (a runtime weight, back; a drain, an enable), one at a time.
 //
-//   node --import tsx bench/services-change.ts [--services 5000] [--changes 10]
+//   node --import tsx bench/services-change.ts [--services 5000] [--changes 10] [--cpu-prof DIR]
 //
 // Per change: the API call's round trip, measured by a client in the balancer's namespace (the
 // API answers once the reconcile run is over: the nft transaction committed), and the daemon's own
 // breakdown from its `applied (update)` log line (the health view, reading the host's interfaces,
-// planning with the diff, `nft -f`; "other" is the round trip less those: HTTP, the override's
-// bookkeeping, waiting for the event loop). Medians with their ratio to the 10-service run.
+// planning with the diff, the nft transaction through the daemon's `nft -i` session; "other" is
+// the round trip less those: HTTP, the override's bookkeeping, waiting for the event loop).
+// Medians with their ratio to the 10-service run.
 // Needs root. Prints a markdown section for bench/RESULTS.md.
 import { jsonLines } from "../src/lab/processes.ts";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -25,6 +26,8 @@ const { values } = parseArgs({
   options: {
     services: { type: "string", default: "5000" },
     changes: { type: "string", default: "10" },
+    // The daemon's CPU profiles (node --cpu-prof) go here, one per daemon: where a change's time goes.
+    "cpu-prof": { type: "string" },
   },
   strict: true,
 });
@@ -183,6 +186,7 @@ async function startDaemon(lab: ServiceLab, file: string) {
   const proc = lab.spawn("lb", [
     "env",
     `NFLB_STATE_DIR=${stateDir}`,
+    ...(values["cpu-prof"] ? [`NODE_OPTIONS=--cpu-prof --cpu-prof-dir=${values["cpu-prof"]}`] : []),
     repoPath("bin/nflb"),
     "run",
     "-c",
@@ -228,10 +232,10 @@ node --import tsx bench/services-change.ts --services ${SERVICES} --changes ${CH
 \`nflb run\` (bin/nflb) in the services lab's balancer namespace, round-robin services as
 bench/lib/services-config.ts writes them, \`check: { method: none }\`; ${CHANGES} changes one at a time
 (300 ms apart) through the API. "request → committed" is the API call's round trip from a client
-in the same namespace (the API answers after the reconcile run, so after \`nft -f\` returned);
+in the same namespace (the API answers after the reconcile run, so after the nft transaction was committed);
 the other columns are the daemon's own \`applied (update)\` log line: building the health
 view, reading the host's interfaces (0 when a services-only change reuses the last read),
-planning + diff (and the daemon's CPU meanwhile, all its threads), \`nft -f\` of the update; "other" is the round trip less those (HTTP, the
+planning + diff (and the daemon's CPU meanwhile, all its threads), the nft transaction of the update (through the daemon's \`nft -i\` session); "other" is the round trip less those (HTTP, the
 override's bookkeeping, the event loop). Daemon start to "nflb running": 10
 services ${fmtMs(small.startMs)} ms, ${SERVICES.toLocaleString("en")} services ${fmtMs(big.startMs)} ms.
 

@@ -8,7 +8,7 @@ import { buildApi, type ActionResult, type ApiDaemon } from "../api/server.ts";
 import { Metrics } from "../metrics/registry.ts";
 import { backendCounterKey, OWNED_SET, TABLE_REF } from "../nft/names.ts";
 import { readLinkBytes, type LinkBytes } from "../system/linkstats.ts";
-import { kernelOps, readNflbCounters } from "./dataplane-ops.ts";
+import { closeNftSession, kernelOps, readNflbCounters, startNftSession } from "./dataplane-ops.ts";
 import { EventLog, type NewEvent } from "./events.ts";
 import { backendState, findBackend } from "./health-view.ts";
 import { HealthBurst } from "./health-burst.ts";
@@ -239,7 +239,11 @@ export class Daemon implements ApiDaemon, ControlDaemon {
       throw e;
     }
     this.flows.configure(this.model.config);
-    if (this.spawner) useSpawner(this.spawner);
+    if (this.spawner) {
+      useSpawner(this.spawner);
+      // Before the first plan makes the daemon big (the spawner exists for the same reason).
+      startNftSession();
+    }
     this.facts?.start();
     const r = await this.reconciler.reconcile("start", { force: true });
     if (r.action === "failed") {
@@ -406,6 +410,7 @@ export class Daemon implements ApiDaemon, ControlDaemon {
     await this.passive?.stop();
     await this.flows.stop();
     await this.reconciler.close();
+    closeNftSession();
     await this.facts?.stop();
     if (this.spawner) {
       useSpawner(null);

@@ -6,8 +6,25 @@ import { readMaglevSeed } from "../apply/maglev-live.ts";
 import { deleteBackendFlows } from "../system/conntrack.ts";
 import { readInterfaces } from "../system/iproute.ts";
 import { nftApply, readCounters, tableExists } from "../system/nft.ts";
+import { NftSession } from "../system/nft-session.ts";
 import { readServiceCounters } from "../system/service-counters.ts";
 import type { DataplaneOps } from "./reconciler.ts";
+
+/**
+ * In-place transactions (a backend's change, a health flip) go through one long-lived `nft -i`
+ * (src/system/nft-session.ts): ~10–20 ms less each than an `nft -f` that deletes anything.
+ */
+const session = new NftSession();
+
+/** Starts the daemon's nft session while the daemon is still small (see NftSession.start). */
+export function startNftSession(): void {
+  session.start();
+}
+
+/** Ends the daemon's nft session (its stdin closing at exit would end it too). */
+export function closeNftSession(): void {
+  session.close();
+}
 
 /** The reconcile loop's kernel operations on this host (or the namespace the daemon runs in). */
 export const kernelOps: DataplaneOps = {
@@ -15,7 +32,9 @@ export const kernelOps: DataplaneOps = {
   applyFull: async (d, nftScript) => {
     await applyDesired(d, nftScript !== undefined ? { nftScript } : {});
   },
-  applyNft: (script) => nftApply(script),
+  applyNft: async (script) => {
+    if (!(await session.apply(script))) await nftApply(script);
+  },
   applyRouting: async (d) => {
     await applyRoutingOnly(d);
   },

@@ -1,7 +1,7 @@
 import type { Config, ServiceConfig } from "../config/schema.ts";
 import type { BackendObservation, UplinkObservation } from "../health/types.ts";
 import { formatHostPort, parseAddr, parseHostPort } from "../net/ip.ts";
-import type { HealthView } from "../plan/desired.ts";
+import type { HealthView, ServiceChanges } from "../plan/desired.ts";
 import type { BackendHealth } from "../plan/types.ts";
 import { effectiveWeight } from "./auto-weights.ts";
 import { serviceEntries } from "../config/service-entries.ts";
@@ -63,25 +63,59 @@ export function buildHealthView(
     const down = up ? probedDownFamilies(obs) : [];
     if (down.length) view.uplinks[name].downFamilies = down;
   }
-  for (const [svc, s] of serviceEntries(c)) {
-    const open = s.scheduler === "least-conn" ? connections(svc) : null;
-    if (!memo || open) {
-      view.services[svc] = serviceRecord(s, backends.get(svc), svc, o, open);
-      continue;
-    }
-    // Unchanged inputs hand back the same record: the planner then skips the service by identity.
-    const key = overridesKey(svc, o);
-    const version = memo.version(svc);
-    const hit = memo.records.get(s);
-    if (hit && hit.name === svc && hit.version === version && hit.overrides === key) {
-      if (view.services[svc] !== hit.record) view.services[svc] = hit.record;
-    } else {
-      const record = serviceRecord(s, backends.get(svc), svc, o, null);
-      memo.records.set(s, { name: svc, version, overrides: key, record });
-      view.services[svc] = record;
-    }
+  if (!memo) {
+    for (const [svc, s] of serviceEntries(c))
+      view.services[svc] = serviceRecord(s, backends.get(svc), svc, o, leastConnOpen(s, svc, connections));
+    return view;
   }
+  // Only the services whose inputs may have changed since the last build of this container are
+  // looked at (touched, overridden now or then, least-conn): the others' records stand as they are.
+  const candidates = memo.candidates(c, o);
+  const changed = new Set<string>();
+  const visit = (svc: string, s: ServiceConfig) => {
+    const before = view.services[svc];
+    const record = memoRecord(svc, s, backends, o, connections, memo);
+    if (before !== record) {
+      view.services[svc] = record;
+      changed.add(svc);
+    }
+  };
+  if (candidates) {
+    for (const svc of candidates) {
+      const s = Object.hasOwn(c.services ?? {}, svc) ? c.services?.[svc] : undefined;
+      if (s) visit(svc, s);
+    }
+  } else for (const [svc, s] of serviceEntries(c)) visit(svc, s);
+  view.changes = memo.built(c, o, candidates ? changed : null);
   return view;
+}
+
+function leastConnOpen(
+  s: ServiceConfig,
+  svc: string,
+  connections: (service: string) => ReadonlyMap<string, number> | null,
+): ReadonlyMap<string, number> | null {
+  return s.scheduler === "least-conn" ? connections(svc) : null;
+}
+
+/** A service's record: the kept one while its inputs are the same (the planner then skips it by identity). */
+function memoRecord(
+  svc: string,
+  s: ServiceConfig,
+  backends: ReadonlyMap<string, ReadonlyMap<string, BackendObservation>>,
+  o: Overrides,
+  connections: (service: string) => ReadonlyMap<string, number> | null,
+  memo: HealthMemo,
+): Record<string, BackendHealth> {
+  const open = leastConnOpen(s, svc, connections);
+  if (open) return serviceRecord(s, backends.get(svc), svc, o, open);
+  const key = overridesKey(svc, o);
+  const version = memo.version(svc);
+  const hit = memo.records.get(s);
+  if (hit && hit.name === svc && hit.version === version && hit.overrides === key) return hit.record;
+  const record = serviceRecord(s, backends.get(svc), svc, o, null);
+  memo.records.set(s, { name: svc, version, overrides: key, record });
+  return record;
 }
 
 function serviceRecord(
@@ -124,12 +158,61 @@ export class HealthMemo {
     { name: string; version: number; overrides: string; record: Record<string, BackendHealth> }
   >();
   private readonly versions = new Map<string, number>();
-  private kept: { config: Config; services: HealthView["services"] } | null = null;
+  private kept: {
+    config: Config;
+    services: HealthView["services"];
+    /** The container was filled by a build (its records stand for every service). */
+    built: boolean;
+    /** Services with overrides at the last build. */
+    overridden: Set<string>;
+    /** least-conn services: their counts change without a touch. */
+    leastConn: string[];
+    changes: ChangeLog;
+  } | null = null;
+  /** Services touched since the last build. */
+  private touched = new Set<string>();
 
   /** The services container for this config object: the same one while the config is (its keys are the config's services). */
   container(c: Config): HealthView["services"] {
-    if (this.kept?.config !== c) this.kept = { config: c, services: {} };
+    if (this.kept?.config !== c) {
+      const leastConn = serviceEntries(c)
+        .filter(([, s]) => s.scheduler === "least-conn")
+        .map(([n]) => n);
+      this.kept = {
+        config: c,
+        services: {},
+        built: false,
+        overridden: new Set(),
+        leastConn,
+        changes: new ChangeLog(),
+      };
+    }
     return this.kept.services;
+  }
+
+  /**
+   * The services whose record may differ from the one the kept container holds: touched since
+   * the last build, with overrides now or at the last build, or least-conn. Null when every
+   * service must be looked at (the container is new).
+   */
+  candidates(c: Config, o: Overrides): Set<string> | null {
+    const k = this.kept;
+    if (!k || k.config !== c || !k.built) return null;
+    const out = new Set<string>(this.touched);
+    for (const n of k.overridden) out.add(n);
+    for (const n of overriddenServices(o)) out.add(n);
+    for (const n of k.leastConn) out.add(n);
+    return out;
+  }
+
+  /** A build of the kept container is over: `changed`, the names whose record it replaced (null: unknown). */
+  built(c: Config, o: Overrides, changed: ReadonlySet<string> | null): ServiceChanges {
+    const k = this.kept;
+    if (!k || k.config !== c) throw new Error("HealthMemo.built without its container");
+    k.built = true;
+    k.overridden = overriddenServices(o);
+    this.touched = new Set();
+    return k.changes.next(changed);
   }
 
   version(svc: string): number {
@@ -139,6 +222,56 @@ export class HealthMemo {
   /** A service's observations changed in a way its health record shows (a backend's state). */
   touch(svc: string): void {
     this.versions.set(svc, this.version(svc) + 1);
+    this.touched.add(svc);
+  }
+}
+
+/** Services with any override (drained, maint or a runtime weight). */
+function overriddenServices(o: Overrides): Set<string> {
+  const out = new Set<string>();
+  for (const m of [o.drained, o.maint, o.weights]) for (const [n, x] of m) if (x.size) out.add(n);
+  return out;
+}
+
+/**
+ * Which records each build of one container replaced, for the last LOG_BUILDS builds: the planner
+ * re-plans only the services changed since the build its previous plan came from.
+ */
+const LOG_BUILDS = 64;
+
+class ChangeLog {
+  private gen = 0;
+  /** gen → names replaced by that build (null: unknown, e.g. the first). */
+  private readonly log = new Map<number, ReadonlySet<string> | null>();
+
+  next(changed: ReadonlySet<string> | null): ServiceChanges {
+    const gen = ++this.gen;
+    this.log.set(gen, changed);
+    this.log.delete(gen - LOG_BUILDS);
+    return new Changes(this, gen);
+  }
+
+  since(from: number, to: number): ReadonlySet<string> | null {
+    if (from > to || to - from >= LOG_BUILDS) return null;
+    if (from === to) return new Set();
+    const out = new Set<string>();
+    for (let g = from + 1; g <= to; g++) {
+      const names = this.log.get(g);
+      if (!names) return null;
+      for (const n of names) out.add(n);
+    }
+    return out;
+  }
+}
+
+class Changes implements ServiceChanges {
+  constructor(
+    private readonly log: ChangeLog,
+    readonly gen: number,
+  ) {}
+
+  since(gen: number): ReadonlySet<string> | null {
+    return this.log.since(gen, this.gen);
   }
 }
 

@@ -1,5 +1,6 @@
 import {
   objectKey,
+  segmentsOf,
   tableRef,
   type Element,
   type NftChain,
@@ -176,10 +177,14 @@ function elementsOps(
   out: string[],
   additions: NftSet[],
 ): boolean {
-  if (sameElements(old.elements, want.elements)) return false;
-  const was = new Map(old.elements.map((e) => [e.key, elementText(e)]));
+  if (old.elements === want.elements) return false;
+  // Both made of parts (a group map's members): only the parts that are not the very same arrays
+  // can differ. Keys are unique in a set, so one in a kept part is in no changed part on either side.
+  const [from, to] = changedParts(old, want) ?? [old.elements, want.elements];
+  if (sameElements(from, to)) return false;
+  const was = new Map(from.map((e) => [e.key, elementText(e)]));
   const adds: Element[] = [];
-  for (const e of want.elements) {
+  for (const e of to) {
     const text = elementText(e);
     if (was.get(e.key) === text) was.delete(e.key);
     else adds.push(e);
@@ -202,6 +207,23 @@ function elementsOps(
     out.push(`delete element ${ref} ${want.name} { ${dels.slice(i, i + CHUNK).join(", ")} }`);
   if (adds.length) additions.push({ ...want, elements: adds });
   return true;
+}
+
+/** The elements of the parts that differ, old and wanted, when both sets are made of as many parts. */
+function changedParts(old: NftSet, want: NftSet): [Element[], Element[]] | null {
+  const a = segmentsOf(old);
+  const b = segmentsOf(want);
+  if (!a || !b || a.length !== b.length) return null;
+  const from: Element[] = [];
+  const to: Element[] = [];
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as readonly Element[];
+    const y = b[i] as readonly Element[];
+    if (x === y) continue;
+    for (const e of x) from.push(e);
+    for (const e of y) to.push(e);
+  }
+  return [from, to];
 }
 
 /**

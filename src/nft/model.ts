@@ -104,6 +104,23 @@ export function findObject<K extends NftObject["kind"]>(
   return t.objects.find((o) => o.kind === kind && o.name === name) as ObjectOfKind<K> | undefined;
 }
 
+/**
+ * A set's elements as the concatenation of parts (a group map's members, src/plan/nft-groups.ts),
+ * known for the very set object the builder made: a copy (`{ ...set, elements }`) has none. The
+ * diff compares only the parts that are not the same arrays as the old set's.
+ */
+const segments = new WeakMap<NftSet, readonly (readonly Element[])[]>();
+
+/** `set`, whose `elements` are exactly `parts` concatenated in order. */
+export function withSegments(set: NftSet, parts: readonly (readonly Element[])[]): NftSet {
+  segments.set(set, parts);
+  return set;
+}
+
+export function segmentsOf(set: NftSet): readonly (readonly Element[])[] | undefined {
+  return segments.get(set);
+}
+
 /** A copy of `r` whose set or map `name` in table `table` holds `elements` (for external writers). */
 export function withElements(r: Ruleset, table: string, name: string, elements: readonly Element[]): Ruleset {
   return {

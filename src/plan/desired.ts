@@ -20,6 +20,19 @@ export interface HealthView {
   uplinks: Health;
   /** Missing services/backends count as up at their configured weight. */
   services: ServiceHealth;
+  /**
+   * Set by a builder that keeps `services` (the same container object) from build to build and
+   * patches it (the daemon's, src/daemon/health-view.ts): which records changed since an earlier
+   * build, so the planner re-plans only those services.
+   */
+  changes?: ServiceChanges;
+}
+
+export interface ServiceChanges {
+  /** This build's number, counted per container. */
+  readonly gen: number;
+  /** The services whose record differs between build `gen` of the same container and this one; null when unknown. */
+  since(gen: number): ReadonlySet<string> | null;
 }
 
 export function allHealthy(c: Config): HealthView {
@@ -54,7 +67,7 @@ export function desiredState(
 ): Desired {
   const uplinks = planUplinks(c, health.uplinks, facts);
   const routing = uplinks ? planRouting(uplinks) : EMPTY_ROUTING(c);
-  const services = planServices(c, health.services, facts, previous);
+  const services = planServices(c, health.services, facts, previous, health.changes);
   const model = buildModel(uplinks, services, c.cluster);
   const sysctls = planSysctls(c, uplinks ? routing : null);
   for (const s of clusterSysctls(c)) if (!sysctls.some((w) => w.key === s.key)) sysctls.push(s);

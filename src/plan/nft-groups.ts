@@ -1,5 +1,5 @@
 import type { PlannedService } from "./services.ts";
-import type { Element, NftSet } from "../nft/model.ts";
+import { withSegments, type Element, type NftSet } from "../nft/model.ts";
 import { map } from "../nft/objects.ts";
 import { groupSlotsMap } from "../nft/names.ts";
 
@@ -74,7 +74,7 @@ export function groupMaps(
     }
     const elements: Element[] = [];
     for (const p of m.parts) for (const e of p) elements.push(e);
-    const built = map(name, groupType(m.f, m.protocol), elements);
+    const built = withSegments(map(name, groupType(m.f, m.protocol), elements), m.parts);
     groupMemo.set(name, { parts: m.parts, map: built });
     out.push(built);
   }

@@ -112,7 +112,7 @@ export function buildServices(p: ServicesPlan): ServicesSection {
   const { head, dnat, count, post } = sharedObjects(p);
   // Group maps first (the chains' rules refer to them), then every service's own objects; concat,
   // never a spread: 5,000 services are tens of thousands of objects.
-  const objects = head.concat(groupMaps(groupsOf(p.services)), everyServiceObjects(p.services));
+  const objects = head.concat(groupMaps(groupsOf(p)), everyServiceObjects(p));
 
   // Copies of the kept rule lists (a few lines): the plans built from them never share an array.
   return {
@@ -141,12 +141,24 @@ let lastList: {
   offsets: Int32Array;
 } | null = null;
 
-function everyServiceObjects(services: readonly PlannedService[]): readonly NftObject[] {
+/**
+ * Where `p`'s services may differ from `last`'s: the planner's list when it says `p` is `last` with
+ * only those re-planned (no walk over 5,000 services), else every position.
+ */
+function changedAt(p: ServicesPlan, last: readonly PlannedService[]): Iterable<number> {
+  if (p.patched?.from === last) return p.patched.indices;
+  return (function* () {
+    for (let i = 0; i < p.services.length; i++) yield i;
+  })();
+}
+
+function everyServiceObjects(p: ServicesPlan): readonly NftObject[] {
+  const services = p.services;
   const last = lastList;
   if (last && last.services.length === services.length) {
     let list: NftObject[] | null = null;
     let patched = true;
-    for (let i = 0; i < services.length; i++) {
+    for (const i of changedAt(p, last.services)) {
       const s = services[i] as PlannedService;
       if (s === last.services[i]) continue;
       const objects = serviceObjects(s);
@@ -194,12 +206,13 @@ function groupNameOf(s: PlannedService): string | null {
   return groupedSlots(s, persistence(s) !== null) ? groupMapName(s) : null;
 }
 
-function groupsOf(services: readonly PlannedService[]): Groups {
+function groupsOf(p: ServicesPlan): Groups {
+  const services = p.services;
   const last = lastGroups;
   if (last && last.services.length === services.length) {
     const dirty = new Set<string>();
     let patched = true;
-    for (let i = 0; i < services.length; i++) {
+    for (const i of changedAt(p, last.services)) {
       const s = services[i] as PlannedService;
       const was = last.services[i] as PlannedService;
       if (s === was) continue;
@@ -263,16 +276,19 @@ let lastShared: { services: readonly PlannedService[]; hairpin: readonly string[
 
 function sharedObjects(p: ServicesPlan): Shared {
   const last = lastShared;
-  if (last && sameHeads(last.services, p.services) && sameStrings(last.hairpin, p.hairpinIfaces))
+  if (last && sameHeads(last.services, p) && sameStrings(last.hairpin, p.hairpinIfaces)) {
+    lastShared = { ...last, services: p.services };
     return last.shared;
+  }
   const shared = buildShared(p);
   lastShared = { services: p.services, hairpin: p.hairpinIfaces, shared };
   return shared;
 }
 
-function sameHeads(a: readonly PlannedService[], b: readonly PlannedService[]): boolean {
+function sameHeads(a: readonly PlannedService[], p: ServicesPlan): boolean {
+  const b = p.services;
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
+  for (const i of changedAt(p, a)) {
     const x = a[i] as PlannedService;
     const y = b[i] as PlannedService;
     if (x === y) continue;

@@ -3,6 +3,7 @@ import { parseHostPort, type Addr } from "../net/ip.ts";
 import { maglevPools, maglevSize, maglevTable, type MaglevPools } from "./maglev.ts";
 import { hashBuckets, rotationSlots, type Weighted } from "./split.ts";
 import type { BackendHealth, Facts, ServiceHealth } from "./types.ts";
+import type { ServiceChanges } from "./desired.ts";
 import { serviceEntries } from "../config/service-entries.ts";
 
 /**
@@ -57,6 +58,17 @@ export interface ServicesPlan {
    * directly and bypass the un-DNAT).
    */
   hairpinIfaces: string[];
+  /**
+   * The health records planned from, when their builder keeps and patches them (the daemon's):
+   * the next plan from the same config and container re-plans only the services whose record
+   * changed since this build (HealthView.changes).
+   */
+  basis?: { config: Config; health: ServiceHealth; gen: number };
+  /**
+   * This plan's services are `from` with only those at `indices` planned again (the same services
+   * in the same order): the model builder patches its last lists there instead of walking them all.
+   */
+  patched?: { from: readonly PlannedService[]; indices: readonly number[] };
 }
 
 /** Slots of a least-conn plan: how many new connections are placed ahead before the next refresh. */
@@ -70,9 +82,42 @@ export function planServices(
   health: ServiceHealth,
   facts?: Facts,
   previous?: ServicesPlan | null,
+  changes?: ServiceChanges,
 ): ServicesPlan | null {
   const entries = serviceEntries(c);
   if (entries.length === 0) return null;
+  const hairpinIfaces = [...(facts?.interfaces.keys() ?? [])].filter((n) => n !== "lo").sort();
+  const basis = changes ? { config: c, health, gen: changes.gen } : undefined;
+  // The records changed since the previous plan's build, when the same builder made both from the
+  // same config: only those services are planned again; the others keep their plan.
+  const b = previous?.basis;
+  const changed =
+    b && changes && b.config === c && b.health === health && previous.services.length === entries.length
+      ? changes.since(b.gen)
+      : null;
+  if (previous && changed) {
+    const services = previous.services.slice();
+    const indices: number[] = [];
+    const at = indexOf(c);
+    for (const name of changed) {
+      const i = at.get(name);
+      if (i === undefined) continue;
+      const s = (entries[i] as (typeof entries)[number])[1];
+      const was = previous.services[i] as PlannedService;
+      const next = planOne(name, s, health[name], was);
+      if (next !== was) {
+        services[i] = next;
+        indices.push(i);
+      }
+    }
+    indices.sort((x, y) => x - y);
+    return {
+      services,
+      hairpinIfaces,
+      ...(basis ? { basis } : {}),
+      patched: { from: previous.services, indices },
+    };
+  }
   const was = previous?.services ?? [];
   let byName: Map<string, PlannedService> | undefined;
   // The previous plan of a service is looked up only to plan it again (maglev deals from it);
@@ -95,8 +140,28 @@ export function planServices(
         ? hit.planned
         : planCached(name, s, record, previousOf(name, i));
   }
-  const hairpinIfaces = [...(facts?.interfaces.keys() ?? [])].filter((n) => n !== "lo").sort();
-  return { services, hairpinIfaces };
+  return { services, hairpinIfaces, ...(basis ? { basis } : {}) };
+}
+
+function planOne(
+  name: string,
+  s: ServiceConfig,
+  record: Record<string, BackendHealth> | undefined,
+  previous: PlannedService,
+): PlannedService {
+  const hit = planMemo.get(s);
+  return hit && hit.name === name && hit.record === record
+    ? hit.planned
+    : planCached(name, s, record, previous.name === name ? previous : undefined);
+}
+
+/** name → position among the config's services. */
+const indices = new WeakMap<Config, Map<string, number>>();
+
+function indexOf(c: Config): Map<string, number> {
+  let m = indices.get(c);
+  if (!m) indices.set(c, (m = new Map(serviceEntries(c).map(([n], i) => [n, i]))));
+  return m;
 }
 
 /**
