@@ -9,6 +9,7 @@ import { loadConfig } from "../../src/config/load.ts";
 import { readFacts } from "../../src/cli/load.ts";
 import { allHealthy, desiredState, type HealthView } from "../../src/plan/desired.ts";
 import { nftApply } from "../../src/system/nft.ts";
+import { NftSession } from "../../src/system/nft-session.ts";
 import { diff } from "../../src/nft/diff.ts";
 import type { Ruleset } from "../../src/nft/model.ts";
 import { applyDesired, readCurrent, readRouting } from "../../src/apply/dataplane.ts";
@@ -98,6 +99,16 @@ const updates = [
   diff(models[0] as Ruleset, models[1] as Ruleset).script,
 ];
 await measure("health update: nft -f update script", (i) => nftApply(updates[Math.abs(i) % 2] as string));
+// The daemon sends the same update through its long-lived `nft -i` session (src/system/nft-session.ts):
+// no exec, and no wait for the kernel's destroy work when a process's netlink socket closes.
+await nftApply(want.nft);
+const session = new NftSession();
+session.start();
+let k = 0;
+await measure("health update: the same through the daemon's nft -i session", async () => {
+  if (!(await session.apply(updates[k++ % 2] as string))) throw new Error("no nft -i session");
+});
+session.close();
 await down();
 
 const sizes = {
