@@ -570,7 +570,17 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
         now,
       ).mode === "normal";
     const want = new Set([...this.held, ...(mayClaim ? free : [])]);
-    if (sameSet(want, inEtcd)) {
+    if (sameSet(want, inEtcd) && (inEtcd.size === 0 || view.holdsLease.get(this.node) === lease)) {
+      // etcd already records this claim, under this lease: a claim txn etcd applied whose answer
+      // was lost (it came after the time limit). Take it as won, or those buckets would stay in
+      // etcd as this node's, unserved by it and never claimed by anybody else.
+      if (want.size > this.held.size) {
+        const gained = want.size - this.held.size;
+        this.held = want;
+        await this.pushKernel();
+        this.log(`claimed ${gained} bucket(s) (etcd had recorded the claim; its answer was lost)`);
+        this.emitChange();
+      }
       if (free.length > 0 && !mayClaim) this.kick(this.timing.tickMs);
       return;
     }

@@ -21,6 +21,11 @@ interface Kv {
   lease: string;
 }
 
+interface Link {
+  cut: boolean;
+  loseAnswer?: (path: string, body: string) => boolean;
+}
+
 /** One etcd: keys as latin1 strings (what the client's range ends are), revisions, leases. */
 class FakeEtcd {
   readonly kvs = new Map<string, Kv>();
@@ -131,11 +136,16 @@ class FakeEtcd {
 
   /**
    * A client; with `link`, every request made while `link.cut` never answers and ignores its
-   * abort (a connect in SYN back-off or a socket in retransmit behind a dropped link).
+   * abort (a connect in SYN back-off or a socket in retransmit behind a dropped link), and a
+   * request `link.loseAnswer` picks is applied but its answer never comes (late past the limit).
    */
-  client(link?: { cut: boolean }) {
-    const fetch: FetchLike = (url, init) =>
-      link?.cut ? new Promise(() => undefined) : this.fetch(url, init);
+  client(link?: Link) {
+    const fetch: FetchLike = async (url, init) => {
+      if (link?.cut) return new Promise(() => undefined);
+      const res = await this.fetch(url, init);
+      if (link?.loseAnswer?.(new URL(url).pathname, init.body)) return new Promise(() => undefined);
+      return res;
+    };
     return new EtcdClient(["http://etcd:2379"], { fetch, timeoutMs: 500 });
   }
 }
@@ -180,7 +190,7 @@ describe("cluster agent", () => {
   after(() => Promise.all(agents.map((a) => a.stop({ leave: false }))));
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
 
-  function agent(etcd: FakeEtcd, node: string, buckets: number, extra = "", link?: { cut: boolean }) {
+  function agent(etcd: FakeEtcd, node: string, buckets: number, extra = "", link?: Link) {
     const host = new FakeHost();
     const a = new ClusterAgent({
       config: config(node, buckets, extra),
@@ -319,5 +329,28 @@ describe("cluster agent", () => {
     assert.ok(two.logs.some((l) => /lease expired: dropping every bucket and registering again/.test(l)));
     // The watch stream that lived through the cut (silent for good) was replaced.
     await until("node2 opened a new watch", () => etcd.watchOpens > opens, 5_000);
+  });
+
+  test("a claim etcd applied but whose answer was lost is taken as won: its buckets are served, not left in etcd as nobody's", async () => {
+    const etcd = new FakeEtcd();
+    const mine = Buffer.from("/nflb/cluster/lab/holds/node2", "latin1").toString("base64");
+    let lost = 0;
+    const link: Link = {
+      cut: false,
+      // node2's first claim (a txn putting its holds) reaches etcd; the answer does not come back.
+      loseAnswer: (path, body) => path === "/v3/kv/txn" && body.includes(mine) && lost++ === 0,
+    };
+    const one = agent(etcd, "node1", 8);
+    await one.a.start();
+    await until("node1 owns all 8", () => one.host.owned.length === 8);
+    const two = agent(etcd, "node2", 8, "", link);
+    await two.a.start();
+    await until(
+      "both members serve a share",
+      () => one.host.owned.length + two.host.owned.length === 8 && two.host.owned.length > 0,
+      10_000,
+    );
+    assert.equal(lost, 1, "the claim's answer was lost once");
+    assert.ok(two.logs.some((l) => /etcd had recorded the claim/.test(l)));
   });
 });
