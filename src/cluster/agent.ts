@@ -1,7 +1,7 @@
 import type { KeyObject } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Config } from "../config/schema.ts";
-import { EtcdClient, prefixEnd } from "../system/etcd.ts";
+import { EtcdClient, EtcdError, prefixEnd } from "../system/etcd.ts";
 import {
   claimAllowed,
   fenceTiming,
@@ -130,6 +130,10 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
   private kickTimer: NodeJS.Timeout | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private readonly watchAbort = new AbortController();
+  /** The open watch stream's own abort: a stream that lived through an outage is replaced (restartWatchIfSuspect). */
+  private watchStream: AbortController | null = null;
+  /** etcd failed since the watch stream was opened: reopen it once etcd answers again. */
+  private watchSuspect = false;
   private stopped = false;
   private lastSignature = "";
 
@@ -244,9 +248,12 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
   }
 
   private serial(fn: () => Promise<void>): Promise<void> {
-    this.queue = this.queue
-      .then(fn)
-      .catch((e: unknown) => this.log(`error: ${e instanceof Error ? e.message : String(e)}`));
+    this.queue = this.queue.then(fn).catch((e: unknown) => {
+      this.log(`error: ${e instanceof Error ? e.message : String(e)}`);
+      // etcd dropped our lease (it expired while we could not reach it): the next keep-alive
+      // confirms and registers again; do not wait for the tick timer to find out.
+      if (e instanceof EtcdError && /lease not found/i.test(e.message)) this.scheduleTick();
+    });
     return this.queue;
   }
 
@@ -286,6 +293,7 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
     if (!this.leaseId) {
       await this.register().catch((e: unknown) => {
         this.etcdOk = false;
+        this.watchSuspect = true;
         this.log(`register: ${e instanceof Error ? e.message : String(e)}`);
       });
     } else {
@@ -293,6 +301,7 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
       try {
         const ttl = await this.etcd.leaseKeepAlive(this.leaseId, Math.floor(this.timing.tickMs * 0.8));
         this.etcdOk = true;
+        this.restartWatchIfSuspect();
         if (ttl <= 0) {
           await this.leaseLost();
           return;
@@ -303,6 +312,7 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
         if (this.etcdOk)
           this.log("etcd unreachable: keeping the last ownership while the kernel fence allows");
         this.etcdOk = false;
+        this.watchSuspect = true;
       }
     }
     await this.pushKernel();
@@ -400,6 +410,7 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
     this.leaseId = g.id;
     this.lastOkSentAt = sentAt;
     this.etcdOk = true;
+    this.restartWatchIfSuspect();
     this.held.clear();
     await this.putMember();
     this.log(`registered with lease ${g.id} (ttl ${g.ttl}s)`);
@@ -464,18 +475,32 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
   private async watchLoop(): Promise<void> {
     const prefix = clusterPrefix(this.name);
     while (!this.stopped) {
+      const stream = new AbortController();
+      this.watchStream = stream;
       try {
         await this.etcd.watch(prefix, prefixEnd(prefix), {
-          signal: this.watchAbort.signal,
+          signal: AbortSignal.any([this.watchAbort.signal, stream.signal]),
           onEvents: () => this.kick(),
         });
       } catch {
         // etcd down or restarted: the tick notices; re-open after a pause
       }
       if (this.stopped) break;
-      await sleep(this.timing.tickMs);
+      // Replaced on purpose (restartWatchIfSuspect): at once; otherwise after a pause.
+      if (!stream.signal.aborted) await sleep(this.timing.tickMs);
       this.kick();
     }
+  }
+
+  /**
+   * etcd answers again after failing: the watch stream opened before may be one the outage left
+   * silent (its socket in retransmit back-off, or half-open after a cut link), and no error ever
+   * ends it. Open a new one; the events in between are read by the reconcile that follows.
+   */
+  private restartWatchIfSuspect(): void {
+    if (!this.watchSuspect) return;
+    this.watchSuspect = false;
+    this.watchStream?.abort();
   }
 
   /** Read the whole cluster prefix and take one step towards the assignment. */
@@ -545,7 +570,17 @@ export class ClusterAgent extends EventEmitter<ClusterAgentEvents> {
         now,
       ).mode === "normal";
     const want = new Set([...this.held, ...(mayClaim ? free : [])]);
-    if (sameSet(want, inEtcd)) {
+    if (sameSet(want, inEtcd) && (inEtcd.size === 0 || view.holdsLease.get(this.node) === lease)) {
+      // etcd already records this claim, under this lease: a claim txn etcd applied whose answer
+      // was lost (it came after the time limit). Take it as won, or those buckets would stay in
+      // etcd as this node's, unserved by it and never claimed by anybody else.
+      if (want.size > this.held.size) {
+        const gained = want.size - this.held.size;
+        this.held = want;
+        await this.pushKernel();
+        this.log(`claimed ${gained} bucket(s) (etcd had recorded the claim; its answer was lost)`);
+        this.emitChange();
+      }
       if (free.length > 0 && !mayClaim) this.kick(this.timing.tickMs);
       return;
     }

@@ -63,6 +63,8 @@ export interface ClusterView {
   members: Map<string, MemberRecord>;
   holds: Map<string, Set<number>>;
   holdsMod: Map<string, number>;
+  /** The lease each holds key is attached to ("0": none). */
+  holdsLease: Map<string, string>;
   assignment: Assignment | null;
   assignmentMod: number;
   config: SharedConfig | null;
@@ -90,6 +92,7 @@ export function parseView(name: string, revision: number, kvs: readonly KeyValue
     members: new Map(),
     holds: new Map(),
     holdsMod: new Map(),
+    holdsLease: new Map(),
     assignment: null,
     assignmentMod: 0,
     config: null,
@@ -106,6 +109,7 @@ export function parseView(name: string, revision: number, kvs: readonly KeyValue
       if (h) {
         view.holds.set(rest.slice(6), new Set(h.buckets));
         view.holdsMod.set(rest.slice(6), kv.modRevision);
+        view.holdsLease.set(rest.slice(6), kv.lease);
       }
     } else if (rest === "assignment") {
       const a = parseJson(assignmentSchema, kv.value);

@@ -93,6 +93,8 @@ export interface EtcdTls {
 export interface EtcdClientOptions {
   /** Per-request time limit (not for watch streams). */
   timeoutMs?: number;
+  /** Time limit for opening a watch stream (its first answer); default max(5 s, 4 × timeoutMs). */
+  watchOpenTimeoutMs?: number;
   fetch?: FetchLike;
   /** TLS material for https:// endpoints (ignored by an injected `fetch`). */
   tls?: EtcdTls;
@@ -154,6 +156,32 @@ export function nodeFetch(tls: EtcdTls): FetchLike {
       req.on("error", reject);
       req.end(init.body);
     });
+}
+
+/**
+ * `run(signal)`, ended at `ms` whether or not the transport honours the abort. A request parked
+ * behind a dead connection (SYNs in back-off through a cut link, a pooled socket in retransmit,
+ * a stalled body) must not hold the caller longer than its time limit: the agent's steps run on
+ * one queue, and one call that never ends keeps a node out of the cluster for good.
+ */
+export async function withDeadline<T>(ms: number, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const e = new DOMException("The operation was aborted due to timeout", "TimeoutError");
+      ac.abort(e);
+      reject(e);
+    }, ms);
+  });
+  const work = run(ac.signal);
+  // The loser of the race is still settled later: nobody may see that as unhandled.
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** An auth token etcd no longer accepts (expired, revoked, restarted etcd with simple tokens). */
@@ -232,6 +260,7 @@ export class EtcdClient {
   private readonly endpoints: string[];
   private current = 0;
   private readonly timeoutMs: number;
+  private readonly watchOpenTimeoutMs: number;
   private readonly fetchFn: FetchLike;
   private readonly auth: { username: string; password: string } | undefined;
   private token: string | null = null;
@@ -251,6 +280,7 @@ export class EtcdClient {
     }
     this.endpoints = endpoints.map((e) => e.replace(/\/+$/, ""));
     this.timeoutMs = opts.timeoutMs ?? 1000;
+    this.watchOpenTimeoutMs = opts.watchOpenTimeoutMs ?? Math.max(5000, 4 * this.timeoutMs);
     this.fetchFn = opts.fetch ?? (opts.tls ? nodeFetch(opts.tls) : (fetch as unknown as FetchLike));
     this.auth = opts.auth;
   }
@@ -302,13 +332,15 @@ export class EtcdClient {
       let res: Awaited<ReturnType<FetchLike>>;
       let text: string;
       try {
-        res = await this.fetchFn(`${ep}${path}`, {
-          method: "POST",
-          body: JSON.stringify(body),
-          signal: AbortSignal.timeout(timeoutMs),
-          ...(token ? { headers: { authorization: token } } : {}),
+        [res, text] = await withDeadline(timeoutMs, async (signal) => {
+          const r = await this.fetchFn(`${ep}${path}`, {
+            method: "POST",
+            body: JSON.stringify(body),
+            signal,
+            ...(token ? { headers: { authorization: token } } : {}),
+          });
+          return [r, await r.text()] as const;
         });
-        text = await res.text();
       } catch (e) {
         lastErr = e;
         continue;
@@ -425,12 +457,15 @@ export class EtcdClient {
     const token = await this.authToken();
     let res: Awaited<ReturnType<FetchLike>>;
     try {
-      res = await this.fetchFn(`${ep}/v3/watch`, {
-        method: "POST",
-        body: JSON.stringify({ create_request: create }),
-        signal: AbortSignal.any([opts.signal, AbortSignal.timeout(24 * 3600_000)]),
-        ...(token ? { headers: { authorization: token } } : {}),
-      });
+      // Opening is bounded like a request (etcd answers a create at once); the stream is not.
+      res = await withDeadline(this.watchOpenTimeoutMs, (open) =>
+        this.fetchFn(`${ep}/v3/watch`, {
+          method: "POST",
+          body: JSON.stringify({ create_request: create }),
+          signal: AbortSignal.any([opts.signal, open, AbortSignal.timeout(24 * 3600_000)]),
+          ...(token ? { headers: { authorization: token } } : {}),
+        }),
+      );
     } catch (e) {
       this.current = (this.current + 1) % this.endpoints.length;
       throw new EtcdUnavailableError(

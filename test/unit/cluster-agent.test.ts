@@ -21,10 +21,18 @@ interface Kv {
   lease: string;
 }
 
+interface Link {
+  cut: boolean;
+  loseAnswer?: (path: string, body: string) => boolean;
+}
+
 /** One etcd: keys as latin1 strings (what the client's range ends are), revisions, leases. */
 class FakeEtcd {
   readonly kvs = new Map<string, Kv>();
   rev = 1;
+  /** Watch streams stay open and silent until aborted (a stream a cut left behind looks so). */
+  silentWatch = false;
+  watchOpens = 0;
   private leaseSeq = 100;
   private readonly leases = new Set<string>();
 
@@ -104,6 +112,14 @@ class FakeEtcd {
       for (const [k, v] of this.kvs) if (v.lease === String(b.ID)) this.kvs.delete(k);
       out = {};
     } else if (path === "/v3/watch") {
+      this.watchOpens++;
+      if (this.silentWatch) {
+        const { signal } = init;
+        const body = new ReadableStream<Uint8Array>({
+          start: (c) => signal.addEventListener("abort", () => c.error(signal.reason), { once: true }),
+        });
+        return { ok: true, status: 200, text: async () => "", body };
+      }
       // A stream that ends at once: the agent re-reads on its tick.
       return { ok: true, status: 200, text: async () => "", body: new Blob([]).stream() };
     } else throw new TypeError(`fake etcd: ${path}`);
@@ -111,21 +127,45 @@ class FakeEtcd {
     return { ok: true, status: 200, text: async () => t, body: null };
   };
 
-  client() {
-    return new EtcdClient(["http://etcd:2379"], { fetch: this.fetch, timeoutMs: 500 });
+  /** etcd's lessor expiring a lease: the lease and every key attached to it are gone. */
+  expire(id: string) {
+    this.leases.delete(id);
+    for (const [k, v] of this.kvs) if (v.lease === id) this.kvs.delete(k);
+    this.rev++;
+  }
+
+  /**
+   * A client; with `link`, every request made while `link.cut` never answers and ignores its
+   * abort (a connect in SYN back-off or a socket in retransmit behind a dropped link), and a
+   * request `link.loseAnswer` picks is applied but its answer never comes (late past the limit).
+   */
+  client(link?: Link) {
+    const fetch: FetchLike = async (url, init) => {
+      if (link?.cut) return new Promise(() => undefined);
+      const res = await this.fetch(url, init);
+      if (link?.loseAnswer?.(new URL(url).pathname, init.body)) return new Promise(() => undefined);
+      return res;
+    };
+    return new EtcdClient(["http://etcd:2379"], { fetch, timeoutMs: 500 });
   }
 }
 
+/** A kernel: the owned buckets lapse by themselves when their timeout runs out (the fence). */
 class FakeHost implements ClusterHost {
-  owned: number[] = [];
+  private told: number[] = [];
+  private until = 0;
   everOwned = 0;
   setups: Config[] = [];
+  get owned(): number[] {
+    return performance.now() < this.until ? this.told : [];
+  }
   async setup(config: Config): Promise<void> {
     this.setups.push(config);
   }
   async setOwned(o: { buckets: readonly number[]; timeoutMs: number }): Promise<void> {
-    this.owned = o.timeoutMs > 0 ? [...o.buckets] : [];
-    this.everOwned = Math.max(this.everOwned, this.owned.length);
+    this.told = o.timeoutMs > 0 ? [...o.buckets] : [];
+    this.until = performance.now() + o.timeoutMs;
+    this.everOwned = Math.max(this.everOwned, this.told.length);
   }
   async facts() {
     return { interfaces: new Map([["eth0", { name: "eth0", up: true, addresses: [] }]]) };
@@ -150,12 +190,12 @@ describe("cluster agent", () => {
   after(() => Promise.all(agents.map((a) => a.stop({ leave: false }))));
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
 
-  function agent(etcd: FakeEtcd, node: string, buckets: number, extra = "") {
+  function agent(etcd: FakeEtcd, node: string, buckets: number, extra = "", link?: Link) {
     const host = new FakeHost();
     const a = new ClusterAgent({
       config: config(node, buckets, extra),
       host,
-      etcd: etcd.client(),
+      etcd: etcd.client(link),
       address: `192.0.2.1${agents.length + 1}`,
       sharedKey: null,
       pushKey: publicKey,
@@ -260,5 +300,57 @@ describe("cluster agent", () => {
     await waitRefused(rec.version);
     assert.match(refused.at(-1)!.message, /older than the running/);
     assert.equal(one.host.owned.length, 8, "refusals never touched the buckets");
+  });
+
+  test("cut off from etcd until its lease expired: it fences itself, and once the link is back it registers again, owns its share and watches anew", async () => {
+    const etcd = new FakeEtcd();
+    etcd.silentWatch = true;
+    const link = { cut: false };
+    const one = agent(etcd, "node1", 8);
+    const two = agent(etcd, "node2", 8, "", link);
+    await one.a.start();
+    await two.a.start();
+    const shared = () => one.host.owned.length + two.host.owned.length === 8 && two.host.owned.length > 0;
+    await until("both members hold a share", shared);
+    const member = () => etcd.kvs.get("/nflb/cluster/lab/members/node2");
+    const lease = (JSON.parse(member()!.value) as { lease: string }).lease;
+    const opens = etcd.watchOpens;
+
+    // Every request of node2 now hangs, deaf to aborts; etcd expires its lease meanwhile.
+    link.cut = true;
+    await until("node2 fences itself", () => two.host.owned.length === 0);
+    etcd.expire(lease);
+    await until("node1 takes every bucket", () => one.host.owned.length === 8);
+    assert.equal(two.a.snapshot().mode, "fenced", "node2's steps are stuck behind a call that never ended");
+
+    link.cut = false;
+    await until("node2 registers again and owns its share", shared, 10_000);
+    assert.notEqual((JSON.parse(member()!.value) as { lease: string }).lease, lease, "a new lease");
+    assert.ok(two.logs.some((l) => /lease expired: dropping every bucket and registering again/.test(l)));
+    // The watch stream that lived through the cut (silent for good) was replaced.
+    await until("node2 opened a new watch", () => etcd.watchOpens > opens, 5_000);
+  });
+
+  test("a claim etcd applied but whose answer was lost is taken as won: its buckets are served, not left in etcd as nobody's", async () => {
+    const etcd = new FakeEtcd();
+    const mine = Buffer.from("/nflb/cluster/lab/holds/node2", "latin1").toString("base64");
+    let lost = 0;
+    const link: Link = {
+      cut: false,
+      // node2's first claim (a txn putting its holds) reaches etcd; the answer does not come back.
+      loseAnswer: (path, body) => path === "/v3/kv/txn" && body.includes(mine) && lost++ === 0,
+    };
+    const one = agent(etcd, "node1", 8);
+    await one.a.start();
+    await until("node1 owns all 8", () => one.host.owned.length === 8);
+    const two = agent(etcd, "node2", 8, "", link);
+    await two.a.start();
+    await until(
+      "both members serve a share",
+      () => one.host.owned.length + two.host.owned.length === 8 && two.host.owned.length > 0,
+      10_000,
+    );
+    assert.equal(lost, 1, "the claim's answer was lost once");
+    assert.ok(two.logs.some((l) => /etcd had recorded the claim/.test(l)));
   });
 });

@@ -198,4 +198,46 @@ describe("etcd gateway client", () => {
       (e: Error) => !e.message.includes("hunter2"),
     );
   });
+
+  test(
+    "a request parked on a dead connection ends at its time limit, even when the transport ignores the abort",
+    { timeout: 10_000 },
+    async () => {
+      // Models what a cut link leaves: a connect in SYN back-off, or a pooled socket in
+      // retransmit, that never answers and (in the worst case) never notices the abort.
+      const stuck: FetchLike = () => new Promise(() => undefined);
+      const c = new EtcdClient(["http://e:2379"], { fetch: stuck, timeoutMs: 50 });
+      await assert.rejects(c.leaseKeepAlive("7", 50), (e: unknown) => {
+        assert.ok(e instanceof EtcdUnavailableError);
+        assert.match(e.message, /timeout/);
+        return true;
+      });
+      await assert.rejects(c.get("/k"), EtcdUnavailableError);
+      // Headers arrived, the body never ends: bounded as well.
+      const stalled: FetchLike = async () => ({
+        ok: true,
+        status: 200,
+        body: null,
+        text: () => new Promise<string>(() => undefined),
+      });
+      const d = new EtcdClient(["http://e:2379"], { fetch: stalled, timeoutMs: 50 });
+      await assert.rejects(d.put("/k", "v"), EtcdUnavailableError);
+    },
+  );
+
+  test(
+    "a watch whose open never answers fails instead of waiting for good",
+    { timeout: 10_000 },
+    async () => {
+      const c = new EtcdClient(["http://e:2379"], {
+        fetch: () => new Promise(() => undefined),
+        timeoutMs: 50,
+        watchOpenTimeoutMs: 100,
+      });
+      await assert.rejects(
+        c.watch("/p/", prefixEnd("/p/"), { signal: new AbortController().signal, onEvents: () => undefined }),
+        EtcdUnavailableError,
+      );
+    },
+  );
 });
