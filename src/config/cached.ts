@@ -30,6 +30,14 @@ const PREFIX = "config-";
 /** One entry, the last text's: its build id, the text's length, the text, the config as JSON. */
 const ENTRY = `${PREFIX}last`;
 
+/** The store of the last miss, running after loadConfigCached returned. */
+let storing: Promise<void> = Promise.resolve();
+
+/** Resolves once the entry of the last miss is written (or dropped). */
+export function cacheSettled(): Promise<void> {
+  return storing;
+}
+
 /**
  * A valid config read without YAML positions (from the cache, or by load-fast.ts): its `locate`
  * leaves issues as they are; withPositions reads it again with lines when there is one to report.
@@ -56,6 +64,8 @@ export async function loadConfigCached(
   },
 ): Promise<LoadedConfig | PositionlessConfig | CachedConfig> {
   const { dir, build } = where;
+  // The entry this process is still writing (one `plan` or `apply` reads one config; a test, more).
+  await storing;
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -80,11 +90,15 @@ export async function loadConfigCached(
     // with a secret in it (an inline api.token, a password in a URL) is not copied: it is read
     // again at every run instead, and no earlier entry is left either.
     // The entry holds the text too: nor is a text with one in a comment.
-    const keep = !holdsSecret(loaded.config) && !SECRET_TEXT.test(text);
-    const entry = keep
-      ? `${cache.build}\n${text.length}\n${text}${JSON.stringify(loaded.config)}`
-      : undefined;
-    await store(cache.dir, cache.path, entry).catch(() => undefined);
+    // Only the copy is taken now; the text's check and the file's writing (5–8 ms of a miss,
+    // mostly waits on the file system) happen while the caller plans and applies (a CLI process
+    // ends once they are done; cut short by an exit, they leave a temp file the next store removes).
+    const json = holdsSecret(loaded.config) ? undefined : JSON.stringify(loaded.config);
+    storing = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      const keep = json !== undefined && !SECRET_TEXT.test(text);
+      const entry = keep ? `${cache.build}\n${text.length}\n${text}${json}` : undefined;
+      return store(cache.dir, cache.path, entry).catch(() => undefined);
+    });
   }
   return loaded;
 }

@@ -5,10 +5,22 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { entryConfig, holdsSecret, loadConfigCached, withPositions } from "../../src/config/cached.ts";
+import {
+  cacheSettled,
+  entryConfig,
+  holdsSecret,
+  loadConfigCached,
+  withPositions,
+} from "../../src/config/cached.ts";
 import { ConfigError } from "../../src/config/issues.ts";
 import { parseConfigSource } from "../../src/config/load.ts";
 import { systemCheck } from "../../src/config/system-checks.ts";
+
+/** The cache directory's files once the last miss's entry is written (it is written in the background). */
+const settledEntries = async (dir: string) => {
+  await cacheSettled();
+  return readdirSync(dir);
+};
 
 const examples = readdirSync("examples").filter((f) => f.endsWith(".yaml"));
 
@@ -68,7 +80,7 @@ test(
       assert.ok("cached" in second, "second read from the cache");
       assert.deepStrictEqual(second.config, parseConfigSource(text, file).config);
       // One entry: the last text's.
-      assert.equal(readdirSync(cache).length, 1);
+      assert.equal((await settledEntries(cache)).length, 1);
     }
     // Another build does not take it.
     assert.ok(!("cached" in (await loadConfigCached(file, { dir: cache, build: "test-2" }))));
@@ -88,7 +100,7 @@ test(
     writeFileSync(file, bigYaml.replace("weight: 1", "weight: -1"));
     await assert.rejects(loadConfigCached(file, where), /weight/);
     await assert.rejects(loadConfigCached(file, where), /weight/);
-    assert.deepEqual(readdirSync(cache), []);
+    assert.deepEqual(await settledEntries(cache), []);
     // A check against this host on a cached config still names the line.
     writeFileSync(file, bigYaml);
     await loadConfigCached(file, where);
@@ -113,7 +125,7 @@ test(
     const where = { dir: cache, build: "test-1" };
     writeFileSync(file, bigYaml);
     await loadConfigCached(file, where);
-    const [entry] = readdirSync(cache);
+    const [entry] = await settledEntries(cache);
     writeFileSync(join(cache, entry as string), '{"uplinks": ');
     const again = await loadConfigCached(file, where);
     assert.ok(!("cached" in again));
@@ -195,7 +207,7 @@ test(
         assert.equal(issue.line, c.line, JSON.stringify(issue));
       }
     }
-    assert.deepEqual(readdirSync(cache), []);
+    assert.deepEqual(await settledEntries(cache), []);
   }),
 );
 
@@ -208,12 +220,12 @@ test(
     const where = { dir: cache, build: "test-1" };
     writeFileSync(file, bigYaml);
     await loadConfigCached(file, where);
-    assert.equal(readdirSync(cache).length, 1);
+    assert.equal((await settledEntries(cache)).length, 1);
     for (const secret of ["api:\n  token: s3cr3t-t0ken-value\n"]) {
       writeFileSync(file, bigYaml + secret);
       const first = await loadConfigCached(file, where);
       assert.equal(first.config.api.token, "s3cr3t-t0ken-value");
-      assert.deepEqual(readdirSync(cache), []);
+      assert.deepEqual(await settledEntries(cache), []);
       const second = await loadConfigCached(file, where);
       assert.ok(!("cached" in second));
       assert.equal(second.config.api.token, "s3cr3t-t0ken-value");
@@ -256,7 +268,7 @@ test(
     ] as const) {
       writeFileSync(file, bigYaml + extra);
       await loadConfigCached(file, where);
-      assert.equal(readdirSync(cache).length, kept ? 1 : 0, extra);
+      assert.equal((await settledEntries(cache)).length, kept ? 1 : 0, extra);
       assert.equal("cached" in (await loadConfigCached(file, where)), kept, extra);
     }
   }),
