@@ -37,8 +37,29 @@ const skip = unavailable ? `lab tests skipped: ${unavailable}` : false;
 /** SIGKILL points during a reload; NFLB_FAULT_POINTS raises it (at most 50). */
 const POINTS = Math.min(50, Math.max(1, Number(process.env.NFLB_FAULT_POINTS) || 6));
 
-/** A fake `nft`: refuses every `nft -f` while DIR/nft.fail exists; otherwise the real nft. */
+/**
+ * A fake `nft`: refuses every `nft -f` while DIR/nft.fail exists; otherwise the real nft. The
+ * daemon's long-lived `nft -i` session (src/system/nft-session.ts) gets the real one behind a
+ * filter that, while DIR/nft.fail exists, answers each transaction (an `include` line) with the
+ * same error instead of passing it on; its end marker still reaches nft, so the error arrives
+ * before the marker's, as a real refusal's would.
+ */
 const fakeNft = (dir: string, real: string) => `#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = "-i" ]; then
+    while IFS= read -r line; do
+      case "$line" in
+        include*)
+          if [ -e ${dir}/nft.fail ]; then
+            echo "Error: injected failure (nflb fault test)" >&2
+            continue
+          fi ;;
+      esac
+      printf '%s\\n' "$line"
+    done | ${real} "$@"
+    exit $?
+  fi
+done
 if [ -e ${dir}/nft.fail ]; then
   for a in "$@"; do
     if [ "$a" = "-f" ]; then
