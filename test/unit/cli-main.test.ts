@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import { staticClosure } from "../../testkit/bundle-closure.ts";
 import { DEFAULT_CONFIG_PATH } from "../../src/config/load.ts";
 import { DEFAULT_API } from "../../src/daemon/daemon.ts";
 import { TRAFFIC_DEFAULTS, TRAFFIC_LIMITS } from "../../src/lab/demo-traffic.ts";
@@ -44,26 +45,7 @@ test("the entry loads nothing but the precomputed help; the program only command
     });
     const outputs = r.metafile.outputs;
     // Everything reachable from a chunk by static imports is loaded with it.
-    const closure = (start: string) => {
-      const inputs = new Set<string>();
-      const externals = new Set<string>();
-      const todo = [start];
-      const done = new Set<string>();
-      while (todo.length) {
-        const k = todo.pop() as string;
-        if (done.has(k)) continue;
-        done.add(k);
-        const o = outputs[k];
-        if (!o) continue;
-        for (const i of Object.keys(o.inputs)) inputs.add(i);
-        for (const imp of o.imports) {
-          if (imp.kind !== "import-statement") continue;
-          if (imp.external) externals.add(imp.path);
-          else todo.push(imp.path);
-        }
-      }
-      return { inputs, externals };
-    };
+    const closure = (start: string) => staticClosure(outputs, start);
     const entry = Object.keys(outputs).find((k) => outputs[k]?.entryPoint === "src/cli/main.ts");
     assert.ok(entry, "an entry chunk");
     // `nflb --help` loads this much.

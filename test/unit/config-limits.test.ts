@@ -4,6 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import { staticClosure } from "../../testkit/bundle-closure.ts";
 import { passiveSchema, uplinkPassiveSchema } from "../../src/config/schema.ts";
 import {
   PASSIVE_DEFAULTS,
@@ -42,25 +43,9 @@ test("plan and apply's action loads no zod, no schema, no YAML reader, no node:c
   const outputs = r.metafile.outputs;
   // What loads with the action: its chunk and every chunk it imports statically (dynamic imports
   // are what a miss or an error loads).
-  const inputs = new Set<string>();
-  const externals = new Set<string>();
   const entry = Object.keys(outputs).find((k) => outputs[k]?.entryPoint === "src/cli/actions-config.ts");
   assert.ok(entry);
-  const todo = [entry];
-  const done = new Set<string>();
-  while (todo.length) {
-    const k = todo.pop() as string;
-    if (done.has(k)) continue;
-    done.add(k);
-    const o = outputs[k];
-    if (!o) continue;
-    for (const i of Object.keys(o.inputs)) inputs.add(i);
-    for (const imp of o.imports) {
-      if (imp.kind !== "import-statement") continue;
-      if (imp.external) externals.add(imp.path);
-      else todo.push(imp.path);
-    }
-  }
+  const { inputs, externals } = staticClosure(outputs, entry);
   assert.ok(inputs.has("src/plan/uplinks.ts"), "the planner is in the closure");
   for (const heavy of ["src/config/schema.ts", "src/config/load.ts", "src/config/load-fast.ts"])
     assert.ok(!inputs.has(heavy), `${heavy} loads with apply's action`);
