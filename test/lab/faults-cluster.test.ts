@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { fenceTiming, outageHold, reportMaxAge } from "../../src/cluster/fencing.ts";
 import { writeFile } from "node:fs/promises";
 import { labUnavailableReason } from "../../src/lab/netns.ts";
-import { tsxArgv } from "../../src/paths.ts";
+import { fileURLToPath } from "node:url";
 import { CLUSTER_LAB, ClusterLab } from "../../src/lab/cluster-lab.ts";
 import type { ClientSummary } from "../../src/lab/traffic-summary.ts";
 import type { Holder } from "../../src/lab/traffic.ts";
@@ -253,19 +253,20 @@ describe("faults: etcd hangs, dies, or one node loses it", { skip, timeout: 300_
       // claim used to leave its buckets in etcd as node2's and in nobody's kernel: "86/0/85".
       const share = Math.floor(lab.options.buckets / lab.nodeIndexes.length);
       await lab.stopAgent(2);
-      const proxy = lab.spawn(
-        "node2",
-        tsxArgv("lab/tools/etcd-late-proxy.ts", [
-          "--listen",
-          "127.0.0.1:23790",
-          "--target",
-          lab.etcdUrl,
-          "--key",
-          "/nflb/cluster/lab/holds/node2",
-          "--min-buckets",
-          String(share),
-        ]),
-      );
+      const proxy = lab.spawn("node2", [
+        process.execPath,
+        "--import",
+        import.meta.resolve("tsx"),
+        fileURLToPath(new URL("../../testkit/etcd-late-proxy.ts", import.meta.url)),
+        "--listen",
+        "127.0.0.1:23790",
+        "--target",
+        lab.etcdUrl,
+        "--key",
+        "/nflb/cluster/lab/holds/node2",
+        "--min-buckets",
+        String(share),
+      ]);
       await proxy.waitForLine(/"ready":true/, 15_000);
       const real = lab.configText(2);
       await writeFile(lab.configPath(2), real.replace(lab.etcdUrl, "http://127.0.0.1:23790"));

@@ -1,4 +1,4 @@
-// Lab proxy in front of etcd's HTTP/JSON gateway that answers one claim late: etcd applies it,
+// Test-only lab proxy (test/lab/faults-cluster.test.ts) in front of etcd's HTTP/JSON gateway that answers one claim late: etcd applies it,
 // the client has given up by the time the answer comes (a loaded etcd's fsync, a socket just
 // back from a cut link). Everything else passes through; watch streams are piped.
 //
@@ -8,7 +8,7 @@
 // after MS (default 1500). Prints {"ready":true} once listening, {"delayed":N} when it held one back.
 import { createServer, request } from "node:http";
 import { parseArgs } from "node:util";
-import { parseEndpoint } from "./endpoint.ts";
+import { parseEndpoint } from "../src/lab/tools/endpoint.ts";
 
 const { values } = parseArgs({
   options: {
