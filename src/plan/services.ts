@@ -104,7 +104,7 @@ export function planServices(
       if (i === undefined) continue;
       const s = (entries[i] as (typeof entries)[number])[1];
       const was = previous.services[i] as PlannedService;
-      const next = planOne(name, s, health[name], was);
+      const next = planOne(name, s, health[name], () => (was.name === name ? was : undefined));
       if (next !== was) {
         services[i] = next;
         indices.push(i);
@@ -131,28 +131,24 @@ export function planServices(
   const services = new Array<PlannedService>(entries.length);
   for (let i = 0; i < entries.length; i++) {
     const [name, s] = entries[i] as (typeof entries)[number];
-    const record = health[name];
-    const hit = planMemo.get(s);
-    // The very record planned from (the daemon keeps a service's record while its inputs stay):
-    // nothing to compare, nothing to allocate.
-    services[i] =
-      hit && hit.name === name && hit.record === record
-        ? hit.planned
-        : planCached(name, s, record, previousOf(name, i));
+    services[i] = planOne(name, s, health[name], () => previousOf(name, i));
   }
   return { services, hairpinIfaces, ...(basis ? { basis } : {}) };
 }
 
+/** `previous` is asked for only when the service is planned again (maglev deals from it). */
 function planOne(
   name: string,
   s: ServiceConfig,
   record: Record<string, BackendHealth> | undefined,
-  previous: PlannedService,
+  previous: () => PlannedService | undefined,
 ): PlannedService {
   const hit = planMemo.get(s);
+  // The very record planned from (the daemon keeps a service's record while its inputs stay):
+  // nothing to compare, nothing to allocate.
   return hit && hit.name === name && hit.record === record
     ? hit.planned
-    : planCached(name, s, record, previous.name === name ? previous : undefined);
+    : planCached(name, s, record, previous());
 }
 
 /** name → position among the config's services. */
